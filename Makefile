@@ -1,0 +1,64 @@
+# Two commands: `make run` (the product, with demo data) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+
+export PORT ?= 8000
+export FAKE_WECHAT_PORT ?= 8801
+
+.PHONY: run test lint format install install-dev messages bench-webhook clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# The demo talks to our fake WeChat server unless WECHAT_API_BASE_URL says otherwise.
+run: export WECHAT_API_BASE_URL ?= http://127.0.0.1:$(FAKE_WECHAT_PORT)/
+run: install
+	mkdir -p var
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
+	$(PY) manage.py collectstatic --noinput >/dev/null
+	$(PY) manage.py demo_setup
+	$(VENV)/bin/honcho start
+
+# Tests run against the local PostgreSQL and Redis unless DATABASE_URL / REDIS_URL say otherwise.
+test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/wechat_crm
+test: export REDIS_URL ?= redis://127.0.0.1:6379/0
+test: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Refresh the Simplified Chinese catalogue (needs GNU gettext); English is the source language.
+# Translate the new entries in locale/zh_Hans/LC_MESSAGES/django.po, then run `make messages` again
+# to compile; commit both the .po and the .mo (a fresh machine may lack gettext).
+messages: install-dev
+	$(PY) manage.py makemessages -l zh_Hans --ignore=.venv --ignore=var --ignore=bench --ignore=tests
+	msgfmt --check-format -o /dev/null locale/zh_Hans/LC_MESSAGES/django.po
+	$(PY) manage.py compilemessages --ignore=.venv
+
+bench-webhook: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/wechat_crm_bench
+bench-webhook: install-dev
+	$(PY) bench/webhook.py
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3* var/celerybeat-schedule* var/static
