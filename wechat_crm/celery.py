@@ -1,0 +1,28 @@
+"""The Celery app. Queues by urgency: `inbound` (callback follow-ups), `outbound` (sends), `reports`."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.local")
+
+app = Celery("wechat_crm")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_routes = {
+    "accounts.tasks.*": {"queue": "inbound"},
+    "wechat_crm.tasks.*": {"queue": "inbound"},
+    "content.tasks.*": {"queue": "outbound"},
+    "campaigns.tasks.*": {"queue": "reports"},
+    # Replies and journey steps are conversations: they must not wait behind a push.
+    "conversations.tasks.*": {"queue": "inbound"},
+}
+app.autodiscover_tasks()
+
+
+def _beat_schedule():
+    from .schedules import BEAT_SCHEDULE
+
+    return BEAT_SCHEDULE
+
+
+app.conf.beat_schedule = _beat_schedule()

@@ -1,0 +1,34 @@
+"""One domain error for the whole product, and its mapping to a JSON 4xx in the API."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class ApplicationError(Exception):
+    """A business rule refused the request. `message` is shown to the user as it is."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, message: str, extra: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.extra = extra or {}
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(detail=getattr(exc, "message_dict", None) or exc.messages)
+    if isinstance(exc, ApplicationError):
+        return Response({"message": exc.message, "extra": exc.extra}, status=exc.status_code)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {"message": "Validation error", "extra": {"fields": response.data}}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"message": str(response.data["detail"]), "extra": {}}
+    return response

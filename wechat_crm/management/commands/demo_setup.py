@@ -1,0 +1,31 @@
+"""Prepare the demo that `make run` starts: a superuser whose login is printed, and demo data."""
+
+import os
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+DEMO_USERNAME = "admin"
+
+
+class Command(BaseCommand):
+    help = "Create the demo superuser (printing its login) and load demo data. Safe to run again."
+
+    def handle(self, *args, **options) -> None:
+        password = os.environ.get("DEMO_ADMIN_PASSWORD", "wechat-crm-demo")
+        with transaction.atomic():
+            user, _created = get_user_model().objects.get_or_create(
+                username=DEMO_USERNAME, defaults={"is_staff": True, "is_superuser": True}
+            )
+            user.is_staff = user.is_superuser = True
+            user.set_password(password)
+            user.save()
+        from django.core.management import call_command
+
+        call_command("conversations_seed_examples", stdout=self.stdout)
+        port = os.environ.get("PORT", "8000")
+        self.stdout.write(self.style.SUCCESS("Demo superuser ready."))
+        self.stdout.write(f"  admin:    http://127.0.0.1:{port}/admin/")
+        self.stdout.write(f"  username: {DEMO_USERNAME}")
+        self.stdout.write(f"  password: {password}")

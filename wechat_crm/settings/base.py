@@ -1,0 +1,245 @@
+"""Settings shared by every environment. Everything configurable comes from the environment.
+
+Every variable read here is documented in README.md (section "Configuration").
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(environ.Env().str("WECHAT_CRM_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env(
+    DJANGO_DEBUG=(bool, False),
+    DJANGO_ALLOWED_HOSTS=(list, ["localhost", "127.0.0.1", "[::1]", "testserver"]),
+    REDIS_URL=(str, ""),
+    PORT=(int, 8000),
+)
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-dev-key-change-me-in-production-0123456789")
+DEBUG = env("DJANGO_DEBUG")
+ALLOWED_HOSTS = env("DJANGO_ALLOWED_HOSTS")
+PORT = env("PORT")
+# The public address of this server, for absolute links in outgoing messages (tracked links /r/<token>, /c/<slug>/).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
+# Tracked links (/r/<token>) older than this answer 410 Gone instead of redirecting and recording the click.
+TRACKED_LINK_MAX_AGE_DAYS = env.int("TRACKED_LINK_MAX_AGE_DAYS", default=180)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "axes",
+    "wechat_crm",
+    "accounts",
+    "content",
+    "campaigns",
+    "conversations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a lockout into the lockout response
+]
+
+ROOT_URLCONF = "wechat_crm.urls"
+WSGI_APPLICATION = "wechat_crm.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: DATABASE_URL, default a SQLite file (the embedded default) ---------------------
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'wechat_crm.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web server, worker and beat share the file: WAL and IMMEDIATE transactions avoid "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: REDIS_URL, empty means the embedded default (database cache, SQLite broker) -------
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}}
+    CELERY_BROKER_URL = f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+
+# --- Celery -----------------------------------------------------------------------------------
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_CREATE_MISSING_QUEUES = True
+CELERY_TIMEZONE = "Asia/Shanghai"
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- WeChat -----------------------------------------------------------------------------------
+WECHAT_APP_ID = env.str("WECHAT_APP_ID", default="wx_demo_app_id")
+WECHAT_APP_SECRET = env.str("WECHAT_APP_SECRET", default="demo_app_secret")
+WECHAT_TOKEN = env.str("WECHAT_TOKEN", default="demo_token")
+# 43 characters; empty means plain mode (no encryption).
+WECHAT_ENCODING_AES_KEY = env.str("WECHAT_ENCODING_AES_KEY", default="")
+WECHAT_ENCODING_AES_KEY_PREVIOUS = env.str("WECHAT_ENCODING_AES_KEY_PREVIOUS", default="")
+WECHAT_API_BASE_URL = env.str("WECHAT_API_BASE_URL", default="https://api.weixin.qq.com/")
+WECHAT_CALLBACK_MAX_BODY = 64 * 1024
+WECHAT_CALLBACK_MAX_CLOCK_SKEW = 300
+# Outbound HTTP to WeChat (wechat_crm/wechat/http.py): timeouts in seconds, kept-alive pool, retries of safe requests.
+WECHAT_HTTP_CONNECT_TIMEOUT = env.float("WECHAT_HTTP_CONNECT_TIMEOUT", default=3.0)
+WECHAT_HTTP_TIMEOUT = env.float("WECHAT_HTTP_TIMEOUT", default=10.0)
+WECHAT_HTTP_POOL_SIZE = env.int("WECHAT_HTTP_POOL_SIZE", default=8)
+WECHAT_HTTP_MAX_RETRIES = env.int("WECHAT_HTTP_MAX_RETRIES", default=3)
+WECHAT_HTTP_BACKOFF_BASE = env.float("WECHAT_HTTP_BACKOFF_BASE", default=0.25)
+WECHAT_HTTP_BACKOFF_CAP = env.float("WECHAT_HTTP_BACKOFF_CAP", default=5.0)
+# The shared access token (wechat_crm/wechat/tokens.py) is refreshed this many seconds before it expires (inside
+# the last 5 minutes, when stable_token hands out the next token; capped at a third of the token's lifetime).
+WECHAT_TOKEN_REFRESH_MARGIN = env.int("WECHAT_TOKEN_REFRESH_MARGIN", default=180)
+# Outbound rate limit per API group, shared by all workers through Redis: (requests per second, burst); rate 0 = off.
+# Override groups with e.g. WECHAT_RATE_LIMITS="template=500:200,custom=100:50".
+WECHAT_RATE_LIMITS = {
+    "template": (2000.0, 500),
+    "custom": (200.0, 100),
+    "mass": (10.0, 10),
+    "user": (200.0, 100),
+    "default": (100.0, 50),
+}
+for _item in env.list("WECHAT_RATE_LIMITS", default=[]):
+    _group, _sep, _spec = _item.partition("=")
+    _rate, _sep, _burst = _spec.partition(":")
+    try:
+        WECHAT_RATE_LIMITS[_group.strip()] = (float(_rate), int(_burst or max(1, int(float(_rate)))))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"WECHAT_RATE_LIMITS: {_item!r} is not group=rate[:burst], e.g. template=500:200"
+        ) from None
+# Longest a call waits for a rate-limit slot before giving up with WeChatLocalRateLimited.
+WECHAT_RATE_LIMIT_MAX_WAIT = env.float("WECHAT_RATE_LIMIT_MAX_WAIT", default=5.0)
+# Pushes (content/services/deliveries.py): messages sent in parallel by one page task over the kept-alive pool, and
+# deliveries per page task, e.g. PUSH_PAGE_SIZES="template=500,custom=500".
+PUSH_SEND_THREADS = env.int("PUSH_SEND_THREADS", default=4)
+PUSH_PAGE_SIZES = {}
+for _item in env.list("PUSH_PAGE_SIZES", default=[]):
+    _channel, _sep, _size = _item.partition("=")
+    try:
+        PUSH_PAGE_SIZES[_channel.strip()] = int(_size)
+    except ValueError:
+        raise ImproperlyConfigured(f"PUSH_PAGE_SIZES: {_item!r} is not channel=size, e.g. template=500") from None
+# A page task writes its rows' outcomes after every PUSH_WRITE_EVERY messages: a worker killed mid-page leaves at most
+# that many rows "sending", which the beat marks unknown (never resent).
+PUSH_WRITE_EVERY = env.int("PUSH_WRITE_EVERY", default=50)
+# Profile fetch after a follow (accounts.profiles): wait this long to batch follows into one user/info/batchget,
+# and retry a failed batch after at most this many seconds (45009 would otherwise wait until midnight).
+PROFILE_FETCH_DELAY = env.float("PROFILE_FETCH_DELAY", default=1.0)
+PROFILE_FETCH_RETRY_MAX_DELAY = env.float("PROFILE_FETCH_RETRY_MAX_DELAY", default=900.0)
+
+# --- Auth, i18n, static -------------------------------------------------------------------------
+# django-axes throttles admin logins: AXES_FAILURE_LIMIT failures per username and IP lock the pair out for
+# AXES_COOLOFF_HOURS (the pair, so one attacker cannot lock every operator out; behind the proxy REMOTE_ADDR is the
+# proxy's, which makes it a per-username limit).
+AUTHENTICATION_BACKENDS = ["wechat_crm.security.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = env.str("DJANGO_LANGUAGE_CODE", default="zh-hans")
+LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = VAR_DIR / "media"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- REST API -----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "wechat_crm.exceptions.api_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "wechat_crm API",
+    "DESCRIPTION": "Subscribers, content, pushes, campaigns and the funnel of a WeChat Official Account.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Metrics (/metrics, wechat_crm/metrics.py) ---------------------------------------------------------
+# METRICS_TOKEN set: scrapes must send "Authorization: Bearer <token>". Database figures are cached this long.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_DB_CACHE_SECONDS = env.int("METRICS_DB_CACHE_SECONDS", default=15)
+
+# --- Logging: openids never at INFO -------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"mask_openids": {"()": "wechat_crm.logging.OpenidMaskFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_openids"]}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

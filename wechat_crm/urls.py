@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from content.urls import api_urlpatterns as content_api_urlpatterns
+from wechat_crm.health import healthz
+from wechat_crm.metrics import metrics_view
+
+api_patterns = [
+    path("", include("accounts.urls")),
+    path("", include("campaigns.urls")),
+    path("", include(content_api_urlpatterns)),
+    path("", include("conversations.urls")),
+]
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
+    path("admin/", admin.site.urls),
+    path("wechat/", include("wechat_crm.wechat.urls")),
+    path("api/", include(api_patterns)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Public pages: articles /c/<slug>/ and tracked links /r/<token>.
+    path("", include("content.urls")),
+]

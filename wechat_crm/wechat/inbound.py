@@ -1,0 +1,315 @@
+"""The WeChat callback: verify, parse, record the interaction (through dispatch), reply. Nothing else in the request.
+
+Rejections, all before anything is written:
+  403 missing or wrong signature, or a timestamp more than WECHAT_CALLBACK_MAX_CLOCK_SKEW seconds from now;
+  413 a body over WECHAT_CALLBACK_MAX_BODY bytes (never read past the limit);
+  400 malformed XML (including any DTD or entity), a missing required field, a decryption failure.
+A database outage answers 503 (not "success") so that WeChat retries; the endpoint never answers 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+
+from . import crypto
+from . import xml as wxml
+
+logger = logging.getLogger(__name__)
+
+SUCCESS = "success"
+MAX_DEDUPE_KEY_LENGTH = 200
+MAX_SCENE_LENGTH = 128
+
+# XML field -> (attribute of InboundMessage.attributes, converter). Applied whatever the type: a field name means
+# the same thing in every message and event that carries it.
+_TEXT_FIELDS = {
+    "Content": "content",
+    "MediaId": "media_id",
+    "ThumbMediaId": "thumb_media_id",
+    "PicUrl": "pic_url",
+    "ThumbUrl": "pic_url",
+    "Format": "format",
+    "Title": "title",
+    "Description": "description",
+    "Url": "url",
+    "PagePath": "url",
+    "Label": "label",
+    "Ticket": "ticket",
+    "Status": "status",
+}
+_FLOAT_FIELDS = {
+    "Location_X": "latitude",
+    "Location_Y": "longitude",
+    "Latitude": "latitude",
+    "Longitude": "longitude",
+    "Precision": "precision",
+}
+_INT_FIELDS = {"Scale": "scale"}
+SCENE_PREFIX = "qrscene_"
+
+
+class MessageError(ValueError):
+    """A well-formed document that is not a WeChat message (a required field is missing or invalid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message or event, parsed and typed. `kind` is the lowercase MsgType, or the lowercase Event for events."""
+
+    kind: str
+    openid: str
+    to_user: str
+    created_at: datetime
+    received_at: datetime
+    dedupe_key: str
+    msg_id: str
+    event_key: str
+    scene: str
+    raw_xml: str
+    fields: dict[str, Any]
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_event(self) -> bool:
+        return self.fields.get("MsgType") == "event"
+
+
+# Identifiers longer than this are not WeChat's (openids are 28 characters, MsgIds 19 digits): refused with a 400
+# rather than failing the INSERT, which would answer 503 and make WeChat retry the same body for ever.
+MAX_ID_LENGTH = 64
+
+
+def _required(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value:
+        raise MessageError(f"missing field {name}")
+    return value
+
+
+def _identifier(fields: dict[str, Any], name: str) -> str:
+    value = _required(fields, name)
+    if len(value) > MAX_ID_LENGTH or not value.isprintable() or " " in value:
+        raise MessageError(f"invalid field {name}")
+    return value
+
+
+def build_message(fields: dict[str, Any], *, raw_xml: str, received_at: datetime | None = None) -> InboundMessage:
+    """Type a parsed callback document. Raises MessageError when a required field is missing or invalid."""
+    openid = _identifier(fields, "FromUserName")
+    to_user = _identifier(fields, "ToUserName")
+    msg_type = _identifier(fields, "MsgType").lower()
+    try:
+        create_time = int(_required(fields, "CreateTime"))
+        created_at = datetime.fromtimestamp(create_time, tz=UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise MessageError("invalid field CreateTime") from exc
+
+    event_key = fields.get("EventKey") or ""
+    if not isinstance(event_key, str):
+        event_key = ""
+    msg_id = fields.get("MsgId") or fields.get("MsgID") or ""
+    if not isinstance(msg_id, str):
+        msg_id = ""
+    if len(msg_id) > MAX_ID_LENGTH:
+        raise MessageError("invalid field MsgId")
+    scene = ""
+    if msg_type == "event":
+        kind = _identifier(fields, "Event").lower()
+        if kind == "subscribe" and event_key.startswith(SCENE_PREFIX):
+            scene = event_key[len(SCENE_PREFIX) :]
+        elif kind == "scan":
+            scene = event_key
+        dedupe_key = f"evt:{openid}:{create_time}:{kind}:{event_key}"
+        if msg_id:  # TEMPLATESENDJOBFINISH and MASSSENDJOBFINISH carry the MsgID of the send
+            dedupe_key += f":{msg_id}"
+    else:
+        kind = msg_type
+        dedupe_key = f"msg:{msg_id}" if msg_id else f"msg:{openid}:{create_time}:{kind}"
+    scene = scene[:MAX_SCENE_LENGTH]  # WeChat's scene_str has at most 64 characters; anything longer is cut
+    if len(dedupe_key) > MAX_DEDUPE_KEY_LENGTH:
+        dedupe_key = "sha256:" + hashlib.sha256(dedupe_key.encode("utf-8")).hexdigest()
+
+    attributes: dict[str, Any] = {}
+    for name, value in fields.items():
+        if not isinstance(value, str):
+            continue
+        if name in _TEXT_FIELDS:
+            attributes.setdefault(_TEXT_FIELDS[name], value)
+        elif name in _FLOAT_FIELDS:
+            with contextlib.suppress(ValueError):  # kept in `fields`; the typed column stays empty
+                attributes[_FLOAT_FIELDS[name]] = float(value)
+        elif name in _INT_FIELDS:
+            with contextlib.suppress(ValueError):
+                attributes[_INT_FIELDS[name]] = int(value)
+    if kind == "view" and event_key:
+        attributes.setdefault("url", event_key)
+
+    return InboundMessage(
+        kind=kind,
+        openid=openid,
+        to_user=to_user,
+        created_at=created_at,
+        received_at=received_at or datetime.now(tz=UTC),
+        dedupe_key=dedupe_key,
+        msg_id=msg_id,
+        event_key=event_key,
+        scene=scene,
+        raw_xml=raw_xml,
+        fields=fields,
+        attributes=attributes,
+    )
+
+
+# --- The request ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackConfig:
+    token: str
+    app_id: str
+    aes_keys: list[str]
+    max_body: int
+    max_clock_skew: int
+
+    @classmethod
+    def from_settings(cls) -> CallbackConfig:
+        return cls(
+            token=settings.WECHAT_TOKEN,
+            app_id=settings.WECHAT_APP_ID,
+            aes_keys=[k for k in (settings.WECHAT_ENCODING_AES_KEY, settings.WECHAT_ENCODING_AES_KEY_PREVIOUS) if k],
+            max_body=settings.WECHAT_CALLBACK_MAX_BODY,
+            max_clock_skew=settings.WECHAT_CALLBACK_MAX_CLOCK_SKEW,
+        )
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _text(content: str, status: int = 200) -> HttpResponse:
+    return HttpResponse(content, status=status, content_type="text/plain; charset=utf-8")
+
+
+def handle_callback(request: HttpRequest) -> HttpResponse:
+    """The whole callback. Every outcome is an HTTP answer; nothing escapes as a 500."""
+    try:
+        return _handle(request, CallbackConfig.from_settings())
+    except Rejected as exc:
+        logger.info("wechat callback rejected: %s %s", exc.status, exc.reason)
+        return _text(exc.reason, exc.status)
+    except DatabaseError:
+        logger.exception("wechat callback: database error, answering 503 so that WeChat retries")
+        return _text("database unavailable", 503)
+    except Exception:
+        logger.exception("wechat callback: unexpected error, answering 503 so that WeChat retries")
+        return _text("temporarily unavailable", 503)
+
+
+def _handle(request: HttpRequest, config: CallbackConfig) -> HttpResponse:
+    query = request.GET
+    signature = query.get("signature", "")
+    timestamp = query.get("timestamp", "")
+    nonce = query.get("nonce", "")
+    if not (signature and timestamp and nonce):
+        raise Rejected(403, "missing signature")
+    if not crypto.signature_matches(signature, config.token, timestamp, nonce):
+        raise Rejected(403, "bad signature")
+    try:
+        stamp = int(timestamp)
+    except ValueError:
+        raise Rejected(403, "bad timestamp") from None
+    if abs(time.time() - stamp) > config.max_clock_skew:
+        raise Rejected(403, "stale timestamp")
+
+    if request.method == "GET":
+        return _text(query.get("echostr", ""))
+    if request.method != "POST":
+        return _text("method not allowed", 405)
+
+    body = _read_body(request, config.max_body)
+    safe_mode = query.get("encrypt_type", "").lower() == "aes"
+    try:
+        outer = wxml.parse(body)
+    except wxml.XMLError as exc:
+        raise Rejected(400, "malformed XML") from exc
+
+    if safe_mode:
+        encrypted = outer.get("Encrypt")
+        if not isinstance(encrypted, str) or not encrypted:
+            raise Rejected(400, "missing field Encrypt")
+        msg_signature = query.get("msg_signature", "")
+        if not msg_signature or not crypto.signature_matches(msg_signature, config.token, timestamp, nonce, encrypted):
+            raise Rejected(403, "bad msg_signature")
+        try:
+            plain, key = crypto.decrypt_with_any(encrypted, config.app_id, config.aes_keys)
+        except crypto.DecryptionError as exc:
+            raise Rejected(400, "decryption failed") from exc
+        try:
+            fields = wxml.parse(plain)
+        except wxml.XMLError as exc:
+            raise Rejected(400, "malformed XML") from exc
+    else:
+        plain, fields, key = body, outer, ""
+
+    try:
+        raw_xml = plain.decode("utf-8")
+        message = build_message(fields, raw_xml=raw_xml)
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not UTF-8") from None
+    except MessageError as exc:
+        raise Rejected(400, str(exc)) from exc
+
+    from . import dispatch  # imported here: dispatch reaches the apps, which need the app registry ready
+
+    reply = dispatch.handle(message)
+    return _reply(reply, config, nonce=nonce, key=key)
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes:
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise Rejected(413, "body too large")
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise Rejected(413, "body too large")
+    return body
+
+
+def _reply(reply: str, config: CallbackConfig, *, nonce: str, key: str) -> HttpResponse:
+    """A "success" (or empty) reply is answered as it is; an XML reply is encrypted in safe and compatible mode,
+    with the key that decrypted the message (during a rotation WeChat may still hold the previous one)."""
+    if reply in ("", SUCCESS) or not key:
+        content_type = "text/plain; charset=utf-8" if reply in ("", SUCCESS) else "application/xml; charset=utf-8"
+        return HttpResponse(reply, content_type=content_type)
+    envelope = encrypt_reply(reply, config, nonce=nonce, key=key)
+    return HttpResponse(envelope, content_type="application/xml; charset=utf-8")
+
+
+def encrypt_reply(reply: str, config: CallbackConfig, *, nonce: str, key: str, timestamp: str | None = None) -> str:
+    """The safe-mode envelope of a passive reply: Encrypt, MsgSignature, TimeStamp, Nonce."""
+    timestamp = timestamp or str(int(time.time()))
+    encrypted = crypto.cipher_for(key).encrypt(reply, config.app_id)
+    return wxml.render(
+        {
+            "Encrypt": encrypted,
+            "MsgSignature": crypto.signature(config.token, timestamp, nonce, encrypted),
+            "TimeStamp": int(timestamp),
+            "Nonce": nonce,
+        }
+    )
