@@ -1,0 +1,214 @@
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from . import selectors
+from .models import FollowerSync, FollowEvent, Interaction, Subscriber, Tag
+from .privacy_admin import erase_personal_data, export_personal_data
+
+
+def _enqueue(task, request: HttpRequest, admin_obj: admin.ModelAdmin, done: str, **kwargs) -> None:
+    """Start a long WeChat job in Celery (queue `reports`) and say so."""
+    try:
+        task.apply_async(kwargs=kwargs, queue="reports", retry=False)
+    except Exception as exc:  # the broker is down: tell the operator instead of a 500
+        admin_obj.message_user(request, _("Could not start the job: %(error)s") % {"error": exc}, messages.ERROR)
+        return
+    admin_obj.message_user(request, done, messages.SUCCESS)
+
+
+@admin.action(description=_("Import all followers from WeChat (resumes an unfinished import)"))
+def start_follower_sync(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    from .tasks import follower_sync_task
+
+    _enqueue(follower_sync_task, request, admin_obj, _("The follower import runs in the background."))
+
+
+class ReadOnlyAdminMixin:
+    """Rows written only by the callback: viewable, never added, changed or deleted here."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class FollowEventInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = FollowEvent
+    fields = ["kind", "at", "scene"]
+    readonly_fields = fields
+    extra = 0
+    ordering = ["-at", "-id"]
+
+
+@admin.register(Subscriber)
+class SubscriberAdmin(admin.ModelAdmin):
+    list_display = ["openid", "nickname", "is_following", "subscribed_at", "source_scene", "last_interaction_at"]
+    list_filter = ["is_following", "subscribed_at", "last_interaction_at", "stage", "source_channel", "tags"]
+    search_fields = ["openid", "unionid", "nickname"]  # see get_search_results
+    search_help_text = _("Exact OpenID or UnionID, or part of the nickname.")
+    date_hierarchy = "subscribed_at"
+    show_full_result_count = False
+    inlines = [FollowEventInline]
+    actions = [start_follower_sync, "refetch_profiles", export_personal_data, erase_personal_data]
+    filter_horizontal = ["tags", "topics_opted_out", "topics_preferred"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "openid",
+                    "unionid",
+                    "is_following",
+                    "subscribed_at",
+                    "unsubscribed_at",
+                    "source_scene",
+                    "source_channel",
+                    "last_interaction_at",
+                    "nickname",
+                    "remark",
+                    "language",
+                    "sex",
+                    "city",
+                    "province",
+                    "country",
+                    "headimgurl",
+                    "subscribe_scene",
+                    "qr_scene_str",
+                    "profile_fetched_at",
+                    "stage",
+                    "score",
+                    "created_at",
+                    "updated_at",
+                ]
+            },
+        ),
+        (
+            _("Tags and preferences"),
+            {
+                "fields": [
+                    "tags",
+                    "topics_preferred",
+                    "topics_opted_out",
+                    "max_pushes_per_week",
+                    "pushes_paused",
+                    "attributes",
+                ]
+            },
+        ),
+    ]
+    readonly_fields = [
+        "remark",
+        "source_channel",
+        "stage",
+        "score",
+        "openid",
+        "unionid",
+        "is_following",
+        "subscribed_at",
+        "unsubscribed_at",
+        "source_scene",
+        "last_interaction_at",
+        "nickname",
+        "language",
+        "sex",
+        "city",
+        "province",
+        "country",
+        "headimgurl",
+        "subscribe_scene",
+        "qr_scene_str",
+        "profile_fetched_at",
+        "created_at",
+        "updated_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # subscribers come from WeChat
+
+    @admin.action(description=_("Fetch the selected subscribers' profiles from WeChat again"))
+    def refetch_profiles(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from .profiles import profile_fetch_schedule
+
+        count = queryset.filter(is_following=True).update(profile_fetched_at=None)
+        profile_fetch_schedule(delay=0)
+        self.message_user(request, _("%(count)d profiles will be fetched.") % {"count": count}, messages.SUCCESS)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(openid=term) | Q(unionid=term) | Q(nickname__icontains=term)), False
+
+
+@admin.register(Interaction)
+class InteractionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "kind", "subscriber_openid", "event_key", "short_content", "created_at", "received_at"]
+    list_filter = ["kind", "created_at", "received_at"]
+    list_select_related = ["subscriber"]
+    search_fields = ["subscriber__openid", "msg_id"]  # see get_search_results
+    search_help_text = _("Exact OpenID or message ID.")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    list_per_page = 50
+
+    @admin.display(description=_("OpenID"), ordering="subscriber__openid")
+    def subscriber_openid(self, obj: Interaction) -> str:
+        return obj.subscriber.openid if obj.subscriber_id else ""
+
+    @admin.display(description=_("content"))
+    def short_content(self, obj: Interaction) -> str:
+        return obj.content if len(obj.content) <= 60 else obj.content[:59] + "…"
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        # Exact matches on indexed columns: a substring search over every interaction would scan the table.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(subscriber__openid=term) | Q(dedupe_key=f"msg:{term}")), False
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ["name", "subscriber_count", "wechat_tag_id", "synced_at", "created_at"]
+    search_fields = ["name"]
+    readonly_fields = ["wechat_tag_id", "synced_at", "created_at"]
+    actions = ["sync_with_wechat", "pull_from_wechat", "push_to_wechat"]
+
+    def get_queryset(self, request: HttpRequest):
+        return selectors.tags_list()
+
+    @admin.display(description=_("subscribers"), ordering="subscriber_count")
+    def subscriber_count(self, obj: Tag) -> int:
+        return getattr(obj, "subscriber_count", 0)
+
+    def _sync(self, request: HttpRequest, direction: str) -> None:
+        from .tasks import tags_sync_task
+
+        _enqueue(
+            tags_sync_task, request, self, _("The tag sync with WeChat runs in the background."), direction=direction
+        )
+
+    @admin.action(description=_("Sync all tags with WeChat (pull, then push)"))
+    def sync_with_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._sync(request, "both")
+
+    @admin.action(description=_("Pull all tags and members from WeChat"))
+    def pull_from_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._sync(request, "pull")
+
+    @admin.action(description=_("Push all tags and members to WeChat"))
+    def push_to_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._sync(request, "push")
+
+
+@admin.register(FollowerSync)
+class FollowerSyncAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["started_at", "status", "imported", "total", "created", "pages", "finished_at", "error"]
+    list_filter = ["status"]
+    actions = [start_follower_sync]

@@ -1,0 +1,84 @@
+"""The relay of the interaction outbox: hands ids of committed interactions to Celery from a background thread.
+
+The interaction row is the outbox (processed_at empty until its follow-ups ran), so the enqueue is only a way to
+start the work sooner: the callback's request must not wait for the broker. `submit()` (called on commit) queues the
+id in memory; one daemon thread per process gathers ids for up to 50 ms and sends them as one task
+(`accounts.tasks.interactions_process`). If the broker is down, or the process dies first, the ids are lost here and
+the sweeper (`accounts.tasks.interactions_sweep`, every minute) processes the rows instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+
+logger = logging.getLogger(__name__)
+
+BATCH = 100
+GATHER_SECONDS = 0.05
+CONNECT_TIMEOUT = 2.0  # seconds
+
+_queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+_lock = threading.Lock()
+_thread: threading.Thread | None = None
+_owner_pid: int | None = None
+_pending = 0
+_drained = threading.Condition(_lock)
+
+
+def submit(interaction_id: int) -> None:
+    """Queue an interaction for processing; returns at once."""
+    global _pending
+    with _lock:
+        _pending += 1
+        _ensure_thread()
+    _queue.put(interaction_id)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until everything submitted so far was handed to the broker (or given up). For tests and shutdown."""
+    with _drained:
+        return _drained.wait_for(lambda: _pending == 0, timeout=timeout)
+
+
+def _ensure_thread() -> None:
+    global _thread, _owner_pid
+    if _thread is not None and _thread.is_alive() and _owner_pid == os.getpid():
+        return
+    _owner_pid = os.getpid()  # after a fork the parent's thread does not exist in the child
+    _thread = threading.Thread(target=_run, name="interaction-outbox-relay", daemon=True)
+    _thread.start()
+
+
+def _run() -> None:
+    global _pending
+    while True:
+        ids = [_queue.get()]
+        deadline = time.monotonic() + GATHER_SECONDS  # a burst becomes one task instead of one per follow
+        while len(ids) < BATCH:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                ids.append(_queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        _publish(ids)
+        with _drained:
+            _pending -= len(ids)
+            _drained.notify_all()
+
+
+def _publish(ids: list[int]) -> None:
+    from .tasks import interactions_process
+
+    try:
+        with interactions_process.app.producer_or_acquire() as producer:
+            # Fail fast when the broker is down (kombu would otherwise retry the connection for a long time).
+            producer.connection.ensure_connection(max_retries=0, timeout=CONNECT_TIMEOUT)
+            interactions_process.apply_async((ids,), retry=False, producer=producer)
+    except Exception:
+        logger.warning("could not enqueue interactions %s; the sweeper will process them", ids, exc_info=True)

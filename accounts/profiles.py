@@ -1,0 +1,486 @@
+"""Services that read subscribers' profiles from WeChat: the profile fetch after a follow, and the follower sync.
+
+Profile fetch: a follow leaves the subscriber's profile pending (`profile_fetched_at` empty or older than the last
+follow). `profiles_fetch_pending()` claims up to 100 pending subscribers (`select_for_update(skip_locked=True)` in a
+short transaction that writes `profile_claimed_until`, so two workers never fetch the same ones and no row stays
+locked while WeChat answers: the callback's updates never wait for WeChat), asks WeChat's user/info/batchget for
+them, stores what it answered and loops until nothing is pending. A WeChat error releases the claim: the
+subscribers stay pending for the task's retry.
+
+Follower sync: `follower_sync_run()` walks WeChat's user/get pages (next_openid) and batchgets every page in
+chunks of 100, upserting subscribers by openid. The cursor is saved in an `accounts.FollowerSync` row after each
+page, so a run that crashed or was stopped resumes where it left off.
+
+These services live beside services.py (the callback's hot path) rather than in it to keep each file readable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from wechat_crm.wechat.errors import WeChatError, WeChatNotFollowing, WeChatPermanent
+
+from .models import FollowerSync, Subscriber, Tag
+
+logger = logging.getLogger(__name__)
+
+BATCHGET_SIZE = 100  # WeChat's limit for user/info/batchget
+INVALID_OPENID = 40003
+
+
+def _client():
+    from wechat_crm.wechat.client import get_client
+
+    return get_client()
+
+
+def profile_pending_q() -> models.Q:
+    """Followers whose profile was never fetched, or predates their last follow (matches the partial index)."""
+    return models.Q(is_following=True) & (
+        models.Q(profile_fetched_at__isnull=True) | models.Q(profile_fetched_at__lt=models.F("subscribed_at"))
+    )
+
+
+# --- WeChat's profile JSON -> our columns -------------------------------------------------------------------------
+
+PROFILE_FIELDS = (
+    "unionid",
+    "nickname",
+    "remark",
+    "language",
+    "sex",
+    "city",
+    "province",
+    "country",
+    "headimgurl",
+    "subscribe_scene",
+    "qr_scene_str",
+)
+
+
+def _text(value: Any, max_length: int) -> str:
+    return str(value)[:max_length] if value not in (None, "") else ""
+
+
+def profile_values(info: dict[str, Any]) -> dict[str, Any]:
+    """Every profile column of a Subscriber from one user_info item (WeChat's answer is authoritative: a field it
+    no longer sends, like nickname, becomes empty)."""
+    values: dict[str, Any] = {"unionid": _text(info.get("unionid"), 64) or None}
+    for name, length in (
+        ("nickname", 100),
+        ("remark", 100),
+        ("language", 32),
+        ("city", 64),
+        ("province", 64),
+        ("country", 64),
+        ("headimgurl", 512),
+        ("subscribe_scene", 64),
+        ("qr_scene_str", 128),
+    ):
+        values[name] = _text(info.get(name), length)
+    try:
+        sex = int(info.get("sex") or 0)
+    except (TypeError, ValueError):
+        sex = 0
+    values["sex"] = sex if sex in (0, 1, 2) else 0
+    return values
+
+
+def subscribe_time(info: dict[str, Any]) -> datetime | None:
+    try:
+        stamp = int(info.get("subscribe_time") or 0)
+    except (TypeError, ValueError):
+        return None
+    return datetime.fromtimestamp(stamp, tz=UTC) if stamp > 0 else None
+
+
+# --- Tags from tagid_list ---------------------------------------------------------------------------------------
+
+
+def tags_for_wechat_ids(wechat_ids: Iterable[int], *, client=None) -> dict[int, int]:
+    """{WeChat tag id: local Tag id} for the given ids, creating local tags for WeChat tags we do not know yet
+    (one tags/get call when some are unknown)."""
+    wanted = {int(i) for i in wechat_ids}
+    if not wanted:
+        return {}
+    known = dict(Tag.objects.filter(wechat_tag_id__in=wanted).values_list("wechat_tag_id", "id"))
+    missing = wanted - set(known)
+    if missing:
+        from .tagging import tags_link_wechat
+
+        remote = [t for t in (client or _client()).tag.get() if int(t["id"]) in missing]
+        known.update(tags_link_wechat(remote))
+    return known
+
+
+def rows_update(rows: Sequence[models.Model], fields: Sequence[str]) -> int:
+    """Save `fields` of many rows of one model in one statement: UPDATE ... FROM (VALUES ...) on PostgreSQL
+    (Django's bulk_update builds a CASE per field and row, which costs more to compile than to run)."""
+    if not rows:
+        return 0
+    model = type(rows[0])
+    if connection.vendor != "postgresql":
+        return model.objects.bulk_update(rows, fields, batch_size=500)
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    qn = connection.ops.quote_name
+    columns = ", ".join(["id", *(f"c{i}" for i in range(len(concrete)))])
+    placeholders = "(" + ", ".join(["%s"] * (len(concrete) + 1)) + ")"
+    params: list[Any] = []
+    for row in rows:
+        params.append(row.pk)
+        params += [f.get_db_prep_save(getattr(row, f.attname), connection) for f in concrete]
+    sets = ", ".join(f"{qn(f.column)} = v.c{i}::{f.db_type(connection)}" for i, f in enumerate(concrete))
+    sql = (
+        f"UPDATE {qn(meta.db_table)} AS t SET {sets} "  # noqa: S608 - identifiers from the model, values as parameters
+        f"FROM (VALUES {', '.join([placeholders] * len(rows))}) AS v({columns}) WHERE t.id = v.id::bigint"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _subscriber_tag_rows(pairs: Iterable[tuple[int, int]]) -> int:
+    """Add (subscriber id, tag id) memberships, ignoring the ones that exist."""
+    through = Subscriber.tags.through
+    rows = [through(subscriber_id=s, tag_id=t) for s, t in pairs]
+    if rows:
+        through.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+# --- Profile fetch ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """What one batch did: profiles stored, subscribers found not following, openids WeChat does not know."""
+
+    fetched: int = 0
+    not_following: int = 0
+    invalid: list[str] = field(default_factory=list)
+
+
+def batchget(openids: Sequence[str], *, client=None) -> tuple[list[dict[str, Any]], list[str]]:
+    """WeChat's profiles of `openids` (at most 100) and the openids it does not know (40003).
+
+    batchget refuses the whole batch for one unknown openid: the batch is then split in halves until the unknown
+    ones are isolated. Other errors are raised (typed WeChatError).
+    """
+    client = client or _client()
+    if not openids:
+        return [], []
+    if len(openids) > BATCHGET_SIZE:
+        raise ValueError(f"batchget takes at most {BATCHGET_SIZE} openids")
+    try:
+        infos = client.user.get_batch([{"openid": o, "lang": "zh_CN"} for o in openids])
+        return list(infos or []), []
+    except WeChatNotFollowing:
+        if len(openids) == 1:
+            return [{"openid": openids[0], "subscribe": 0}], []
+        raise
+    except WeChatPermanent as exc:
+        if exc.errcode != INVALID_OPENID:
+            raise
+        if len(openids) == 1:
+            return [], list(openids)
+    middle = len(openids) // 2
+    left, left_invalid = batchget(openids[:middle], client=client)
+    right, right_invalid = batchget(openids[middle:], client=client)
+    return left + right, left_invalid + right_invalid
+
+
+def profiles_apply(
+    *,
+    subscribers: Sequence[Subscriber],
+    infos: Sequence[dict[str, Any]],
+    invalid: Sequence[str],
+    now: datetime,
+    imported: bool = False,
+    client=None,
+) -> BatchResult:
+    """Store WeChat's answers for `subscribers` (rows loaded with at least id, openid, subscribed_at) and release
+    their claim. The profile fetch writes only profile columns (the callback owns the follow state); the follower
+    import (`imported=True`) also marks them following."""
+    result = BatchResult(invalid=list(invalid))
+    by_openid = {s.openid: s for s in subscribers}
+    tag_ids = tags_for_wechat_ids({t for i in infos for t in (i.get("tagid_list") or [])}, client=client)
+    profiled, gone, memberships, undated = [], [], [], []
+    for info in infos:
+        subscriber = by_openid.get(info.get("openid"))
+        if subscriber is None:
+            continue
+        # Never older than the follow: a follow stamped ahead of our clock (WeChat's CreateTime) must not stay pending.
+        subscriber.profile_fetched_at = max(now, subscriber.subscribed_at or now)
+        subscriber.profile_claimed_until = None
+        subscriber.updated_at = now
+        if not info.get("subscribe"):
+            gone.append(subscriber.pk)
+            result.not_following += 1
+            continue
+        for name, value in profile_values(info).items():
+            setattr(subscriber, name, value)
+        subscriber.is_following = True
+        if subscriber.subscribed_at is None:  # known from a message only: WeChat knows when they followed
+            subscriber.subscribed_at = subscribe_time(info) or now
+            undated.append(subscriber)
+        memberships += [(subscriber.pk, tag_ids[int(t)]) for t in info.get("tagid_list") or [] if int(t) in tag_ids]
+        profiled.append(subscriber)
+        result.fetched += 1
+    fields = [*PROFILE_FIELDS, "profile_fetched_at", "profile_claimed_until", "updated_at"]
+    rows_update(profiled, [*fields, "is_following", "subscribed_at"] if imported else fields)
+    if undated and not imported:
+        rows_update(undated, ["subscribed_at"])
+    if gone:
+        # WeChat says they no longer follow (an unsubscribe we missed): mark them, keep their history.
+        Subscriber.objects.filter(pk__in=gone).update(profile_fetched_at=now, profile_claimed_until=None)
+        Subscriber.objects.filter(pk__in=gone, is_following=True).update(
+            is_following=False, unsubscribed_at=now, updated_at=now
+        )
+    if result.invalid:
+        # Unknown to WeChat (another account's openid?): leave them as they are, but stop asking.
+        Subscriber.objects.filter(openid__in=result.invalid).update(
+            profile_fetched_at=Greatest(models.Value(now), Coalesce("subscribed_at", models.Value(now))),
+            profile_claimed_until=None,
+        )
+        logger.warning("profile fetch: %d openids unknown to WeChat", len(result.invalid))
+    _subscriber_tag_rows(memberships)
+    return result
+
+
+CLAIM_SECONDS = 300  # a worker that died mid-fetch leaves its claim; another takes the rows after this
+
+
+def profiles_claim(*, limit: int = BATCHGET_SIZE, now: datetime) -> list[Subscriber]:
+    """Claim up to `limit` pending profiles for this worker, in a short transaction: the rows are locked
+    (select_for_update with skip_locked, so two workers never take the same ones) only while the claim is written,
+    never during the call to WeChat, so the callback's updates of these subscribers never wait for WeChat."""
+    with transaction.atomic():
+        subscribers = list(
+            Subscriber.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(profile_pending_q())
+            .filter(models.Q(profile_claimed_until__isnull=True) | models.Q(profile_claimed_until__lt=now))
+            .order_by("id")
+            .only("id", "openid", "subscribed_at", "updated_at")[:limit]
+        )
+        if subscribers:
+            Subscriber.objects.filter(pk__in=[s.pk for s in subscribers]).update(
+                profile_claimed_until=now + timedelta(seconds=CLAIM_SECONDS)
+            )
+    return subscribers
+
+
+def profiles_fetch_batch(*, limit: int = BATCHGET_SIZE, client=None) -> BatchResult | None:
+    """Fetch one batch of pending profiles. None when nothing is pending (or everything pending is claimed by
+    another worker). A WeChatError releases the claim and leaves the rows pending for a retry."""
+    subscribers = profiles_claim(limit=limit, now=timezone.now())
+    if not subscribers:
+        return None
+    try:
+        infos, invalid = batchget([s.openid for s in subscribers], client=client)
+    except BaseException:
+        Subscriber.objects.filter(pk__in=[s.pk for s in subscribers]).update(profile_claimed_until=None)
+        raise
+    with transaction.atomic():
+        return profiles_apply(subscribers=subscribers, infos=infos, invalid=invalid, now=timezone.now(), client=client)
+
+
+def profiles_fetch_pending(*, max_batches: int = 1000, client=None) -> int:
+    """Fetch pending profiles batch after batch until none is pending. Returns the number of subscribers handled.
+
+    Raises WeChatError from the batch that failed (the batches before it are kept).
+    """
+    handled = 0
+    for _batch in range(max_batches):
+        result = profiles_fetch_batch(client=client)
+        if result is None:
+            break
+        handled += result.fetched + result.not_following + len(result.invalid)
+    return handled
+
+
+def profile_fetch_schedule(*, delay: float | None = None) -> bool:
+    """Enqueue the profile fetch after `delay` seconds unless one is already scheduled in that window, so the
+    follows of the next second share one batchget. Returns True when a task was enqueued."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from .tasks import profiles_fetch_pending_task
+
+    delay = settings.PROFILE_FETCH_DELAY if delay is None else delay
+    try:
+        if delay > 0 and not cache.add("accounts:profile-fetch-scheduled", 1, timeout=max(1, int(delay))):
+            return False  # a task runs at the end of this window and takes every row pending by then
+        profiles_fetch_pending_task.apply_async(countdown=delay, retry=False)
+    except Exception:
+        logger.warning("could not schedule the profile fetch; the periodic sweep will run it", exc_info=True)
+        return False
+    return True
+
+
+# --- Follower sync ----------------------------------------------------------------------------------------------
+
+
+FOLLOWER_SYNC_LOCK = 0x466F6C6C  # PostgreSQL advisory lock key: one import at a time
+
+
+class FollowerSyncBusy(Exception):
+    """Another process is importing followers right now."""
+
+
+@contextmanager
+def _follower_sync_lock():
+    """A session-level advisory lock on PostgreSQL (held across the run's many transactions)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [FOLLOWER_SYNC_LOCK])
+        if not cursor.fetchone()[0]:
+            raise FollowerSyncBusy(str(_("Another follower import is running.")))
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [FOLLOWER_SYNC_LOCK])
+
+
+class FollowerSyncError(Exception):
+    """The sync stopped on a WeChat error; its row is marked failed and the next run resumes from its cursor."""
+
+    def __init__(self, sync: FollowerSync, error: WeChatError):
+        super().__init__(f"{error.message} ({error})")
+        self.sync = sync
+        self.error = error
+
+
+def follower_sync_unfinished() -> FollowerSync | None:
+    """The sync the next run resumes (the latest running or failed one), if any."""
+    return FollowerSync.objects.exclude(status=FollowerSync.Status.DONE).order_by("-started_at", "-id").first()
+
+
+def follower_sync_current(*, restart: bool = False) -> FollowerSync:
+    """The unfinished sync to resume (the latest running or failed one), or a new one."""
+    unfinished = FollowerSync.objects.exclude(status=FollowerSync.Status.DONE)
+    if restart:
+        unfinished.update(status=FollowerSync.Status.DONE, finished_at=timezone.now(), error="abandoned (restart)")
+    sync = unfinished.order_by("-started_at", "-id").first()
+    if sync is not None:
+        if sync.status != FollowerSync.Status.RUNNING:
+            sync.status = FollowerSync.Status.RUNNING
+            sync.error = ""
+            sync.save(update_fields=["status", "error", "updated_at"])
+        return sync
+    try:
+        with transaction.atomic():
+            return FollowerSync.objects.create()
+    except IntegrityError:  # another process created it first
+        return FollowerSync.objects.get(status=FollowerSync.Status.RUNNING)
+
+
+def followers_upsert(*, infos: Sequence[dict[str, Any]], now: datetime, client=None) -> tuple[int, int]:
+    """Create or update subscribers from user_info items of current followers. Returns (stored, created)."""
+    following = [i for i in infos if i.get("subscribe") and i.get("openid")]
+    if not following:
+        return 0, 0
+    openids = [i["openid"] for i in following]
+    existing = set(Subscriber.objects.filter(openid__in=openids).values_list("openid", flat=True))
+    new = [
+        Subscriber(
+            openid=i["openid"],
+            is_following=True,
+            subscribed_at=subscribe_time(i) or now,
+            profile_fetched_at=now,
+            **profile_values(i),
+        )
+        for i in following
+        if i["openid"] not in existing
+    ]
+    Subscriber.objects.bulk_create(new, ignore_conflicts=True)  # a concurrent callback may have inserted one
+    rows = list(Subscriber.objects.filter(openid__in=openids).only("id", "openid", "subscribed_at", "updated_at"))
+    profiles_apply(subscribers=rows, infos=following, invalid=[], now=now, imported=True, client=client)
+    scened = [s.openid for s in new if s.qr_scene_str]
+    if scened:  # followed through a QR code before we saw it: WeChat's qr_scene_str names the channel
+        from campaigns.services import channels_attribute_imported
+
+        channels_attribute_imported(openids=scened)
+    return len(following), len(new)
+
+
+ProgressCallback = Callable[[int, int | None], None]  # (followers imported so far, total on WeChat)
+
+
+def follower_sync_run(
+    *,
+    max_pages: int | None = None,
+    restart: bool = False,
+    on_progress: ProgressCallback | None = None,
+    client=None,
+) -> FollowerSync:
+    """Import the account's followers page by page, resuming the unfinished sync. Stops after `max_pages` pages
+    when given (the sync stays running and the next run continues). Raises FollowerSyncError on a WeChat error,
+    FollowerSyncBusy when another import runs."""
+    with _follower_sync_lock():
+        return _follower_sync_run(max_pages=max_pages, restart=restart, on_progress=on_progress, client=client)
+
+
+def _follower_sync_run(
+    *, max_pages: int | None, restart: bool, on_progress: ProgressCallback | None, client
+) -> FollowerSync:
+    client = client or _client()
+    sync = follower_sync_current(restart=restart)
+    pages = 0
+    while max_pages is None or pages < max_pages:
+        try:
+            page = client.user.get_followers(sync.next_openid or None)
+            openids = list(((page.get("data") or {}).get("openid")) or [])
+            stored = created = 0
+            for start in range(0, len(openids), BATCHGET_SIZE):
+                infos, _invalid = batchget(openids[start : start + BATCHGET_SIZE], client=client)
+                with transaction.atomic():
+                    s, c = followers_upsert(infos=infos, now=timezone.now(), client=client)
+                stored += s
+                created += c
+                if on_progress is not None:
+                    on_progress(sync.imported + stored, int(page.get("total") or 0) or None)
+        except WeChatError as exc:
+            sync.status = FollowerSync.Status.FAILED
+            sync.error = f"{exc.message} ({exc})"
+            sync.save(update_fields=["status", "error", "updated_at"])
+            raise FollowerSyncError(sync, exc) from exc
+        pages += 1
+        next_openid = page.get("next_openid") or ""
+        sync.total = int(page.get("total") or 0)
+        sync.pages = models.F("pages") + 1
+        sync.imported = models.F("imported") + stored
+        sync.created = models.F("created") + created
+        if not openids or not next_openid:
+            sync.status = FollowerSync.Status.DONE
+            sync.finished_at = timezone.now()
+        sync.next_openid = next_openid if openids else sync.next_openid
+        sync.save(
+            update_fields=[
+                "total",
+                "pages",
+                "imported",
+                "created",
+                "status",
+                "finished_at",
+                "next_openid",
+                "updated_at",
+            ]
+        )
+        sync.refresh_from_db(fields=["pages", "imported", "created"])
+        if sync.status == FollowerSync.Status.DONE:
+            break
+    return sync

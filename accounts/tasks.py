@@ -1,0 +1,121 @@
+"""Celery tasks of the accounts app: the follow-ups of callback interactions (queue `inbound`)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+SWEEP_AFTER = timedelta(seconds=30)
+SWEEP_BATCH = 500
+
+
+def _follow_ups_for(kind: str):
+    from wechat_crm.wechat.dispatch import follow_ups_for
+
+    return follow_ups_for(kind)
+
+
+@shared_task(name="accounts.tasks.interaction_process")
+def interaction_process(interaction_id: int) -> bool:
+    """Run the follow-ups that wechat_crm.wechat.dispatch registers for the interaction's kind. Safe to run twice."""
+    return services.interaction_process(interaction_id=interaction_id, follow_ups_for=_follow_ups_for)
+
+
+@shared_task(name="accounts.tasks.interactions_process")
+def interactions_process(interaction_ids: list[int]) -> int:
+    """A batch handed over by accounts.outbox after commit. Safe to run twice. Returns how many it processed."""
+    done = 0
+    for interaction_id in interaction_ids:
+        try:
+            done += services.interaction_process(interaction_id=interaction_id, follow_ups_for=_follow_ups_for)
+        except Exception:  # the others still run; this one stays pending for the sweeper
+            logger.exception("processing interaction %s failed; it stays pending", interaction_id)
+    return done
+
+
+@shared_task(name="accounts.tasks.interactions_sweep")
+def interactions_sweep() -> int:
+    """Every minute: process interactions left pending for over 30 s (their enqueue failed or the task was lost)."""
+    return services.interactions_process_pending(
+        older_than=SWEEP_AFTER, limit=SWEEP_BATCH, follow_ups_for=_follow_ups_for
+    )
+
+
+# --- Profiles, follower sync and tags: WeChat calls ----------------------------------------------------------------
+
+
+@shared_task(name="accounts.tasks.profiles_fetch_pending", bind=True, max_retries=20)
+def profiles_fetch_pending_task(self) -> int:
+    """Fetch every pending profile through user/info/batchget, 100 at a time. Enqueued ~1 s after a follow
+    (accounts.profiles.profile_fetch_schedule) and every 5 minutes as a sweep. Safe to run twice: each batch is claimed
+    (select_for_update with skip_locked) before it is fetched. A WeChat error that may pass (quota, 5xx, network)
+    retries the task later."""
+
+    from wechat_crm.wechat.errors import Outcome, WeChatError, classify
+
+    from .profiles import profiles_fetch_pending
+
+    try:
+        return profiles_fetch_pending()
+    except WeChatError as exc:
+        decision = classify(exc, attempt=self.request.retries)
+        if decision.outcome is not Outcome.RETRY_LATER:
+            logger.error("profile fetch failed (%s); the pending profiles wait for the next sweep", decision.reason)
+            return 0
+        countdown = _retry_countdown(decision)
+        logger.warning("profile fetch: %s, retrying in %.1f s", decision.reason, countdown)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+def _retry_countdown(decision) -> float:
+    from django.conf import settings
+
+    return min(decision.retry_after or 60.0, settings.PROFILE_FETCH_RETRY_MAX_DELAY)
+
+
+@shared_task(name="accounts.tasks.follower_sync", bind=True, max_retries=10)
+def follower_sync_task(self, restart: bool = False) -> int:
+    """Import the account's existing followers (resumes the unfinished sync). Enqueued on queue `reports` (it runs
+    long). A WeChat error that may pass retries the task, which resumes from the saved cursor."""
+    from wechat_crm.wechat.errors import Outcome, classify
+
+    from .profiles import FollowerSyncBusy, FollowerSyncError, follower_sync_run
+
+    try:
+        return follower_sync_run(restart=restart).imported
+    except FollowerSyncBusy:
+        logger.info("follower sync: another import is running; nothing to do")
+        return -1
+    except FollowerSyncError as exc:
+        decision = classify(exc.error, attempt=self.request.retries)
+        if decision.outcome is Outcome.RETRY_LATER:
+            logger.warning("follower sync %s: %s, resuming later", exc.sync.pk, decision.reason)
+            raise self.retry(exc=exc, countdown=_retry_countdown(decision)) from exc
+        logger.error("follower sync %s failed: %s", exc.sync.pk, exc)
+        return -1
+
+
+@shared_task(name="accounts.tasks.tags_sync", bind=True, max_retries=10)
+def tags_sync_task(self, direction: str = "both") -> dict:
+    """Sync local tags with WeChat's tags (pull, push or both). Safe to run again: a WeChat error that may pass
+    retries the whole sync."""
+    from dataclasses import asdict
+
+    from wechat_crm.wechat.errors import Outcome, WeChatError, classify
+
+    from .tagging import tags_sync
+
+    try:
+        return asdict(tags_sync(direction=direction))
+    except WeChatError as exc:
+        decision = classify(exc, attempt=self.request.retries)
+        if decision.outcome is not Outcome.RETRY_LATER:
+            raise
+        logger.warning("tag sync: %s, retrying", decision.reason)
+        raise self.retry(exc=exc, countdown=_retry_countdown(decision)) from exc
