@@ -1,0 +1,454 @@
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from wechat_crm.exceptions import ApplicationError
+
+from . import selectors, services, templating
+from .errors import ArticleStatusError, SegmentInvalid, TemplateInvalid
+from .models import Article, Delivery, MessageTemplate, OperatorProfile, Push, Segment, SendPolicy, Topic
+from .services import deliveries, pushes, segments
+
+
+@admin.register(Topic)
+class TopicAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    readonly_fields = ["created_at", "push_quality"]
+
+    @admin.display(description=_("pushes of this topic"))
+    def push_quality(self, topic: Topic) -> str:
+        if not topic.pk:
+            return "-"
+        [r] = selectors.topic_report(topic_id=topic.pk)
+
+        def pct(x):
+            return "-" if x is None else f"{x * 100:.2f}%"
+
+        rows = [
+            (_("pushes"), r["pushes"]),
+            (_("recipients"), r["recipients"]),
+            (_("sent"), r["sent"]),
+            (_("clicks (unique)"), f"{r['clicks']} ({r['unique_clickers']})"),
+            (_("click-through rate"), pct(r["click_through_rate"])),
+            (_("unfollows within 24 h"), f"{r['unfollows_24h']} = {pct(r['unfollow_rate_24h'])}"
+             f" ({_('baseline')} {pct(r['baseline_unfollow_rate_24h'])})"),
+            (_("unfollows within 72 h"), r["unfollows_72h"]),
+        ]  # fmt: skip
+        return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+
+
+class ArticleAdminForm(forms.ModelForm):
+    class Meta:
+        model = Article
+        fields = ["title", "slug", "digest", "author", "topics", "cover", "body"]
+        widgets = {
+            "body": forms.Textarea(
+                attrs={
+                    "rows": 28,
+                    "class": "vLargeTextField",
+                    "style": "font-family: ui-monospace, Menlo, Consolas, monospace; width: 90%;",
+                    "placeholder": _("# Heading\n\nWrite **Markdown** here. Save, then open the preview."),
+                }
+            ),
+        }
+
+
+@admin.register(Article)
+class ArticleAdmin(admin.ModelAdmin):
+    form = ArticleAdminForm
+    list_display = ["title", "status", "published_at", "topic_names", "author", "updated_at", "page_link"]
+    list_filter = ["status", "topics"]
+    search_fields = ["title", "slug", "digest"]
+    date_hierarchy = "created_at"
+    filter_horizontal = ["topics"]
+    readonly_fields = ["status", "published_at", "page_link", "created_by", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["title", "slug", "digest", "author", "topics", "cover"]}),
+        (_("Body"), {"fields": ["body", "page_link"]}),
+        (_("Status"), {"fields": ["status", "published_at", "created_by", "created_at", "updated_at"]}),
+    ]
+    actions = ["publish_selected", "unpublish_selected"]
+    change_form_template = "content/admin/article_change_form.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Article]:
+        return super().get_queryset(request).prefetch_related("topics")
+
+    @admin.display(description=_("topics"))
+    def topic_names(self, article: Article) -> str:
+        return ", ".join(t.name for t in article.topics.all())
+
+    @admin.display(description=_("page"))
+    def page_link(self, article: Article) -> str:
+        if not article.pk:
+            return "-"
+        label = _("Open page") if article.is_published else _("Preview (staff only)")
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', article.get_absolute_url(), label)
+
+    def save_model(self, request: HttpRequest, obj: Article, form, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        obj.save()  # derives the slug when empty and renders the sanitised body
+
+    def _status_button(self, request: HttpRequest, article: Article) -> HttpResponse | None:
+        """ "Save and publish" / "Save and unpublish": the article is saved; now change its status via the service."""
+        if "_publish" in request.POST:
+            to = Article.Status.PUBLISHED
+        elif "_unpublish" in request.POST:
+            to = Article.Status.DRAFT
+        else:
+            return None
+        try:
+            services.article_set_status(article=article, to=to)
+        except ArticleStatusError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+        else:
+            done = _("Published.") if to == Article.Status.PUBLISHED else _("Unpublished: the page answers 404 again.")
+            self.message_user(request, done, level=messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:content_article_change", args=[article.pk]))
+
+    def response_add(self, request: HttpRequest, obj: Article, post_url_continue=None) -> HttpResponse:
+        return self._status_button(request, obj) or super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request: HttpRequest, obj: Article) -> HttpResponse:
+        return self._status_button(request, obj) or super().response_change(request, obj)
+
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[Article], to: str) -> None:
+        done = 0
+        for article in queryset:
+            try:
+                services.article_set_status(article=article, to=to)
+                done += 1
+            except ArticleStatusError as exc:
+                self.message_user(request, exc.message, level=messages.WARNING)
+        if done:
+            self.message_user(
+                request,
+                ngettext("%(count)d article changed.", "%(count)d articles changed.", done) % {"count": done},
+                level=messages.SUCCESS,
+            )
+
+    @admin.action(description=_("Publish the selected articles"))
+    def publish_selected(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
+        self._set_status(request, queryset, Article.Status.PUBLISHED)
+
+    @admin.action(description=_("Unpublish the selected articles (back to draft)"))
+    def unpublish_selected(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
+        self._set_status(request, queryset, Article.Status.DRAFT)
+
+
+class _PrettyJSONField(forms.JSONField):
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+class MessageTemplateAdminForm(forms.ModelForm):
+    fields = _PrettyJSONField(
+        label=_("fields"),
+        widget=forms.Textarea(attrs={"rows": 14, "style": "font-family: ui-monospace, monospace; width: 90%;"}),
+        help_text=MessageTemplate._meta.get_field("fields").help_text,
+    )
+    link_url = forms.URLField(
+        label=_("link URL"),
+        required=False,
+        max_length=1024,
+        assume_scheme="https",
+        help_text=MessageTemplate._meta.get_field("link_url").help_text,
+    )
+
+    class Meta:
+        model = MessageTemplate
+        fields = [
+            "title",
+            "wechat_template_id",
+            "fields",
+            "link_url",
+            "article",
+            "miniprogram_appid",
+            "miniprogram_pagepath",
+        ]
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin):
+    form = MessageTemplateAdminForm
+    list_display = ["title", "wechat_template_id", "article", "link_url", "version", "updated_at"]
+    search_fields = ["title", "wechat_template_id"]
+    list_select_related = ["article"]
+    autocomplete_fields = ["article"]
+    readonly_fields = ["variables_help", "sample_rendering", "version", "created_by", "created_at", "updated_at"]
+
+    def get_fields(self, request: HttpRequest, obj: MessageTemplate | None = None) -> list[str]:
+        return [*MessageTemplateAdminForm.Meta.fields, *self.readonly_fields]
+
+    @admin.display(description=_("variables"))
+    def variables_help(self, template: MessageTemplate | None) -> str:
+        return format_html(
+            "{}<br><code>{}</code>",
+            _("Values may use these variables, any built-in filter and the tags if, with, firstof, now, comment:"),
+            ", ".join(f"{root}.{f}" for root, fs in templating.CONTEXT_SCHEMA.items() for f in fs),
+        )
+
+    @admin.display(description=_("sample rendering"))
+    def sample_rendering(self, template: MessageTemplate | None) -> str:
+        if template is None or not template.pk:
+            return "-"
+        try:
+            data = services.template_render(template, subscriber=templating.SAMPLE_CONTEXT["subscriber"])
+        except TemplateInvalid as exc:
+            return exc.message
+        return format_html(
+            "<dl>{}</dl>", format_html_join("", "<dt>{}</dt><dd>{}</dd>", ((k, v["value"]) for k, v in data.items()))
+        )
+
+    def save_model(self, request: HttpRequest, obj: MessageTemplate, form, change: bool) -> None:
+        services.template_save(template=obj, by=request.user)
+
+
+# --- Sending: policy, operator profiles, segments, pushes, deliveries ----------------------------------------------
+
+
+def _mask(openid: str) -> str:
+    return f"{openid[:4]}…{openid[-2:]}" if len(openid) > 8 else "…"
+
+
+@admin.register(SendPolicy)
+class SendPolicyAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "account_type", "frequency_cap", "frequency_window_days", "quiet_start", "quiet_end"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not SendPolicy.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        policy = SendPolicy.current()
+        return HttpResponseRedirect(reverse("admin:content_sendpolicy_change", args=[policy.pk]))
+
+
+@admin.register(OperatorProfile)
+class OperatorProfileAdmin(admin.ModelAdmin):
+    list_display = ["user", "masked_openid"]
+    autocomplete_fields = ["user"]
+
+    @admin.display(description=_("OpenID"))
+    def masked_openid(self, profile: OperatorProfile) -> str:
+        return _mask(profile.openid)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OperatorProfile]:
+        qs = super().get_queryset(request).select_related("user")
+        return qs if request.user.is_superuser else qs.filter(user=request.user)
+
+
+class SegmentAdminForm(forms.ModelForm):
+    rules = _PrettyJSONField(
+        label=_("rules"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 16, "style": "font-family: ui-monospace, monospace; width: 90%;"}),
+        help_text=Segment._meta.get_field("rules").help_text,
+    )
+
+    class Meta:
+        model = Segment
+        fields = ["name", "description", "rules"]
+
+    def clean_rules(self):
+        try:
+            return segments.rules_validate(self.cleaned_data.get("rules"))
+        except SegmentInvalid as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentAdminForm
+    list_display = ["name", "recipient_count", "updated_at"]
+    search_fields = ["name"]
+    readonly_fields = ["recipient_count", "sample", "rules_help", "created_by", "created_at", "updated_at"]
+    fields = ["name", "description", "rules", "rules_help", "recipient_count", "sample", "created_by", "created_at"]
+
+    @admin.display(description=_("recipients now"))
+    def recipient_count(self, segment: Segment) -> str:
+        if not segment.pk:
+            return "-"
+        return str(segments.segment_subscribers(rules=segment.rules).count())
+
+    @admin.display(description=_("sample"))
+    def sample(self, segment: Segment) -> str:
+        if not segment.pk:
+            return "-"
+        rows = segments.segment_subscribers(rules=segment.rules).order_by("id").values("nickname", "openid")[:20]
+        names = [r["nickname"] or _mask(r["openid"]) for r in rows]
+        return ", ".join(names) or str(_("Nobody matches."))
+
+    @admin.display(description=_("rule types"))
+    def rules_help(self, segment: Segment | None) -> str:
+        doc = segments.__doc__.split("\n\n")[1]
+        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", doc)
+
+    def save_model(self, request: HttpRequest, obj: Segment, form, change: bool) -> None:
+        segments.segment_save(segment=obj, by=request.user)
+
+
+class PushAdminForm(forms.ModelForm):
+    class Meta:
+        model = Push
+        fields = list(pushes.PUSH_FIELDS)
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk and self.instance.status not in (Push.Status.DRAFT, Push.Status.SCHEDULED):
+            raise forms.ValidationError(_("Only a draft or scheduled push can be edited."))
+        return cleaned
+
+
+@admin.register(Push)
+class PushAdmin(admin.ModelAdmin):
+    form = PushAdminForm
+    list_display = ["name", "channel", "status", "send_at", "segment", "recipients", "finished_at"]
+    list_filter = ["status", "channel"]
+    search_fields = ["name"]
+    list_select_related = ["segment"]
+    autocomplete_fields = ["article", "template", "segment"]
+    readonly_fields = ["status", "recipients", "started_at", "finished_at", "report", "created_by", "created_at"]
+    actions = ["schedule_selected", "cancel_selected", "send_test_selected"]
+    change_form_template = "content/admin/push_change_form.html"
+
+    def get_fields(self, request: HttpRequest, obj: Push | None = None) -> list[str]:
+        return [*pushes.PUSH_FIELDS, *self.readonly_fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Push | None = None) -> list[str]:
+        if obj is not None and obj.status not in (Push.Status.DRAFT, Push.Status.SCHEDULED):
+            return [*pushes.PUSH_FIELDS, *self.readonly_fields]
+        return list(self.readonly_fields)
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [
+            path(
+                "<int:push_id>/progress/", self.admin_site.admin_view(self.progress_view), name="content_push_progress"
+            ),
+            *super().get_urls(),
+        ]
+
+    def progress_view(self, request: HttpRequest, push_id: int) -> JsonResponse:
+        push = Push.objects.filter(pk=push_id).first()
+        if push is None or not self.has_view_permission(request, push):
+            return JsonResponse({"message": str(_("Not found."))}, status=404)
+        return JsonResponse(deliveries.push_progress(push=push))
+
+    @admin.display(description=_("report"))
+    def report(self, push: Push) -> str:
+        if not push.pk or push.started_at is None:
+            return "-"
+        r = selectors.push_report(push=push)
+        skipped = ", ".join(f"{k}: {v}" for k, v in sorted(r["skipped_by_reason"].items())) or "-"
+
+        def pct(x):
+            return "-" if x is None else f"{x * 100:.2f}%"
+
+        rows = [
+            (_("recipients"), r["recipients"]),
+            (_("skipped"), f"{r['skipped']} ({skipped})"),
+            (_("sent"), r["sent"]),
+            (_("delivered"), r["delivered"]),
+            (_("failed"), r["failed"]),
+            (_("errors"), r["errors"]),
+            (_("unknown outcome"), r["unknown"]),
+            (_("clicks (unique)"), f"{r['clicks']} ({r['unique_clickers']})"),
+            (_("click-through rate"), pct(r["click_through_rate"])),
+            (_("unfollows within 24 h"), f"{r['unfollows_24h']} = {pct(r['unfollow_rate_24h'])}"
+             f" ({_('baseline')} {pct(r['baseline_unfollow_rate_24h'])})"),
+            (_("unfollows within 72 h"), f"{r['unfollows_72h']} = {pct(r['unfollow_rate_72h'])}"
+             f" ({_('baseline')} {pct(r['baseline_unfollow_rate_72h'])})"),
+        ]  # fmt: skip
+        return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+
+    def save_model(self, request: HttpRequest, obj: Push, form, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+            obj.save()
+        else:
+            data = {name: form.cleaned_data[name] for name in form.changed_data if name in pushes.PUSH_FIELDS}
+            pushes.push_update(push=Push.objects.get(pk=obj.pk), data=data)
+
+    def _button(self, request: HttpRequest, push: Push) -> HttpResponse | None:
+        try:
+            if "_schedule" in request.POST:
+                if push.status == Push.Status.SCHEDULED:
+                    pushes.push_reschedule(push=push, send_at=push.send_at or timezone.now())
+                else:
+                    pushes.push_schedule(push=push, by=request.user)
+                done = _("Scheduled for %(at)s.") % {"at": timezone.localtime(push.send_at).strftime("%Y-%m-%d %H:%M")}
+            elif "_cancel" in request.POST:
+                pushes.push_cancel(push=push)
+                done = _("Cancelled.")
+            elif "_send_test" in request.POST:
+                deliveries.push_send_test(push=push, user=request.user)
+                done = _("Test message sent to your openid.")
+            else:
+                return None
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+        else:
+            self.message_user(request, done, level=messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:content_push_change", args=[push.pk]))
+
+    def response_add(self, request: HttpRequest, obj: Push, post_url_continue=None) -> HttpResponse:
+        return self._button(request, obj) or super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request: HttpRequest, obj: Push) -> HttpResponse:
+        return self._button(request, obj) or super().response_change(request, obj)
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Push], service, done_message) -> None:
+        done = 0
+        for push in queryset:
+            try:
+                service(push)
+                done += 1
+            except ApplicationError as exc:
+                self.message_user(request, f"{push.name}: {exc.message}", level=messages.WARNING)
+        if done:
+            self.message_user(request, done_message % {"count": done}, level=messages.SUCCESS)
+
+    @admin.action(description=_("Schedule the selected pushes (at their send time)"))
+    def schedule_selected(self, request: HttpRequest, queryset: QuerySet[Push]) -> None:
+        self._each(request, queryset, lambda p: pushes.push_schedule(push=p, by=request.user),
+                   _("%(count)d pushes scheduled."))  # fmt: skip
+
+    @admin.action(description=_("Cancel the selected pushes (stops a send in progress)"))
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Push]) -> None:
+        self._each(request, queryset, lambda p: pushes.push_cancel(push=p), _("%(count)d pushes cancelled."))
+
+    @admin.action(description=_("Send a test of the selected pushes to me"))
+    def send_test_selected(self, request: HttpRequest, queryset: QuerySet[Push]) -> None:
+        self._each(request, queryset, lambda p: deliveries.push_send_test(push=p, user=request.user),
+                   _("%(count)d test messages sent."))  # fmt: skip
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ["id", "push", "subscriber", "status", "reason", "errcode", "attempts", "sent_at", "finished_at"]
+    list_filter = ["status", "channel", "reason"]
+    list_select_related = ["push", "subscriber"]
+    search_fields = ["push__name"]
+    raw_id_fields = ["push", "subscriber"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

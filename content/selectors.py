@@ -1,0 +1,190 @@
+"""Reads of the content library and of tracked-link clicks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Min, QuerySet
+
+from accounts.models import Interaction
+
+from .models import Article, MessageTemplate
+
+LINK_CLICK_KIND = "link_click"
+# Interaction kinds that mean "opened tracked content". Menu clicks also count as engaged in the funnel (issue 5):
+# that rule belongs to the funnel's stage definitions, which may extend this tuple.
+ENGAGED_KINDS: tuple[str, ...] = (LINK_CLICK_KIND,)
+
+
+def articles_list(*, topic: str | None = None, status: str | None = None) -> QuerySet[Article]:
+    qs = Article.objects.prefetch_related("topics")
+    if status:
+        qs = qs.filter(status=status)
+    if topic:
+        qs = qs.filter(topics__slug=topic)
+    return qs
+
+
+def article_for_page(*, slug: str, user: Any) -> Article | None:
+    """The article served at /c/<slug>/: published, or any status for a staff user (preview); else None."""
+    article = Article.objects.filter(slug=slug).prefetch_related("topics").first()
+    if article is None:
+        return None
+    if article.status == Article.Status.PUBLISHED:
+        return article
+    if user is not None and user.is_authenticated and user.is_active and user.is_staff:
+        return article
+    return None
+
+
+def templates_list() -> QuerySet[MessageTemplate]:
+    return MessageTemplate.objects.select_related("article")
+
+
+def link_clicks(*, push_id: int | None = None, content_id: int | None = None) -> QuerySet[Interaction]:
+    """Click interactions of tracked links, optionally of one push and/or one content."""
+    qs = Interaction.objects.filter(kind=LINK_CLICK_KIND)
+    if push_id is not None:
+        qs = qs.filter(data__push_id=push_id)
+    if content_id is not None:
+        qs = qs.filter(data__content_id=content_id)
+    return qs
+
+
+def subscriber_engaged_at(*, subscriber_id: int) -> datetime | None:
+    """When the subscriber first opened tracked content (first tracked-link click), or None."""
+    return Interaction.objects.filter(subscriber_id=subscriber_id, kind__in=ENGAGED_KINDS).aggregate(
+        first=Min("created_at")
+    )["first"]
+
+
+# --- Push reports -------------------------------------------------------------------------------------------------
+
+BASELINE_DAYS = 30
+
+
+def pushes_list() -> QuerySet:
+    from .models import Push
+
+    return Push.objects.select_related("article", "template", "segment", "mass_tag")
+
+
+def baseline_unfollow_rate(*, before: datetime, days: int = BASELINE_DAYS) -> float:
+    """Unfollows per follower per day over the `days` before `before`: the account's normal churn."""
+    from datetime import timedelta
+
+    from accounts.models import FollowEvent, Subscriber
+
+    start = before - timedelta(days=days)
+    unfollows = FollowEvent.objects.filter(kind=FollowEvent.Kind.UNFOLLOW, at__gte=start, at__lt=before).count()
+    # Followers during the window: those following now, plus those who left in it (approximately, the average).
+    followers = Subscriber.objects.filter(is_following=True).count() + unfollows
+    return unfollows / followers / days if followers else 0.0
+
+
+def push_report(*, push: Any) -> dict[str, Any]:
+    """Recipients, skipped by reason, sent, delivered, failed, unknown, clicks, click-through rate, and unfollows
+    within 24 h and 72 h of delivery against the account's baseline over the same windows."""
+    from datetime import timedelta
+
+    from django.db.models import Count, Exists, OuterRef, Q
+
+    from accounts.models import FollowEvent
+
+    from .models import Delivery
+
+    D = Delivery.Status
+    rows = Delivery.objects.filter(push_id=push.pk)
+    by_status = dict(rows.order_by().values_list("status").annotate(n=Count("id")))
+    skipped = dict(rows.filter(status=D.SKIPPED).order_by().values_list("reason").annotate(n=Count("id")))
+    reached = rows.filter(status__in=(D.SENT, D.DELIVERED), sent_at__isnull=False)
+
+    def left_within(hours: int) -> Exists:
+        return Exists(
+            FollowEvent.objects.filter(
+                subscriber_id=OuterRef("subscriber_id"),
+                kind=FollowEvent.Kind.UNFOLLOW,
+                at__gte=OuterRef("sent_at"),
+                at__lt=OuterRef("sent_at") + timedelta(hours=hours),
+            )
+        )
+
+    agg = reached.aggregate(
+        reached=Count("id"),
+        u24=Count("id", filter=Q(left_within(24))),
+        u72=Count("id", filter=Q(left_within(72))),
+    )
+    clicks = link_clicks(push_id=push.pk)
+    click_count = clicks.count()
+    clickers = clicks.values("subscriber_id").distinct().count()
+    reached_n = agg["reached"]
+    daily = baseline_unfollow_rate(before=push.started_at) if push.started_at else 0.0
+
+    def rate(n: int) -> float | None:
+        return round(n / reached_n, 4) if reached_n else None
+
+    return {
+        "push": push.pk,
+        "status": push.status,
+        "recipients": sum(by_status.values()),
+        "queued": by_status.get(D.QUEUED, 0) + by_status.get(D.SENDING, 0),
+        "skipped": by_status.get(D.SKIPPED, 0),
+        "skipped_by_reason": skipped,
+        "sent": by_status.get(D.SENT, 0) + by_status.get(D.DELIVERED, 0) + by_status.get(D.FAILED, 0),
+        "delivered": by_status.get(D.DELIVERED, 0),
+        "failed": by_status.get(D.FAILED, 0),
+        "errors": by_status.get(D.ERROR, 0),
+        "unknown": by_status.get(D.UNKNOWN, 0),
+        "clicks": click_count,
+        "unique_clickers": clickers,
+        "click_through_rate": rate(clickers),
+        "unfollows_24h": agg["u24"],
+        "unfollows_72h": agg["u72"],
+        "unfollow_rate_24h": rate(agg["u24"]),
+        "unfollow_rate_72h": rate(agg["u72"]),
+        "baseline_unfollow_rate_24h": round(daily, 6),
+        "baseline_unfollow_rate_72h": round(daily * 3, 6),
+        "mass_totals": mass_totals(push_id=push.pk),
+    }
+
+
+def mass_totals(*, push_id: int) -> dict[str, int] | None:
+    from django.db.models import Count, Sum
+
+    from .models import MassBatch
+
+    agg = MassBatch.objects.filter(push_id=push_id).aggregate(
+        batches=Count("id"),
+        total=Sum("total_count"),
+        filtered=Sum("filter_count"),
+        sent=Sum("sent_count"),
+        errors=Sum("error_count"),
+    )
+    return agg if agg["batches"] else None
+
+
+def topic_report(*, topic_id: int | None = None) -> list[dict[str, Any]]:
+    """Per content topic, the sums over the pushes of its articles (a push counts for each of its article's topics)."""
+    from .models import Push, Topic
+
+    out = []
+    topics = Topic.objects.all() if topic_id is None else Topic.objects.filter(pk=topic_id)
+    for topic in topics:
+        pushes = Push.objects.filter(article__topics=topic, started_at__isnull=False).distinct()
+        total = {"topic": topic.slug, "name": topic.name, "pushes": 0, "recipients": 0, "sent": 0, "clicks": 0,
+                 "unique_clickers": 0, "unfollows_24h": 0, "unfollows_72h": 0}  # fmt: skip
+        reached = 0
+        baseline = 0.0
+        for push in pushes:
+            r = push_report(push=push)
+            total["pushes"] += 1
+            for key in ("recipients", "sent", "clicks", "unique_clickers", "unfollows_24h", "unfollows_72h"):
+                total[key] += r[key]
+            reached += r["sent"]
+            baseline += r["baseline_unfollow_rate_24h"] * r["sent"]
+        total["click_through_rate"] = round(total["unique_clickers"] / reached, 4) if reached else None
+        total["unfollow_rate_24h"] = round(total["unfollows_24h"] / reached, 4) if reached else None
+        total["baseline_unfollow_rate_24h"] = round(baseline / reached, 6) if reached else None
+        out.append(total)
+    return out

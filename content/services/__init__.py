@@ -1,0 +1,338 @@
+"""Changes of state in the content library, the per-subscriber rendering of templates, and tracked links.
+
+Pushes (issue 4, items 3-6) call, per recipient:
+    template_render(template, subscriber=..., context=template_context(article=..., push=...))  -> WeChat's `data`
+    template_url(template, subscriber_id=..., push_id=...)                                      -> the tracked `url`
+    links_rewrite(text, subscriber_id=..., push_id=..., content_id=...)                         -> tracked text
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Greatest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Interaction, Subscriber
+
+from .. import links, templating
+from ..errors import ArticleStatusError, LinkTokenInvalid
+from ..models import Article, MessageTemplate, Topic
+from ..selectors import LINK_CLICK_KIND
+from ..slugs import short_id, slug_unique
+
+logger = logging.getLogger(__name__)
+
+ARTICLE_FIELDS = ("title", "slug", "digest", "body", "cover", "author")
+TEMPLATE_FIELDS = (
+    "title",
+    "wechat_template_id",
+    "fields",
+    "link_url",
+    "article",
+    "miniprogram_appid",
+    "miniprogram_pagepath",
+)
+
+# --- Articles -----------------------------------------------------------------------------------------------------
+
+# The legal status changes: from -> the states it may go to.
+ARTICLE_TRANSITIONS: dict[str, set[str]] = {
+    Article.Status.DRAFT: {Article.Status.PUBLISHED},
+    Article.Status.PUBLISHED: {Article.Status.DRAFT},
+}
+
+
+@transaction.atomic
+def article_create(
+    *,
+    title: str,
+    body: str = "",
+    digest: str = "",
+    author: str = "",
+    slug: str = "",
+    cover: Any = None,
+    topics: Iterable[Topic] = (),
+    by: Any = None,
+) -> Article:
+    """A new draft article. The slug is derived from the title when empty; the body is rendered and sanitised."""
+    article = Article(title=title, body=body, digest=digest, author=author, slug=slug, created_by=by)
+    if cover:
+        article.cover = cover
+    try:
+        with transaction.atomic():
+            article.save()
+    except IntegrityError:
+        if slug:  # the operator's slug is taken (validated at the edge, so a race): let the caller see it
+            raise
+        # Another save took the same derived slug between our check and insert: derive a fresh one.
+        article.pk, article.slug = None, f"{slug_unique(Article, title, max_length=91)}-{short_id(4)}"
+        article.save()
+    article.topics.set(list(topics))
+    return article
+
+
+@transaction.atomic
+def article_update(*, article: Article, data: Mapping[str, Any]) -> Article:
+    """Change an article's editable fields (not its status: see article_set_status). `topics` replaces the set."""
+    changed = []
+    for name in ARTICLE_FIELDS:
+        if name in data:
+            setattr(article, name, data[name])
+            changed.append(name)
+    if changed:
+        article.save(update_fields=[*changed, "updated_at"])
+    if "topics" in data:
+        article.topics.set(list(data["topics"]))
+    return article
+
+
+@transaction.atomic
+def article_set_status(*, article: Article, to: str, at: datetime | None = None) -> Article:
+    """Publish or unpublish, under a row lock. Raise ArticleStatusError on an illegal change.
+
+    `published_at` is set on the first publication and kept when an article is unpublished and published again,
+    so links and "new" markers do not move.
+    """
+    locked = Article.objects.select_for_update().get(pk=article.pk)
+    if to not in Article.Status.values:
+        raise ArticleStatusError(_("Unknown status %(status)s.") % {"status": to})
+    if to not in ARTICLE_TRANSITIONS[locked.status]:
+        raise ArticleStatusError(
+            _('"%(title)s" is already %(status)s.') % {"title": locked.title, "status": locked.get_status_display()}
+            if to == locked.status
+            else _("An article cannot go from %(from)s to %(to)s.") % {"from": locked.status, "to": to}
+        )
+    if to == Article.Status.PUBLISHED and not locked.body.strip():
+        raise ArticleStatusError(_('"%(title)s" has no body to publish.') % {"title": locked.title})
+    locked.status = to
+    fields = ["status", "updated_at"]
+    if to == Article.Status.PUBLISHED and locked.published_at is None:
+        locked.published_at = at or timezone.now()
+        fields.append("published_at")
+    locked.save(update_fields=fields)
+    article.status, article.published_at, article.updated_at = locked.status, locked.published_at, locked.updated_at
+    return article
+
+
+def article_publish(*, article: Article, at: datetime | None = None) -> Article:
+    return article_set_status(article=article, to=Article.Status.PUBLISHED, at=at)
+
+
+def article_unpublish(*, article: Article) -> Article:
+    return article_set_status(article=article, to=Article.Status.DRAFT)
+
+
+# --- Message templates --------------------------------------------------------------------------------------------
+
+
+def template_save(*, template: MessageTemplate, by: Any = None) -> MessageTemplate:
+    """Validate (fields, links) and save a template; a changed template gets a new version (its compiled cache key).
+
+    Raises TemplateInvalid for bad fields; django's ValidationError for the other fields.
+    """
+    template.fields = templating.fields_check(template.fields)
+    template.full_clean(exclude=["fields"])
+    if template.pk is None:
+        template.created_by = template.created_by or by
+        template.version = 1
+        template.save()
+    else:
+        template.version = F("version") + 1
+        template.save()
+        template.refresh_from_db(fields=["version"])
+    return template
+
+
+def template_create(*, by: Any = None, **data: Any) -> MessageTemplate:
+    unknown = set(data) - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown template fields: {sorted(unknown)}")
+    return template_save(template=MessageTemplate(**data), by=by)
+
+
+def template_update(*, template: MessageTemplate, data: Mapping[str, Any]) -> MessageTemplate:
+    for name in TEMPLATE_FIELDS:
+        if name in data:
+            setattr(template, name, data[name])
+    return template_save(template=template)
+
+
+def template_context(*, article: Article | Mapping | None = None, push: Any = None) -> dict[str, Any]:
+    """The part of the rendering context shared by every recipient of a push: build it once per push."""
+    context: dict[str, Any] = {}
+    if article is not None:
+        context["article"] = templating.article_context(article)
+    if push is not None:
+        context["push"] = (
+            {f: push.get(f, "") for f in templating.PUSH_FIELDS}
+            if isinstance(push, Mapping)
+            else {f: getattr(push, f, "") for f in templating.PUSH_FIELDS}
+        )
+    return context
+
+
+def template_render(
+    template: MessageTemplate, *, subscriber: Subscriber | Mapping[str, Any], context: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, str]]:
+    """WeChat's `data` for one recipient: {key: {"value": ..., "color": ...}} ("color" only when the field has one).
+
+    `subscriber` is a Subscriber or a mapping of its renderable fields (content.templating.SUBSCRIBER_FIELDS).
+    `context` comes from template_context(); without an article there, the template's own article is used.
+    Compiled fields are cached per (template id, version), so a push compiles each template once per process.
+    """
+    ctx: dict[str, Any] = dict(context or {})
+    if "article" not in ctx and template.article_id is not None:
+        ctx["article"] = templating.article_context(template.article)
+    ctx["subscriber"] = templating.subscriber_context(subscriber)
+    return templating.render_fields(templating.compiled_for(template), ctx)
+
+
+def template_url(template: MessageTemplate, *, subscriber_id: int, push_id: int | None = None) -> str:
+    """The tracked link opened when the subscriber taps the message ("" when the template links nowhere)."""
+    if template.article_id is not None:
+        return link_track(
+            template.article.public_url(), subscriber_id=subscriber_id, push_id=push_id, content_id=template.article_id
+        )
+    if template.link_url:
+        return link_track(template.link_url, subscriber_id=subscriber_id, push_id=push_id)
+    return ""
+
+
+# --- Tracked links ------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _redirect_path() -> str:
+    return reverse("content:link-redirect", kwargs={"token": "x"})[:-1]
+
+
+def _redirect_prefix() -> str:
+    return settings.PUBLIC_BASE_URL.rstrip("/") + _redirect_path()
+
+
+def link_track(url: str, *, subscriber_id: int, push_id: int | None = None, content_id: int | None = None) -> str:
+    """The absolute tracked address (PUBLIC_BASE_URL/r/<token>) that records a click and redirects to `url`.
+
+    The token holds ids only (subscriber, push, content, link row), is signed and expires after
+    TRACKED_LINK_MAX_AGE_DAYS. `push_id` is the future Push's id (a plain integer until that model exists).
+    """
+    if not url.lower().startswith(("http://", "https://")):
+        raise ValueError("only http(s) URLs can be tracked")
+    payload = links.LinkPayload(
+        subscriber_id=subscriber_id, push_id=push_id, content_id=content_id, link_id=links.link_id_for(url)
+    )
+    return _redirect_prefix() + links.token_make(payload)
+
+
+def links_rewrite(
+    text_or_html: str, *, subscriber_id: int, push_id: int | None = None, content_id: int | None = None
+) -> str:
+    """Replace every http(s) link in the text (bare URLs and <a href>) with its tracked address; images stay as they
+    are, links that are already tracked are left alone."""
+    prefix = _redirect_prefix()
+    return links.rewrite(
+        text_or_html,
+        lambda url: link_track(url, subscriber_id=subscriber_id, push_id=push_id, content_id=content_id),
+        is_tracked=lambda url: url.startswith(prefix),
+    )
+
+
+def link_max_age_seconds() -> float:
+    return settings.TRACKED_LINK_MAX_AGE_DAYS * 86400
+
+
+def link_target(token: str) -> links.LinkPayload:
+    """The payload of a token; LinkTokenInvalid / LinkTokenExpired (carrying its URL) when it cannot be used."""
+    return links.token_read(token, max_age_seconds=link_max_age_seconds(), url_of=links.url_for)
+
+
+def link_click_record(*, token: str, at: datetime | None = None) -> str:
+    """Record one click of a tracked link and return the URL to redirect to.
+
+    Two statements on the hot path (the target URL is cached per process): one UPDATE of the subscriber's
+    last_interaction_at, one INSERT of an accounts.Interaction of kind "link_click" with a unique dedupe key and
+    data {push_id, content_id, link_id, engaged: true}. A subscriber who no longer exists (erased) is redirected
+    without a record. Raises LinkTokenInvalid / LinkTokenExpired.
+    """
+    payload = link_target(token)
+    url = links.url_for(payload.link_id)
+    if url is None or not url.lower().startswith(("http://", "https://")):
+        raise LinkTokenInvalid(_("This link is not valid."))
+    now = at or timezone.now()
+    updated = Subscriber.objects.filter(pk=payload.subscriber_id).update(
+        last_interaction_at=Greatest(Coalesce(F("last_interaction_at"), now), now)
+    )
+    if not updated:
+        logger.info("tracked link clicked for a subscriber that no longer exists; not recorded")
+        return url
+    has_follow_ups = bool(_follow_ups_for(LINK_CLICK_KIND))
+    interaction = Interaction.objects.create(
+        subscriber_id=payload.subscriber_id,
+        kind=LINK_CLICK_KIND,
+        dedupe_key=f"{LINK_CLICK_KIND}:{uuid.uuid4().hex}",
+        url=url[:2048],
+        data={
+            "push_id": payload.push_id,
+            "content_id": payload.content_id,
+            "link_id": payload.link_id,
+            "engaged": True,
+        },
+        raw_xml="",
+        reply="",
+        created_at=now,
+        received_at=now,
+        processed_at=None if has_follow_ups else now,
+    )
+    if has_follow_ups:
+        _enqueue_follow_ups(interaction.pk)
+    logger.debug("tracked link click recorded: interaction=%s link=%s", interaction.pk, payload.link_id)
+    return url
+
+
+def _follow_ups_for(kind: str) -> list:
+    """Follow-ups registered for the kind in wechat_crm.wechat.dispatch (the funnel registers its stage update)."""
+    from wechat_crm.wechat.dispatch import follow_ups_for
+
+    return follow_ups_for(kind)
+
+
+def _enqueue_follow_ups(interaction_id: int) -> None:
+    """Queue the follow-ups after commit; if the broker is down the accounts sweeper picks the row up later."""
+    from accounts.tasks import interaction_process
+
+    def enqueue() -> None:
+        try:
+            interaction_process.delay(interaction_id)
+        except Exception:  # the outbox row stays pending: interactions_sweep processes it
+            logger.warning("could not enqueue follow-ups of interaction %s", interaction_id, exc_info=True)
+
+    transaction.on_commit(enqueue)
+
+
+# --- Topics -------------------------------------------------------------------------------------------------------
+
+
+def topic_create(*, name: str, slug: str = "", description: str = "") -> Topic:
+    topic = Topic(name=name, slug=slug, description=description)
+    topic.save()
+    return topic
+
+
+def topic_update(*, topic: Topic, data: Mapping[str, Any]) -> Topic:
+    changed = [name for name in ("name", "slug", "description") if name in data]
+    for name in changed:
+        setattr(topic, name, data[name])
+    if changed:
+        topic.save(update_fields=changed)
+    return topic

@@ -1,0 +1,286 @@
+"""Pushes: the guarded state machine, scheduling, the exactly-once claim of due pushes, and resolving recipients.
+
+draft -> scheduled -> sending -> sent | partially_failed, with cancelled from draft, scheduled and sending.
+Only `push_set_status` changes the status, under a row lock; an illegal move raises PushStatusError.
+
+A due push is claimed by one process only: `pushes_claim_due` locks due rows with SELECT ... FOR UPDATE SKIP LOCKED
+and moves them scheduled -> sending in the same transaction; two beats or many workers never claim one push twice.
+`push_start` then writes one Delivery per (push, subscriber) with one INSERT ... SELECT from the segment's query
+(unique constraint, ON CONFLICT DO NOTHING) and fans out page tasks of delivery-id ranges.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ..errors import PushInvalid, PushStatusError
+from ..models import Delivery, Push
+from .segments import segment_subscribers
+
+logger = logging.getLogger(__name__)
+
+S = Push.Status
+TRANSITIONS: dict[str, set[str]] = {
+    S.DRAFT: {S.SCHEDULED, S.CANCELLED},
+    S.SCHEDULED: {S.DRAFT, S.SENDING, S.CANCELLED},
+    S.SENDING: {S.SENT, S.PARTIALLY_FAILED, S.CANCELLED},
+    S.SENT: set(),
+    S.PARTIALLY_FAILED: set(),
+    S.CANCELLED: set(),
+}
+FINAL_PUSH = {S.SENT, S.PARTIALLY_FAILED, S.CANCELLED}
+PUSH_FIELDS = ("name", "channel", "article", "template", "text", "segment", "mass_tag", "send_at", "frequency_cap",
+               "ignore_quiet_hours")  # fmt: skip
+PAGE_SIZE = {"template": 500, "custom": 500, "mass_tag": 10_000, "mass_openid": 10_000}
+CLAIM_LIMIT = 20
+
+
+def page_size(channel: str) -> int:
+    from django.conf import settings
+
+    sizes = getattr(settings, "PUSH_PAGE_SIZES", None) or {}
+    return int(sizes.get(channel) or PAGE_SIZE[channel])
+
+
+@transaction.atomic
+def push_set_status(push: Push, *, to: str, at: dt.datetime | None = None) -> Push:
+    """Move the push to `to` under a row lock, or raise PushStatusError. Returns the push, refreshed."""
+    locked = Push.objects.select_for_update().get(pk=push.pk)
+    if to not in S.values:
+        raise PushStatusError(_("Unknown status %(status)s.") % {"status": to})
+    if to not in TRANSITIONS[locked.status]:
+        raise PushStatusError(
+            _('"%(name)s" cannot go from %(from)s to %(to)s.')
+            % {"name": locked.name, "from": locked.get_status_display(), "to": S(to).label},
+            extra={"status": locked.status, "to": to},
+        )
+    now = at or timezone.now()
+    locked.status = to
+    fields = ["status", "updated_at"]
+    if to == S.SENDING:
+        locked.started_at = now
+        fields.append("started_at")
+    if to in FINAL_PUSH:
+        locked.finished_at = now
+        fields.append("finished_at")
+    locked.save(update_fields=fields)
+    for name in ("status", "started_at", "finished_at", "updated_at"):
+        setattr(push, name, getattr(locked, name))
+    return push
+
+
+def _check_sendable(push: Push) -> None:
+    if push.channel == Push.Channel.TEMPLATE and push.template_id is None:
+        raise PushInvalid(_("A template message push needs a message template."))
+    needs_text = push.channel in (Push.Channel.CUSTOM, Push.Channel.MASS_OPENID, Push.Channel.MASS_TAG)
+    if needs_text and push.article_id is None and not push.text.strip():
+        raise PushInvalid(_("This channel needs an article or a text."))
+    if push.channel == Push.Channel.MASS_TAG:
+        if push.mass_tag_id is None or push.mass_tag.wechat_tag_id is None:
+            raise PushInvalid(_("A mass send by tag needs a tag that exists on WeChat."))
+    elif push.segment_id is None:
+        raise PushInvalid(_("Choose a segment."))
+
+
+def push_create(*, by: Any = None, **data: Any) -> Push:
+    unknown = set(data) - set(PUSH_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown push fields: {sorted(unknown)}")
+    push = Push(**data, created_by=by if getattr(by, "pk", None) else None)
+    push.save()
+    return push
+
+
+@transaction.atomic
+def push_update(*, push: Push, data: Mapping[str, Any]) -> Push:
+    """Edit a draft or scheduled push (a scheduled one keeps its status; send_at moves through push_reschedule)."""
+    locked = Push.objects.select_for_update().get(pk=push.pk)
+    if locked.status not in (S.DRAFT, S.SCHEDULED):
+        raise PushStatusError(_("Only a draft or scheduled push can be edited."))
+    changed = [name for name in PUSH_FIELDS if name in data and name != "send_at"]
+    for name in changed:
+        setattr(push, name, data[name])
+    if changed:
+        push.save(update_fields=[*(f"{n}" for n in changed), "updated_at"])
+    if "send_at" in data and data["send_at"] != locked.send_at:
+        if locked.status == S.SCHEDULED:
+            push_reschedule(push=push, send_at=data["send_at"])
+        else:
+            push.send_at = data["send_at"]
+            push.save(update_fields=["send_at", "updated_at"])
+    return push
+
+
+def _enqueue_dispatch(push_id: int, send_at: dt.datetime) -> None:
+    """A countdown task at send_at claims the push without waiting for the next beat (the beat is the safety net)."""
+    from ..tasks import push_dispatch
+
+    delay = max(0.0, (send_at - timezone.now()).total_seconds())
+
+    def enqueue() -> None:
+        try:
+            push_dispatch.apply_async((push_id,), countdown=delay)
+        except Exception:  # broker down: the beat's pushes_dispatch_due claims it
+            logger.warning("could not enqueue the dispatch of push %s", push_id, exc_info=True)
+
+    transaction.on_commit(enqueue)
+
+
+@transaction.atomic
+def push_schedule(*, push: Push, send_at: dt.datetime | None = None, by: Any = None) -> Push:
+    """Schedule a draft for `send_at` (default: its send_at, or now)."""
+    push.refresh_from_db()
+    _check_sendable(push)
+    push.send_at = send_at or push.send_at or timezone.now()
+    push.save(update_fields=["send_at", "updated_at"])
+    push_set_status(push, to=S.SCHEDULED)
+    _enqueue_dispatch(push.pk, push.send_at)
+    return push
+
+
+@transaction.atomic
+def push_reschedule(*, push: Push, send_at: dt.datetime) -> Push:
+    locked = Push.objects.select_for_update().get(pk=push.pk)
+    if locked.status != S.SCHEDULED:
+        raise PushStatusError(_("Only a scheduled push can be rescheduled."))
+    locked.send_at = push.send_at = send_at
+    locked.save(update_fields=["send_at", "updated_at"])
+    _enqueue_dispatch(push.pk, send_at)
+    return push
+
+
+@transaction.atomic
+def push_cancel(*, push: Push) -> Push:
+    """Cancel; during a send the remaining pages see the status and skip their queued deliveries."""
+    push_set_status(push, to=S.CANCELLED)
+    Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.QUEUED).update(
+        status=Delivery.Status.SKIPPED, reason="cancelled", finished_at=timezone.now()
+    )
+    return push
+
+
+def pushes_claim_due(*, now: dt.datetime | None = None, push_id: int | None = None) -> list[int]:
+    """Claim due pushes (scheduled, send_at <= now): locked with SKIP LOCKED and moved to sending in one
+    transaction, so each is claimed exactly once. Their start task is enqueued after commit."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        qs = Push.objects.select_for_update(skip_locked=True).filter(status=S.SCHEDULED, send_at__lte=now)
+        if push_id is not None:
+            qs = qs.filter(pk=push_id)
+        claimed = list(qs.order_by("send_at", "id")[:CLAIM_LIMIT])
+        for push in claimed:
+            push_set_status(push, to=S.SENDING, at=now)
+        ids = [p.pk for p in claimed]
+        if ids:
+            transaction.on_commit(lambda: _enqueue_start(ids))
+    return ids
+
+
+def _enqueue_start(ids: list[int]) -> None:
+    from ..tasks import push_start
+
+    for push_id in ids:
+        try:
+            push_start.delay(push_id)
+        except Exception:  # the beat's resume picks up a push whose recipients were never resolved
+            logger.warning("could not enqueue the start of push %s", push_id, exc_info=True)
+
+
+def push_resolve(*, push: Push, now: dt.datetime | None = None) -> int:
+    """Write one queued Delivery per recipient with ONE INSERT ... SELECT from the segment query (followers only,
+    resolved now). Safe to run twice: the unique (push, subscriber) constraint drops repeats. Returns the count."""
+    now = now or timezone.now()
+    if push.channel == Push.Channel.MASS_TAG:
+        from accounts.models import Subscriber
+
+        members = Subscriber.objects.filter(is_following=True, tags=push.mass_tag_id)
+    else:
+        members = segment_subscribers(rules=push.segment.rules, now=now)
+    select_sql, params = members.order_by("id").values("id").query.sql_with_params()
+    table = Delivery._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (push_id, subscriber_id, channel, status, reason, attempts, created_at) "  # noqa: S608
+        f"SELECT %s, m.id, %s, %s, '', 0, %s FROM ({select_sql}) m ORDER BY m.id "
+        "ON CONFLICT (push_id, subscriber_id) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [push.pk, push.channel, Delivery.Status.QUEUED, now, *params])
+    count = Delivery.objects.filter(push_id=push.pk).count()
+    Push.objects.filter(pk=push.pk).update(recipients=count, resolved_at=now)
+    push.recipients, push.resolved_at = count, now
+    return count
+
+
+def push_pages(*, push_id: int, size: int) -> list[tuple[int, int | None]]:
+    """Ranges [lo, hi) of the push's queued delivery ids, `size` rows each (one query, numbered by the database)."""
+    table = Delivery._meta.db_table
+    sql = (
+        f"SELECT id FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM {table} "  # noqa: S608
+        "WHERE push_id = %s AND status = %s) t WHERE (t.rn - 1) %% %s = 0 ORDER BY id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [push_id, Delivery.Status.QUEUED, size])
+        starts = [row[0] for row in cursor.fetchall()]
+    return [(lo, starts[i + 1] if i + 1 < len(starts) else None) for i, lo in enumerate(starts)]
+
+
+def push_start(*, push_id: int) -> int:
+    """Resolve the recipients (once: a second copy of the task finds them resolved and stops) and enqueue one page
+    task per range after commit. Returns the number of pages."""
+    from ..tasks import push_send_page
+
+    with transaction.atomic():
+        push = Push.objects.select_for_update(of=("self",)).select_related("segment").filter(pk=push_id).first()
+        if push is None or push.status != S.SENDING or push.resolved_at is not None:
+            return 0
+        push_resolve(push=push)
+        pages = push_pages(push_id=push.pk, size=page_size(push.channel))
+
+        def enqueue() -> None:
+            for lo, hi in pages:  # a lost enqueue is picked up by pushes_resume_stalled
+                push_send_page.delay(push.pk, lo, hi)
+
+        transaction.on_commit(enqueue)
+    if not pages:
+        from .deliveries import push_finish_if_done
+
+        push_finish_if_done(push_id=push.pk)
+    return len(pages)
+
+
+def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.timedelta | None = None) -> int:
+    """The beat's safety net for lost tasks: a sending push whose start never ran is started again; queued
+    deliveries due for over `stalled_after` get their pages enqueued again (page tasks claim rows, so a repeat
+    sends nothing twice); rows stuck in "sending" (a worker died mid-page) become unknown, never resent."""
+    from ..tasks import push_send_page, push_start_task
+
+    now = now or timezone.now()
+    stalled_after = dt.timedelta(minutes=5) if stalled_after is None else stalled_after  # 0 means at once
+    cutoff = now - stalled_after
+    resumed = 0
+    for push in Push.objects.filter(status=S.SENDING, started_at__lt=cutoff):
+        if push.resolved_at is None:
+            push_start_task.delay(push.pk)
+            resumed += 1
+            continue
+        Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.SENDING, claimed_at__lt=cutoff).update(
+            status=Delivery.Status.UNKNOWN, reason="worker_lost", finished_at=now
+        )
+        stuck = Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.QUEUED).exclude(not_before__gt=cutoff)
+        if stuck.exists() and push.updated_at < cutoff:
+            for lo, hi in push_pages(push_id=push.pk, size=page_size(push.channel)):
+                push_send_page.delay(push.pk, lo, hi)
+            Push.objects.filter(pk=push.pk).update(updated_at=now)
+            resumed += 1
+        else:
+            from .deliveries import push_finish_if_done
+
+            push_finish_if_done(push_id=push.pk)
+    return resumed
