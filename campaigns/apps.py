@@ -1,0 +1,23 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
+
+
+def _sync_roles(sender, using="default", **kwargs) -> None:
+    """After every migrate, models added since the roles migration get their permissions in the role groups."""
+    from wechat_crm.permissions import role_permissions_sync
+
+    role_permissions_sync(using=using)
+
+
+class CampaignsConfig(AppConfig):
+    name = "campaigns"
+    verbose_name = _("Campaigns")
+
+    def ready(self) -> None:
+        # The funnel's stages follow the events as they arrive (in Celery, after the interaction is committed).
+        from accounts import stages
+        from wechat_crm.wechat.dispatch import register_follow_up
+
+        stages.register(register_follow_up)
+        post_migrate.connect(_sync_roles, sender=self, dispatch_uid="campaigns_sync_roles")

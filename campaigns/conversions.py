@@ -1,0 +1,147 @@
+"""Conversions reported by other systems: validated one by one, inserted in bulk, exactly once per (type, external_id),
+with last-touch attribution and the subscribers' converted stage updated in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils.translation import gettext as _
+
+from accounts import stages
+from accounts.models import Subscriber
+
+from .models import Conversion, ConversionType
+
+BATCH_MAX = 1000
+
+
+@dataclass
+class ConversionInput:
+    """One validated item (the API's serializer produces these)."""
+
+    index: int
+    type: str
+    external_id: str
+    occurred_at: datetime
+    openid: str = ""
+    unionid: str = ""
+    value: Decimal = Decimal("0")
+    currency: str = "CNY"
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class IngestResult:
+    created: int = 0
+    duplicates: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def last_clicked_pushes(*, pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[int, datetime], tuple[Any, Any]]:
+    """For each (subscriber, time): the push and content of the last tracked-link click with a push before that time.
+    One query for the whole batch (a LATERAL lookup per pair on the subscriber's interactions index)."""
+    if not pairs:
+        return {}
+    values = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(pairs))
+    params: list[Any] = [x for pair in pairs for x in pair]
+    sql = f"""
+        SELECT v.sub, v.at, last.push_id, last.content_id
+        FROM (VALUES {values}) AS v(sub, at)
+        CROSS JOIN LATERAL (
+            SELECT i.data->>'push_id' AS push_id, i.data->>'content_id' AS content_id
+            FROM accounts_interaction i
+            WHERE i.subscriber_id = v.sub AND i.created_at <= v.at AND i.kind = 'link_click'
+              AND i.data->>'push_id' IS NOT NULL
+            ORDER BY i.created_at DESC LIMIT 1
+        ) AS last
+    """  # noqa: S608 (only placeholders and constants)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {(sub, at): (push, content) for sub, at, push, content in cursor.fetchall()}
+
+
+def _existing_ids(model: Any, ids: set[Any]) -> set[int]:
+    clean = {int(x) for x in ids if x is not None and str(x).isdigit()}
+    return set(model.objects.filter(pk__in=clean).values_list("pk", flat=True)) if clean else set()
+
+
+@transaction.atomic
+def conversions_record(*, items: Sequence[ConversionInput], errors: list[dict[str, Any]] | None = None) -> IngestResult:
+    """Store the valid items (unknown subscriber or type becomes a per-item error), skip those already stored, and
+    move their subscribers to `converted`. A handful of queries whatever the batch size."""
+    from content.models import Article, Push
+
+    result = IngestResult(errors=list(errors or []))
+    types = {t.slug: t for t in ConversionType.objects.filter(slug__in={i.type for i in items}, is_active=True)}
+    openids = {i.openid for i in items if i.openid}
+    unionids = {i.unionid for i in items if i.unionid and not i.openid}
+    subscribers: dict[tuple[str, str], Subscriber] = {}
+    if openids or unionids:
+        for sub in Subscriber.objects.filter(Q(openid__in=openids) | Q(unionid__in=unionids)).only(
+            "id", "openid", "unionid", "source_channel_id"
+        ):
+            subscribers[("openid", sub.openid)] = sub
+            if sub.unionid:
+                subscribers.setdefault(("unionid", sub.unionid), sub)
+    valid: list[tuple[ConversionInput, Subscriber, ConversionType]] = []
+    seen: set[tuple[str, str]] = set()
+    for item in items:
+        key = ("openid", item.openid) if item.openid else ("unionid", item.unionid)
+        sub = subscribers.get(key)
+        ctype = types.get(item.type)
+        if ctype is None:
+            result.errors.append({"index": item.index, "message": _("Unknown conversion type: %s.") % item.type})
+        elif sub is None:
+            result.errors.append({"index": item.index, "message": _("No subscriber with this openid or unionid.")})
+        elif (item.type, item.external_id) in seen:
+            result.duplicates += 1
+        else:
+            seen.add((item.type, item.external_id))
+            valid.append((item, sub, ctype))
+    result.errors.sort(key=lambda e: e["index"])
+    if not valid:
+        return result
+
+    already = set(
+        Conversion.objects.filter(
+            type__slug__in={i.type for i, _s, _t in valid}, external_id__in={i.external_id for i, _s, _t in valid}
+        ).values_list("type__slug", "external_id")
+    )
+    fresh = [(i, s, t) for i, s, t in valid if (i.type, i.external_id) not in already]
+    result.duplicates += len(valid) - len(fresh)
+    touches = last_clicked_pushes(pairs=[(s.pk, i.occurred_at) for i, s, _t in fresh])
+    push_ids = _existing_ids(Push, {v[0] for v in touches.values()})
+    content_ids = _existing_ids(Article, {v[1] for v in touches.values()})
+    rows = []
+    first: dict[int, datetime] = {}
+    for item, sub, ctype in fresh:
+        push, content = touches.get((sub.pk, item.occurred_at), (None, None))
+        rows.append(
+            Conversion(
+                type=ctype,
+                subscriber_id=sub.pk,
+                external_id=item.external_id,
+                value=item.value,
+                currency=item.currency,
+                occurred_at=item.occurred_at,
+                attributes=item.attributes,
+                channel_id=sub.source_channel_id,
+                push_id=int(push) if push and int(push) in push_ids else None,
+                content_id=int(content) if content and int(content) in content_ids else None,
+            )
+        )
+        if sub.pk not in first or item.occurred_at < first[sub.pk]:
+            first[sub.pk] = item.occurred_at
+    Conversion.objects.bulk_create(rows, ignore_conflicts=True, batch_size=BATCH_MAX)
+    result.created = len(rows)
+    stages.stages_convert(first_conversion=first)
+    from conversations.journeys import journeys_on_conversions
+
+    journeys_on_conversions(first_conversion=first)  # the conversion trigger; "converted" in journey reports
+    return result

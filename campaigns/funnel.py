@@ -1,0 +1,380 @@
+"""Funnel selectors: the report by step (optionally broken down), the drop-off lists and the attribution tables.
+
+They read the subscribers' stage columns (kept current by accounts.stages), through the covering index
+subscriber_funnel_idx, never the interactions. A step counts for a subscriber who followed in [start, end] and
+reached it and every earlier step within `window_days` after the first follow; the moment a step is reached is the
+latest of its own time and the previous step's (so times from the previous step are never negative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Subscriber
+from accounts.stages import ORDER, STAGE_FIELDS
+from wechat_crm.exceptions import ApplicationError
+
+from .models import Campaign, Channel, Conversion
+
+BREAKDOWNS = ("channel", "campaign", "content", "cohort_week")
+STEP_LABELS = {
+    "followed": _("Followed"),
+    "engaged": _("Engaged"),
+    "interactive": _("Interactive"),
+    "converted": _("Converted"),
+}
+
+
+@dataclass(frozen=True)
+class FunnelQuery:
+    start: date
+    end: date
+    window_days: int
+    breakdown: str | None = None
+    channel_id: int | None = None
+    campaign_id: int | None = None
+    tag: str | None = None
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        tz = timezone.get_current_timezone()
+        return (
+            datetime.combine(self.start, time.min, tzinfo=tz),
+            datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=tz),
+        )
+
+
+def funnel_query(
+    *,
+    start: date | None,
+    end: date | None,
+    window_days: int | None,
+    breakdown: str | None = None,
+    channel_id: int | None = None,
+    campaign_id: int | None = None,
+    tag: str | None = None,
+) -> FunnelQuery:
+    """Checked parameters with defaults: the last 30 days, the settings' conversion window."""
+    from accounts.stages import funnel_settings
+
+    today = timezone.localdate()
+    end = end or today
+    start = start or end - timedelta(days=29)
+    if start > end:
+        raise ApplicationError(_("`from` must not be after `to`."))
+    if window_days is None:
+        window_days = funnel_settings().default_window_days
+    if not 1 <= window_days <= 3650:
+        raise ApplicationError(_("`window_days` must be between 1 and 3650."))
+    if breakdown and breakdown not in BREAKDOWNS:
+        raise ApplicationError(_("`breakdown` must be one of: %s.") % ", ".join(BREAKDOWNS))
+    return FunnelQuery(start, end, window_days, breakdown or None, channel_id, campaign_id, tag or None)
+
+
+# --- The report -----------------------------------------------------------------------------------------------
+
+
+def _filters(q: FunnelQuery) -> tuple[str, dict[str, Any]]:
+    lo, hi = q.bounds()
+    where = ["s.followed_at >= %(lo)s", "s.followed_at < %(hi)s"]
+    params: dict[str, Any] = {"lo": lo, "hi": hi, "window_us": q.window_days * 86_400_000_000}
+    if q.breakdown == "cohort_week":
+        params["weeks"] = _week_starts(q)
+    if q.channel_id is not None:
+        where.append("s.source_channel_id = %(channel)s")
+        params["channel"] = q.channel_id
+    if q.campaign_id is not None:
+        where.append(
+            "s.source_channel_id IN "
+            "(SELECT channel_id FROM campaigns_campaign_channels WHERE campaign_id = %(campaign)s)"
+        )
+        params["campaign"] = q.campaign_id
+    if q.tag is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM accounts_subscriber_tags st JOIN accounts_tag t ON t.id = st.tag_id "
+            "WHERE st.subscriber_id = s.id AND t.name = %(tag)s)"
+        )
+        params["tag"] = q.tag
+    return " AND ".join(where), params
+
+
+# Group keys of their own type (grouping sorts them: integers and timestamps sort much faster than text). The channel
+# is `+ 0` so that the planner sorts the index-only scan's rows rather than walk the (non-covering) channel index and
+# fetch every row from the table (1.3 s against 2 s at 1M subscribers).
+_GROUP_SQL = {
+    None: ("NULL::integer", ""),
+    "channel": ("(s.source_channel_id + 0)", ""),
+    "content": ("s.engaged_content_id", ""),
+    # The week's number in %(weeks)s (its local Mondays): a binary search on the timestamp, not a time-zone conversion.
+    "cohort_week": ("width_bucket(s.followed_at, %(weeks)s::timestamptz[])", ""),
+    "campaign": ("cc.campaign_id", "JOIN campaigns_campaign_channels cc ON cc.channel_id = s.source_channel_id"),
+}
+# When no channel is in two campaigns, a LEFT JOIN cannot duplicate a subscriber: the total comes from the same pass
+# and the subscribers of no campaign (group NULL) are left out of the groups.
+_CAMPAIGN_PARTITION = (
+    "cc.campaign_id",
+    "LEFT JOIN campaigns_campaign_channels cc ON cc.channel_id = s.source_channel_id",
+)
+
+# The steps' delays are generated columns (Subscriber.*_delay_us, integer microseconds, inside subscriber_funnel_idx):
+# a step is within the window when the delays up to it add up to at most the window (the same as each stage's time
+# <= followed_at + window: the connection's time zone is UTC, where a day is 86,400 s), and its median sorts plain
+# numbers. The medians come back in microseconds (exact: the mean of two integers below 2**53).
+REPORT_SQL = """
+SELECT {group} AS grp, {total} AS is_total, count(*),
+       count(*) FILTER (WHERE s.engaged_delay_us <= %(window_us)s),
+       count(*) FILTER (WHERE s.engaged_delay_us + s.interactive_delay_us <= %(window_us)s),
+       count(*) FILTER (WHERE s.engaged_delay_us + s.interactive_delay_us + s.converted_delay_us <= %(window_us)s),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.engaged_delay_us::float8)
+           FILTER (WHERE s.engaged_delay_us <= %(window_us)s),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.interactive_delay_us::float8)
+           FILTER (WHERE s.engaged_delay_us + s.interactive_delay_us <= %(window_us)s),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.converted_delay_us::float8)
+           FILTER (WHERE s.engaged_delay_us + s.interactive_delay_us + s.converted_delay_us <= %(window_us)s)
+FROM accounts_subscriber s {join}
+WHERE {where}
+GROUP BY {grouping}
+"""
+
+
+def _steps(counts: list[int], medians: list[float | None]) -> list[dict[str, Any]]:
+    """`medians` in microseconds."""
+    steps = []
+    first = counts[0]
+    for index, stage in enumerate(ORDER):
+        count = counts[index]
+        previous = counts[index - 1] if index else count
+        steps.append(
+            {
+                "step": str(stage),
+                "label": str(STEP_LABELS[stage]),
+                "count": count,
+                "conversion_from_previous": round(count / previous, 4) if previous else 0.0,
+                "conversion_from_first": round(count / first, 4) if first else 0.0,
+                "median_seconds_from_previous": (
+                    None if index == 0 or medians[index - 1] is None else round(medians[index - 1] / 1_000_000, 1)
+                ),
+                "dropoff": count - counts[index + 1] if index + 1 < len(ORDER) else None,
+            }
+        )
+    return steps
+
+
+# Breakdowns where every subscriber is in exactly one group: the total comes from the same pass (GROUPING SETS).
+PARTITIONS = ("channel", "content", "cohort_week")
+
+
+def funnel_report(*, query: FunnelQuery) -> dict[str, Any]:
+    """Per step: count, conversion from the previous and the first step, median seconds from the previous step,
+    drop-off to the next; with `breakdown`, the same per group (a subscriber may be in several campaigns)."""
+    where, params = _filters(query)
+    breakdown = query.breakdown
+    partition = breakdown in PARTITIONS or (breakdown == "campaign" and _campaigns_partition_channels())
+    if partition:
+        rows = _run(REPORT_SQL, where, params, breakdown, with_total=True)
+        overall_rows = [row for row in rows if row[1]]
+        grouped = [row for row in rows if not row[1] and (breakdown != "campaign" or row[0] is not None)]
+    else:
+        overall_rows = _run(REPORT_SQL, where, params, None)
+        grouped = _run(REPORT_SQL, where, params, breakdown) if breakdown else []
+    overall = overall_rows[0] if overall_rows else (None, 1, 0, 0, 0, 0, None, None, None)
+    report: dict[str, Any] = {
+        "from": query.start,
+        "to": query.end,
+        "window_days": query.window_days,
+        "breakdown": breakdown,
+        "steps": _steps(list(overall[2:6]), list(overall[6:9])),
+        "groups": [],
+    }
+    if breakdown:
+        labels = _labels(breakdown, [row[0] for row in grouped])
+        grouped.sort(key=lambda row: (-row[2], row[0] or ""))
+        report["groups"] = [
+            {
+                "key": row[0],
+                "label": labels.get(row[0], str(_("(none)"))),
+                "steps": _steps(list(row[2:6]), list(row[6:9])),
+            }
+            for row in grouped
+        ]
+    return report
+
+
+def _campaigns_partition_channels() -> bool:
+    """Whether no channel belongs to two campaigns."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM campaigns_campaign_channels GROUP BY channel_id HAVING count(*) > 1)"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def _run(sql: str, where: str, params: dict[str, Any], breakdown: str | None, *, with_total: bool = False) -> list:
+    group, join = _CAMPAIGN_PARTITION if breakdown == "campaign" and with_total else _GROUP_SQL[breakdown]
+    if with_total:
+        text = sql.format(
+            group=group, join=join, where=where, grouping=f"GROUPING SETS (({group}), ())", total=f"GROUPING({group})"
+        )
+    else:
+        text = sql.format(group=group, join=join, where=where, grouping=group, total="0")
+    with transaction.atomic(), connection.cursor() as cursor:
+        # The medians sort up to a million values each: in memory, not on disk. The covering index is a third of the
+        # table, so an index-only scan beats a sequential one even over the whole range; JIT only adds start-up time.
+        cursor.execute("SET LOCAL work_mem = '128MB'")
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        if breakdown:
+            # A breakdown sorts every row by its group first: two workers scan and sort halves, merged in order
+            # (about 150 ms less at 1M subscribers); the medians themselves are computed by one process.
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 2")
+            cursor.execute("SET LOCAL parallel_setup_cost = 0")
+            cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
+        cursor.execute(text, params)
+        rows = cursor.fetchall()
+    if breakdown == "cohort_week":  # the week's Monday (YYYY-MM-DD)
+        weeks = params["weeks"]
+        return [(None if row[0] is None else weeks[row[0] - 1].strftime("%Y-%m-%d"), *row[1:]) for row in rows]
+    return [(None if row[0] is None else str(row[0]), *row[1:]) for row in rows]
+
+
+def _week_starts(q: FunnelQuery) -> list[datetime]:
+    """The local Mondays 00:00 from the week of `start` to that of `end`."""
+    tz = timezone.get_current_timezone()
+    monday = q.start - timedelta(days=q.start.weekday())
+    weeks = []
+    while monday <= q.end:
+        weeks.append(datetime.combine(monday, time.min, tzinfo=tz))
+        monday += timedelta(days=7)
+    return weeks
+
+
+def _labels(breakdown: str, keys: list[str | None]) -> dict[str | None, str]:
+    ids = [int(k) for k in keys if k is not None and k.isdigit()]
+    if breakdown == "channel":
+        return {str(pk): name for pk, name in Channel.objects.filter(pk__in=ids).values_list("pk", "name")}
+    if breakdown == "campaign":
+        return {str(pk): name for pk, name in Campaign.objects.filter(pk__in=ids).values_list("pk", "name")}
+    if breakdown == "content":
+        from content.models import Article
+
+        return {str(pk): title for pk, title in Article.objects.filter(pk__in=ids).values_list("pk", "title")}
+    return {k: k for k in keys if k is not None}
+
+
+# --- Drop-offs ---------------------------------------------------------------------------------------------------
+
+
+def _reached(step: str, window: timedelta) -> Q:
+    q = Q()
+    for stage in ORDER[1 : ORDER.index(step) + 1]:
+        field = STAGE_FIELDS[stage]
+        q &= Q(**{f"{field}__isnull": False, f"{field}__lte": F("followed_at") + window})
+    return q
+
+
+def funnel_dropoffs(*, query: FunnelQuery, step: str) -> QuerySet[Subscriber]:
+    """Subscribers who reached `step` (in the report's sense) and not the next one: the list to follow up."""
+    if step not in ORDER[:-1]:
+        raise ApplicationError(_("`step` must be one of: %s.") % ", ".join(ORDER[:-1]))
+    lo, hi = query.bounds()
+    window = timedelta(days=query.window_days)
+    nxt = ORDER[ORDER.index(step) + 1]
+    qs = Subscriber.objects.filter(followed_at__gte=lo, followed_at__lt=hi).filter(_reached(step, window))
+    qs = qs.exclude(_reached(nxt, window))
+    if query.channel_id is not None:
+        qs = qs.filter(source_channel_id=query.channel_id)
+    if query.campaign_id is not None:
+        qs = qs.filter(source_channel__campaigns=query.campaign_id)
+    if query.tag is not None:
+        qs = qs.filter(tags__name=query.tag)
+    return qs.select_related("source_channel").order_by("followed_at", "id")
+
+
+# --- Attribution -------------------------------------------------------------------------------------------------
+
+
+def attribution_report(*, query: FunnelQuery, by: str) -> list[dict[str, Any]]:
+    """Conversions (occurred in [start, end]) and revenue per first-touch channel, campaign (its channels or its
+    pushes) or last-touch content, with the conversion rate: converting subscribers / subscribers followed in the
+    period through that channel (content: engaged by that content)."""
+    lo, hi = query.bounds()
+    conversions = Conversion.objects.filter(occurred_at__gte=lo, occurred_at__lt=hi)
+    followers = Subscriber.objects.filter(followed_at__gte=lo, followed_at__lt=hi)
+    if by == "channel":
+        rows = conversions.values(key=F("channel_id"), label=F("channel__name"))
+        base = dict(
+            followers.values_list("source_channel_id").annotate(n=Count("id")).values_list("source_channel_id", "n")
+        )
+    elif by == "content":
+        rows = conversions.values(key=F("content_id"), label=F("content__title"))
+        base = dict(
+            followers.values_list("engaged_content_id").annotate(n=Count("id")).values_list("engaged_content_id", "n")
+        )
+    elif by == "campaign":
+        return _attribution_by_campaign(conversions, followers)
+    else:
+        raise ApplicationError(_("`by` must be one of: channel, campaign, content."))
+    result = []
+    for row in rows.annotate(
+        conversions=Count("id"), subscribers=Count("subscriber_id", distinct=True), revenue=Sum("value")
+    ).order_by("-revenue", "key"):
+        denominator = base.get(row["key"], 0)
+        result.append(_attribution_row(row["key"], row["label"], row, denominator))
+    return result
+
+
+def _attribution_row(key: Any, label: Any, row: dict[str, Any], denominator: int) -> dict[str, Any]:
+    return {
+        "key": key,
+        "label": label or str(_("(none)")),
+        "conversions": row["conversions"],
+        "subscribers": row["subscribers"],
+        "revenue": row["revenue"] or Decimal("0"),
+        "base": denominator,
+        "conversion_rate": round(row["subscribers"] / denominator, 4) if denominator else None,
+    }
+
+
+def _attribution_by_campaign(conversions: QuerySet, followers: QuerySet) -> list[dict[str, Any]]:
+    result = []
+    for campaign in Campaign.objects.prefetch_related("channels", "pushes"):
+        channel_ids = [c.pk for c in campaign.channels.all()]
+        push_ids = [p.pk for p in campaign.pushes.all()]
+        mine = conversions.filter(Q(channel_id__in=channel_ids) | Q(push_id__in=push_ids))
+        row = mine.aggregate(
+            conversions=Count("id"), subscribers=Count("subscriber_id", distinct=True), revenue=Sum("value")
+        )
+        base = followers.filter(source_channel_id__in=channel_ids).count()
+        result.append(_attribution_row(campaign.pk, campaign.name, row, base))
+    result.sort(key=lambda r: (-(r["revenue"] or 0), r["key"]))
+    return result
+
+
+def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
+    """Follows through the campaign's channels in its period, their current stages, conversions and revenue."""
+    channel_ids = list(campaign.channels.values_list("pk", flat=True))
+    push_ids = list(campaign.pushes.values_list("pk", flat=True))
+    followers = Subscriber.objects.filter(source_channel_id__in=channel_ids)
+    tz = timezone.get_current_timezone()
+    if campaign.starts_on:
+        followers = followers.filter(followed_at__gte=datetime.combine(campaign.starts_on, time.min, tzinfo=tz))
+    if campaign.ends_on:
+        end = datetime.combine(campaign.ends_on + timedelta(days=1), time.min, tzinfo=tz)
+        followers = followers.filter(followed_at__lt=end)
+    stages = dict(followers.values_list("stage").annotate(n=Count("id")).values_list("stage", "n"))
+    conversions = Conversion.objects.filter(Q(channel_id__in=channel_ids) | Q(push_id__in=push_ids)).aggregate(
+        conversions=Count("id"), revenue=Sum("value")
+    )
+    return {
+        "follows": sum(stages.values()),
+        "stages": {str(stage): stages.get(stage, 0) for stage in ORDER},
+        "conversions": conversions["conversions"],
+        "revenue": conversions["revenue"] or Decimal("0"),
+    }

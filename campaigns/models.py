@@ -1,0 +1,267 @@
+"""Channels (WeChat QR codes with a scene) and every touch of a subscriber through them."""
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+SCENE_STR_MAX = 64  # WeChat's limit for scene_str
+TEMPORARY_MAX_SECONDS = 2592000  # 30 days, WeChat's limit for temporary QR codes
+
+
+class Channel(models.Model):
+    """A WeChat QR code with a scene string: follows and scans through it are attributed to the channel."""
+
+    class Kind(models.TextChoices):
+        PERMANENT = "permanent", _("Permanent")
+        TEMPORARY = "temporary", _("Temporary")
+
+    name = models.CharField(_("name"), max_length=100)
+    scene_str = models.CharField(
+        _("scene"),
+        max_length=SCENE_STR_MAX,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9_.:-]+$", _("Use letters, digits, and the characters _ . : - only (no spaces).")
+            )
+        ],
+        help_text=_("The QR code's scene string (1 to 64 characters), e.g. poster-2026-spring."),
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.PERMANENT)
+    expire_seconds = models.PositiveIntegerField(
+        _("expires after (seconds)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(60), MaxValueValidator(TEMPORARY_MAX_SECONDS)],
+        help_text=_("Temporary QR codes only: at most 2592000 (30 days)."),
+    )
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    ticket = models.CharField(_("QR ticket"), max_length=256, blank=True, default="")
+    url = models.CharField(_("QR content URL"), max_length=512, blank=True, default="")
+    tags = models.ManyToManyField(
+        "accounts.Tag",
+        related_name="channels",
+        blank=True,
+        verbose_name=_("tags"),
+        help_text=_("Applied to every subscriber who follows or scans through this channel."),
+    )
+    welcome_reply = models.TextField(
+        _("welcome reply"),
+        blank=True,
+        default="",
+        help_text=_("Sent as the reply to a follow or scan through this channel. Empty: no reply."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("channel")
+        verbose_name_plural = _("channels")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ChannelTouch(models.Model):
+    """One follow or scan of a subscriber through a channel (every touch; the first one is on the subscriber)."""
+
+    class Kind(models.TextChoices):
+        FOLLOW = "follow", _("Follow")
+        SCAN = "scan", _("Scan")
+
+    subscriber = models.ForeignKey(
+        "accounts.Subscriber", on_delete=models.CASCADE, related_name="channel_touches", verbose_name=_("subscriber")
+    )
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="touches", verbose_name=_("channel"))
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    at = models.DateTimeField(_("at"))
+    interaction = models.OneToOneField(
+        "accounts.Interaction",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="channel_touch",
+        verbose_name=_("interaction"),
+    )
+
+    class Meta:
+        verbose_name = _("channel touch")
+        verbose_name_plural = _("channel touches")
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["channel", "kind", "at"], name="channeltouch_channel_at_idx"),
+            models.Index(fields=["subscriber", "at"], name="channeltouch_subscriber_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.channel_id} {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class FunnelSettings(models.Model):
+    """The funnel's stage rules, one row (pk=1), edited in the admin. Read through accounts.stages.funnel_settings()."""
+
+    interactive_min_interactions = models.PositiveSmallIntegerField(
+        _("interactive: interactions"),
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text=_("Subscriber-originated interactions needed to become interactive."),
+    )
+    interactive_min_days = models.PositiveSmallIntegerField(
+        _("interactive: different days"),
+        default=2,
+        validators=[MinValueValidator(1)],
+        help_text=_("On at least this many different days."),
+    )
+    interactive_window_days = models.PositiveSmallIntegerField(
+        _("interactive: within days"),
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text=_("All of them within this many days."),
+    )
+    menu_click_engages = models.BooleanField(
+        _("menu clicks engage"),
+        default=True,
+        help_text=_("A menu click (click or view event) makes a subscriber engaged."),
+    )
+    default_window_days = models.PositiveSmallIntegerField(
+        _("default conversion window (days)"),
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text=_("Reports count a step only when it was reached within this many days after the follow."),
+    )
+
+    class Meta:
+        verbose_name = _("funnel settings")
+        verbose_name_plural = _("funnel settings")
+
+    def __str__(self) -> str:
+        return str(_("Funnel settings"))
+
+    def save(self, *args, **kwargs):
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+
+class ConversionType(models.Model):
+    """What a conversion is: register, purchase, download (created by a migration) or a custom type."""
+
+    slug = models.SlugField(_("code"), max_length=50, unique=True, help_text=_("Sent as `type` in the API."))
+    name = models.CharField(_("name"), max_length=100)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("conversion type")
+        verbose_name_plural = _("conversion types")
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Conversion(models.Model):
+    """One conversion of a subscriber (a registration, a purchase ...), reported by another system through the API.
+
+    Exactly once per (type, external_id). The last push the subscriber clicked before it is stored on insert
+    (last-touch attribution); the first touch is the subscriber's source channel.
+    """
+
+    type = models.ForeignKey(
+        ConversionType,
+        on_delete=models.PROTECT,
+        related_name="conversions",
+        verbose_name=_("type"),
+        db_index=False,  # covered by conversion_type_external_uniq
+    )
+    subscriber = models.ForeignKey(
+        "accounts.Subscriber",
+        on_delete=models.CASCADE,
+        related_name="conversions",
+        verbose_name=_("subscriber"),
+        db_index=False,  # covered by conversion_subscriber_at_idx
+    )
+    external_id = models.CharField(_("external ID"), max_length=128)
+    value = models.DecimalField(_("value"), max_digits=14, decimal_places=2, default=0)
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    occurred_at = models.DateTimeField(_("occurred at"))
+    attributes = models.JSONField(_("attributes"), default=dict, blank=True)
+    channel = models.ForeignKey(
+        Channel,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversions",
+        verbose_name=_("first-touch channel"),
+    )
+    push = models.ForeignKey(
+        "content.Push",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversions",
+        verbose_name=_("last-touch push"),
+    )
+    content = models.ForeignKey(
+        "content.Article",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversions",
+        verbose_name=_("last-touch content"),
+    )
+    created_at = models.DateTimeField(_("received at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("conversion")
+        verbose_name_plural = _("conversions")
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["subscriber", "occurred_at"], name="conversion_subscriber_at_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["type", "external_id"], name="conversion_type_external_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type_id}:{self.external_id}"
+
+
+class Campaign(models.Model):
+    """A marketing campaign: its channels (QR codes) bring followers, its pushes engage them."""
+
+    name = models.CharField(_("name"), max_length=100)
+    goal = models.TextField(_("goal"), blank=True, default="")
+    starts_on = models.DateField(_("starts on"), null=True, blank=True)
+    ends_on = models.DateField(_("ends on"), null=True, blank=True)
+    channels = models.ManyToManyField(Channel, related_name="campaigns", blank=True, verbose_name=_("channels"))
+    pushes = models.ManyToManyField("content.Push", related_name="campaigns", blank=True, verbose_name=_("pushes"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("campaign")
+        verbose_name_plural = _("campaigns")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_on__isnull=True)
+                | models.Q(starts_on__isnull=True)
+                | models.Q(ends_on__gte=models.F("starts_on")),
+                name="campaign_period_ordered",
+                violation_error_message=_("The campaign cannot end before it starts."),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FunnelReport(models.Model):
+    """No table: the admin's entry for the funnel reports (permission `view_funnelreport`)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        verbose_name = _("funnel report")
+        verbose_name_plural = _("funnel reports")
+
+    def __str__(self) -> str:
+        return str(_("Funnel report"))

@@ -1,0 +1,200 @@
+"""Changes of state for channels: creating a channel's QR code on WeChat, and attributing follows and scans."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from rest_framework import status
+
+from accounts.models import Subscriber, Tag
+from accounts.tagging import tag_add
+from wechat_crm.exceptions import ApplicationError
+from wechat_crm.wechat.errors import WeChatError
+
+from .models import TEMPORARY_MAX_SECONDS, Channel, ChannelTouch
+
+logger = logging.getLogger(__name__)
+
+
+class WeChatUnavailableError(ApplicationError):
+    """WeChat refused or did not answer a call the operator asked for."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+
+
+@dataclass(frozen=True)
+class QRCode:
+    ticket: str
+    url: str
+    expires_at: datetime | None
+
+
+def channel_qrcode_request(*, scene_str: str, kind: str, expire_seconds: int | None, client=None) -> QRCode:
+    """Ask WeChat's qrcode/create for a QR code with `scene_str` (permanent or temporary). Raises ApplicationError."""
+    from wechat_crm.wechat.client import get_client
+
+    if kind == Channel.Kind.TEMPORARY:
+        if not expire_seconds or not 60 <= expire_seconds <= TEMPORARY_MAX_SECONDS:
+            raise ApplicationError(
+                _("A temporary QR code needs an expiry between 60 and %(max)d seconds.")
+                % {"max": TEMPORARY_MAX_SECONDS}
+            )
+        payload: dict[str, Any] = {
+            "expire_seconds": expire_seconds,
+            "action_name": "QR_STR_SCENE",
+            "action_info": {"scene": {"scene_str": scene_str}},
+        }
+    else:
+        payload = {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": scene_str}}}
+    requested_at = timezone.now()
+    try:
+        result = (client or get_client()).qrcode.create(payload)
+    except WeChatError as exc:
+        logger.warning("qrcode/create for scene %r failed: %s", scene_str, exc)
+        raise WeChatUnavailableError(
+            _("WeChat could not create the QR code: %(message)s (errcode %(errcode)s).")
+            % {"message": exc.message, "errcode": exc.errcode if exc.errcode is not None else "-"},
+            {"errcode": exc.errcode},
+        ) from exc
+    if not isinstance(result, dict) or not result.get("ticket") or not result.get("url"):
+        raise WeChatUnavailableError(_("WeChat's answer to the QR code request has no ticket or URL."))
+    expires_at = None
+    if kind == Channel.Kind.TEMPORARY:
+        expires_at = requested_at + timedelta(seconds=int(result.get("expire_seconds") or expire_seconds or 0))
+    return QRCode(ticket=str(result["ticket"]), url=str(result["url"]), expires_at=expires_at)
+
+
+@transaction.atomic
+def channel_create(
+    *,
+    name: str,
+    scene_str: str,
+    kind: str = Channel.Kind.PERMANENT,
+    expire_seconds: int | None = None,
+    welcome_reply: str = "",
+    is_active: bool = True,
+    tags: list[Tag] | None = None,
+    client=None,
+) -> Channel:
+    """Create a channel and its QR code on WeChat. Raises ApplicationError for bad input or a WeChat error."""
+    channel = Channel(
+        name=name,
+        scene_str=scene_str,
+        kind=kind,
+        expire_seconds=expire_seconds if kind == Channel.Kind.TEMPORARY else None,
+        welcome_reply=welcome_reply,
+        is_active=is_active,
+    )
+    try:
+        channel.full_clean(exclude=["ticket", "url", "expires_at"])
+    except ValidationError as exc:
+        raise ApplicationError(
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()), {"fields": exc.message_dict}
+        ) from exc
+    qrcode = channel_qrcode_request(
+        scene_str=scene_str, kind=kind, expire_seconds=channel.expire_seconds, client=client
+    )
+    channel_apply_qrcode(channel=channel, qrcode=qrcode)
+    channel.save()
+    if tags:
+        channel.tags.set(tags)
+    return channel
+
+
+def channel_renew_qrcode(*, channel: Channel, client=None) -> Channel:
+    """A new QR code for a temporary channel (same scene, same expiry length), e.g. once the old one expired.
+    Raises ApplicationError for a permanent channel (its QR code never expires) or a WeChat error."""
+    if channel.kind != Channel.Kind.TEMPORARY:
+        raise ApplicationError(_("%(name)s is permanent: its QR code never expires.") % {"name": channel.name})
+    qrcode = channel_qrcode_request(
+        scene_str=channel.scene_str, kind=channel.kind, expire_seconds=channel.expire_seconds, client=client
+    )
+    channel_apply_qrcode(channel=channel, qrcode=qrcode)
+    channel.save(update_fields=["ticket", "url", "expires_at"])
+    return channel
+
+
+def channel_apply_qrcode(*, channel: Channel, qrcode: QRCode) -> None:
+    """Set the QR code's fields on an unsaved (or to be saved) channel."""
+    channel.ticket = qrcode.ticket
+    channel.url = qrcode.url
+    channel.expires_at = qrcode.expires_at
+
+
+# --- Attribution (a follow-up of subscribe and SCAN interactions, run in Celery) -----------------------------------
+
+_TOUCH_KIND = {"subscribe": ChannelTouch.Kind.FOLLOW, "scan": ChannelTouch.Kind.SCAN}
+
+
+def channel_attribute(*, interaction: Any) -> ChannelTouch | None:
+    """Record the touch of the interaction's channel (by scene): a ChannelTouch row (one per interaction), the
+    subscriber's source channel when this is their first follow, and the channel's tags. Safe to run twice."""
+    kind = _TOUCH_KIND.get(interaction.kind)
+    if kind is None or not interaction.scene or not interaction.subscriber_id:
+        return None
+    channel = Channel.objects.filter(scene_str=interaction.scene).first()
+    if channel is None:
+        return None  # an unknown scene (a QR code made elsewhere): the interaction is stored as it is
+    with transaction.atomic():
+        ChannelTouch.objects.bulk_create(
+            [
+                ChannelTouch(
+                    subscriber_id=interaction.subscriber_id,
+                    channel=channel,
+                    kind=kind,
+                    at=interaction.created_at,
+                    interaction_id=interaction.pk,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        if kind == ChannelTouch.Kind.FOLLOW:
+            # First touch: only the follow whose scene became the subscriber's source scene, and only once.
+            Subscriber.objects.filter(
+                pk=interaction.subscriber_id, source_channel__isnull=True, source_scene=interaction.scene
+            ).update(source_channel=channel)
+        tags = list(channel.tags.all())
+        for tag in tags:
+            tag_add(subscribers=[interaction.subscriber_id], tag=tag)
+    return ChannelTouch.objects.filter(interaction_id=interaction.pk).first()
+
+
+def channels_attribute_imported(*, openids: list[str]) -> int:
+    """Subscribers imported from WeChat (follower sync), whose follow never reached our callback: the channel named
+    by their profile's qr_scene_str becomes their source channel (when empty), with a follow touch at their
+    subscribe time and the channel's tags. Returns how many were attributed."""
+    rows = list(
+        Subscriber.objects.filter(openid__in=openids, source_channel__isnull=True)
+        .exclude(qr_scene_str="")
+        .values_list("id", "qr_scene_str", "subscribed_at")
+    )
+    channels = {
+        c.scene_str: c for c in Channel.objects.filter(scene_str__in={r[1] for r in rows}).prefetch_related("tags")
+    }
+    attributed = 0
+    with transaction.atomic():
+        for subscriber_id, scene, subscribed_at in rows:
+            channel = channels.get(scene)
+            if channel is None:
+                continue
+            if not Subscriber.objects.filter(pk=subscriber_id, source_channel__isnull=True).update(
+                source_channel=channel
+            ):
+                continue
+            ChannelTouch.objects.create(
+                subscriber_id=subscriber_id,
+                channel=channel,
+                kind=ChannelTouch.Kind.FOLLOW,
+                at=subscribed_at or timezone.now(),
+            )
+            for tag in channel.tags.all():
+                tag_add(subscribers=[subscriber_id], tag=tag)
+            attributed += 1
+    return attributed

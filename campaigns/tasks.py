@@ -1,0 +1,11 @@
+"""Periodic work of the funnel (schedules in wechat_crm/schedules.py)."""
+
+from celery import shared_task
+
+from accounts import stages
+
+
+@shared_task(name="campaigns.tasks.stages_backfill")
+def stages_backfill() -> int:
+    """Subscribers imported by sync_followers (no follow event) get their first follow from WeChat's subscribe time."""
+    return stages.stages_backfill()
