@@ -1,0 +1,394 @@
+"""Journeys: trigger -> (wait -> condition -> action) steps.
+
+* Entering: `journey_enter` inserts an enrollment under UNIQUE (journey, subscriber, period_key): at most once per
+  period. The first step's `due_at` is stored in the row.
+* Advancing: `journeys_advance(now=...)` (beat task every minute, and right after an enrollment) locks due
+  enrollments with SELECT ... FOR UPDATE SKIP LOCKED and runs each one's current step in the same transaction as
+  its JourneyStepRun (UNIQUE (enrollment, step)) and its effects (outbound rows are sent by Celery after commit):
+  waits survive worker and beat restarts, nothing fires twice.
+* Hooks for other apps: journeys_on_follow, journeys_on_topic_click, journeys_on_stage, journeys_on_conversion;
+  dormant subscribers are entered by `journeys_enter_dormant(now=...)` (beat task).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, OuterRef, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Interaction, Subscriber
+
+from . import services
+from .models import (
+    ChannelTopic,
+    Journey,
+    JourneyEnrollment,
+    JourneyStep,
+    JourneyStepRun,
+    Notification,
+    OutboundMessage,
+)
+
+logger = logging.getLogger(__name__)
+ADVANCE_BATCH = 200
+E = JourneyEnrollment.Status
+ACTIVE_KINDS = (*services.MESSAGE_KINDS, "click", "view", "link_click")
+
+
+def period_key(journey: Journey, now: dt.datetime) -> str:
+    local = timezone.localtime(now)
+    return {
+        Journey.Period.EVER: "ever",
+        Journey.Period.YEAR: f"{local:%Y}",
+        Journey.Period.MONTH: f"{local:%Y-%m}",
+        Journey.Period.WEEK: "{}-W{:02d}".format(*local.isocalendar()[:2]),
+        Journey.Period.DAY: f"{local:%Y-%m-%d}",
+    }[journey.period]
+
+
+def _steps(journey_id: int) -> list[JourneyStep]:
+    return list(JourneyStep.objects.filter(journey_id=journey_id).order_by("position", "id"))
+
+
+def _enqueue_advance() -> None:
+    from .tasks import journeys_advance_task
+
+    def enqueue() -> None:
+        try:
+            journeys_advance_task.delay()
+        except Exception:  # the beat task advances it within a minute
+            logger.warning("could not enqueue the journey advance", exc_info=True)
+
+    transaction.on_commit(enqueue)
+
+
+def journey_enter(
+    *, journey: Journey, subscriber_id: int, now: dt.datetime | None = None, context: dict | None = None,
+    key: str | None = None,
+) -> JourneyEnrollment | None:  # fmt: skip
+    """Enter the subscriber (None when they entered in this period already, or the journey has no steps)."""
+    now = now or timezone.now()
+    steps = _steps(journey.pk)
+    if not steps:
+        return None
+    try:
+        with transaction.atomic():
+            enrollment = JourneyEnrollment.objects.create(
+                journey=journey, subscriber_id=subscriber_id, period_key=key or period_key(journey, now),
+                next_position=0, due_at=now + steps[0].wait, context=context or {}, entered_at=now,
+            )  # fmt: skip
+    except IntegrityError:
+        return None
+    logger.info("subscriber %s entered journey %s (%s)", subscriber_id, journey.pk, enrollment.period_key)
+    if steps[0].wait <= dt.timedelta(minutes=1):
+        _enqueue_advance()
+    return enrollment
+
+
+def _enter_all(journeys, subscriber_id: int, now: dt.datetime | None, context: dict) -> list[JourneyEnrollment]:
+    return [e for j in journeys if (e := journey_enter(journey=j, subscriber_id=subscriber_id, now=now,
+                                                       context=context)) is not None]  # fmt: skip
+
+
+def journeys_on_follow(*, subscriber_id: int, channel_id: int | None = None, now: dt.datetime | None = None):
+    journeys = Journey.objects.filter(is_active=True, trigger=Journey.Trigger.FOLLOW).filter(
+        Q(channel__isnull=True) | Q(channel_id=channel_id)
+    )
+    context: dict[str, Any] = {"channel_id": channel_id}
+    if channel_id:
+        topic_id = ChannelTopic.objects.filter(channel_id=channel_id).values_list("topic_id", flat=True).first()
+        if topic_id:
+            context["topic_id"] = topic_id
+    return _enter_all(journeys, subscriber_id, now, context)
+
+
+def journeys_on_topic_click(*, subscriber_id: int, topic_ids: list[int], now: dt.datetime | None = None):
+    journeys = Journey.objects.filter(is_active=True, trigger=Journey.Trigger.TOPIC_CLICK, topic_id__in=topic_ids)
+    return [e for j in journeys for e in _enter_all([j], subscriber_id, now, {"topic_id": j.topic_id})]
+
+
+def journeys_on_stage(subscriber_id: int, stage: str, *, now: dt.datetime | None = None):
+    """Hook for the funnel: call it when a subscriber reaches `stage`."""
+    journeys = Journey.objects.filter(is_active=True, trigger=Journey.Trigger.STAGE, stage=stage)
+    entered = _enter_all(journeys, subscriber_id, now, {"stage": stage})
+    if stage == Subscriber.Stage.CONVERTED:
+        entered += journeys_on_conversion(subscriber_id, now=now)
+    return entered
+
+
+def journeys_on_current_stage(*, subscriber_id: int, now: dt.datetime | None = None) -> list[JourneyEnrollment]:
+    """After each interaction (once the funnel's follow-up has moved the stage): enter the stage journeys of the
+    subscriber's current stage. Entering is once per period, so a stage reached long ago does not re-enter a
+    journey that is "once ever". One query when no stage journey exists."""
+    journeys = list(Journey.objects.filter(is_active=True, trigger=Journey.Trigger.STAGE))
+    if not journeys:
+        return []
+    stage = Subscriber.objects.filter(pk=subscriber_id).values_list("stage", flat=True).first()
+    return _enter_all([j for j in journeys if j.stage == stage], subscriber_id, now, {"stage": stage})
+
+
+def journeys_on_conversion(subscriber_id: int, *, now: dt.datetime | None = None, **context: Any):
+    """Hook for the funnel: a conversion. Marks the subscriber's enrollments as converted (journey reports) and
+    enters the conversion journeys."""
+    now = now or timezone.now()
+    JourneyEnrollment.objects.filter(subscriber_id=subscriber_id, converted_at__isnull=True).update(converted_at=now)
+    journeys = Journey.objects.filter(is_active=True, trigger=Journey.Trigger.CONVERSION)
+    return _enter_all(journeys, subscriber_id, now, {k: v for k, v in context.items() if isinstance(v, str | int)})
+
+
+def journeys_on_conversions(*, first_conversion: dict[int, dt.datetime]) -> int:
+    """Hook for a batch of conversions (subscriber id -> when): one UPDATE marks their enrollments converted, and
+    the conversion journeys (if any) are entered. Returns how many enrollments were created."""
+    if not first_conversion:
+        return 0
+    ids = list(first_conversion)
+    JourneyEnrollment.objects.filter(subscriber_id__in=ids, converted_at__isnull=True).update(
+        converted_at=timezone.now()
+    )
+    journeys = list(Journey.objects.filter(is_active=True, trigger=Journey.Trigger.CONVERSION))
+    if not journeys:
+        return 0
+    return sum(len(_enter_all(journeys, sid, at, {})) for sid, at in first_conversion.items())
+
+
+def journeys_enter_dormant(*, now: dt.datetime | None = None) -> int:
+    """Enter followers silent for the journey's N days who had been interactive (sent a message, clicked a menu or
+    a link) before. The period is the quiet spell (its last interaction), so one spell enters once."""
+    now = now or timezone.now()
+    entered = 0
+    for journey in Journey.objects.filter(is_active=True, trigger=Journey.Trigger.DORMANT, dormant_days__gt=0):
+        cutoff = now - dt.timedelta(days=journey.dormant_days)
+        was_active = Interaction.objects.filter(subscriber_id=OuterRef("pk"), kind__in=ACTIVE_KINDS)
+        candidates = (
+            Subscriber.objects.filter(is_following=True, last_interaction_at__lt=cutoff)
+            .filter(Exists(was_active))
+            .exclude(
+                Exists(
+                    JourneyEnrollment.objects.filter(
+                        journey=journey, subscriber_id=OuterRef("pk"), entered_at__gt=OuterRef("last_interaction_at")
+                    )
+                )
+            )
+            .values_list("pk", "last_interaction_at")[:5000]
+        )
+        for subscriber_id, last in candidates:
+            topic_id = last_read_topic(subscriber_id)
+            key = f"dormant:{last:%Y%m%dT%H%M%S}"
+            if journey_enter(journey=journey, subscriber_id=subscriber_id, now=now, key=key,
+                             context={"topic_id": topic_id} if topic_id else {}):  # fmt: skip
+                entered += 1
+    return entered
+
+
+def last_read_topic(subscriber_id: int) -> int | None:
+    """The topic of the last article the subscriber opened (tracked link clicks carry the content id)."""
+    from content.models import Article
+
+    for data in (
+        Interaction.objects.filter(subscriber_id=subscriber_id, kind="link_click")
+        .order_by("-created_at")
+        .values_list("data", flat=True)[:20]
+    ):
+        content_id = (data or {}).get("content_id")
+        if content_id:
+            topic_id = Article.topics.through.objects.filter(article_id=content_id).values_list("topic_id", flat=True)
+            first = topic_id.first()
+            if first:
+                return first
+    return None
+
+
+# --- advancing ------------------------------------------------------------------------------------------------------
+
+
+def condition_holds(step: JourneyStep, subscriber: Subscriber, *, now: dt.datetime) -> bool:
+    c = JourneyStep.Condition
+    if step.condition in ("", None):
+        return True
+    if step.condition in (c.HAS_TAG, c.NOT_TAG):
+        has = subscriber.tags.filter(pk=step.condition_tag_id).exists()
+        return has if step.condition == c.HAS_TAG else not has
+    if step.condition == c.STAGE_IN:
+        return subscriber.stage in [s.strip() for s in step.condition_value.split(",") if s.strip()]
+    if step.condition == c.PREFERS_TOPIC:
+        opted_out = subscriber.topics_opted_out.filter(pk=step.condition_topic_id).exists()
+        return not opted_out and not subscriber.pushes_paused
+    if step.condition == c.PUSHES_ACTIVE:
+        return not subscriber.pushes_paused
+    if step.condition == c.IN_WINDOW:
+        return services.cs_window(subscriber, now).allowed
+    if step.condition == c.SCORE_AT_LEAST:
+        return subscriber.score >= int(step.condition_value or 0)
+    if step.condition == c.NOT_CONVERTED:
+        return subscriber.stage != Subscriber.Stage.CONVERTED
+    return False
+
+
+def _topic_articles(topic_id: int | None, limit: int = 3) -> list[Any]:
+    """The best published articles of the topic: the most clicked (tracked link clicks) of the 50 newest."""
+    from collections import Counter
+
+    from content.models import Article
+
+    if not topic_id:
+        return []
+    candidates = list(
+        Article.objects.filter(status=Article.Status.PUBLISHED, topics=topic_id).order_by("-published_at", "-id")[:50]
+    )
+    clicks = Counter(
+        Interaction.objects.filter(kind="link_click", data__content_id__in=[a.pk for a in candidates]).values_list(
+            "data__content_id", flat=True
+        )
+    )
+    return sorted(candidates, key=lambda a: -clicks.get(a.pk, 0))[:limit]
+
+
+def _text(step: JourneyStep, subscriber: Subscriber, topic_name: str) -> str:
+    return step.text.replace("{nickname}", subscriber.nickname or "").replace("{topic}", topic_name)
+
+
+def _act(step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscriber, now: dt.datetime) -> str:
+    """Run the step's action; returns a detail for the run."""
+    from accounts import tagging
+    from content.models import Topic
+
+    a = JourneyStep.Action
+    dedupe = f"journey:{enrollment.pk}:{step.pk}"
+    if step.action == a.ADD_TAG:
+        tagging.tag_add(subscribers=[subscriber.pk], tag=step.tag)
+        return step.tag.name
+    if step.action == a.REMOVE_TAG:
+        tagging.tag_remove(subscribers=[subscriber.pk], tag=step.tag)
+        return step.tag.name
+    if step.action == a.SCORE:
+        services.score_change(subscriber_id=subscriber.pk, points=step.score_delta,
+                              reason=f"journey {enrollment.journey_id}", at=now)  # fmt: skip
+        return f"{step.score_delta:+d}"
+    topic_id = enrollment.context.get("topic_id")
+    topic_name = Topic.objects.filter(pk=topic_id).values_list("name", flat=True).first() or "" if topic_id else ""
+    text = _text(step, subscriber, topic_name)
+    if step.action == a.NOTIFY:
+        Notification.objects.create(subscriber=subscriber, journey_id=enrollment.journey_id, text=text, created_at=now)
+        logger.warning("journey %s: operator notified about subscriber %s: %s", enrollment.journey_id,
+                       subscriber.pk, text)  # fmt: skip
+        return "notified"
+    # A message: customer-service inside the window, template outside.
+    if step.content == JourneyStep.Content.ARTICLE:
+        articles = [step.article]
+    elif step.content == JourneyStep.Content.TOPIC_BEST:
+        articles = _topic_articles(topic_id)
+    else:
+        articles = []
+    if not subscriber.is_following:
+        return "not_following"
+    window = services.cs_window(subscriber, now)
+    src = OutboundMessage.Source.JOURNEY
+    if window.allowed:
+        if len(articles) == 1:  # one article: a card (the text as its description)
+            payload = services.custom_news_payload(subscriber, articles)
+            if text:
+                payload["news"]["articles"][0]["description"] = text
+        else:  # several: the text and one tracked link per article
+            from content.services import link_track
+
+            lines = [text] if text else []
+            lines += [f"{art.title} {link_track(art.public_url(), subscriber_id=subscriber.pk, content_id=art.pk)}"
+                      for art in articles]  # fmt: skip
+            text = "\n".join(lines)
+            if not text:
+                return "nothing_to_send"
+            payload = services.custom_text_payload(subscriber, text)
+        services.custom_send(subscriber=subscriber, payload=payload, text=text, source=src, dedupe_key=dedupe, now=now)
+        return "custom"
+    if step.template_id is None:
+        return "outside_window_no_template"
+    services.template_send(subscriber=subscriber, template=step.template, source=src,
+                           article=articles[0] if articles else None, dedupe_key=dedupe, now=now)  # fmt: skip
+    return "template"
+
+
+def _advance_one(enrollment: JourneyEnrollment, now: dt.datetime) -> None:
+    steps = _steps(enrollment.journey_id)
+    if enrollment.next_position >= len(steps) or not enrollment.journey.is_active:
+        enrollment.status, enrollment.finished_at, enrollment.due_at = E.COMPLETED, now, None
+        enrollment.save(update_fields=["status", "finished_at", "due_at"])
+        return
+    step = steps[enrollment.next_position]
+    subscriber = Subscriber.objects.get(pk=enrollment.subscriber_id)
+    try:
+        with transaction.atomic():
+            run = JourneyStepRun.objects.create(enrollment=enrollment, step=step, outcome="done", at=now)
+            if not condition_holds(step, subscriber, now=now):
+                run.outcome = (JourneyStepRun.Outcome.STOPPED if step.on_fail == JourneyStep.OnFail.STOP
+                               else JourneyStepRun.Outcome.SKIPPED)  # fmt: skip
+            else:
+                run.detail = _act(step, enrollment, subscriber, now)[:255]
+            run.save(update_fields=["outcome", "detail"])
+    except IntegrityError:  # ran already (cannot happen under the row lock; kept as the last guard)
+        logger.warning("journey step %s already ran for enrollment %s", step.pk, enrollment.pk)
+        run = None
+    nxt = enrollment.next_position + 1
+    if (run is not None and run.outcome == JourneyStepRun.Outcome.STOPPED) or nxt >= len(steps):
+        enrollment.status = E.STOPPED if run is not None and run.outcome == "stopped" else E.COMPLETED
+        enrollment.finished_at, enrollment.due_at = now, None
+    else:
+        enrollment.due_at = now + steps[nxt].wait
+    enrollment.next_position = nxt
+    enrollment.save(update_fields=["status", "finished_at", "due_at", "next_position"])
+
+
+def journeys_advance(*, now: dt.datetime | None = None, limit: int = ADVANCE_BATCH) -> int:
+    """Run every due step (several steps of one enrollment when their waits are over). Safe to run concurrently
+    (SKIP LOCKED) and twice. Returns how many steps ran."""
+    now = now or timezone.now()
+    done = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                JourneyEnrollment.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("journey")
+                .filter(status=E.ACTIVE, due_at__lte=now)
+                .order_by("due_at", "id")[:limit]
+            )
+            for enrollment in batch:
+                # Every step whose wait is over (a step without a wait runs right after the previous one).
+                while enrollment.status == E.ACTIVE and enrollment.due_at is not None and enrollment.due_at <= now:
+                    try:
+                        with transaction.atomic():
+                            _advance_one(enrollment, now)
+                    except Exception:
+                        logger.exception("journey enrollment %s: step failed; retried next minute", enrollment.pk)
+                        enrollment.refresh_from_db()
+                        break
+                    done += 1
+        if len(batch) < limit:
+            return done
+
+
+def journey_report(journey: Journey) -> dict[str, Any]:
+    """Entered, completed each step (done / skipped), finished and converted."""
+    enrollments = JourneyEnrollment.objects.filter(journey=journey)
+    counts = enrollments.aggregate(
+        entered=Count("pk"),
+        completed=Count("pk", filter=Q(status=E.COMPLETED)),
+        stopped=Count("pk", filter=Q(status=E.STOPPED)),
+        active=Count("pk", filter=Q(status=E.ACTIVE)),
+        converted=Count("pk", filter=Q(converted_at__isnull=False)),
+    )
+    runs = {
+        (row["step_id"], row["outcome"]): row["n"]
+        for row in JourneyStepRun.objects.filter(enrollment__journey=journey)
+        .values("step_id", "outcome")
+        .annotate(n=Count("pk"))
+    }
+    steps = [
+        {"position": s.position, "step": str(s), "done": runs.get((s.pk, "done"), 0),
+         "skipped": runs.get((s.pk, "skipped"), 0) + runs.get((s.pk, "stopped"), 0)}
+        for s in _steps(journey.pk)
+    ]  # fmt: skip
+    return {**counts, "steps": steps, "label": _("Journey report")}

@@ -1,0 +1,349 @@
+"""Changes of state of conversations: WeChat's customer-service window, outbound messages (operator replies,
+template messages, auto-reply templates), the inbox, and the lead score."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Interaction, Subscriber
+
+from .errors import OutsideWindow
+from .models import Conversation, OutboundMessage, ScoreEntry, ScoreRule
+
+logger = logging.getLogger(__name__)
+
+# WeChat's customer-service window: after a message from the subscriber, 5 messages within 48 hours; after a
+# follow, a scan or a menu click, 3 messages within a minute.
+MESSAGE_KINDS = ("text", "image", "voice", "video", "shortvideo", "location", "link", "miniprogrampage")
+EVENT_KINDS = ("subscribe", "scan", "click", "view")
+MESSAGE_WINDOW = dt.timedelta(hours=48)
+MESSAGE_LIMIT = 5
+EVENT_WINDOW = dt.timedelta(minutes=1)
+EVENT_LIMIT = 3
+S = OutboundMessage.Status
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    allowed: bool
+    remaining: int
+    reason: str
+    closes_at: dt.datetime | None = None
+
+    def __iter__(self):  # allowed, remaining, reason = cs_window(...)
+        return iter((self.allowed, self.remaining, self.reason))
+
+
+def cs_window(subscriber: Subscriber, now: dt.datetime | None = None) -> Window:
+    """Whether WeChat accepts a customer-service message to the subscriber now, how many more, and why not.
+
+    Two queries: the subscriber's latest message and latest follow/scan/menu click within 48 hours, and the
+    customer-service messages we sent (or queued) since then (failed ones do not count)."""
+    now = now or timezone.now()
+    last = Interaction.objects.filter(
+        subscriber_id=subscriber.pk, created_at__gte=now - MESSAGE_WINDOW, created_at__lte=now
+    ).aggregate(
+        message=Max("created_at", filter=Q(kind__in=MESSAGE_KINDS)),
+        event=Max("created_at", filter=Q(kind__in=EVENT_KINDS)),
+    )
+    windows = []
+    if last["message"] is not None:
+        windows.append((last["message"], last["message"] + MESSAGE_WINDOW, MESSAGE_LIMIT))
+    if last["event"] is not None and last["event"] + EVENT_WINDOW > now:
+        windows.append((last["event"], last["event"] + EVENT_WINDOW, EVENT_LIMIT))
+    if not windows:
+        return Window(False, 0, _("The subscriber has not written to us in the last 48 hours: WeChat allows no "
+                                  "customer-service message now. Send a template message instead."))  # fmt: skip
+    since = min(start for start, _end, _limit in windows)
+    sent = list(
+        OutboundMessage.objects.filter(
+            subscriber_id=subscriber.pk, kind=OutboundMessage.Kind.CUSTOM, created_at__gte=since, created_at__lte=now
+        )
+        .exclude(status=S.FAILED)
+        .values_list("created_at", flat=True)
+    )
+    best = max(
+        ((limit - sum(1 for at in sent if at >= start), end) for start, end, limit in windows), key=lambda x: x[0]
+    )
+    remaining, closes_at = max(best[0], 0), best[1]
+    if remaining == 0:
+        return Window(False, 0, _("WeChat's limit of customer-service messages since the subscriber's last message "
+                                  "is reached. Wait for them to write again, or send a template message."))  # fmt: skip
+    return Window(True, remaining, "", closes_at)
+
+
+# --- outbound messages ----------------------------------------------------------------------------------------------
+
+
+def _enqueue_send(message_id: int) -> None:
+    from .tasks import outbound_send_task
+
+    def enqueue() -> None:
+        try:
+            outbound_send_task.delay(message_id)
+        except Exception:  # the row stays queued: outbound_resend_stuck picks it up
+            logger.warning("could not enqueue outbound message %s", message_id, exc_info=True)
+
+    transaction.on_commit(enqueue)
+
+
+def _create(**fields: Any) -> OutboundMessage | None:
+    """Insert the row (None when its dedupe key exists already) and send it after commit."""
+    try:
+        with transaction.atomic():
+            message = OutboundMessage.objects.create(**fields)
+    except IntegrityError:
+        return None
+    _enqueue_send(message.pk)
+    return message
+
+
+def custom_text_payload(subscriber: Subscriber, text: str) -> dict[str, Any]:
+    return {"touser": subscriber.openid, "msgtype": "text", "text": {"content": text}}
+
+
+def custom_news_payload(subscriber: Subscriber, articles: list[Any]) -> dict[str, Any]:
+    from content.services import link_track
+
+    items = []
+    for article in articles[:1]:  # WeChat shows one article per customer-service news message
+        item = {
+            "title": article.title,
+            "description": article.digest,
+            "url": link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk),
+        }
+        if article.cover:
+            item["picurl"] = article.cover.url
+        items.append(item)
+    return {"touser": subscriber.openid, "msgtype": "news", "news": {"articles": items}}
+
+
+def template_payload(subscriber: Subscriber, template: Any, *, article: Any = None) -> dict[str, Any]:
+    from content.services import link_track, template_context, template_render, template_url
+
+    context = template_context(article=article) if article is not None else None
+    message: dict[str, Any] = {
+        "touser": subscriber.openid,
+        "template_id": template.wechat_template_id,
+        "data": template_render(template, subscriber=subscriber, context=context),
+    }
+    if article is not None:
+        url = link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk)
+    else:
+        url = template_url(template, subscriber_id=subscriber.pk)
+    if url:
+        message["url"] = url
+    if template.miniprogram_appid:
+        message["miniprogram"] = {"appid": template.miniprogram_appid, "pagepath": template.miniprogram_pagepath}
+    return message
+
+
+@transaction.atomic
+def operator_reply(*, subscriber: Subscriber, text: str, by: Any = None, now: dt.datetime | None = None):
+    """An operator's customer-service reply, sent by Celery. OutsideWindow (with the reason) when WeChat would
+    refuse it. The conversation counts as answered."""
+    now = now or timezone.now()
+    text = (text or "").strip()
+    if not text:
+        raise OutsideWindow(_("Write a reply first."))
+    Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()  # one reply at a time per subscriber
+    window = cs_window(subscriber, now)
+    if not window.allowed:
+        raise OutsideWindow(window.reason, extra={"remaining": 0})
+    message = _create(
+        subscriber=subscriber, kind=OutboundMessage.Kind.CUSTOM, source=OutboundMessage.Source.OPERATOR, text=text,
+        payload=custom_text_payload(subscriber, text), created_by=by if getattr(by, "pk", None) else None,
+        created_at=now,
+    )  # fmt: skip
+    conversation_answered(subscriber=subscriber, at=now)
+    return message
+
+
+@transaction.atomic
+def template_send(
+    *,
+    subscriber: Subscriber,
+    template: Any,
+    source: str = OutboundMessage.Source.OPERATOR,
+    by: Any = None,
+    article: Any = None,
+    dedupe_key: str | None = None,
+    now: dt.datetime | None = None,
+) -> OutboundMessage | None:
+    """A template message to one subscriber (no window needed), sent by Celery. None when dedupe_key was used."""
+    now = now or timezone.now()
+    message = _create(
+        subscriber=subscriber, kind=OutboundMessage.Kind.TEMPLATE, source=source, text=template.title,
+        payload=template_payload(subscriber, template, article=article), dedupe_key=dedupe_key,
+        created_by=by if getattr(by, "pk", None) else None, created_at=now,
+    )  # fmt: skip
+    if source == OutboundMessage.Source.OPERATOR:
+        conversation_answered(subscriber=subscriber, at=now)
+    return message
+
+
+def custom_send(
+    *, subscriber: Subscriber, payload: dict[str, Any], text: str, source: str, dedupe_key: str | None = None,
+    now: dt.datetime | None = None,
+) -> OutboundMessage | None:  # fmt: skip
+    """A customer-service message from the product (journeys); the caller checked the window."""
+    return _create(
+        subscriber=subscriber, kind=OutboundMessage.Kind.CUSTOM, source=source, text=text, payload=payload,
+        dedupe_key=dedupe_key, created_at=now or timezone.now(),
+    )  # fmt: skip
+
+
+def _failure_reason(outcome: str, exc: Any) -> str:
+    from wechat_crm.wechat.errors import Outcome
+
+    if outcome == Outcome.OUTSIDE_WINDOW:
+        return _("Outside WeChat's customer-service window (errcode %(code)s)") % {"code": exc.errcode}
+    if outcome == Outcome.NOT_FOLLOWING:
+        return _("The subscriber no longer follows the account")
+    return _("WeChat refused the message: %(code)s %(message)s") % {"code": exc.errcode, "message": exc.errmsg}
+
+
+def outbound_send(*, message_id: int, client=None) -> tuple[str, float | None]:
+    """Send one queued message. Safe to run twice: the row is claimed (queued -> sending) first.
+    Returns (status, retry_after): a message WeChat asks to retry later goes back to queued."""
+    from wechat_crm.wechat.client import get_client
+    from wechat_crm.wechat.errors import Outcome
+
+    now = timezone.now()
+    if not OutboundMessage.objects.filter(pk=message_id, status=S.QUEUED).update(status=S.SENDING):
+        return "", None
+    message = OutboundMessage.objects.get(pk=message_id)
+    client = client or get_client()
+    send = client.send_custom_many if message.kind == OutboundMessage.Kind.CUSTOM else client.send_template_many
+    (result,) = send([message.payload], threads=1)
+    fields: dict[str, Any] = {}
+    if result.ok or result.outcome == Outcome.SENT_ALREADY:
+        fields = {"status": S.SENT, "msgid": result.msgid, "sent_at": now, "reason": ""}
+    elif result.outcome == Outcome.RETRY_LATER:
+        fields = {"status": S.QUEUED, "reason": str(result.classification.reason)[:255]}
+    else:
+        fields = {"status": S.FAILED, "errcode": result.error.errcode,
+                  "reason": _failure_reason(result.outcome, result.error)[:255]}  # fmt: skip
+        if result.outcome == Outcome.NOT_FOLLOWING:
+            Subscriber.objects.filter(pk=message.subscriber_id).update(is_following=False)
+    OutboundMessage.objects.filter(pk=message_id, status=S.SENDING).update(**fields)
+    logger.info("outbound message %s: %s %s", message_id, fields["status"], fields.get("reason", ""))
+    return fields["status"], result.classification.retry_after if fields["status"] == S.QUEUED else None
+
+
+def outbound_resend_stuck(*, now: dt.datetime | None = None, older_than: dt.timedelta = dt.timedelta(minutes=2)):
+    """Queued messages whose enqueue was lost, and sends a dead worker left "sending" (sent again: at worst twice,
+    never lost) are queued for sending again."""
+    now = now or timezone.now()
+    OutboundMessage.objects.filter(status=S.SENDING, created_at__lt=now - dt.timedelta(minutes=10)).update(
+        status=S.QUEUED
+    )
+    ids = list(
+        OutboundMessage.objects.filter(status=S.QUEUED, created_at__lt=now - older_than).values_list("pk", flat=True)[
+            :500
+        ]
+    )
+    for pk in ids:
+        _enqueue_send(pk)
+    return len(ids)
+
+
+# --- the inbox ------------------------------------------------------------------------------------------------------
+
+
+def conversation_answered(*, subscriber: Subscriber, at: dt.datetime) -> None:
+    Conversation.objects.update_or_create(subscriber=subscriber, defaults={"unanswered": 0, "last_outbound_at": at})
+
+
+def conversation_record_inbound(*, interaction: Interaction, answered: bool) -> None:
+    """A message from the subscriber: unanswered (first in the inbox) unless an auto-reply answered it."""
+    if interaction.subscriber_id is None:
+        return
+    conv, created = Conversation.objects.get_or_create(
+        subscriber_id=interaction.subscriber_id,
+        defaults={"unanswered": 0 if answered else 1, "last_inbound_at": interaction.created_at},
+    )
+    if created:
+        return
+    Conversation.objects.filter(pk=conv.pk).update(
+        unanswered=F("unanswered") if answered else F("unanswered") + 1,
+        last_inbound_at=interaction.created_at,
+    )
+
+
+# --- the lead score -------------------------------------------------------------------------------------------------
+
+DEFAULT_SCORE_POINTS = {"subscribe": 5, "text": 3, "click": 2, "view": 2, "link_click": 4, "scan": 2}
+
+
+def _points_for(kind: str) -> int:
+    rules = dict(ScoreRule.objects.values_list("kind", "points"))
+    return rules.get(kind, 0)
+
+
+def score_interaction(*, interaction: Interaction) -> int:
+    """Add the interaction kind's points (ScoreRule) to the subscriber's score, once per interaction."""
+    if interaction.subscriber_id is None:
+        return 0
+    points = _points_for(interaction.kind)
+    if not points:
+        return 0
+    try:
+        with transaction.atomic():
+            ScoreEntry.objects.create(
+                subscriber_id=interaction.subscriber_id, points=points, reason=interaction.kind,
+                interaction=interaction, at=interaction.created_at,
+            )  # fmt: skip
+            Subscriber.objects.filter(pk=interaction.subscriber_id).update(score=F("score") + points)
+    except IntegrityError:  # scored already (a follow-up run twice)
+        return 0
+    return points
+
+
+@transaction.atomic
+def score_change(*, subscriber_id: int, points: int, reason: str, at: dt.datetime | None = None) -> None:
+    ScoreEntry.objects.create(subscriber_id=subscriber_id, points=points, reason=reason[:100], at=at or timezone.now())
+    Subscriber.objects.filter(pk=subscriber_id).update(score=F("score") + points)
+
+
+def score_half_life_days() -> float:
+    return float(getattr(settings, "SCORE_HALF_LIFE_DAYS", 30))
+
+
+def score_decayed(entries: list[tuple[int, dt.datetime]], *, now: dt.datetime) -> int:
+    """The score of (points, at) entries at `now`: each halves every SCORE_HALF_LIFE_DAYS."""
+    half = score_half_life_days() * 86400
+    return round(sum(p * math.pow(0.5, max((now - at).total_seconds(), 0) / half) for p, at in entries))
+
+
+def scores_decay(*, now: dt.datetime | None = None) -> int:
+    """Recompute every scored subscriber's score from their entries with the decay (ONE statement; daily beat).
+    Returns how many subscribers were updated."""
+    now = now or timezone.now()
+    half = score_half_life_days() * 86400
+    s_table, e_table = Subscriber._meta.db_table, ScoreEntry._meta.db_table
+    if connection.vendor != "postgresql":  # the embedded default: in Python
+        totals: dict[int, list] = {}
+        for sid, points, at in ScoreEntry.objects.values_list("subscriber_id", "points", "at"):
+            totals.setdefault(sid, []).append((points, at))
+        for sid, entries in totals.items():
+            Subscriber.objects.filter(pk=sid).update(score=score_decayed(entries, now=now))
+        return len(totals)
+    sql = (
+        f"UPDATE {s_table} s SET score = t.total FROM ("  # noqa: S608
+        f"SELECT subscriber_id, ROUND(SUM(points * POWER(0.5, GREATEST(EXTRACT(EPOCH FROM (%s - at)), 0) / %s)))::int "
+        f"AS total FROM {e_table} GROUP BY subscriber_id) t WHERE s.id = t.subscriber_id AND s.score <> t.total"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, half])
+        return cursor.rowcount
