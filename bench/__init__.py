@@ -1,0 +1,1 @@
+"""Benchmark scripts. They print figures; they are never collected as tests."""

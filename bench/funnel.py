@@ -1,0 +1,436 @@
+#!/usr/bin/env python
+"""Benchmark of the funnel report at 1,000,000 subscribers and 10,000,000 interactions.
+
+    .venv/bin/python bench/funnel.py                           # generate, then time
+    .venv/bin/python bench/funnel.py --skip-generate           # time again on the data already generated (migrated)
+    .venv/bin/python bench/funnel.py --subscribers 100000 --interactions 1000000
+
+1. Creates and migrates its own database (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/
+   wechat_crm_funnel_bench) and fills it with COPY: 20 channels, 50 articles, N subscribers who followed over the last
+   365 days (80% through a channel), about 10 interactions each (messages, menu clicks, tracked-link clicks with push
+   and content, WeChat's send reports; their follow), and conversions for about 10% of them, some outside the window.
+   The subscribers' stage columns are computed here from the generated events with the rules of accounts.stages
+   (defaults 3 interactions / 2 days / 30 days), as the follow-ups would have stored them.
+2. Times campaigns.funnel.funnel_report (best of 3) without a breakdown and with each breakdown, and in the same
+   run a hand-written SQL query over the raw interactions and conversions that computes the same numbers (follow =
+   first subscribe, engaged = first click/view/link_click, interactive = first interaction with >= 3 in the 30 days
+   up to it on >= 2 days, converted = first conversion).
+3. Prints both times and exits 1 if the numbers differ (overall and per channel). Target: every report under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/wechat_crm_funnel_bench"
+SHANGHAI = timedelta(hours=8)  # Asia/Shanghai has no DST: local dates are UTC + 8 h
+SUBSCRIBER_KINDS_SAMPLE = [("text", 50), ("link_click", 14), ("click", 6), ("view", 4), ("image", 6)]
+OTHER_KINDS = [("templatesendjobfinish", 20)]
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
+
+
+def copy_value(value) -> str:
+    if value is None:
+        return r"\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, dict | list):
+        value = json.dumps(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def model_columns(model, given: list[str]) -> tuple[list[str], list[str]]:
+    """Columns to COPY: the given ones, then every other NOT NULL column with its Django default (so that columns
+    other apps add later still get a value)."""
+    from django.db.models import NOT_PROVIDED
+
+    extra, constants = [], []
+    now = datetime.now(UTC)
+    for field in model._meta.concrete_fields:
+        if field.column in given or field.primary_key or field.null or getattr(field, "generated", False):
+            continue
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            value = now
+        elif field.default is not NOT_PROVIDED:
+            value = field.get_default()
+        else:
+            value = ""
+        extra.append(field.column)
+        constants.append(copy_value(value))
+    return given + extra, constants
+
+
+def interactive_at(times: list[datetime], *, n: int = 3, m: int = 2, days: int = 30) -> datetime | None:
+    """accounts.stages' rule over sorted times: the first t with >= n interactions in [t - days, t] on >= m dates."""
+    window = timedelta(days=days)
+    for index, t in enumerate(times):
+        inside = [x for x in times[: index + 1] if x >= t - window]
+        # times equal to t that come later in the list are inside too (<= t)
+        inside += [x for x in times[index + 1 :] if x == t]
+        if len(inside) >= n and len({(x + SHANGHAI).date() for x in inside}) >= m:
+            return t
+    return None
+
+
+def generate(*, subscribers: int, interactions: int, seed: int) -> None:
+    from django.db import connection
+
+    from accounts.models import Interaction, Subscriber
+    from campaigns.models import Campaign, Channel, Conversion, ConversionType
+    from content.models import Article, Push
+
+    rnd = random.Random(seed)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE accounts_interaction, accounts_subscriber, campaigns_conversion, campaigns_channeltouch, "
+            "campaigns_channel, campaigns_campaign, content_article, content_push RESTART IDENTITY CASCADE"
+        )
+    channels = Channel.objects.bulk_create([Channel(name=f"Channel {i}", scene_str=f"bench-{i}") for i in range(20)])
+    articles = Article.objects.bulk_create(
+        [Article(title=f"Article {i}", slug=f"bench-article-{i}", body="-") for i in range(50)]
+    )
+    for i in range(5):  # 5 campaigns of 4 channels each
+        Campaign.objects.create(name=f"Campaign {i}").channels.set(channels[i * 4 : i * 4 + 4])
+    purchase = ConversionType.objects.get(slug="purchase")
+    pushes = Push.objects.bulk_create([Push(name=f"Push {i}", article=articles[i]) for i in range(10)])
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    per_sub = max(1, interactions // subscribers)
+    sub_cols, sub_consts = model_columns(
+        Subscriber,
+        [
+            "openid",
+            "is_following",
+            "subscribed_at",
+            "followed_at",
+            "source_channel_id",
+            "engaged_at",
+            "interactive_at",
+            "converted_at",
+            "engaged_content_id",
+            "engaged_push_id",
+            "stage",
+        ],
+    )
+    int_cols, int_consts = model_columns(
+        Interaction, ["subscriber_id", "kind", "dedupe_key", "scene", "data", "created_at", "received_at"]
+    )
+    conv_cols, conv_consts = model_columns(
+        Conversion, ["type_id", "subscriber_id", "external_id", "value", "occurred_at", "channel_id"]
+    )
+    kinds = [k for k, w in SUBSCRIBER_KINDS_SAMPLE + OTHER_KINDS for _ in range(w)]
+    engaging = {"link_click", "click", "view"}
+    subscriber_kinds = {k for k, _w in SUBSCRIBER_KINDS_SAMPLE}
+
+    raw = connection.connection  # psycopg 3
+    started = time.monotonic()
+    with raw.cursor() as cur:
+        cur.execute("SET session_replication_role = replica")  # no FK triggers during the load
+        saved = _drop_indexes(cur, ["accounts_interaction", "accounts_subscriber"])
+        sub_buf, int_buf, conv_buf = io.StringIO(), io.StringIO(), io.StringIO()
+        dedupe = 0
+        conversions = 0
+
+        def flush(force: bool = False) -> None:
+            for table, cols, buf in (
+                ("accounts_subscriber", sub_cols, sub_buf),
+                ("accounts_interaction", int_cols, int_buf),
+                ("campaigns_conversion", conv_cols, conv_buf),
+            ):
+                if buf.tell() and (force or buf.tell() > 8_000_000):
+                    with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                        copy.write(buf.getvalue())
+                    buf.seek(0)
+                    buf.truncate()
+
+        for sid in range(1, subscribers + 1):
+            followed = now - timedelta(seconds=rnd.randrange(365 * 86400))
+            channel = channels[rnd.randrange(20)] if rnd.random() < 0.8 else None
+            count = max(0, round(rnd.gauss(per_sub - 1, 3)))
+            events = []
+            for _ in range(count):
+                offset = timedelta(seconds=int(rnd.expovariate(1 / (20 * 86400))))
+                events.append((followed + offset, kinds[rnd.randrange(len(kinds))]))
+            events.sort()
+            engaged = engaged_content = engaged_push = None
+            times = []
+            rows = [(followed, "subscribe", channel.scene_str if channel else "", {})]
+            for at, kind in events:
+                data: dict = {}
+                if kind == "link_click":
+                    article = articles[rnd.randrange(50)]
+                    push = pushes[rnd.randrange(10)] if rnd.random() < 0.7 else None
+                    data = {"push_id": push.pk if push else None, "content_id": article.pk, "engaged": True}
+                if kind in engaging and engaged is None:
+                    engaged = at
+                    engaged_content = data.get("content_id")
+                    engaged_push = data.get("push_id")
+                if kind in subscriber_kinds:
+                    times.append(at)
+                rows.append((at, kind, "", data))
+            interactive = interactive_at(times)
+            converted = None
+            if rnd.random() < 0.1:
+                converted = followed + timedelta(seconds=int(rnd.expovariate(1 / (25 * 86400))))
+                conversions += 1
+                conv_buf.write(
+                    "\t".join(
+                        [
+                            str(purchase.pk),
+                            str(sid),
+                            f"order-{sid}",
+                            f"{rnd.randrange(1, 100000) / 100:.2f}",
+                            converted.isoformat(),
+                            copy_value(channel.pk if channel else None),
+                            *conv_consts,
+                        ]
+                    )
+                    + "\n"
+                )
+            stage = "converted" if converted else "interactive" if interactive else "engaged" if engaged else "followed"
+            sub_buf.write(
+                "\t".join(
+                    [
+                        f"bench-{sid}",
+                        "t",
+                        followed.isoformat(),
+                        followed.isoformat(),
+                        copy_value(channel.pk if channel else None),
+                        copy_value(engaged),
+                        copy_value(interactive),
+                        copy_value(converted),
+                        copy_value(engaged_content),
+                        copy_value(engaged_push),
+                        stage,
+                        *sub_consts,
+                    ]
+                )
+                + "\n"
+            )
+            for at, kind, scene, data in rows:
+                dedupe += 1
+                iso = at.isoformat()
+                int_buf.write(
+                    "\t".join([str(sid), kind, f"b{dedupe}", scene, json.dumps(data), iso, iso, *int_consts]) + "\n"
+                )
+            if sid % 20000 == 0:
+                flush()
+                print(
+                    f"  {sid:,} subscribers, {dedupe:,} interactions ({time.monotonic() - started:.0f} s)",
+                    flush=True,
+                )
+        flush(force=True)
+        cur.execute("SET session_replication_role = DEFAULT")
+        print(f"loaded {subscribers:,} subscribers, {dedupe:,} interactions, {conversions:,} conversions", flush=True)
+        _restore_indexes(cur, saved)
+        for table in ("accounts_subscriber", "accounts_interaction", "campaigns_conversion"):
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")  # noqa: S608
+    raw.commit()
+    vacuum_analyze()
+    print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def vacuum_analyze() -> None:
+    from django.db import connection
+
+    connection.ensure_connection()
+    raw = connection.connection
+    old = raw.autocommit
+    raw.autocommit = True
+    with raw.cursor() as cur:
+        cur.execute("VACUUM ANALYZE accounts_subscriber")
+        cur.execute("VACUUM ANALYZE accounts_interaction")
+        cur.execute("VACUUM ANALYZE campaigns_conversion")
+    raw.autocommit = old
+
+
+def _drop_indexes(cur, tables: list[str]) -> list[str]:
+    """Drop the secondary indexes and unique constraints (recreated after the load); returns the statements."""
+    saved = []
+    for table in tables:
+        cur.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype = 'u'",
+            [table],
+        )
+        for name, definition in cur.fetchall():
+            saved.append(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
+            cur.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+        cur.execute(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename = %s AND i.indexname NOT LIKE %s",
+            [table, "%_pkey"],
+        )
+        for name, definition in cur.fetchall():
+            saved.append(definition)
+            cur.execute(f"DROP INDEX {name}")
+    return saved
+
+
+def _restore_indexes(cur, saved: list[str]) -> None:
+    started = time.monotonic()
+    cur.execute("SET maintenance_work_mem = '256MB'")
+    for statement in saved:
+        cur.execute(statement)
+    print(f"indexes rebuilt in {time.monotonic() - started:.0f} s", flush=True)
+
+
+HAND_SQL = """
+WITH f AS (
+    SELECT subscriber_id AS sid, min(created_at) AS f FROM accounts_interaction WHERE kind = 'subscribe' GROUP BY 1
+), e AS (
+    SELECT subscriber_id AS sid, min(created_at) AS e FROM accounts_interaction
+    WHERE kind IN ('link_click', 'click', 'view') GROUP BY 1
+), x AS (
+    SELECT subscriber_id AS sid, created_at AS t,
+           count(*) OVER w AS n,
+           min((created_at AT TIME ZONE 'Asia/Shanghai')::date) OVER w AS dmin,
+           max((created_at AT TIME ZONE 'Asia/Shanghai')::date) OVER w AS dmax
+    FROM accounts_interaction WHERE kind IN ({kinds})
+    WINDOW w AS (PARTITION BY subscriber_id ORDER BY created_at RANGE BETWEEN '30 days' PRECEDING AND CURRENT ROW)
+), i AS (
+    SELECT sid, min(t) AS i FROM x WHERE n >= 3 AND dmin < dmax GROUP BY 1
+), c AS (
+    SELECT subscriber_id AS sid, min(occurred_at) AS c FROM campaigns_conversion GROUP BY 1
+), ch AS (
+    SELECT DISTINCT ON (a.subscriber_id) a.subscriber_id AS sid, ch.id AS channel
+    FROM accounts_interaction a JOIN campaigns_channel ch ON ch.scene_str = a.scene
+    WHERE a.kind = 'subscribe' ORDER BY a.subscriber_id, a.created_at
+), steps AS (
+    SELECT f.sid, ch.channel, f.f,
+           CASE WHEN e.e <= f.f + %(w)s THEN GREATEST(f.f, e.e) END AS e
+    FROM f LEFT JOIN e USING (sid) LEFT JOIN ch USING (sid)
+    WHERE f.f >= %(lo)s AND f.f < %(hi)s
+), steps2 AS (
+    SELECT s.*, CASE WHEN s.e IS NOT NULL AND i.i <= s.f + %(w)s THEN GREATEST(s.e, i.i) END AS i
+    FROM steps s LEFT JOIN i USING (sid)
+), steps3 AS (
+    SELECT s.*, CASE WHEN s.i IS NOT NULL AND c.c <= s.f + %(w)s THEN GREATEST(s.i, c.c) END AS c
+    FROM steps2 s LEFT JOIN c USING (sid)
+)
+SELECT {group}, count(*), count(e), count(i), count(c),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM e - f)),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM i - e)),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM c - i))
+FROM steps3 GROUP BY {grouping}
+"""
+
+
+def hand_report(query) -> tuple[float, dict]:
+    from django.db import connection
+
+    from accounts.stages import SUBSCRIBER_KINDS
+
+    lo, hi = query.bounds()
+    kinds = ", ".join(f"'{k}'" for k in SUBSCRIBER_KINDS)
+    results = {}
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("SET work_mem = '256MB'")
+        for key, group, grouping in ((None, "NULL::text", "1"), ("channel", "channel::text", "1")):
+            sql = HAND_SQL.format(kinds=kinds, group=group, grouping=grouping)
+            cursor.execute(sql, {"lo": lo, "hi": hi, "w": timedelta(days=query.window_days)})
+            results[key] = {row[0]: _numbers(row[1:]) for row in cursor.fetchall()}
+    return time.monotonic() - started, results
+
+
+def _numbers(row) -> tuple:
+    return tuple(row[:4]) + tuple(None if m is None else round(float(m), 1) for m in row[4:])
+
+
+def _report_numbers(steps: list[dict]) -> tuple:
+    return tuple(s["count"] for s in steps) + tuple(s["median_seconds_from_previous"] for s in steps[1:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--interactions", type=int, default=10_000_000)
+    parser.add_argument("--skip-generate", action="store_true")
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args()
+
+    url = os.environ.get("FUNNEL_BENCH_DATABASE_URL") or DEFAULT_DB
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.local")
+    sys.path.insert(0, str(ROOT))
+    ensure_database(url)  # with --skip-generate too: the data gets the migrations added since it was generated
+    import django
+
+    django.setup()
+    from django.utils import timezone
+
+    from campaigns import funnel
+
+    if not args.skip_generate:
+        generate(subscribers=args.subscribers, interactions=args.interactions, seed=args.seed)
+    else:
+        vacuum_analyze()  # a migration may have rewritten the table: index-only scans need the visibility map
+    today = timezone.localdate()
+    query = funnel.funnel_query(start=today - timedelta(days=366), end=today, window_days=30)
+    timings = {}
+    reports = {}
+    for breakdown in (None, *funnel.BREAKDOWNS):
+        q = funnel.FunnelQuery(query.start, query.end, query.window_days, breakdown)
+        best = None
+        for _ in range(3):
+            started = time.monotonic()
+            reports[breakdown] = funnel.funnel_report(query=q)
+            elapsed = time.monotonic() - started
+            best = elapsed if best is None else min(best, elapsed)
+        timings[breakdown or "none"] = best
+    hand_seconds, hand = hand_report(query)
+
+    ours = {None: {None: _report_numbers(reports[None]["steps"])}}
+    ours["channel"] = {g["key"]: _report_numbers(g["steps"]) for g in reports["channel"]["groups"]}
+    differ = []
+    for key in (None, "channel"):
+        if ours[key] != hand[key]:
+            for group in sorted(set(ours[key]) | set(hand[key]), key=str):
+                if ours[key].get(group) != hand[key].get(group):
+                    differ.append((key, group, ours[key].get(group), hand[key].get(group)))
+    steps = reports[None]["steps"]
+    print("funnel (followers of the last 366 days, 30-day window):")
+    for s in steps:
+        print(
+            f"  {s['step']:<12} {s['count']:>9,}  from previous {s['conversion_from_previous']:.1%}  "
+            f"median {s['median_seconds_from_previous'] or 0:>10.0f} s"
+        )
+    for name, seconds in timings.items():
+        flag = "ok" if seconds < 1 else "OVER 1 s"
+        print(f"report breakdown={name:<12} {seconds * 1000:8.0f} ms  {flag}")
+    print(f"hand-written SQL over raw interactions (overall + by channel): {hand_seconds * 1000:8.0f} ms")
+    if differ:
+        print("NUMBERS DIFFER:")
+        for key, group, a, b in differ[:20]:
+            print(f"  breakdown={key} group={group}: report={a} hand={b}")
+        return 1
+    print("numbers identical (overall and per channel)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

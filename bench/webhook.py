@@ -1,0 +1,357 @@
+#!/usr/bin/env python
+"""Benchmark of the WeChat callback against a bare Django view, both served by gunicorn (2 sync workers).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/wechat_crm_bench .venv/bin/python bench/webhook.py
+
+What it does, in one run:
+  1. creates the PostgreSQL database of DATABASE_URL if missing (default wechat_crm_bench), migrates it and empties
+     the accounts tables;
+  2. starts gunicorn (2 sync workers, settings bench.settings = the product's base settings without debug) on a
+     free port; bench/urls.py adds two yardsticks to the product's URLs: /bench/bare/ (answers "success") and
+     /bench/minimal/ (decrypts with wechatpy, parses, one INSERT: the least a callback can do);
+  3. from separate load processes (threads with raw sockets; gunicorn's sync workers close each connection, so
+     there is no keep-alive to use), drives the three in alternating rounds (--rounds of --duration seconds, each
+     after a warm-up) with a mix of safe-mode (encrypted) subscribe events (--subscribe-share, default 1 in 5, new
+     subscribers) and text messages (existing subscribers), each with a unique MsgId or subscriber, so every
+     callback is a real INSERT;
+  4. prints req/s, p50 and p99 of each, the ratio callback/bare, and checks that every accepted callback was
+     stored exactly once. It exits non-zero when a target is missed.
+Targets (issue 2): ratio >= 0.3 and callback p99 < 50 ms.
+
+REDIS_URL (default redis://127.0.0.1:6379/15, the bench's own db) is the Celery broker that subscribe follow-ups
+are handed to; that db is flushed at the end. No worker runs: the hand-over is measured, the work is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode, urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from wechat_crm.wechat import crypto  # noqa: E402 - pure modules, no Django needed in the load processes
+from wechat_crm.wechat import xml as wxml  # noqa: E402
+
+TOKEN = "bench_token"  # noqa: S105 - the bench's own throwaway token
+APP_ID = "wx_bench_app_id"
+AES_KEY = "Bench0123456789abcdefghijklmnopqrstuvwxyzAB"
+ACCOUNT = "gh_bench_account"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wechat_crm_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+PATHS = {"bare": "/bench/bare/", "minimal": "/bench/minimal/", "callback": "/wechat/callback/"}
+
+
+# --- Payloads ---------------------------------------------------------------------------------------------------------
+
+
+def build_payloads(process_index: int, count: int, run_id: str, subscribe_share: float) -> list[tuple[str, bytes]]:
+    """(query string, body) of `count` signed, encrypted callbacks: subscribes (a share) and text messages."""
+    cipher = crypto.MessageCipher(AES_KEY)
+    now = int(time.time())
+    payloads = []
+    every = round(1 / subscribe_share) if subscribe_share > 0 else 0
+    for i in range(count):
+        if every and i % every == 0:
+            openid = f"oBench{run_id}{process_index:02d}new{i:08d}"
+            document = {
+                "ToUserName": ACCOUNT,
+                "FromUserName": openid,
+                "CreateTime": now,
+                "MsgType": "event",
+                "Event": "subscribe",
+                "EventKey": "qrscene_bench",
+            }
+        else:
+            openid = f"oBench{run_id}{process_index:02d}user{i % 500:04d}"
+            document = {
+                "ToUserName": ACCOUNT,
+                "FromUserName": openid,
+                "CreateTime": now,
+                "MsgType": "text",
+                "Content": f"bench message {i} 你好",
+                "MsgId": f"{run_id}{process_index:02d}{i:010d}",
+            }
+        plain = wxml.render(document)
+        encrypted = cipher.encrypt(plain, APP_ID)
+        timestamp, nonce = str(now), str(secrets.randbelow(10**9))
+        query = urlencode(
+            {
+                "signature": crypto.signature(TOKEN, timestamp, nonce),
+                "timestamp": timestamp,
+                "nonce": nonce,
+                "openid": openid,
+                "encrypt_type": "aes",
+                "msg_signature": crypto.signature(TOKEN, timestamp, nonce, encrypted),
+            }
+        )
+        payloads.append((query, wxml.render({"ToUserName": ACCOUNT, "Encrypt": encrypted}).encode()))
+    return payloads
+
+
+def request_bytes(path: str, query: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path}?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+def send(port: int, raw: bytes) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    response = b"".join(chunks)
+    return int(response[9:12]) if response.startswith(b"HTTP/1.") else 0
+
+
+# --- Load processes ---------------------------------------------------------------------------------------------------
+
+
+def load_process(index, target, port, threads, payload_count, run_id, share, ready, start, timing, results):
+    """One load process: build its payloads, wait for the start, drive `target` with `threads` threads."""
+    path = PATHS[target]
+    payloads = [request_bytes(path, q, b) for q, b in build_payloads(index, payload_count, run_id, share)]
+    ready.put(index)
+    start.wait()
+    measure_from, stop_at = timing[0], timing[1]
+    latencies: list[float] = []
+    counts = {"ok": 0, "errors": 0, "measured_ok": 0, "exhausted": 0}
+    lock = threading.Lock()
+    cursor = iter(range(len(payloads)))
+
+    def worker():
+        local_latencies, ok, errors, measured_ok = [], 0, 0, 0
+        while True:
+            now = time.perf_counter_ns()
+            if time.time() >= stop_at:
+                break
+            with lock:
+                i = next(cursor, None)
+            if i is None:
+                if target != "bare":  # unique payloads only: never replay a message (it would be a retry)
+                    counts["exhausted"] = 1
+                    break
+                i = secrets.randbelow(len(payloads))
+            try:
+                status = send(port, payloads[i])
+            except OSError:
+                status = 0
+            elapsed_ms = (time.perf_counter_ns() - now) / 1e6
+            measuring = time.time() >= measure_from
+            if status == 200:
+                ok += 1
+                if measuring:
+                    measured_ok += 1
+                    local_latencies.append(elapsed_ms)
+            else:
+                errors += 1
+        with lock:
+            latencies.extend(local_latencies)
+            counts["ok"] += ok
+            counts["errors"] += errors
+            counts["measured_ok"] += measured_ok
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    results.put((index, latencies, counts))
+
+
+def drive(target: str, port: int, args, run_id: str) -> dict:
+    ctx = mp.get_context("fork")
+    ready, results, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+    timing = ctx.Array("d", 2)
+    threads = max(1, args.concurrency // args.processes)
+    payload_count = int((args.warmup + args.duration) * 4000 / args.processes) if target != "bare" else 2000
+    procs = [
+        ctx.Process(
+            target=load_process,
+            args=(i, target, port, threads, payload_count, run_id, args.subscribe_share, ready, start, timing, results),
+        )
+        for i in range(args.processes)
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=300)
+    now = time.time()
+    timing[0], timing[1] = now + args.warmup, now + args.warmup + args.duration
+    start.set()
+    latencies: list[float] = []
+    totals = {"ok": 0, "errors": 0, "measured_ok": 0, "exhausted": 0}
+    for _ in procs:
+        _, lat, counts = results.get(timeout=args.warmup + args.duration + 120)
+        latencies.extend(lat)
+        for key in totals:
+            totals[key] += counts[key]
+    for p in procs:
+        p.join()
+    return {"latencies": latencies, "seconds": args.duration, **totals}
+
+
+def summarize(rounds: list[dict]) -> dict:
+    latencies = sorted(lat for r in rounds for lat in r["latencies"])
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    seconds = sum(r["seconds"] for r in rounds)
+    return {
+        "rps": sum(r["measured_ok"] for r in rounds) / seconds,
+        "p50": pct(0.50),
+        "p99": pct(0.99),
+        "ok": sum(r["ok"] for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+        "exhausted": any(r["exhausted"] for r in rounds),
+        "per_round": [r["measured_ok"] / r["seconds"] for r in rounds],
+    }
+
+
+# --- Server and database ----------------------------------------------------------------------------------------------
+
+
+def prepare_database(database_url: str, env: dict) -> None:
+    import psycopg
+
+    url = urlparse(database_url)
+    name = url.path.lstrip("/")
+    admin_url = url._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE accounts_followevent, accounts_interaction, accounts_subscriber CASCADE")
+        conn.execute("DROP TABLE IF EXISTS bench_minimal")
+        conn.execute("CREATE TABLE bench_minimal (id bigserial PRIMARY KEY, dedupe_key text UNIQUE, raw_xml text)")
+        conn.execute("VACUUM ANALYZE")
+
+
+def stored_interactions(database_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT count(*) FROM accounts_interaction").fetchone()[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, env: dict) -> subprocess.Popen:
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    command = [gunicorn, "wechat_crm.wsgi:application", "--workers", "2", "--worker-class", "sync"]
+    command += ["--bind", f"127.0.0.1:{port}", "--backlog", "2048", "--log-level", "warning"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if send(port, request_bytes(PATHS["bare"], "", b"")) == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit("bench: gunicorn did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per round (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per target (default 3)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each (default 2)")
+    parser.add_argument("--concurrency", type=int, default=4, help="connections in flight (default 4)")
+    parser.add_argument("--processes", type=int, default=2, help="load processes (default 2)")
+    parser.add_argument(
+        "--subscribe-share", type=float, default=0.2, help="share of subscribe events in the mix (default 0.2)"
+    )
+    args = parser.parse_args()
+
+    database_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        print("bench: DATABASE_URL must be a PostgreSQL URL", file=sys.stderr)
+        return 2
+    redis_url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "WECHAT_TOKEN": TOKEN,
+        "WECHAT_APP_ID": APP_ID,
+        "WECHAT_ENCODING_AES_KEY": AES_KEY,
+        "WECHAT_ENCODING_AES_KEY_PREVIOUS": "",
+        "PYTHONPATH": str(ROOT),
+    }
+    prepare_database(database_url, env)
+    load_before = os.getloadavg()[0]
+    port = free_port()
+    server = start_server(port, env)
+    rounds: dict[str, list[dict]] = {target: [] for target in PATHS}
+    try:
+        # Alternating rounds, so that whatever else runs on the machine weighs on all targets alike.
+        for round_ in range(args.rounds):
+            run_id = f"{int(time.time()) % 100000:05d}{round_}"
+            for target in PATHS:
+                rounds[target].append(drive(target, port, args, run_id))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    load_after = os.getloadavg()[0]
+    bare, minimal, callback = (summarize(rounds[target]) for target in PATHS)
+    stored = stored_interactions(database_url)
+    try:
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+    except Exception as exc:  # the figures matter more than the cleanup
+        print(f"bench: could not flush {redis_url}: {exc}", file=sys.stderr)
+
+    print(
+        f"gunicorn 2 sync workers, {args.concurrency} connections from {args.processes} load processes, "
+        f"{args.rounds} alternating rounds of {args.duration:.0f} s each after {args.warmup:.0f} s warm-up, "
+        f"{args.subscribe_share:.0%} subscribes; "
+        f"load average {load_before:.1f} before, {load_after:.1f} after on {os.cpu_count()} CPUs"
+    )
+    print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}   req/s per round")
+    for name, r in (("bare view", bare), ("minimal", minimal), ("callback", callback)):
+        rounds = " ".join(f"{x:.0f}" for x in r["per_round"])
+        print(f"{name:10} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d}   {rounds}")
+    ratio = callback["rps"] / bare["rps"] if bare["rps"] else 0.0
+    print(f"ratio callback/bare: {ratio:.2f} (target >= 0.30); callback p99 {callback['p99']:.1f} ms (target < 50)")
+    minimal_ratio = minimal["rps"] / bare["rps"] if bare["rps"] else 0.0
+    print(
+        f"for reference on this machine now: minimal/bare {minimal_ratio:.2f}, "
+        f"callback/minimal {callback['rps'] / minimal['rps'] if minimal['rps'] else 0.0:.2f}"
+    )
+    once = stored == callback["ok"]
+    print(f"stored interactions: {stored} for {callback['ok']} accepted callbacks (exactly once: {once})")
+    if callback["exhausted"]:
+        print("note: the load processes ran out of unique payloads; raise the payload budget for this machine")
+    ok = ratio >= 0.3 and callback["p99"] < 50 and stored == callback["ok"] and not callback["errors"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

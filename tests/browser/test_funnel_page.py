@@ -1,0 +1,86 @@
+"""The admin funnel page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright's Python package):
+a marketer logs in, opens the report and sees the charts drawn by our own static JavaScript with the right counts."""
+
+import os
+import shutil
+
+import pytest
+from django.contrib.auth.models import Group
+
+from tests.campaigns.test_funnel import population  # noqa: F401  (the fixture)
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Chromium is not installed (.ci/run installs Debian's)"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """The labels and messages asserted below are the English source strings (the product defaults to zh-hans)."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the fixtures happen outside it.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_marketer_sees_the_funnel_chart_with_the_step_counts(live_server, django_user_model, population, browser):  # noqa: F811
+    user = django_user_model.objects.create_user(username="mia", password="s3cret-pass", is_staff=True)
+    user.groups.add(Group.objects.get(name="marketer"))
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    external = []
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(live_server.url) else None)
+
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "mia")
+    page.fill("#id_password", "s3cret-pass")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+    assert page.locator("a[href='/admin/campaigns/funnelreport/']").count() >= 1
+
+    page.goto(f"{live_server.url}/admin/campaigns/funnelreport/?start=2026-03-01&end=2026-03-31&window_days=30")
+    page.wait_for_selector("#funnel-chart svg g.step")
+    steps = page.locator("#funnel-chart g.step")
+    assert [steps.nth(i).get_attribute("data-count") for i in range(steps.count())] == ["6", "4", "2", "1"]
+    assert page.locator("#funnel-chart text.count").all_text_contents() == ["6", "4", "2", "1"]
+    widths = [
+        float(w)
+        for w in page.locator("#funnel-chart rect.bar").evaluate_all("els => els.map(e => e.getAttribute('width'))")
+    ]
+    assert widths[0] > widths[1] > widths[2] > widths[3] > 0
+    weeks = page.locator("#cohort-chart g.cohort")
+    assert [weeks.nth(i).get_attribute("data-week") for i in range(weeks.count())] == ["2026-03-02", "2026-03-09"]
+    first_week = weeks.nth(0).locator("rect.bar")
+    assert [first_week.nth(i).get_attribute("data-count") for i in range(4)] == ["4", "2", "1", "1"]
+    assert "Poster A" in page.locator("#channel-table").inner_text()
+    assert external == []  # everything from our own server: no CDN
+    # A marketer cannot change data: no add button on campaigns, and the add page is refused.
+    page.goto(f"{live_server.url}/admin/campaigns/campaign/")
+    assert page.locator(".object-tools a.addlink").count() == 0
+    response = page.goto(f"{live_server.url}/admin/campaigns/campaign/add/")
+    assert response.status == 403

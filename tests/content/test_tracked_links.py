@@ -1,0 +1,248 @@
+import re
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from django.utils import timezone
+from freezegun import freeze_time
+
+from accounts.models import Interaction
+from content import selectors, services
+
+from .factories import ArticleFactory, MessageTemplateFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+TARGET = "https://shop.example.com/item/42?utm_source=wechat&ref=push"
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path
+
+
+def test_click_records_one_interaction_and_redirects(client):
+    subscriber = SubscriberFactory()
+    article = ArticleFactory()
+    url = services.link_track(TARGET, subscriber_id=subscriber.pk, push_id=77, content_id=article.pk)
+
+    response = client.get(_path(url))
+
+    assert response.status_code == 302
+    assert response["Location"] == TARGET
+    click = Interaction.objects.get(kind="link_click")
+    assert click.subscriber_id == subscriber.pk
+    assert click.data == {"push_id": 77, "content_id": article.pk, "link_id": click.data["link_id"], "engaged": True}
+    assert click.url == TARGET
+    subscriber.refresh_from_db()
+    assert subscriber.last_interaction_at == click.created_at
+
+
+def test_each_visit_is_one_more_click(client):
+    subscriber = SubscriberFactory()
+    url = services.link_track(TARGET, subscriber_id=subscriber.pk)
+
+    for _ in range(3):
+        assert client.get(_path(url)).status_code == 302
+
+    clicks = selectors.link_clicks()
+    assert clicks.count() == 3
+    assert len({c.dedupe_key for c in clicks}) == 3
+
+
+def test_clicks_are_attributed_to_their_push_and_content(client):
+    a, b = SubscriberFactory(), SubscriberFactory()
+    article = ArticleFactory()
+    client.get(_path(services.link_track(TARGET, subscriber_id=a.pk, push_id=1, content_id=article.pk)))
+    client.get(_path(services.link_track(TARGET, subscriber_id=b.pk, push_id=2)))
+
+    assert list(selectors.link_clicks(push_id=1).values_list("subscriber_id", flat=True)) == [a.pk]
+    assert list(selectors.link_clicks(content_id=article.pk).values_list("subscriber_id", flat=True)) == [a.pk]
+    assert selectors.link_clicks(push_id=2).get().subscriber_id == b.pk
+
+
+def test_tracked_url_holds_no_openid_and_is_short():
+    subscriber = SubscriberFactory(openid="oSecretOpenId_ABCDEFGHIJKLMNOP")
+    long_target = "https://shop.example.com/" + "x" * 1500
+
+    url = services.link_track(long_target, subscriber_id=subscriber.pk, push_id=123456, content_id=99)
+
+    assert url.startswith(settings.PUBLIC_BASE_URL.rstrip("/") + "/r/")
+    assert subscriber.openid not in url
+    assert "oSecret" not in url
+    token = _path(url).rsplit("/", 1)[1]
+    assert len(token) <= 60
+    assert "shop.example.com" not in url
+
+
+def test_tampered_token_is_refused_and_records_nothing(client):
+    subscriber, other = SubscriberFactory(), SubscriberFactory()
+    path = _path(services.link_track(TARGET, subscriber_id=subscriber.pk))
+    token = path.rsplit("/", 1)[1]
+    payload, timestamp, signature = token.split(".")
+    # Claim to be another subscriber, keep the signature.
+    forged_payload = payload.replace(payload.split("-")[0], services.links.b62encode(other.pk), 1)
+    forged = f"/r/{forged_payload}.{timestamp}.{signature}"
+    flipped = path[:-1] + ("A" if path[-1] != "A" else "B")
+
+    for bad in (forged, flipped, "/r/garbage", "/r/a.b.c", path[:-5]):
+        response = client.get(bad)
+        assert response.status_code == 400, bad
+        assert "not valid" in response.content.decode()
+        assert "Location" not in response
+
+    assert not Interaction.objects.exists()
+
+
+def test_expired_token_is_gone_and_records_nothing(client):
+    subscriber = SubscriberFactory()
+    with freeze_time("2026-01-01 00:00:00"):
+        url = services.link_track(TARGET, subscriber_id=subscriber.pk)
+    with freeze_time("2026-01-01 00:00:00") as frozen:
+        frozen.move_to(timezone.now() + timedelta(days=181))
+        response = client.get(_path(url))
+
+    assert response.status_code == 410
+    page = response.content.decode()
+    assert "expired" in page
+    # The URL is one we signed, so the page may offer it as a link, but it does not redirect.
+    assert "shop.example.com/item/42" in page
+    assert "Location" not in response
+    assert not Interaction.objects.exists()
+
+
+@override_settings(TRACKED_LINK_MAX_AGE_DAYS=1)
+def test_max_age_is_configurable(client):
+    subscriber = SubscriberFactory()
+    with freeze_time("2026-03-01 12:00:00"):
+        url = services.link_track(TARGET, subscriber_id=subscriber.pk)
+    with freeze_time("2026-03-02 11:00:00"):
+        assert client.get(_path(url)).status_code == 302
+    with freeze_time("2026-03-02 13:00:00"):
+        assert client.get(_path(url)).status_code == 410
+
+
+def test_redirect_takes_one_update_and_one_insert(client, django_assert_num_queries):
+    subscriber = SubscriberFactory()
+    path = _path(services.link_track(TARGET, subscriber_id=subscriber.pk, push_id=5))
+
+    with django_assert_num_queries(2) as ctx:
+        client.get(path)
+
+    statements = [q["sql"].split()[0] for q in ctx.captured_queries]
+    assert sorted(statements) == ["INSERT", "UPDATE"]
+
+
+def test_head_request_redirects_without_recording(client):
+    subscriber = SubscriberFactory()
+    url = services.link_track(TARGET, subscriber_id=subscriber.pk)
+
+    response = client.head(_path(url))
+
+    assert response.status_code == 302
+    assert not Interaction.objects.exists()
+
+
+def test_click_of_an_erased_subscriber_redirects_without_a_record(client):
+    subscriber = SubscriberFactory()
+    url = services.link_track(TARGET, subscriber_id=subscriber.pk)
+    subscriber.delete()
+
+    response = client.get(_path(url))
+
+    assert response.status_code == 302
+    assert not Interaction.objects.exists()
+
+
+def test_opening_content_through_a_tracked_link_makes_the_subscriber_engaged(client):
+    subscriber = SubscriberFactory()
+    article = services.article_publish(article=ArticleFactory())
+    assert selectors.subscriber_engaged_at(subscriber_id=subscriber.pk) is None
+    url = services.link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk)
+
+    response = client.get(_path(url), follow=True)
+
+    assert response.status_code == 200
+    assert article.title in response.content.decode()
+    click = Interaction.objects.get(kind="link_click")
+    assert selectors.subscriber_engaged_at(subscriber_id=subscriber.pk) == click.created_at
+
+
+def test_last_interaction_time_never_goes_backwards(client):
+    later = timezone.now() + timedelta(days=1)
+    subscriber = SubscriberFactory(last_interaction_at=later)
+    client.get(_path(services.link_track(TARGET, subscriber_id=subscriber.pk)))
+
+    subscriber.refresh_from_db()
+    assert subscriber.last_interaction_at == later
+
+
+@override_settings(PUBLIC_BASE_URL="https://crm.example.com/")
+def test_links_are_absolute_on_the_public_base_url():
+    url = services.link_track(TARGET, subscriber_id=1)
+
+    assert re.fullmatch(r"https://crm\.example\.com/r/[A-Za-z0-9_.\-]+", url)
+
+
+def test_rewrite_tracks_every_http_link_in_text_and_html(client):
+    subscriber = SubscriberFactory()
+    text = "新品 https://a.example.com/x?y=1&z=2，看看。Also (see http://b.example.com/p). Mail me@example.com"
+    html = (
+        '<p>Hi <a href="https://c.example.com/?a=1&amp;b=2">shop</a> '
+        '<img src="https://img.example.com/i.png"> '
+        "<a href='mailto:x@example.com'>mail</a> visit https://d.example.com/now</p>"
+    )
+
+    out_text = services.links_rewrite(text, subscriber_id=subscriber.pk, push_id=3)
+    out_html = services.links_rewrite(html, subscriber_id=subscriber.pk, push_id=3)
+
+    assert "a.example.com" not in out_text and "b.example.com" not in out_text
+    assert out_text.startswith("新品 http") and "，看看。" in out_text and out_text.count("/r/") == 2
+    assert out_text.rstrip().endswith("Mail me@example.com")
+    assert "(see http" in out_text and ")." in out_text
+    assert "c.example.com" not in out_html and "d.example.com" not in out_html
+    assert 'src="https://img.example.com/i.png"' in out_html
+    assert "href='mailto:x@example.com'" in out_html
+    assert out_html.count("/r/") == 2
+    # Idempotent: tracked links are not wrapped again.
+    assert services.links_rewrite(out_text, subscriber_id=subscriber.pk) == out_text
+
+    targets = []
+    for path in re.findall(r"/r/[A-Za-z0-9_.\-]+", out_text + out_html):
+        targets.append(client.get(path)["Location"])
+    assert targets == [
+        "https://a.example.com/x?y=1&z=2",
+        "http://b.example.com/p",
+        "https://c.example.com/?a=1&b=2",
+        "https://d.example.com/now",
+    ]
+    assert selectors.link_clicks(push_id=3).count() == 4
+
+
+def test_template_url_tracks_the_article_or_the_link(client):
+    subscriber = SubscriberFactory()
+    article = services.article_publish(article=ArticleFactory())
+    to_article = MessageTemplateFactory(article=article)
+    to_url = MessageTemplateFactory(link_url=TARGET)
+    nowhere = MessageTemplateFactory()
+
+    article_link = services.template_url(to_article, subscriber_id=subscriber.pk, push_id=9)
+    url_link = services.template_url(to_url, subscriber_id=subscriber.pk, push_id=9)
+
+    assert services.template_url(nowhere, subscriber_id=subscriber.pk) == ""
+    assert client.get(_path(article_link))["Location"] == article.public_url()
+    assert client.get(_path(url_link))["Location"] == TARGET
+    assert selectors.link_clicks(content_id=article.pk).count() == 1
+
+
+def test_only_http_urls_can_be_tracked():
+    with pytest.raises(ValueError, match="http"):
+        services.link_track("javascript:alert(1)", subscriber_id=1)
+
+
+def test_rewrite_in_text_with_angle_brackets_that_are_not_tags():
+    out = services.links_rewrite("I <3 https://a.example.com/x > all", subscriber_id=1)
+
+    assert "a.example.com" not in out
+    assert out.startswith("I <3 http") and out.endswith(" > all")

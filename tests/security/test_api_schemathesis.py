@@ -1,0 +1,56 @@
+"""schemathesis against /api/schema/: every operation, fuzzed a few times with an admin's token, answers without a
+server error and with a response that matches the schema. Kept to a handful of examples per operation so that the
+whole run takes a couple of minutes."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from wechat_crm.wsgi import application
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+EXAMPLES = 6
+
+
+@pytest.fixture
+def wsgi_keeps_the_test_connection():
+    """As Django's test client does: the test's connection (inside its transaction) survives each request."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def admin_token(django_user_model, wsgi_keeps_the_test_connection):
+    from rest_framework.authtoken.models import Token
+
+    user = django_user_model.objects.filter(username="fuzz").first() or django_user_model.objects.create_superuser(
+        "fuzz", "fuzz@example.com", "fuzz-password-1"
+    )
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+@pytest.mark.django_db(transaction=False)
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_api_answers_without_server_errors_and_as_documented(case, admin_token, fake_wechat):
+    response = case.call_and_validate(
+        headers={"Authorization": f"Token {admin_token}"},
+        checks=[not_a_server_error, response_schema_conformance],
+    )
+    assert response.status_code < 500
