@@ -1,8 +1,9 @@
 """Subscribers of the Official Account, their follow history and every message or event they send us."""
 
 from django.db import models
-from django.db.models.expressions import RawSQL
 from django.utils.translation import gettext_lazy as _
+
+from accounts.expressions import StageDelay
 
 
 class Tag(models.Model):
@@ -118,36 +119,23 @@ class Subscriber(models.Model):
     interactive_at = models.DateTimeField(_("interactive at"), null=True, blank=True)
     converted_at = models.DateTimeField(_("converted at"), null=True, blank=True)
     # Microseconds from the previous step to each stage (a stage reached before the previous one counts from the
-    # previous one, so never negative; NULL until every step up to it is reached), computed by PostgreSQL from the
-    # columns above on every write: the funnel report filters its window and sorts its medians on plain integers.
+    # previous one, so never negative; NULL until every step up to it is reached), computed by the database from the
+    # columns above on every write (accounts.expressions.StageDelay): the funnel report filters its window and sorts
+    # its medians on plain integers.
     engaged_delay_us = models.GeneratedField(
-        expression=RawSQL(
-            "CASE WHEN engaged_at IS NOT NULL THEN (extract(epoch FROM GREATEST(engaged_at, followed_at) - followed_at)"
-            " * 1000000)::bigint END",
-            [],
-        ),
+        expression=StageDelay("followed_at", "engaged_at"),
         output_field=models.BigIntegerField(null=True),
         db_persist=True,
         verbose_name=_("microseconds from follow to engaged"),
     )
     interactive_delay_us = models.GeneratedField(
-        expression=RawSQL(
-            "CASE WHEN engaged_at IS NOT NULL AND interactive_at IS NOT NULL THEN (extract(epoch FROM"
-            " GREATEST(interactive_at, engaged_at, followed_at) - GREATEST(engaged_at, followed_at)) * 1000000)::bigint"
-            " END",
-            [],
-        ),
+        expression=StageDelay("followed_at", "engaged_at", "interactive_at"),
         output_field=models.BigIntegerField(null=True),
         db_persist=True,
         verbose_name=_("microseconds from engaged to interactive"),
     )
     converted_delay_us = models.GeneratedField(
-        expression=RawSQL(
-            "CASE WHEN engaged_at IS NOT NULL AND interactive_at IS NOT NULL AND converted_at IS NOT NULL THEN"
-            " (extract(epoch FROM GREATEST(converted_at, interactive_at, engaged_at, followed_at)"
-            " - GREATEST(interactive_at, engaged_at, followed_at)) * 1000000)::bigint END",
-            [],
-        ),
+        expression=StageDelay("followed_at", "engaged_at", "interactive_at", "converted_at"),
         output_field=models.BigIntegerField(null=True),
         db_persist=True,
         verbose_name=_("microseconds from interactive to converted"),

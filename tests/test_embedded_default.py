@@ -18,10 +18,20 @@ CELERY = str(Path(sys.executable).with_name("celery"))
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def embedded_env(tmp_path):
+@pytest.fixture(scope="module")
+def var_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("embedded")
+
+
+@pytest.fixture(scope="module")
+def embedded_env(var_dir):
+    """The environment of `make run` on a fresh machine, with every migration applied to a new SQLite file."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(WECHAT_CRM_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="wechat_crm.settings.local")
+    env.update(WECHAT_CRM_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="wechat_crm.settings.local")
+    migrate = manage(env, "migrate", "--noinput")
+    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-4000:]
+    created = manage(env, "createcachetable")
+    assert created.returncode == 0, created.stderr
     return env
 
 
@@ -31,11 +41,8 @@ def manage(env, *args, timeout=120):
     )
 
 
-def test_without_database_url_or_redis_url_a_worker_runs_tasks_from_the_embedded_broker(embedded_env, tmp_path):
-    migrate = manage(embedded_env, "migrate", "--noinput")
-    assert migrate.returncode == 0, migrate.stderr
-    assert manage(embedded_env, "createcachetable").returncode == 0
-    assert (tmp_path / "wechat_crm.sqlite3").exists()
+def test_without_database_url_or_redis_url_a_worker_runs_tasks_from_the_embedded_broker(embedded_env, var_dir):
+    assert (var_dir / "wechat_crm.sqlite3").exists()
 
     worker = subprocess.Popen(
         [CELERY, "-A", "wechat_crm", "worker", "-Q", "inbound,outbound,reports,default", "-c", "1", "-l", "INFO"],
@@ -63,7 +70,7 @@ def test_without_database_url_or_redis_url_a_worker_runs_tasks_from_the_embedded
         )
         shell = manage(embedded_env, "shell", "-v0", "-c", code)
         assert "PONG" in shell.stdout, shell.stderr
-        assert (tmp_path / "celery-broker.sqlite3").exists()
+        assert (var_dir / "celery-broker.sqlite3").exists()
         time.sleep(1)
         assert beat.poll() is None, "beat exited on the embedded broker"
     finally:
@@ -74,3 +81,26 @@ def test_without_database_url_or_redis_url_a_worker_runs_tasks_from_the_embedded
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_sqlite_computes_the_funnel_step_delays_to_the_microsecond(embedded_env):
+    # The funnel report reads generated columns; on SQLite they come from accounts.expressions.StageDelay's SQLite SQL.
+    code = (
+        "import datetime as dt\n"
+        "from accounts.models import Subscriber\n"
+        "t = dt.datetime(2026, 3, 1, 8, 0, 0, 250000, tzinfo=dt.UTC)\n"
+        "s = Subscriber.objects.create(openid='o-embedded-delays', followed_at=t,\n"
+        "    engaged_at=t + dt.timedelta(hours=1, microseconds=7),\n"
+        "    interactive_at=t + dt.timedelta(minutes=30),\n"
+        "    converted_at=t + dt.timedelta(days=2, seconds=1, microseconds=-250000))\n"
+        "s = Subscriber.objects.get(pk=s.pk)\n"
+        "print('DELAYS', s.engaged_delay_us, s.interactive_delay_us, s.converted_delay_us)\n"
+        "s.engaged_at = None; s.save(); s = Subscriber.objects.get(pk=s.pk)\n"
+        "print('CLEARED', s.engaged_delay_us, s.interactive_delay_us, s.converted_delay_us)\n"
+    )
+    shell = manage(embedded_env, "shell", "-v0", "-c", code)
+    assert shell.returncode == 0, shell.stderr
+    lines = dict(line.split(" ", 1) for line in shell.stdout.splitlines() if line.startswith(("DELAYS", "CLEARED")))
+    # Engaged 1 h after the follow; interactive before engaged counts as 0; converted 2 days - 1 h + 0.75 s after.
+    assert lines["DELAYS"] == f"3600000007 0 {(2 * 86400 - 3600 + 1) * 1_000_000 - 250007}"
+    assert lines["CLEARED"] == "None None None"

@@ -50,10 +50,13 @@ class Migration(migrations.Migration):
         migrations.RunSQL(
             # Existing subscribers: their first follow in the history, else the last follow WeChat reported.
             sql="""
-            UPDATE accounts_subscriber s SET followed_at = COALESCE(
-                (SELECT MIN(f.at) FROM accounts_followevent f WHERE f.subscriber_id = s.id AND f.kind = 'follow'),
-                s.subscribed_at
-            ) WHERE s.followed_at IS NULL
+            UPDATE accounts_subscriber SET followed_at = COALESCE(
+                (
+                    SELECT MIN(f.at) FROM accounts_followevent f
+                    WHERE f.subscriber_id = accounts_subscriber.id AND f.kind = 'follow'
+                ),
+                subscribed_at
+            ) WHERE followed_at IS NULL
             """,
             reverse_sql=migrations.RunSQL.noop,
         ),
