@@ -164,7 +164,8 @@ class Conversation(models.Model):
 
 class OutboundMessage(models.Model):
     """A customer-service or template message we send to one subscriber (operator reply, auto-reply, journey).
-    Sent by Celery; the status moves queued -> sending -> sent | failed (with the reason)."""
+    Sent by Celery; the status moves queued -> sending -> sent | failed (with the reason) | unknown (WeChat may have
+    received it: a timeout after the request went out, or a worker that died mid-send; never sent again blindly)."""
 
     class Kind(models.TextChoices):
         CUSTOM = "custom", _("Customer-service message")
@@ -180,6 +181,7 @@ class OutboundMessage(models.Model):
         SENDING = "sending", _("Sending")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
+        UNKNOWN = "unknown", _("Outcome unknown")
 
     subscriber = models.ForeignKey(
         "accounts.Subscriber", on_delete=models.CASCADE, related_name="outbound_messages", verbose_name=_("subscriber")
@@ -192,6 +194,7 @@ class OutboundMessage(models.Model):
     reason = models.CharField(_("reason"), max_length=255, blank=True, default="")
     errcode = models.IntegerField(_("WeChat errcode"), null=True, blank=True)
     msgid = models.BigIntegerField(_("WeChat msgid"), null=True, blank=True)
+    claimed_at = models.DateTimeField(_("claimed for sending at"), null=True, blank=True)
     dedupe_key = models.CharField(_("dedupe key"), max_length=128, null=True, blank=True)  # noqa: DJ001
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -220,7 +220,7 @@ def outbound_send(*, message_id: int, client=None) -> tuple[str, float | None]:
     from wechat_crm.wechat.errors import Outcome
 
     now = timezone.now()
-    if not OutboundMessage.objects.filter(pk=message_id, status=S.QUEUED).update(status=S.SENDING):
+    if not OutboundMessage.objects.filter(pk=message_id, status=S.QUEUED).update(status=S.SENDING, claimed_at=now):
         return "", None
     message = OutboundMessage.objects.get(pk=message_id)
     client = client or get_client()
@@ -231,6 +231,10 @@ def outbound_send(*, message_id: int, client=None) -> tuple[str, float | None]:
         fields = {"status": S.SENT, "msgid": result.msgid, "sent_at": now, "reason": ""}
     elif result.outcome == Outcome.RETRY_LATER:
         fields = {"status": S.QUEUED, "reason": str(result.classification.reason)[:255]}
+    elif result.outcome == Outcome.UNKNOWN:
+        fields = {"status": S.UNKNOWN, "errcode": getattr(result.error, "errcode", None),
+                  "reason": str(_("WeChat did not answer after the message went out; it may have been delivered, "
+                                  "so it is not sent again"))}  # fmt: skip
     else:
         fields = {"status": S.FAILED, "errcode": result.error.errcode,
                   "reason": _failure_reason(result.outcome, result.error)[:255]}  # fmt: skip
@@ -242,11 +246,12 @@ def outbound_send(*, message_id: int, client=None) -> tuple[str, float | None]:
 
 
 def outbound_resend_stuck(*, now: dt.datetime | None = None, older_than: dt.timedelta = dt.timedelta(minutes=2)):
-    """Queued messages whose enqueue was lost, and sends a dead worker left "sending" (sent again: at worst twice,
-    never lost) are queued for sending again."""
+    """Queued messages whose enqueue was lost are queued for sending again. A send a dead worker left "sending" for
+    10 minutes becomes unknown, not resent: WeChat may already have delivered it, and a second copy is worse."""
     now = now or timezone.now()
-    OutboundMessage.objects.filter(status=S.SENDING, created_at__lt=now - dt.timedelta(minutes=10)).update(
-        status=S.QUEUED
+    OutboundMessage.objects.filter(status=S.SENDING, claimed_at__lt=now - dt.timedelta(minutes=10)).update(
+        status=S.UNKNOWN,
+        reason=_("The worker stopped while sending; WeChat may have delivered it, so it is not sent again"),
     )
     ids = list(
         OutboundMessage.objects.filter(status=S.QUEUED, created_at__lt=now - older_than).values_list("pk", flat=True)[
@@ -317,7 +322,7 @@ def score_change(*, subscriber_id: int, points: int, reason: str, at: dt.datetim
 
 
 def score_half_life_days() -> float:
-    return float(getattr(settings, "SCORE_HALF_LIFE_DAYS", 30))
+    return float(settings.SCORE_HALF_LIFE_DAYS)
 
 
 def score_decayed(entries: list[tuple[int, dt.datetime]], *, now: dt.datetime) -> int:

@@ -115,6 +115,45 @@ def test_operator_replies_are_sent_by_the_worker_and_their_status_shows_in_the_t
 
 
 @pytest.mark.django_db
+def test_a_reply_whose_answer_timed_out_is_unknown_and_never_sent_twice(fake_wechat, settings):
+    settings.WECHAT_HTTP_TIMEOUT = 1.0
+    sub = _sub("oLate_000000000000000000001")
+    fake_wechat.add_users([{"openid": sub.openid, "subscribe": 1}])
+    _interaction(sub, "text", timezone.now(), content="在吗")
+    # WeChat takes the message and answers after our timeout: it may well have been delivered.
+    fake_wechat.configure(faults=[{"path": CUSTOM, "timeout": 2.5, "mode": "answer", "times": 1}])
+    message = services.operator_reply(subscriber=sub, text="在的")
+
+    _send_all()
+
+    message.refresh_from_db()
+    assert message.status == OutboundMessage.Status.UNKNOWN
+    assert "not sent again" in message.reason
+    services.outbound_resend_stuck(now=timezone.now() + dt.timedelta(hours=1))
+    _send_all()
+    assert fake_wechat.count(CUSTOM) == 1
+
+
+@pytest.mark.django_db
+def test_a_send_left_sending_by_a_dead_worker_becomes_unknown_while_a_lost_enqueue_is_sent(fake_wechat):
+    sub = _sub("oDead_000000000000000000001")
+    fake_wechat.add_users([{"openid": sub.openid, "subscribe": 1}])
+    now = timezone.now()
+    payload = {"touser": sub.openid, "msgtype": "text", "text": {"content": "x"}}
+    common = {"subscriber": sub, "kind": "custom", "source": "operator", "payload": payload, "created_at": now}
+    stuck = OutboundMessage.objects.create(**common, status="sending", claimed_at=now - dt.timedelta(minutes=11))
+    in_flight = OutboundMessage.objects.create(**common, status="sending", claimed_at=now - dt.timedelta(minutes=1))
+    lost = OutboundMessage.objects.create(**{**common, "created_at": now - dt.timedelta(minutes=5)}, status="queued")
+
+    services.outbound_resend_stuck(now=now)
+    _send_all()
+
+    statuses = dict(OutboundMessage.objects.values_list("pk", "status"))
+    assert statuses == {stuck.pk: "unknown", in_flight.pk: "sending", lost.pk: "sent"}
+    assert fake_wechat.count(CUSTOM, errcode=0) == 1
+
+
+@pytest.mark.django_db
 def test_outside_the_window_the_reply_box_offers_a_template_message(staff_client, fake_wechat):
     sub = _sub("oOld_000000000000000000001")
     fake_wechat.add_users([{"openid": sub.openid, "subscribe": 1}])
