@@ -26,6 +26,7 @@ from typing import Any
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext as _
 
 from wechat_crm.wechat.errors import WeChatError, WeChatNotFollowing, WeChatPermanent
@@ -373,7 +374,8 @@ def follower_sync_current(*, restart: bool = False) -> FollowerSync:
     """The unfinished sync to resume (the latest running or failed one), or a new one."""
     unfinished = FollowerSync.objects.exclude(status=FollowerSync.Status.DONE)
     if restart:
-        unfinished.update(status=FollowerSync.Status.DONE, finished_at=timezone.now(), error="abandoned (restart)")
+        abandoned = gettext("abandoned: a new sync was started")
+        unfinished.update(status=FollowerSync.Status.DONE, finished_at=timezone.now(), error=abandoned)
     sync = unfinished.order_by("-started_at", "-id").first()
     if sync is not None:
         if sync.status != FollowerSync.Status.RUNNING:

@@ -143,6 +143,14 @@ class FunnelSettings(models.Model):
         super().save(*args, **kwargs)
 
 
+# The built-in types (campaigns migration 0003) keep their English name in the database; shown translated.
+BUILTIN_CONVERSION_TYPES = {
+    "register": ("Register", _("Register")),
+    "purchase": ("Purchase", _("Purchase")),
+    "download": ("Download", _("Download")),
+}
+
+
 class ConversionType(models.Model):
     """What a conversion is: register, purchase, download (created by a migration) or a custom type."""
 
@@ -157,7 +165,8 @@ class ConversionType(models.Model):
         ordering = ["slug"]
 
     def __str__(self) -> str:
-        return self.name
+        english, label = BUILTIN_CONVERSION_TYPES.get(self.slug, (None, None))
+        return str(label) if self.name == english else self.name
 
 
 class Conversion(models.Model):

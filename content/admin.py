@@ -15,6 +15,7 @@ from wechat_crm.exceptions import ApplicationError
 from . import selectors, services, templating
 from .errors import ArticleStatusError, SegmentInvalid, TemplateInvalid
 from .models import Article, Delivery, MessageTemplate, OperatorProfile, Push, Segment, SendPolicy, Topic
+from .reasons import reason_label
 from .services import deliveries, pushes, segments
 
 
@@ -354,7 +355,7 @@ class PushAdmin(admin.ModelAdmin):
         if not push.pk or push.started_at is None:
             return "-"
         r = selectors.push_report(push=push)
-        skipped = ", ".join(f"{k}: {v}" for k, v in sorted(r["skipped_by_reason"].items())) or "-"
+        skipped = ", ".join(f"{reason_label(k)}: {v}" for k, v in sorted(r["skipped_by_reason"].items())) or "-"
 
         def pct(x):
             return "-" if x is None else f"{x * 100:.2f}%"
@@ -440,12 +441,18 @@ class PushAdmin(admin.ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["id", "push", "subscriber", "status", "reason", "errcode", "attempts", "sent_at", "finished_at"]
+    list_display = [
+        "id", "push", "subscriber", "status", "reason_text", "errcode", "attempts", "sent_at", "finished_at"
+    ]  # fmt: skip
     list_filter = ["status", "channel", "reason"]
     list_select_related = ["push", "subscriber"]
     search_fields = ["push__name"]
     raw_id_fields = ["push", "subscriber"]
     show_full_result_count = False
+
+    @admin.display(description=_("reason"), ordering="reason")
+    def reason_text(self, delivery: Delivery) -> str:
+        return reason_label(delivery.reason)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -122,10 +122,11 @@ def render() -> bytes:
 def metrics_view(request):
     from django.conf import settings
     from django.http import HttpResponse
+    from django.utils.translation import gettext
 
     token = getattr(settings, "METRICS_TOKEN", "")
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
-            return HttpResponse("unauthorized", status=401, content_type="text/plain")
+            return HttpResponse(gettext("unauthorized"), status=401, content_type="text/plain")
     return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

@@ -5,6 +5,7 @@ import os
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 DEMO_USERNAME = "admin"
 
@@ -25,7 +26,7 @@ class Command(BaseCommand):
 
         call_command("conversations_seed_examples", stdout=self.stdout)
         port = os.environ.get("PORT", "8000")
-        self.stdout.write(self.style.SUCCESS("Demo superuser ready."))
-        self.stdout.write(f"  admin:    http://127.0.0.1:{port}/admin/")
-        self.stdout.write(f"  username: {DEMO_USERNAME}")
-        self.stdout.write(f"  password: {password}")
+        self.stdout.write(self.style.SUCCESS(_("Demo superuser ready.")))
+        self.stdout.write(f"  {_('admin')}:    http://127.0.0.1:{port}/admin/")
+        self.stdout.write(f"  {_('username')}: {DEMO_USERNAME}")
+        self.stdout.write(f"  {_('password')}: {password}")
