@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -20,13 +19,6 @@ from wechat_crm.wechat.tokens import cache_key
 TEMPLATE = "/cgi-bin/message/template/send"
 D = Delivery.Status
 FINAL = {D.SENT, D.DELIVERED, D.FAILED, D.SKIPPED, D.ERROR, D.UNKNOWN}
-
-
-@pytest.fixture(scope="session")
-def celery_worker_extra_env(fake_wechat_server) -> dict[str, str]:
-    """The worker gives up on a WeChat answer after 1.5 s (the fake's timeouts last 3 s)."""
-    return {"WECHAT_API_BASE_URL": fake_wechat_server.url, "PROFILE_FETCH_RETRY_MAX_DELAY": "3",
-            "WECHAT_HTTP_TIMEOUT": "1.5"}  # fmt: skip
 
 
 def make_audience(fake, n: int, prefix: str = "oRel") -> list[Subscriber]:
