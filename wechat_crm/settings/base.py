@@ -155,6 +155,8 @@ for _item in env.list("WECHAT_RATE_LIMITS", default=[]):
         ) from None
 # Longest a call waits for a rate-limit slot before giving up with WeChatLocalRateLimited.
 WECHAT_RATE_LIMIT_MAX_WAIT = env.float("WECHAT_RATE_LIMIT_MAX_WAIT", default=5.0)
+# Lead score (conversations.services): each interaction's points halve every this many days.
+SCORE_HALF_LIFE_DAYS = env.float("SCORE_HALF_LIFE_DAYS", default=30.0)
 # Pushes (content/services/deliveries.py): messages sent in parallel by one page task over the kept-alive pool, and
 # deliveries per page task, e.g. PUSH_PAGE_SIZES="template=500,custom=500".
 PUSH_SEND_THREADS = env.int("PUSH_SEND_THREADS", default=4)
