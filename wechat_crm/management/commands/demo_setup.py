@@ -7,6 +7,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from wechat_crm.demo import demo_content_load
+
 DEMO_USERNAME = "admin"
 
 
@@ -25,6 +27,7 @@ class Command(BaseCommand):
         from django.core.management import call_command
 
         call_command("conversations_seed_examples", stdout=self.stdout)
+        demo_content_load(by=user)
         port = os.environ.get("PORT", "8000")
         self.stdout.write(self.style.SUCCESS(_("Demo superuser ready.")))
         self.stdout.write(f"  {_('admin')}:    http://127.0.0.1:{port}/admin/")

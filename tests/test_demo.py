@@ -1,0 +1,53 @@
+"""What `make run` shows an operator: a demo login, content, a segment, a campaign whose channels have QR codes
+from the (fake) WeChat server, and followers who came through those channels."""
+
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from accounts.models import Subscriber
+from campaigns.models import Campaign, Channel, ChannelTouch
+from content.models import Article, Segment
+from content.services import segments
+from tests.helpers import wait_for
+from wechat_crm.demo import CHANNELS
+
+
+@pytest.mark.django_db
+def test_demo_setup_prints_the_login_and_loads_published_content_twice_without_duplicates(monkeypatch):
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "letmein-demo")
+    out = io.StringIO()
+    call_command("demo_setup", stdout=out)
+    call_command("demo_setup", stdout=io.StringIO())
+
+    assert "letmein-demo" in out.getvalue() and "/admin/" in out.getvalue()
+    assert get_user_model().objects.get(username="admin").check_password("letmein-demo")
+    articles = Article.objects.filter(slug__startswith="demo-")
+    assert articles.count() == 3 and all(a.status == "published" and a.topics.exists() for a in articles)
+    (segment,) = Segment.objects.all()
+    segments.rules_validate(segment.rules)
+    assert Campaign.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_traffic_creates_channels_with_qr_codes_and_followers_who_scanned_them(
+    live_server, fake_wechat, celery_worker
+):
+    call_command("demo_setup", stdout=io.StringIO())
+    port = live_server.url.rsplit(":", 1)[1]
+    env = {"PORT": port}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        call_command("demo_traffic", count=12, duration=0, wait=10, exit=True, stdout=io.StringIO())
+        call_command("demo_traffic", count=0, wait=10, exit=True, stdout=io.StringIO())  # again: nothing doubled
+
+    channels = Channel.objects.order_by("scene_str")
+    assert sorted(c.scene_str for c in channels) == sorted(scene for scene, *_rest in CHANNELS)
+    assert all(c.ticket and c.url for c in channels)
+    assert {c.pk for c in Campaign.objects.get().channels.all()} == {c.pk for c in channels}
+    assert Subscriber.objects.count() == 12
+    # Some followed through a demo QR code; the worker attributes them to the channel.
+    wait_for(lambda: ChannelTouch.objects.filter(channel__in=channels).exists(), timeout=60)

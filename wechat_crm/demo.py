@@ -1,0 +1,66 @@
+"""The demo that `make run` shows: content, a segment and a campaign (demo_setup), then channels with QR codes from
+the fake WeChat server and simulated followers who scan them, write and click (demo_traffic)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+ARTICLES = (
+    ("tech", "demo-ai-notes", "把 AI 用在日常工作里的 5 个小方法", "不需要编程，也能让 AI 帮你整理会议纪要和周报。"),
+    ("finance", "demo-budget", "年轻人的第一份记账表", "三列表格，十分钟上手，月底不再心里没底。"),
+    ("life", "demo-weekend", "周末两小时，把厨房收拾得井井有条", "收纳的关键不是买盒子，而是先扔掉不用的东西。"),
+)
+# (scene_str, name, topic slug, welcome reply)
+CHANNELS = (
+    ("demo-poster-spring", "春季海报", "tech", "欢迎关注！回复“科技”看看我们最受欢迎的文章。"),
+    ("demo-store-counter", "门店收银台", "life", "感谢在门店扫码关注，回复“TD”可随时停止推送。"),
+)
+CAMPAIGN = "春季上新"
+
+
+@transaction.atomic
+def demo_content_load(*, by=None) -> None:
+    """Published articles for each demo topic, an "active this month" segment and a campaign. Safe to run again."""
+    from campaigns.models import Campaign
+    from content import services as content_services
+    from content.models import Article, Segment, Topic
+
+    for topic_slug, slug, title, digest in ARTICLES:
+        if Article.objects.filter(slug=slug).exists():
+            continue
+        topics = list(Topic.objects.filter(slug=topic_slug))
+        body = f"# {title}\n\n{digest}\n\n{_('This is a demo article.')}"
+        article = content_services.article_create(
+            title=title, slug=slug, digest=digest, body=body, topics=topics, by=by
+        )
+        content_services.article_publish(article=article)
+    Segment.objects.get_or_create(
+        name=_("Active in the last 30 days"),
+        defaults={"rules": {"op": "and", "rules": [{"type": "last_interaction", "within_days": 30}]}, "created_by": by},
+    )
+    Campaign.objects.get_or_create(
+        name=CAMPAIGN,
+        defaults={"goal": _("Demo: followers from posters and the store"), "starts_on": timezone.localdate()},
+    )
+
+
+def demo_channels_create() -> list[str]:
+    """The demo channels, with permanent QR codes from WeChat (the fake server), in the demo campaign."""
+    from campaigns.models import Campaign, Channel
+    from campaigns.services import channel_create
+    from content.models import Topic
+    from conversations.models import ChannelTopic
+
+    campaign = Campaign.objects.filter(name=CAMPAIGN).first()
+    for scene_str, name, topic_slug, welcome in CHANNELS:
+        channel = Channel.objects.filter(scene_str=scene_str).first()
+        if channel is None:
+            channel = channel_create(name=name, scene_str=scene_str, welcome_reply=welcome)
+        topic = Topic.objects.filter(slug=topic_slug).first()
+        if topic is not None:
+            ChannelTopic.objects.get_or_create(channel=channel, defaults={"topic": topic})
+        if campaign is not None:
+            campaign.channels.add(channel)
+    return [scene_str for scene_str, *_rest in CHANNELS]
