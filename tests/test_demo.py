@@ -36,13 +36,8 @@ def test_demo_traffic_creates_channels_with_qr_codes_and_followers_who_scanned_t
     live_server, fake_wechat, celery_worker
 ):
     call_command("demo_setup", stdout=io.StringIO())
-    port = live_server.url.rsplit(":", 1)[1]
-    env = {"PORT": port}
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        call_command("demo_traffic", count=12, duration=0, wait=10, exit=True, stdout=io.StringIO())
-        call_command("demo_traffic", count=0, wait=10, exit=True, stdout=io.StringIO())  # again: nothing doubled
+    call_command("demo_traffic", web=live_server.url, count=12, duration=0, wait=10, exit=True, stdout=io.StringIO())
+    call_command("demo_traffic", web=live_server.url, count=0, wait=10, exit=True, stdout=io.StringIO())  # no doubles
 
     channels = Channel.objects.order_by("scene_str")
     assert sorted(c.scene_str for c in channels) == sorted(scene for scene, *_rest in CHANNELS)
