@@ -17,3 +17,16 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, interval: flo
         if time.monotonic() > deadline:
             raise AssertionError(message or f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def migration_data_restore() -> None:
+    """Re-create what the migrations insert (built-in conversion types, the funnel settings row, the role groups):
+    a transactional test's flush removes it for the tests after it. Runs the migration's own idempotent code."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    roles = importlib.import_module("campaigns.migrations.0003_conversion_types_settings_roles")
+    roles.forwards(apps, SimpleNamespace(connection=connection))

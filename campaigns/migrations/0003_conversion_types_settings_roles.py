@@ -15,9 +15,12 @@ def forwards(apps, schema_editor):
     from django.contrib.auth.management import create_permissions
 
     for app_config in global_apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, verbosity=0, using=schema_editor.connection.alias)
-        app_config.models_module = None
+        models_module = app_config.models_module  # restored: the test runner serializes only apps that have one
+        app_config.models_module = models_module or True
+        try:
+            create_permissions(app_config, verbosity=0, using=schema_editor.connection.alias)
+        finally:
+            app_config.models_module = models_module
 
     from wechat_crm.permissions import role_permissions_sync
 

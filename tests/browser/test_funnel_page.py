@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from tests.campaigns.test_funnel import population  # noqa: F401  (the fixture)
+from tests.helpers import migration_data_restore
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -20,11 +21,15 @@ ARGS = [
 ]
 
 pytestmark = [
-    # serialized_rollback: the role groups and conversion types come from migrations, which an earlier
-    # transactional test's flush removed.
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Chromium is not installed (.ci/run installs Debian's)"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _migration_data(transactional_db):
+    """The role groups and conversion types come from migrations; an earlier transactional test flushed them."""
+    migration_data_restore()
 
 
 @pytest.fixture(autouse=True)
