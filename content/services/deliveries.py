@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import random
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,12 +300,14 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
     renderer: Renderer | None = None
     retry_in: float | None = None
     while True:
-        claimed = _claim(push_id, lo, hi, now, limit=every)
+        with transaction.atomic():  # the claim commits only once its start marks exist (see StartMarks)
+            claimed = _claim(push_id, lo, hi, now, limit=every)
+            marks = StartMarks.begin(push_id, [(d, a) for d, _s, a in claimed]) if every and claimed else None
         if not claimed:
             break
         out.claimed += len(claimed)
         renderer = renderer or Renderer(push)
-        chunk_retry = _send_chunk(push, policy, renderer, claimed, now, threads, out)
+        chunk_retry = _send_chunk(push, policy, renderer, claimed, now, threads, out, marks)
         if chunk_retry is not None:
             retry_in = chunk_retry if retry_in is None else max(retry_in, chunk_retry)
         if every is None or not Push.objects.filter(pk=push_id, status=Push.Status.SENDING).exists():
@@ -320,7 +323,7 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
     return out
 
 
-def _send_chunk(push, policy, renderer, claimed, now, threads, out: PageOutcome) -> float | None:
+def _send_chunk(push, policy, renderer, claimed, now, threads, out: PageOutcome, marks=None) -> float | None:
     """Skip, send and write the outcomes of one claimed chunk. Returns the retry delay when some must retry."""
     from wechat_crm.wechat.client import get_client
 
@@ -340,7 +343,24 @@ def _send_chunk(push, policy, renderer, claimed, now, threads, out: PageOutcome)
         build = renderer.template if push.channel == Push.Channel.TEMPLATE else renderer.custom
         client = get_client()
         send = client.send_template_many if push.channel == Push.Channel.TEMPLATE else client.send_custom_many
-        results = send([build(sub) for _d, sub, _a in sendable], threads=threads)
+        payloads = [build(sub) for _d, sub, _a in sendable]
+
+        members = [f"{d}:{a}" for d, _s, a in sendable]
+        block = max(1, threads or int(settings.PUSH_SEND_THREADS))
+
+        def before_send(index: int) -> None:
+            marks.started(members, index, block)
+
+        def after_send(index: int, result) -> None:
+            if result.ok:
+                marks.accepted(members[index], result.msgid)
+
+        results = send(
+            payloads,
+            threads=threads,
+            before_send=before_send if marks else None,
+            after_send=after_send if marks else None,
+        )
         _classify(sendable, results, rows, retry, gone, policy)
     elif sendable:
         _send_mass(push, sendable, rows, retry, policy)
@@ -354,10 +374,122 @@ def _send_chunk(push, policy, renderer, claimed, now, threads, out: PageOutcome)
         when = timezone.now() + dt.timedelta(seconds=delay)
         rows += [(d, D.QUEUED, reason[:64], None, None, None, when, None) for d, _ra, reason, _a in retry]
     _write(rows)
+    if marks is not None:
+        marks.forget()
     _mark_not_following(gone, now)
     for row in rows:
         out.counts[row[1]] = out.counts.get(row[1], 0) + 1
     return delay
+
+
+class StartMarks:
+    """Which messages of a claimed chunk were started, and which WeChat accepted, recorded in Redis as they go.
+
+    A worker killed mid-chunk leaves its rows "sending". Those whose message never started are provably unsent and
+    go back to the queue; those WeChat accepted (recorded with their msgid as each answer came) are sent; only the
+    rest (the requests in flight when it died) become unknown. Without Redis (the embedded default), or when the
+    chunk's marks could not be written, nothing is known and every stuck row becomes unknown, as before. A message
+    whose start mark cannot be written is not sent (it is retried later), so an unmarked message never left. Marks
+    name the claim as well as the row ("id:attempts"), so marks left by an earlier claim never speak for a later one.
+    """
+
+    PREFIX = "wechat_crm:push-chunk"
+    TTL = 7 * 24 * 3600
+
+    ACCEPTED_BATCH = 16
+
+    def __init__(self, redis, push_id: int, claims: Sequence[tuple[int, int]]):
+        self.redis = redis
+        self.members = [f"{delivery_id}:{attempts}" for delivery_id, attempts in claims]
+        self.key = f"{self.PREFIX}:{push_id}:{self.members[0]}"
+        self._lock = threading.Lock()
+        self._started_upto = 0  # messages [0, upto) of the send order are marked started
+        self._accepted: dict[str, str] = {}
+
+    @classmethod
+    def begin(cls, push_id: int, claims: Sequence[tuple[int, int]]) -> StartMarks | None:
+        """Record a chunk's claims ((delivery id, attempts) each) inside the claim's transaction, before any of its
+        messages is sent: a claim that committed always has its marks."""
+        from wechat_crm.wechat import ratelimit
+
+        redis = ratelimit.redis_client()
+        if redis is None or not claims:
+            return None
+        marks = cls(redis, push_id, claims)
+        try:
+            pipe = redis.pipeline()
+            pipe.sadd(f"{marks.key}:claimed", *marks.members)
+            pipe.sadd(f"{marks.key}:started", "-")  # exists from now on, so that its TTL is set once
+            pipe.expire(f"{marks.key}:claimed", cls.TTL)
+            pipe.expire(f"{marks.key}:started", cls.TTL)
+            pipe.execute()
+        except Exception:
+            logger.warning("push %s: start marks unavailable; a crash would leave this chunk unknown", push_id)
+            return None
+        return marks
+
+    def started(self, members: Sequence[str], index: int, block: int) -> None:
+        """Mark message `index` of the send order (`members`) started before it leaves, with the next ones up to
+        `block` at once: one round trip per block. Marking a message that then never leaves is safe (unknown)."""
+        with self._lock:
+            if index < self._started_upto:
+                return
+            upto = min(len(members), max(index + 1, self._started_upto + block))
+            self.redis.sadd(f"{self.key}:started", *members[self._started_upto : upto])
+            self._started_upto = upto
+
+    def accepted(self, member: str, msgid: int | None) -> None:
+        """WeChat took the message (its msgid, "" when it gave none), written a batch at a time: a crash before the
+        chunk is written keeps those already flushed; the others are unknown, as they would be without marks."""
+        with self._lock:
+            self._accepted[member] = "" if msgid is None else str(msgid)
+            if len(self._accepted) < self.ACCEPTED_BATCH:
+                return
+            batch, self._accepted = self._accepted, {}
+            pipe = self.redis.pipeline()
+            pipe.hset(f"{self.key}:accepted", mapping=batch)
+            pipe.expire(f"{self.key}:accepted", self.TTL)
+            pipe.execute()
+
+    def forget(self) -> None:
+        try:
+            self.redis.delete(f"{self.key}:claimed", f"{self.key}:started", f"{self.key}:accepted")
+        except Exception:
+            logger.warning("could not delete %s (it expires)", self.key)
+
+    @classmethod
+    def recover(cls, push_id: int, stuck: Iterable[tuple[int, int]]) -> tuple[set[int], dict[int, int | None]]:
+        """Of the rows stuck "sending" ((delivery id, attempts) each): the ids whose message provably never started,
+        and those WeChat accepted (id -> msgid). Forgets the chunks it read."""
+        from wechat_crm.wechat import ratelimit
+
+        redis = ratelimit.redis_client()
+        stuck_members = {f"{delivery_id}:{attempts}": delivery_id for delivery_id, attempts in stuck}
+        unsent: set[int] = set()
+        accepted: dict[int, int | None] = {}
+        if redis is None or not stuck_members:
+            return unsent, accepted
+        try:
+            for claimed_key in redis.scan_iter(match=f"{cls.PREFIX}:{push_id}:*:claimed", count=1000):
+                key = claimed_key.decode() if isinstance(claimed_key, bytes) else claimed_key
+                base = key.removesuffix(":claimed")
+                claimed = {m.decode() if isinstance(m, bytes) else m for m in redis.smembers(key)}
+                started = {m.decode() if isinstance(m, bytes) else m for m in redis.smembers(f"{base}:started")}
+                ours = claimed & stuck_members.keys()
+                if not ours:
+                    continue  # another claim's chunk (maybe still being sent): not ours to judge or forget
+                if "-" in started:  # the chunk's marks were written before its first message
+                    unsent |= {stuck_members[m] for m in ours - started}
+                for member, msgid in redis.hgetall(f"{base}:accepted").items():
+                    member = member.decode() if isinstance(member, bytes) else member
+                    msgid = msgid.decode() if isinstance(msgid, bytes) else msgid
+                    if member in ours:
+                        accepted[stuck_members[member]] = int(msgid) if msgid else None
+                redis.delete(key, f"{base}:started", f"{base}:accepted")
+        except Exception:
+            logger.warning("push %s: start marks unreadable; every stuck row becomes unknown", push_id, exc_info=True)
+            return set(), {}
+        return unsent, accepted
 
 
 def _classify(chunk, results, rows: list, retry: list, gone: list, policy: SendPolicy) -> None:

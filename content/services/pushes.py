@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -258,8 +259,10 @@ def push_start(*, push_id: int) -> int:
 def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.timedelta | None = None) -> int:
     """The beat's safety net for lost tasks: a sending push whose start never ran is started again; queued
     deliveries due for over `stalled_after` get their pages enqueued again (page tasks claim rows, so a repeat
-    sends nothing twice); rows stuck in "sending" (a worker died mid-page) become unknown, never resent."""
+    sends nothing twice); rows stuck in "sending" (a worker died mid-page) become unknown, never resent, unless their
+    message provably never started (deliveries.StartMarks): those are queued again."""
     from ..tasks import push_send_page, push_start_task
+    from .deliveries import StartMarks
 
     now = now or timezone.now()
     stalled_after = dt.timedelta(minutes=5) if stalled_after is None else stalled_after  # 0 means at once
@@ -270,9 +273,15 @@ def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.t
             push_start_task.delay(push.pk)
             resumed += 1
             continue
-        Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.SENDING, claimed_at__lt=cutoff).update(
-            status=Delivery.Status.UNKNOWN, reason="worker_lost", finished_at=now
-        )
+        lost = Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.SENDING, claimed_at__lt=cutoff)
+        unsent, accepted = StartMarks.recover(push.pk, lost.values_list("pk", "attempts"))
+        for delivery_id, msgid in accepted.items():  # WeChat took them before the worker died (see StartMarks)
+            lost.filter(pk=delivery_id).update(status=Delivery.Status.SENT, msgid=msgid, sent_at=now, reason="")
+        if unsent:  # provably never sent (see StartMarks): back to the queue, sent by the pages enqueued below
+            lost.filter(pk__in=unsent).update(
+                status=Delivery.Status.QUEUED, not_before=None, attempts=F("attempts") - 1
+            )
+        lost.update(status=Delivery.Status.UNKNOWN, reason="worker_lost", finished_at=now)
         stuck = Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.QUEUED).exclude(not_before__gt=cutoff)
         if stuck.exists() and push.updated_at < cutoff:
             for lo, hi in push_pages(push_id=push.pk, size=page_size(push.channel)):

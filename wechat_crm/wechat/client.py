@@ -21,6 +21,7 @@ few threads and returns one `SendResult` per message instead of raising.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -47,6 +48,8 @@ from .errors import (
 )
 from .http import RawResponse, Transport, api_base_url, decode, get_transport, rewrite_url
 from .tokens import TokenStore
+
+logger = logging.getLogger(__name__)
 
 # POST endpoints (relative to the base URL) that are safe to repeat: reads, and writes that set a state.
 # Every other POST is treated as a send that must not be repeated once it may have reached WeChat.
@@ -239,10 +242,21 @@ class WeChatClient(_WechatpyClient):
 
     # --- the hot path: pages of messages ---------------------------------------------------------
     def send_many(
-        self, endpoint: str, payloads: Sequence[dict[str, Any]], *, group: str, threads: int | None = None
+        self,
+        endpoint: str,
+        payloads: Sequence[dict[str, Any]],
+        *,
+        group: str,
+        threads: int | None = None,
+        before_send: Callable[[int], None] | None = None,
+        after_send: Callable[[int, SendResult], None] | None = None,
     ) -> list[SendResult]:
         """POST each payload to `endpoint` (e.g. "cgi-bin/message/template/send") over the kept-alive pool,
-        with up to `threads` in flight; one SendResult per payload, in order. Never raises for one message."""
+        with up to `threads` in flight; one SendResult per payload, in order. Never raises for one message.
+
+        `before_send(index)` runs just before a message may leave (so a caller can record that it started); when it
+        raises, that message is not sent and comes back as a transient error, to retry later. `after_send(index,
+        result)` runs as soon as a message's result is known (its errors are logged and ignored)."""
         url = self.base_url + endpoint
         idempotent = endpoint in SAFE_POST_ENDPOINTS
         try:
@@ -252,7 +266,23 @@ class WeChatClient(_WechatpyClient):
         state = {"token": token}
         gate = _PageGate(group, len(payloads))
 
-        def send_one(payload: dict[str, Any]) -> SendResult:
+        def send_one(index: int, payload: dict[str, Any]) -> SendResult:
+            result = _send_one(index, payload)
+            if after_send is not None:
+                try:
+                    after_send(index, result)
+                except Exception:
+                    logger.warning("after_send of message %s failed", index, exc_info=True)
+            return result
+
+        def _send_one(index: int, payload: dict[str, Any]) -> SendResult:
+            if before_send is not None:
+                try:
+                    before_send(index)
+                except Exception as exc:  # not sent: nothing is lost by trying again later
+                    logger.warning("message %s of the page not sent: %r", index, exc)
+                    error = WeChatTransient(None, f"not started: {exc!r}", retry_after=10.0)
+                    return SendResult(None, error, classify(error))
             body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
             current = state["token"]
             try:
@@ -279,16 +309,34 @@ class WeChatClient(_WechatpyClient):
 
         threads = self.threads if threads is None else threads
         if threads <= 1 or len(payloads) <= 1:
-            return [send_one(p) for p in payloads]
-        return list(self._pool(threads).map(send_one, payloads))
+            return [send_one(i, p) for i, p in enumerate(payloads)]
+        return list(self._pool(threads).map(send_one, range(len(payloads)), payloads))
 
-    def send_template_many(self, messages: Sequence[dict[str, Any]], *, threads: int | None = None) -> list[SendResult]:
+    def send_template_many(
+        self, messages: Sequence[dict[str, Any]], *, threads: int | None = None, before_send=None, after_send=None
+    ) -> list[SendResult]:
         """Template messages, each WeChat's JSON: {"touser", "template_id", "url", "data": {...}}."""
-        return self.send_many("cgi-bin/message/template/send", messages, group="template", threads=threads)
+        return self.send_many(
+            "cgi-bin/message/template/send",
+            messages,
+            group="template",
+            threads=threads,
+            before_send=before_send,
+            after_send=after_send,
+        )
 
-    def send_custom_many(self, messages: Sequence[dict[str, Any]], *, threads: int | None = None) -> list[SendResult]:
+    def send_custom_many(
+        self, messages: Sequence[dict[str, Any]], *, threads: int | None = None, before_send=None, after_send=None
+    ) -> list[SendResult]:
         """Customer-service messages, each WeChat's JSON: {"touser", "msgtype", "text": {...}} ..."""
-        return self.send_many("cgi-bin/message/custom/send", messages, group="custom", threads=threads)
+        return self.send_many(
+            "cgi-bin/message/custom/send",
+            messages,
+            group="custom",
+            threads=threads,
+            before_send=before_send,
+            after_send=after_send,
+        )
 
     def _pool(self, threads: int) -> ThreadPoolExecutor:
         with self._executor_lock:
