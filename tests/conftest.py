@@ -9,6 +9,20 @@ pytest_plugins = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_reply_caches():
+    """The callback keeps the auto-reply rules and channel welcomes in the process for a few seconds; a test's
+    rows are gone after it (rolled back or flushed, without signals), so neither copy may reach the next test."""
+    from campaigns.selectors import channel_welcome_cache_clear
+    from conversations.replies import rules_cache_clear
+
+    channel_welcome_cache_clear()
+    rules_cache_clear()
+    yield
+    channel_welcome_cache_clear()
+    rules_cache_clear()
+
+
 @pytest.fixture(scope="session")
 def celery_worker_extra_env(fake_wechat_server) -> dict[str, str]:
     """Workers talk to the session's fake WeChat server; failed profile fetches retry within seconds; a worker gives up

@@ -1,17 +1,6 @@
 import pytest
 
-from campaigns.selectors import channel_welcome_cache_clear
-from conversations.replies import rules_cache_clear
 from tests.fixtures.wechat_payloads import AES_KEY, CallbackPoster
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    channel_welcome_cache_clear()
-    rules_cache_clear()
-    yield
-    channel_welcome_cache_clear()
-    rules_cache_clear()
 
 
 @pytest.fixture(autouse=True)
