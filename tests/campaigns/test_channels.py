@@ -248,6 +248,7 @@ def test_the_welcome_lookup_costs_at_most_one_query_and_none_when_cached(poster,
             poster.post(build_message("subscribe", openid=openid, EventKey=event_key), "plain")
         return len(ctx.captured_queries)
 
+    queries("oFast_warm_0000000000000001", "")  # loads the auto-reply rules, kept for a few seconds
     plain = queries("oFast_plain_000000000000001", "")
     first = queries("oFast_first_000000000000001", "qrscene_fast")
     cached = queries("oFast_cached_00000000000001", "qrscene_fast")
