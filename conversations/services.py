@@ -233,8 +233,8 @@ def outbound_send(*, message_id: int, client=None) -> tuple[str, float | None]:
         fields = {"status": S.QUEUED, "reason": str(result.classification.reason)[:255]}
     elif result.outcome == Outcome.UNKNOWN:
         fields = {"status": S.UNKNOWN, "errcode": getattr(result.error, "errcode", None),
-                  "reason": str(_("WeChat did not answer after the message went out; it may have been delivered, "
-                                  "so it is not sent again"))}  # fmt: skip
+                  "reason": _("WeChat did not answer after the message went out; it may have been delivered, "
+                              "so it is not sent again")}  # fmt: skip
     else:
         fields = {"status": S.FAILED, "errcode": result.error.errcode,
                   "reason": _failure_reason(result.outcome, result.error)[:255]}  # fmt: skip

@@ -302,7 +302,7 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
     while True:
         with transaction.atomic():  # the claim commits only once its start marks exist (see StartMarks)
             claimed = _claim(push_id, lo, hi, now, limit=every)
-            marks = StartMarks.begin(push_id, [(d, a) for d, _s, a in claimed]) if every and claimed else None
+            marks = StartMarks.begin(push_id, [(d, a) for d, _s, a in claimed]) if every else None
         if not claimed:
             break
         out.claimed += len(claimed)
@@ -344,23 +344,9 @@ def _send_chunk(push, policy, renderer, claimed, now, threads, out: PageOutcome,
         client = get_client()
         send = client.send_template_many if push.channel == Push.Channel.TEMPLATE else client.send_custom_many
         payloads = [build(sub) for _d, sub, _a in sendable]
-
-        members = [f"{d}:{a}" for d, _s, a in sendable]
-        block = max(1, threads or int(settings.PUSH_SEND_THREADS))
-
-        def before_send(index: int) -> None:
-            marks.started(members, index, block)
-
-        def after_send(index: int, result) -> None:
-            if result.ok:
-                marks.accepted(members[index], result.msgid)
-
-        results = send(
-            payloads,
-            threads=threads,
-            before_send=before_send if marks else None,
-            after_send=after_send if marks else None,
-        )
+        block = threads or settings.PUSH_SEND_THREADS
+        hooks = marks.hooks([(d, a) for d, _s, a in sendable], block=block) if marks else {}
+        results = send(payloads, threads=threads, **hooks)
         _classify(sendable, results, rows, retry, gone, policy)
     elif sendable:
         _send_mass(push, sendable, rows, retry, policy)
@@ -395,13 +381,11 @@ class StartMarks:
 
     PREFIX = "wechat_crm:push-chunk"
     TTL = 7 * 24 * 3600
-
     ACCEPTED_BATCH = 16
 
     def __init__(self, redis, push_id: int, claims: Sequence[tuple[int, int]]):
         self.redis = redis
-        self.members = [f"{delivery_id}:{attempts}" for delivery_id, attempts in claims]
-        self.key = f"{self.PREFIX}:{push_id}:{self.members[0]}"
+        self.key = f"{self.PREFIX}:{push_id}:{_member(*claims[0])}"
         self._lock = threading.Lock()
         self._started_upto = 0  # messages [0, upto) of the send order are marked started
         self._accepted: dict[str, str] = {}
@@ -418,7 +402,7 @@ class StartMarks:
         marks = cls(redis, push_id, claims)
         try:
             pipe = redis.pipeline()
-            pipe.sadd(f"{marks.key}:claimed", *marks.members)
+            pipe.sadd(f"{marks.key}:claimed", *(_member(*claim) for claim in claims))
             pipe.sadd(f"{marks.key}:started", "-")  # exists from now on, so that its TTL is set once
             pipe.expire(f"{marks.key}:claimed", cls.TTL)
             pipe.expire(f"{marks.key}:started", cls.TTL)
@@ -428,17 +412,27 @@ class StartMarks:
             return None
         return marks
 
-    def started(self, members: Sequence[str], index: int, block: int) -> None:
-        """Mark message `index` of the send order (`members`) started before it leaves, with the next ones up to
-        `block` at once: one round trip per block. Marking a message that then never leaves is safe (unknown)."""
-        with self._lock:
-            if index < self._started_upto:
-                return
-            upto = min(len(members), max(index + 1, self._started_upto + block))
-            self.redis.sadd(f"{self.key}:started", *members[self._started_upto : upto])
-            self._started_upto = upto
+    def hooks(self, order: Sequence[tuple[int, int]], *, block: int) -> dict[str, Any]:
+        """The client's before_send / after_send for the chunk's messages sent in `order` ((delivery id, attempts)
+        each): starts are marked `block` messages at a time (one round trip per block; marking a message that then
+        never leaves is safe: it becomes unknown), acceptances ACCEPTED_BATCH at a time."""
+        members = [_member(*claim) for claim in order]
 
-    def accepted(self, member: str, msgid: int | None) -> None:
+        def before_send(index: int) -> None:
+            with self._lock:
+                if index < self._started_upto:
+                    return
+                upto = min(len(members), max(index + 1, self._started_upto + max(1, block)))
+                self.redis.sadd(f"{self.key}:started", *members[self._started_upto : upto])
+                self._started_upto = upto
+
+        def after_send(index: int, result: Any) -> None:
+            if result.ok:
+                self._accepted_add(members[index], result.msgid)
+
+        return {"before_send": before_send, "after_send": after_send}
+
+    def _accepted_add(self, member: str, msgid: int | None) -> None:
         """WeChat took the message (its msgid, "" when it gave none), written a batch at a time: a crash before the
         chunk is written keeps those already flushed; the others are unknown, as they would be without marks."""
         with self._lock:
@@ -464,32 +458,42 @@ class StartMarks:
         from wechat_crm.wechat import ratelimit
 
         redis = ratelimit.redis_client()
-        stuck_members = {f"{delivery_id}:{attempts}": delivery_id for delivery_id, attempts in stuck}
+        stuck_members = {_member(*claim): claim[0] for claim in stuck}
         unsent: set[int] = set()
         accepted: dict[int, int | None] = {}
         if redis is None or not stuck_members:
             return unsent, accepted
         try:
             for claimed_key in redis.scan_iter(match=f"{cls.PREFIX}:{push_id}:*:claimed", count=1000):
-                key = claimed_key.decode() if isinstance(claimed_key, bytes) else claimed_key
-                base = key.removesuffix(":claimed")
-                claimed = {m.decode() if isinstance(m, bytes) else m for m in redis.smembers(key)}
-                started = {m.decode() if isinstance(m, bytes) else m for m in redis.smembers(f"{base}:started")}
-                ours = claimed & stuck_members.keys()
+                base = _text(claimed_key).removesuffix(":claimed")
+                ours = {_text(m) for m in redis.smembers(f"{base}:claimed")} & stuck_members.keys()
                 if not ours:
                     continue  # another claim's chunk (maybe still being sent): not ours to judge or forget
+                started = {_text(m) for m in redis.smembers(f"{base}:started")}
                 if "-" in started:  # the chunk's marks were written before its first message
                     unsent |= {stuck_members[m] for m in ours - started}
                 for member, msgid in redis.hgetall(f"{base}:accepted").items():
-                    member = member.decode() if isinstance(member, bytes) else member
-                    msgid = msgid.decode() if isinstance(msgid, bytes) else msgid
-                    if member in ours:
-                        accepted[stuck_members[member]] = int(msgid) if msgid else None
-                redis.delete(key, f"{base}:started", f"{base}:accepted")
+                    if _text(member) in ours:
+                        accepted[stuck_members[_text(member)]] = int(msgid) if msgid else None
+                redis.delete(f"{base}:claimed", f"{base}:started", f"{base}:accepted")
         except Exception:
             logger.warning("push %s: start marks unreadable; every stuck row becomes unknown", push_id, exc_info=True)
             return set(), {}
         return unsent, accepted
+
+
+def _member(delivery_id: int, attempts: int) -> str:
+    """A claim of a delivery row, as StartMarks names it."""
+    return f"{delivery_id}:{attempts}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def deliveries_recover_accepted(accepted: dict[int, int | None], *, at: dt.datetime) -> None:
+    """Rows still "sending" that WeChat accepted before their worker died: sent, with WeChat's msgid (one statement)."""
+    _write([(delivery_id, D.SENT, "", None, msgid, at, None, None) for delivery_id, msgid in accepted.items()])
 
 
 def _classify(chunk, results, rows: list, retry: list, gone: list, policy: SendPolicy) -> None:

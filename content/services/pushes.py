@@ -262,7 +262,7 @@ def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.t
     sends nothing twice); rows stuck in "sending" (a worker died mid-page) become unknown, never resent, unless their
     message provably never started (deliveries.StartMarks): those are queued again."""
     from ..tasks import push_send_page, push_start_task
-    from .deliveries import StartMarks
+    from .deliveries import StartMarks, deliveries_recover_accepted
 
     now = now or timezone.now()
     stalled_after = dt.timedelta(minutes=5) if stalled_after is None else stalled_after  # 0 means at once
@@ -275,8 +275,7 @@ def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.t
             continue
         lost = Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.SENDING, claimed_at__lt=cutoff)
         unsent, accepted = StartMarks.recover(push.pk, lost.values_list("pk", "attempts"))
-        for delivery_id, msgid in accepted.items():  # WeChat took them before the worker died (see StartMarks)
-            lost.filter(pk=delivery_id).update(status=Delivery.Status.SENT, msgid=msgid, sent_at=now, reason="")
+        deliveries_recover_accepted(accepted, at=now)  # WeChat took them before the worker died (see StartMarks)
         if unsent:  # provably never sent (see StartMarks): back to the queue, sent by the pages enqueued below
             lost.filter(pk__in=unsent).update(
                 status=Delivery.Status.QUEUED, not_before=None, attempts=F("attempts") - 1
