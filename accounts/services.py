@@ -274,11 +274,14 @@ def _interaction_param_defaults() -> dict[str, Any]:
 
 
 def _pg_execute(statement: Callable[[], str], params: dict[str, Any]) -> tuple | None:
-    """Run one statement server-side prepared (planned once per connection), logged like Django's own queries.
+    """Run one statement server-side prepared (parsed and planned once per connection), logged like Django's own
+    queries.
 
     Django's cursor would check the connection's health with an extra round trip per request and bind the
-    parameters client-side (the statement is re-planned every time); the callback does neither. A connection that
-    broke since the last request is reopened once here.
+    parameters client-side (the statement is re-planned every time); the callback does neither. psycopg prepares
+    only when the connection's prepare_threshold is set (settings: DATABASE_PREPARED_STATEMENTS, on by default);
+    otherwise the same statement is parsed on every call. A connection that broke since the last request is
+    reopened once here.
     """
     for attempt in (1, 2):
         try:

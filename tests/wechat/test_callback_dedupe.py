@@ -174,3 +174,19 @@ def test_a_retry_costs_two_queries(wechat_callback, django_assert_num_queries):
 
     with django_assert_num_queries(2):  # the statement that inserts nothing, then read the stored reply
         wechat_callback.post(xml)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_record_statement_is_prepared_once_per_connection(wechat_callback):
+    """Parsed and planned once, not on every callback (about a quarter of PostgreSQL's time per message)."""
+    for _ in range(3):
+        assert wechat_callback.post(build_message("text")).status_code == 200
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), max(generic_plans + custom_plans) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['WITH s AS (INSERT INTO "accounts_subscriber"%'],
+        )
+        statements, executions = cursor.fetchone()
+    assert statements == 1
+    assert executions == 3
