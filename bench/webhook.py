@@ -4,11 +4,14 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/wechat_crm_bench .venv/bin/python bench/webhook.py
 
 What it does, in one run:
-  1. creates the PostgreSQL database of DATABASE_URL if missing (default wechat_crm_bench), migrates it and empties
-     the accounts tables;
-  2. starts gunicorn (2 sync workers, settings bench.settings = the product's base settings without debug) on a
-     free port; bench/urls.py adds two yardsticks to the product's URLs: /bench/bare/ (answers "success") and
-     /bench/minimal/ (decrypts with wechatpy, parses, one INSERT: the least a callback can do);
+  1. creates the PostgreSQL database of DATABASE_URL if missing (default wechat_crm_bench), migrates it, empties
+     the accounts tables and gives the account a history, as a live one has: --seed-subscribers followers (100,000)
+     and --seed-interactions past messages (1,000,000), written with COPY and analysed;
+  2. starts gunicorn (2 sync workers, the product's wechat_crm.wsgi application, settings bench.settings = the
+     product's base settings without debug) on a free port; bench/urls.py adds two yardsticks to the product's
+     URLs: /bench/bare/ (answers "success") and /bench/minimal/ (decrypts with wechatpy, parses, one INSERT: the
+     least a callback can do). Both take Django's whole middleware chain, as every page but the callback does
+     (wechat_crm/wsgi.py answers the callback without it);
   3. from separate load processes (threads with raw sockets; gunicorn's sync workers close each connection, so
      there is no keep-alive to use), drives the three in alternating rounds (--rounds of --duration seconds, each
      after a warm-up) with a mix of safe-mode (encrypted) subscribe events (--subscribe-share, default 1 in 5, new
@@ -228,7 +231,7 @@ def summarize(rounds: list[dict]) -> dict:
 # --- Server and database ----------------------------------------------------------------------------------------------
 
 
-def prepare_database(database_url: str, env: dict) -> None:
+def prepare_database(database_url: str, env: dict, *, subscribers: int, interactions: int) -> None:
     import psycopg
 
     url = urlparse(database_url)
@@ -242,14 +245,61 @@ def prepare_database(database_url: str, env: dict) -> None:
         conn.execute("TRUNCATE accounts_followevent, accounts_interaction, accounts_subscriber CASCADE")
         conn.execute("DROP TABLE IF EXISTS bench_minimal")
         conn.execute("CREATE TABLE bench_minimal (id bigserial PRIMARY KEY, dedupe_key text UNIQUE, raw_xml text)")
+    seed = [sys.executable, "-c", f"from bench.webhook import seed; seed({subscribers}, {interactions})"]
+    subprocess.run(seed, cwd=ROOT, env=env, check=True)
+    with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
+
+
+def seed(subscribers: int, interactions: int) -> None:
+    """The account's history before the run: followers and their past messages, written with COPY, then analysed.
+
+    A live account's tables are never empty, and their statistics say so. Tables analysed while empty (PostgreSQL's
+    autovacuum is off on some of our machines) make the planner check each foreign key with a sequential scan of
+    the whole table, a cost that grows with every callback and that no live account pays.
+    """
+    import django
+
+    django.setup()
+    from datetime import UTC, datetime, timedelta
+
+    from django.db import connection
+
+    from accounts.models import Interaction, Subscriber
+    from bench.funnel import copy_value, model_columns
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    sub_cols, sub_consts = model_columns(
+        Subscriber, ["id", "openid", "is_following", "subscribed_at", "followed_at", "last_interaction_at"]
+    )
+    int_cols, int_consts = model_columns(
+        Interaction, ["subscriber_id", "kind", "dedupe_key", "msg_id", "content", "created_at", "received_at",
+                      "processed_at"]
+    )  # fmt: skip
+    connection.ensure_connection()
+    with connection.connection.cursor() as cur:
+        with cur.copy(f"COPY accounts_subscriber ({', '.join(sub_cols)}) FROM STDIN") as copy:
+            for i in range(1, subscribers + 1):
+                at = now - timedelta(minutes=i)
+                row = [str(i), f"oSeed{i:09d}", "t", at.isoformat(), at.isoformat(), at.isoformat(), *sub_consts]
+                copy.write("\t".join(row) + "\n")
+        with cur.copy(f"COPY accounts_interaction ({', '.join(int_cols)}) FROM STDIN") as copy:
+            for i in range(interactions):
+                at = (now - timedelta(seconds=i)).isoformat()
+                row = [str(i % subscribers + 1), "text", f"msg:seed{i}", f"seed{i}", copy_value(f"message {i}"), at, at,
+                       at, *int_consts]  # fmt: skip
+                copy.write("\t".join(row) + "\n")
+        cur.execute("SELECT setval(pg_get_serial_sequence('accounts_subscriber', 'id'), %s)", [subscribers])
 
 
 def stored_interactions(database_url: str) -> int:
     import psycopg
 
     with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT count(*) FROM accounts_interaction").fetchone()[0]
+        # The seeded history is the only thing not sent by the run (prepare_database); its dedupe keys say so.
+        return conn.execute(
+            "SELECT count(*) FROM accounts_interaction WHERE dedupe_key NOT LIKE 'msg:seed%'"
+        ).fetchone()[0]
 
 
 def free_port() -> int:
@@ -284,7 +334,15 @@ def main() -> int:
     parser.add_argument(
         "--subscribe-share", type=float, default=0.2, help="share of subscribe events in the mix (default 0.2)"
     )
+    parser.add_argument(
+        "--seed-subscribers", type=int, default=100_000, help="followers in the database before the run (100,000)"
+    )
+    parser.add_argument(
+        "--seed-interactions", type=int, default=1_000_000, help="their past messages (default 1,000,000)"
+    )
     args = parser.parse_args()
+    if args.seed_subscribers < 1 or args.seed_interactions < 0:
+        parser.error("--seed-subscribers must be at least 1 and --seed-interactions at least 0")
 
     database_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
     if not database_url.startswith(("postgres://", "postgresql://")):
@@ -304,7 +362,13 @@ def main() -> int:
         "WECHAT_ENCODING_AES_KEY_PREVIOUS": "",
         "PYTHONPATH": str(ROOT),
     }
-    prepare_database(database_url, env)
+    started = time.monotonic()
+    prepare_database(database_url, env, subscribers=args.seed_subscribers, interactions=args.seed_interactions)
+    print(
+        f"seeded {args.seed_subscribers:,} subscribers and {args.seed_interactions:,} interactions "
+        f"in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
     load_before = os.getloadavg()[0]
     port = free_port()
     server = start_server(port, env)
