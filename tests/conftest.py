@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.wechat_payloads",
     "tests.fixtures.fake_wechat",
     "tests.fixtures.celery_worker",
+    "tests.fixtures.wsgi",
 ]
 
 

@@ -17,19 +17,6 @@ EXAMPLES = 6
 
 
 @pytest.fixture
-def wsgi_keeps_the_test_connection():
-    """As Django's test client does: the test's connection (inside its transaction) survives each request."""
-    from django.core import signals
-    from django.db import close_old_connections
-
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
 def admin_token(django_user_model, wsgi_keeps_the_test_connection):
     from rest_framework.authtoken.models import Token
 
