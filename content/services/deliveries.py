@@ -386,8 +386,9 @@ class StartMarks:
     def __init__(self, redis, push_id: int, claims: Sequence[tuple[int, int]]):
         self.redis = redis
         self.key = f"{self.PREFIX}:{push_id}:{_member(*claims[0])}"
-        self._lock = threading.Lock()
+        self._started_lock = threading.Lock()  # held while a block is marked: its messages wait for the mark
         self._started_upto = 0  # messages [0, upto) of the send order are marked started
+        self._accepted_lock = threading.Lock()
         self._accepted: dict[str, str] = {}
 
     @classmethod
@@ -419,7 +420,7 @@ class StartMarks:
         members = [_member(*claim) for claim in order]
 
         def before_send(index: int) -> None:
-            with self._lock:
+            with self._started_lock:
                 if index < self._started_upto:
                     return
                 upto = min(len(members), max(index + 1, self._started_upto + max(1, block)))
@@ -435,15 +436,16 @@ class StartMarks:
     def _accepted_add(self, member: str, msgid: int | None) -> None:
         """WeChat took the message (its msgid, "" when it gave none), written a batch at a time: a crash before the
         chunk is written keeps those already flushed; the others are unknown, as they would be without marks."""
-        with self._lock:
+        with self._accepted_lock:
             self._accepted[member] = "" if msgid is None else str(msgid)
             if len(self._accepted) < self.ACCEPTED_BATCH:
                 return
             batch, self._accepted = self._accepted, {}
-            pipe = self.redis.pipeline()
-            pipe.hset(f"{self.key}:accepted", mapping=batch)
-            pipe.expire(f"{self.key}:accepted", self.TTL)
-            pipe.execute()
+        # Written outside the lock: no other thread waits for this batch.
+        pipe = self.redis.pipeline()
+        pipe.hset(f"{self.key}:accepted", mapping=batch)
+        pipe.expire(f"{self.key}:accepted", self.TTL)
+        pipe.execute()
 
     def forget(self) -> None:
         try:
