@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -35,13 +37,27 @@ def export_personal_data(admin_obj: admin.ModelAdmin, request: HttpRequest, quer
 
 
 @admin.action(description=_("Erase personal data (cannot be undone)"))
-def erase_personal_data(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+def erase_personal_data(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet):
+    """First a page that lists the subscribers and says what erasing does; erased only once that is confirmed."""
     if _refuse(admin_obj, request):
-        return
-    count = 0
-    for subscriber in queryset.order_by("pk"):
+        return None
+    subscribers = list(queryset.order_by("pk"))
+    if request.POST.get("post") != "yes":
+        context = {
+            **admin_obj.admin_site.each_context(request),
+            "title": _("Erase personal data"),
+            "subtitle": None,
+            "opts": admin_obj.model._meta,
+            "subscribers": subscribers,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": admin_obj.media,
+        }
+        return TemplateResponse(request, "admin/accounts/subscriber/erase_confirmation.html", context)
+    for subscriber in subscribers:
         privacy.subscriber_erase(subscriber=subscriber, by=request.user, via="admin")
-        count += 1
     admin_obj.message_user(
-        request, _("%(count)d subscriber(s) erased; the audit log records it.") % {"count": count}, messages.SUCCESS
+        request,
+        _("%(count)d subscriber(s) erased; the audit log records it.") % {"count": len(subscribers)},
+        messages.SUCCESS,
     )
+    return None

@@ -131,8 +131,20 @@ def test_the_admin_actions_export_a_json_file_and_erase(client, person):
     assert response.status_code == 200
     assert response["Content-Disposition"].startswith("attachment;")
     assert json.loads(response.content)["subscribers"][0]["profile"]["openid"] == OPENID
-    response = client.post(url, {"action": "erase_personal_data", "_selected_action": [person.pk]}, follow=True)
+    selected = {"action": "erase_personal_data", "_selected_action": [person.pk]}
+
+    confirmation = client.post(url, selected)  # first a page that asks
+
+    assert confirmation.status_code == 200
+    assert "Erase the personal data of 1 subscriber? This cannot be undone." in confirmation.content.decode()
+    assert OPENID in confirmation.content.decode()
+    person.refresh_from_db()
+    assert person.openid == OPENID
+
+    response = client.post(url, {**selected, "post": "yes"}, follow=True)
+
     assert response.status_code == 200
+    assert "1 subscriber(s) erased" in response.content.decode()
     person.refresh_from_db()
     assert person.openid.startswith("erased:")
     assert list(AuditLog.objects.order_by("id").values_list("action", "via")) == [
@@ -146,7 +158,9 @@ def test_the_admin_actions_refuse_a_marketer(client, person):
     marketer.user_permissions.add(*__import__("django.contrib.auth.models", fromlist=["Permission"]).Permission.objects
                                   .filter(codename__in=["view_subscriber", "change_subscriber"]))  # fmt: skip
     client.force_login(marketer)
-    client.post("/admin/accounts/subscriber/", {"action": "erase_personal_data", "_selected_action": [person.pk]})
+    client.post(
+        "/admin/accounts/subscriber/", {"action": "erase_personal_data", "_selected_action": [person.pk], "post": "yes"}
+    )
     person.refresh_from_db()
     assert person.openid == OPENID
     assert not AuditLog.objects.exists()
@@ -157,3 +171,15 @@ def test_an_interaction_of_another_subscriber_is_untouched(person):
     _api(_user("root", superuser=True)).post(f"/api/subscribers/{person.pk}/erase/")
     other.refresh_from_db()
     assert other.content == "keep me"
+
+
+def test_the_erase_confirmation_speaks_chinese_by_default(client, person, settings):
+    settings.LANGUAGE_CODE = "zh-hans"
+    client.force_login(_user("root", superuser=True))
+    selected = {"action": "erase_personal_data", "_selected_action": [person.pk]}
+
+    page = client.post("/admin/accounts/subscriber/", selected)
+
+    assert "确定删除 1 位粉丝的个人数据吗？此操作无法撤销。" in page.content.decode()
+    person.refresh_from_db()
+    assert person.openid == OPENID
