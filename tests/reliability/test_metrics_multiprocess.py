@@ -1,0 +1,49 @@
+"""Prometheus' multiprocess mode under gunicorn: every scrape, whichever worker answers it, counts the callbacks
+that all the workers answered (PROMETHEUS_MULTIPROC_DIR, README "Production")."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import connection
+
+from accounts.models import Interaction
+from tests.fixtures.wechat_payloads import build_message, sign_callback
+
+from .servers import AppServer, app_env, post
+
+CALLBACKS = 24
+SCRAPES = 8
+
+
+def _answered(metrics: str, status: str) -> float:
+    match = re.search(rf'^wechat_crm_callback_seconds_count{{status="{status}"}} (\S+)$', metrics, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_every_scrape_counts_the_callbacks_of_every_worker(transactional_db, tmp_path):
+    app = AppServer(app_env(connection.settings_dict, PROMETHEUS_MULTIPROC_DIR=str(tmp_path)))
+    app.start()
+    try:
+        # Four at a time: a sync worker busy with one leaves the next to the other worker.
+        payloads = [sign_callback(build_message("text", openid=f"oMetrics_{i:04d}")) for i in range(CALLBACKS)]
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(lambda payload: post(app.url, *payload)[0], payloads))
+        assert statuses == [200] * CALLBACKS
+        forged, _ = post(app.url, *sign_callback(build_message("text"), token="not-the-token"))
+        assert forged == 403
+
+        scrapes = []
+        for _ in range(SCRAPES):  # gunicorn hands each connection to whichever worker accepts it first
+            with urllib.request.urlopen(app.url + "/metrics", timeout=10) as response:
+                scrapes.append(response.read().decode())
+    finally:
+        app.stop()
+
+    assert Interaction.objects.count() == CALLBACKS
+    assert [_answered(text, "200") for text in scrapes] == [CALLBACKS] * SCRAPES
+    assert [_answered(text, "403") for text in scrapes] == [1] * SCRAPES
+    pids = {p.name.split("_")[-1] for p in tmp_path.glob("histogram_*.db")}
+    assert len(pids) == 2, "both workers answered and wrote their samples"
