@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connections
 
 from tests.campaigns.test_funnel import population  # noqa: F401  (the fixture)
 from tests.helpers import migration_data_restore
@@ -53,6 +54,9 @@ def browser():
             yield browser
         finally:
             browser.close()
+            # The ORM calls made while Playwright's loop ran have a connection of their own: closed here, or the
+            # test database could not be dropped at the end of the session ("being accessed by other users").
+            connections.close_all()
 
 
 def test_marketer_sees_the_funnel_chart_with_the_step_counts(live_server, django_user_model, population, browser):  # noqa: F811
