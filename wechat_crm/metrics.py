@@ -22,6 +22,11 @@ import time
 from collections.abc import Callable, Iterator
 from functools import wraps
 
+# prometheus_client turns to multiprocess mode when the variable merely exists, and with an empty one writes its
+# files into the working directory. Empty means unset here, as for every variable in the README.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector

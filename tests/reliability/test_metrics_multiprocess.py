@@ -3,7 +3,10 @@ that all the workers answered (PROMETHEUS_MULTIPROC_DIR, README "Production").""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +15,7 @@ from django.db import connection
 from accounts.models import Interaction
 from tests.fixtures.wechat_payloads import build_message, sign_callback
 
-from .servers import AppServer, app_env, post
+from .servers import ROOT, AppServer, app_env, post
 
 CALLBACKS = 24
 SCRAPES = 8
@@ -47,3 +50,19 @@ def test_every_scrape_counts_the_callbacks_of_every_worker(transactional_db, tmp
     assert [_answered(text, "403") for text in scrapes] == [1] * SCRAPES
     pids = {p.name.split("_")[-1] for p in tmp_path.glob("histogram_*.db")}
     assert len(pids) == 2, "both workers answered and wrote their samples"
+
+
+def test_an_empty_variable_means_one_process_and_writes_no_files(tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR= (empty, as in an env file) is unset, as the README's table says: prometheus_client
+    would otherwise count in files written to the working directory, which no scrape reads."""
+    code = (
+        "import wechat_crm.metrics as m; m.CALLBACK_SECONDS.labels('200').observe(0.01); "
+        "print(m.CALLBACK_SECONDS.labels('200')._sum.get())"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": "", "PYTHONPATH": str(ROOT)}
+
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == 0.01
+    assert list(tmp_path.iterdir()) == []
