@@ -4,6 +4,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from accounts.expressions import StageDelay
+from wechat_crm.models import Timestamped
 
 
 class Tag(models.Model):
@@ -25,7 +26,7 @@ class Tag(models.Model):
         return self.name
 
 
-class Subscriber(models.Model):
+class Subscriber(Timestamped):
     """One WeChat user (openid) who follows or followed the account.
 
     Written by the callback (follow state, last interaction) and by the profile fetch (the profile fields).
@@ -161,9 +162,6 @@ class Subscriber(models.Model):
         help_text=_("The push whose tracked link made the subscriber engaged."),
     )
     attributes = models.JSONField(_("attributes"), default=dict, blank=True, help_text=_("Custom attributes."))
-
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("subscriber")

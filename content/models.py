@@ -10,6 +10,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from wechat_crm.models import Authored
+
 from .rendering import markdown_render
 from .validators import validate_cover_size
 
@@ -42,7 +44,7 @@ class Topic(models.Model):
         super().save(*args, **kwargs)
 
 
-class Article(models.Model):
+class Article(Authored):
     """An article written in Markdown and served as a mobile page at /c/<slug>/ once published.
 
     `body_html` is the sanitised rendering of `body`, refreshed on every save: the page never renders operators'
@@ -81,17 +83,6 @@ class Article(models.Model):
         _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT, editable=False, db_index=True
     )
     published_at = models.DateTimeField(_("published at"), null=True, blank=True, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        editable=False,
-        related_name="+",
-        verbose_name=_("created by"),
-    )
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("article")
@@ -127,7 +118,7 @@ class Article(models.Model):
         return settings.PUBLIC_BASE_URL.rstrip("/") + self.get_absolute_url()
 
 
-class MessageTemplate(models.Model):
+class MessageTemplate(Authored):
     """A WeChat template message: WeChat's template_id and, per field, a Django template string.
 
     `fields` is a list of {"key": "first", "value": "{{ subscriber.remark|default:'朋友' }}", "color": "#173177"};
@@ -164,17 +155,6 @@ class MessageTemplate(models.Model):
     miniprogram_appid = models.CharField(_("mini program AppID"), max_length=64, blank=True, default="")
     miniprogram_pagepath = models.CharField(_("mini program page path"), max_length=512, blank=True, default="")
     version = models.PositiveIntegerField(_("version"), default=1, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        editable=False,
-        related_name="+",
-        verbose_name=_("created by"),
-    )
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("message template")
@@ -298,7 +278,7 @@ class OperatorProfile(models.Model):
         return str(self.user)
 
 
-class Segment(models.Model):
+class Segment(Authored):
     """Who receives a push: rules stored as JSON data, validated on save, compiled to one query.
 
     See content.services.segments for the rule language.
@@ -315,17 +295,6 @@ class Segment(models.Model):
             '{"type": "last_interaction", "within_days": 30}]}. Empty: every follower.'
         ),
     )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        editable=False,
-        related_name="+",
-        verbose_name=_("created by"),
-    )
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("segment")
@@ -347,7 +316,7 @@ class Segment(models.Model):
             raise ValidationError({"rules": exc.message}) from exc
 
 
-class Push(models.Model):
+class Push(Authored):
     """A message sent to a segment at `send_at`. Status changes only through services.push_set_status."""
 
     class Status(models.TextChoices):
@@ -411,17 +380,6 @@ class Push(models.Model):
         _("recipients resolved at"), null=True, blank=True, editable=False, help_text=_("Deliveries written.")
     )
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        editable=False,
-        related_name="+",
-        verbose_name=_("created by"),
-    )
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("push")

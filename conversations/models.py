@@ -11,8 +11,10 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from wechat_crm.models import Timestamped
 
-class AutoReplyRule(models.Model):
+
+class AutoReplyRule(Timestamped):
     """A passive reply to a message or event. Rules are tried by priority (highest first, then oldest).
 
     A follow or scan rule that targets a channel beats that channel's own welcome reply; a follow or scan rule
@@ -69,8 +71,6 @@ class AutoReplyRule(models.Model):
     )
     active_from = models.TimeField(_("active from"), null=True, blank=True, help_text=_("Asia/Shanghai time."))
     active_until = models.TimeField(_("active until"), null=True, blank=True, help_text=_("Asia/Shanghai time."))
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("auto-reply rule")
@@ -107,7 +107,7 @@ class AutoReplyRule(models.Model):
             raise ValidationError(errors)
 
 
-class Menu(models.Model):
+class Menu(Timestamped):
     """The account's custom menu as WeChat's JSON ("button": [...]), validated like WeChat does."""
 
     name = models.CharField(_("name"), max_length=100)
@@ -122,8 +122,6 @@ class Menu(models.Model):
     )
     published_at = models.DateTimeField(_("published at"), null=True, blank=True, editable=False)
     publish_error = models.TextField(_("last publish error"), blank=True, default="", editable=False)
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("custom menu")

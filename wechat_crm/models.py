@@ -5,6 +5,34 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
+class Timestamped(models.Model):
+    """When the row was created and last saved (kept by Django)."""
+
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Authored(Timestamped):
+    """Timestamped, and the operator who created the row (set by the admin and the API; empty once the user is
+    deleted)."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+
+    class Meta:
+        abstract = True
+
+
 class AuditLog(models.Model):
     """One audited action (a subscriber's data exported or erased ...). Kept after the target is gone."""
 
