@@ -24,6 +24,17 @@ def _fresh_reply_caches():
     rules_cache_clear()
 
 
+@pytest.fixture
+def english(settings):
+    """For tests that assert the product's English source strings (the product defaults to zh-hans): use it with
+    `pytest.mark.usefixtures("english")`."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def celery_worker_extra_env(fake_wechat_server) -> dict[str, str]:
     """Workers talk to the session's fake WeChat server; failed profile fetches retry within seconds; a worker gives up

@@ -10,17 +10,7 @@ from rest_framework.test import APIClient
 
 from tests.campaigns.test_funnel import population  # noqa: F401  (the fixture)
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """The labels and messages asserted below are the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 RANGE = "from=2026-03-01&to=2026-03-31&window_days=30"

@@ -13,14 +13,7 @@ from tests.helpers import wait_for
 BATCHGET = "/cgi-bin/user/info/batchget"
 
 
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """The messages asserted below are the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = pytest.mark.usefixtures("english")  # asserts the English source strings
 
 
 @pytest.fixture

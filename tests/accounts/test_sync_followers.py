@@ -14,17 +14,7 @@ from accounts.tasks import follower_sync_task
 USER_GET = "/cgi-bin/user/get"
 BATCHGET = "/cgi-bin/user/info/batchget"
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """The messages asserted below are the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 @pytest.fixture

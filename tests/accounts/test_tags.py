@@ -13,14 +13,7 @@ TAGGING = "/cgi-bin/tags/members/batchtagging"
 UNTAGGING = "/cgi-bin/tags/members/batchuntagging"
 
 
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """The messages asserted below are the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = pytest.mark.usefixtures("english")  # asserts the English source strings
 
 
 @pytest.fixture

@@ -6,17 +6,7 @@ from accounts.models import FollowerSync, Subscriber, Tag
 from campaigns.models import Channel
 from content.models import Topic
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """The messages asserted below are the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 def test_the_subscriber_page_edits_tags_and_preferences_and_shows_the_source_channel(admin_client):

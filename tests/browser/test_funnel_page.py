@@ -22,6 +22,7 @@ ARGS = [
 ]
 
 pytestmark = [
+    pytest.mark.usefixtures("english"),
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Chromium is not installed (.ci/run installs Debian's)"),
 ]
@@ -31,16 +32,6 @@ pytestmark = [
 def _migration_data(transactional_db):
     """The role groups and conversion types come from migrations; an earlier transactional test flushed them."""
     migration_data_restore()
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """The labels and messages asserted below are the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
 
 
 @pytest.fixture

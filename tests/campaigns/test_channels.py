@@ -20,14 +20,7 @@ QRCODE_CREATE = "/cgi-bin/qrcode/create"
 ADD_URL = "/admin/campaigns/channel/add/"
 
 
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """The messages asserted below are the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = pytest.mark.usefixtures("english")  # asserts the English source strings
 
 
 @pytest.fixture(autouse=True)

@@ -9,17 +9,7 @@ from rest_framework.test import APIClient
 from accounts.models import Subscriber
 from campaigns.models import Conversion, ConversionType
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """The labels and messages asserted below are the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 AT = "2026-03-05T10:00:00+08:00"

@@ -23,17 +23,7 @@ from campaigns.conversions import ConversionInput, conversions_record
 from campaigns.models import Campaign, Channel, Conversion
 from content.models import Article, Push
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """The labels and messages asserted below are the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -13,17 +13,7 @@ from content import services as content_services
 from content.models import Article, Push
 from tests.fixtures.wechat_payloads import build_message
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    """The labels and messages asserted below are the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
 SH = ZoneInfo("Asia/Shanghai")

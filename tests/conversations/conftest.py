@@ -4,13 +4,8 @@ from tests.fixtures.wechat_payloads import AES_KEY, CallbackPoster
 
 
 @pytest.fixture(autouse=True)
-def _english(settings):
+def _english(english):
     """Assertions read the English source strings (the product defaults to zh-hans)."""
-    from django.utils import translation
-
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
 
 
 @pytest.fixture
