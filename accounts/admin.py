@@ -57,37 +57,34 @@ class SubscriberAdmin(admin.ModelAdmin):
     inlines = [FollowEventInline]
     actions = [start_follower_sync, "refetch_profiles", export_personal_data, erase_personal_data]
     filter_horizontal = ["tags", "topics_opted_out", "topics_preferred"]
+    # What WeChat and the product write; operators edit only the tags and preferences.
+    _record_fields = [
+        "openid",
+        "unionid",
+        "is_following",
+        "subscribed_at",
+        "unsubscribed_at",
+        "source_scene",
+        "source_channel",
+        "last_interaction_at",
+        "nickname",
+        "remark",
+        "language",
+        "sex",
+        "city",
+        "province",
+        "country",
+        "headimgurl",
+        "subscribe_scene",
+        "qr_scene_str",
+        "profile_fetched_at",
+        "stage",
+        "score",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
-        (
-            None,
-            {
-                "fields": [
-                    "openid",
-                    "unionid",
-                    "is_following",
-                    "subscribed_at",
-                    "unsubscribed_at",
-                    "source_scene",
-                    "source_channel",
-                    "last_interaction_at",
-                    "nickname",
-                    "remark",
-                    "language",
-                    "sex",
-                    "city",
-                    "province",
-                    "country",
-                    "headimgurl",
-                    "subscribe_scene",
-                    "qr_scene_str",
-                    "profile_fetched_at",
-                    "stage",
-                    "score",
-                    "created_at",
-                    "updated_at",
-                ]
-            },
-        ),
+        (None, {"fields": _record_fields}),
         (
             _("Tags and preferences"),
             {
@@ -102,31 +99,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    readonly_fields = [
-        "remark",
-        "source_channel",
-        "stage",
-        "score",
-        "openid",
-        "unionid",
-        "is_following",
-        "subscribed_at",
-        "unsubscribed_at",
-        "source_scene",
-        "last_interaction_at",
-        "nickname",
-        "language",
-        "sex",
-        "city",
-        "province",
-        "country",
-        "headimgurl",
-        "subscribe_scene",
-        "qr_scene_str",
-        "profile_fetched_at",
-        "created_at",
-        "updated_at",
-    ]
+    readonly_fields = _record_fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # subscribers come from WeChat
