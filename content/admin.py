@@ -169,15 +169,7 @@ class MessageTemplateAdminForm(forms.ModelForm):
 
     class Meta:
         model = MessageTemplate
-        fields = [
-            "title",
-            "wechat_template_id",
-            "fields",
-            "link_url",
-            "article",
-            "miniprogram_appid",
-            "miniprogram_pagepath",
-        ]
+        fields = list(services.TEMPLATE_FIELDS)  # what template_create / template_update accept
 
 
 @admin.register(MessageTemplate)

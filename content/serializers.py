@@ -2,6 +2,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from .models import Article, MessageTemplate, Push, Segment, Topic
+from .services import TEMPLATE_FIELDS
 
 
 class TopicSerializer(serializers.ModelSerializer):
@@ -77,19 +78,7 @@ class MessageTemplateSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = MessageTemplate
-        fields = [
-            "id",
-            "title",
-            "wechat_template_id",
-            "fields",
-            "link_url",
-            "article",
-            "miniprogram_appid",
-            "miniprogram_pagepath",
-            "version",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *TEMPLATE_FIELDS, "version", "created_at", "updated_at"]
         read_only_fields = ["id", "version", "created_at", "updated_at"]
 
 
