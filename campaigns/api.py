@@ -192,18 +192,7 @@ class CSVRenderer(BaseRenderer):
         return data if isinstance(data, bytes | str) else b""
 
 
-DROPOFF_COLUMNS = [
-    "id",
-    "openid",
-    "nickname",
-    "stage",
-    "followed_at",
-    "engaged_at",
-    "interactive_at",
-    "converted_at",
-    "source_channel",
-    "is_following",
-]
+DROPOFF_COLUMNS = DropoffSubscriberSerializer.Meta.fields  # the CSV has the JSON's fields, in the same order
 
 
 class FunnelDropoffsApi(generics.ListAPIView):
