@@ -36,7 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.push import ensure_database, fill, free_port, start_worker, stop_worker  # noqa: E402
+from bench.common import ensure_database, free_port  # noqa: E402
+from bench.push import fill, start_worker, stop_worker  # noqa: E402
 
 TEMPLATE = "/cgi-bin/message/template/send"
 

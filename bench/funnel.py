@@ -25,7 +25,6 @@ import io
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -36,18 +35,6 @@ DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/wechat_crm_funnel_bench"
 SHANGHAI = timedelta(hours=8)  # Asia/Shanghai has no DST: local dates are UTC + 8 h
 SUBSCRIBER_KINDS_SAMPLE = [("text", 50), ("link_click", 14), ("click", 6), ("view", 4), ("image", 6)]
 OTHER_KINDS = [("templatesendjobfinish", 20)]
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
 
 
 def copy_value(value) -> str:
@@ -377,6 +364,8 @@ def main() -> int:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.local")
     sys.path.insert(0, str(ROOT))
+    from bench.common import ensure_database
+
     ensure_database(url)  # with --skip-generate too: the data gets the migrations added since it was generated
     import django
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -42,24 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CELERY = str(Path(sys.executable).with_name("celery"))
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True, env=os.environ.copy())
+from bench.common import ensure_database, free_port, tight_loop  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
@@ -135,31 +117,6 @@ def message(openid: str, i: int) -> dict:
         "url": f"https://example.com/r/{i:012d}abcdefghijklmnopqrstuvwxyz0123456789",
         "data": {"first": {"value": f"你好 粉丝{i}", "color": "#173177"}, "keyword1": {"value": "Article title"}},
     }
-
-
-def baseline(url: str, token: str, openids: list[str], threads: int) -> float:
-    import urllib3
-
-    pool = urllib3.PoolManager(maxsize=threads, retries=False)
-    endpoint = f"{url}cgi-bin/message/template/send?access_token={token}"
-    errors: list[bytes] = []
-
-    def work(k: int) -> None:
-        for i in range(k, len(openids), threads):
-            body = json.dumps(message(openids[i], i), ensure_ascii=False).encode()
-            resp = pool.request("POST", endpoint, body=body, headers={"Content-Type": "application/json"})
-            if json.loads(resp.data).get("errcode") != 0:
-                errors.append(resp.data)
-
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
-    started = time.perf_counter()
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    elapsed = time.perf_counter() - started
-    assert not errors, errors[:3]
-    return len(openids) / elapsed
 
 
 def fill(n: int, fake) -> list[str]:
@@ -240,7 +197,7 @@ def run_push(n: int, args, env: dict, fake, url: str) -> dict:
     statuses = dict(Delivery.objects.filter(push=push).order_by().values_list("status").annotate(n=Count("id")))
     assert ok == n, f"fake recorded {ok} successful sends for {n} recipients"
     fake.clear_calls()
-    rate_base = baseline(url, fake.fetch_token(), openids, args.baseline_threads)
+    rate_base = tight_loop(url, fake.fetch_token(), openids, args.baseline_threads, message)
     fake.clear_calls()
     return {
         "n": n,

@@ -38,11 +38,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ensure_database, free_port  # noqa: E402
 from wechat_crm.wechat import crypto  # noqa: E402 - pure modules, no Django needed in the load processes
 from wechat_crm.wechat import xml as wxml  # noqa: E402
 
@@ -234,13 +235,7 @@ def summarize(rounds: list[dict]) -> dict:
 def prepare_database(database_url: str, env: dict, *, subscribers: int, interactions: int) -> None:
     import psycopg
 
-    url = urlparse(database_url)
-    name = url.path.lstrip("/")
-    admin_url = url._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    ensure_database(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE accounts_followevent, accounts_interaction, accounts_subscriber CASCADE")
         conn.execute("DROP TABLE IF EXISTS bench_minimal")
@@ -300,12 +295,6 @@ def stored_interactions(database_url: str) -> int:
         return conn.execute(
             "SELECT count(*) FROM accounts_interaction WHERE dedupe_key NOT LIKE 'msg:seed%'"
         ).fetchone()[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(port: int, env: dict) -> subprocess.Popen:

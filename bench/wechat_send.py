@@ -21,24 +21,17 @@ the bench's own db) holds the token and the buckets; the bench deletes its keys 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bench.common import free_port, run_threads, tight_loop  # noqa: E402
 
 
 def start_fake(users: int) -> tuple[subprocess.Popen, str]:
@@ -59,35 +52,6 @@ def message(openid: str, i: int) -> dict:
         "url": f"https://example.com/c/{i}",
         "data": {"first": {"value": f"Hello {i}"}, "keyword1": {"value": "bench"}, "remark": {"value": "thanks"}},
     }
-
-
-def run_threads(count: int, target) -> float:
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - started
-
-
-def baseline(url: str, token: str, openids: list[str], threads: int) -> float:
-    import urllib3
-
-    pool = urllib3.PoolManager(maxsize=threads, retries=False)
-    endpoint = f"{url}cgi-bin/message/template/send?access_token={token}"
-    errors = []
-
-    def work(k: int) -> None:
-        for i in range(k, len(openids), threads):
-            body = json.dumps(message(openids[i], i), ensure_ascii=False).encode()
-            resp = pool.request("POST", endpoint, body=body, headers={"Content-Type": "application/json"})
-            if json.loads(resp.data).get("errcode") != 0:
-                errors.append(resp.data)
-
-    elapsed = run_threads(threads, work)
-    assert not errors, errors[:3]
-    return len(openids) / elapsed
 
 
 def main() -> None:
@@ -124,7 +88,7 @@ def main() -> None:
         n = len(openids)
         print(f"fake WeChat at {url} (2 workers), {n} followers, {args.threads} threads")
 
-        rate_base = baseline(url, fake.fetch_token(), openids, args.threads)
+        rate_base = tight_loop(url, fake.fetch_token(), openids, args.threads, message)
         print(f"  tight urllib3 loop (baseline)         {rate_base:8.0f} msg/s")
 
         fake.clear_calls()
