@@ -25,6 +25,14 @@ def _fresh_reply_caches():
 
 
 @pytest.fixture
+def staff_client(client, django_user_model):
+    """The test client logged in as a superuser."""
+    user = django_user_model.objects.create_superuser(username="operator", password="pw", email="o@example.com")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def english(settings):
     """For tests that assert the product's English source strings (the product defaults to zh-hans): use it with
     `pytest.mark.usefixtures("english")`."""

@@ -30,3 +30,31 @@ def migration_data_restore() -> None:
 
     roles = importlib.import_module("campaigns.migrations.0003_conversion_types_settings_roles")
     roles.forwards(apps, SimpleNamespace(connection=connection))
+
+
+def wechat_shared_state_clear(appid: str) -> None:
+    """Forget the outbound rate-limit buckets (Redis) and the cached access token of `appid`: the test starts with
+    full quotas and fetches a token of its own."""
+    from django.core.cache import cache
+
+    from wechat_crm.wechat import ratelimit
+    from wechat_crm.wechat.tokens import cache_key
+
+    client = ratelimit.redis_client()
+    if client is not None:
+        for key in client.scan_iter("wechat:ratelimit:*"):
+            client.delete(key)
+    cache.delete(cache_key(appid))
+
+
+def token_fetched(fake):
+    """The fake WeChat server with a valid shared access token already fetched and no calls recorded yet."""
+    from wechat_crm.wechat.client import get_client
+    from wechat_crm.wechat.errors import WeChatInvalidToken
+
+    try:
+        get_client().tag.get()
+    except WeChatInvalidToken:  # the reset fake refused both our token and the one another process cached
+        get_client().tag.get()
+    fake.clear_calls()
+    return fake

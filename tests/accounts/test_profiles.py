@@ -7,33 +7,13 @@ import pytest
 
 from accounts.models import Subscriber, Tag
 from accounts.profiles import profiles_fetch_pending
-from tests.fixtures.wechat_payloads import AES_KEY, CallbackPoster, build_message
-from tests.helpers import wait_for
+from tests.fixtures.wechat_payloads import build_message
+from tests.helpers import token_fetched, wait_for
 
 BATCHGET = "/cgi-bin/user/info/batchget"
 
 
 pytestmark = pytest.mark.usefixtures("english")  # asserts the English source strings
-
-
-@pytest.fixture
-def poster(client, settings) -> CallbackPoster:
-    """Signed callbacks with the settings the worker also has (its WeChat appid and token are the defaults)."""
-    settings.WECHAT_ENCODING_AES_KEY = AES_KEY
-    settings.WECHAT_ENCODING_AES_KEY_PREVIOUS = ""
-    return CallbackPoster(client=client, token=settings.WECHAT_TOKEN, app_id=settings.WECHAT_APP_ID, aes_key=AES_KEY)
-
-
-def _warm(fake) -> None:
-    """A valid shared token before the test (the reset fake refused ours and the one another process cached)."""
-    from wechat_crm.wechat.client import get_client
-    from wechat_crm.wechat.errors import WeChatInvalidToken
-
-    try:
-        get_client().tag.get()
-    except WeChatInvalidToken:
-        get_client().tag.get()
-    fake.clear_calls()
 
 
 def _wechat_tag(fake, name: str) -> int:
@@ -104,7 +84,7 @@ def test_150_follows_take_two_batchget_calls_of_at_most_100(fake_wechat, celery_
 
 def test_a_refollow_fetches_the_profile_again_and_a_fetch_twice_does_nothing(fake_wechat, settings, db):
     settings.WECHAT_API_BASE_URL = fake_wechat.url
-    _warm(fake_wechat)
+    token_fetched(fake_wechat)
     (openid,) = fake_wechat.add_users([{"openid": "oRefollow_00000000000000001", "remark": "first"}])
     Subscriber.objects.create(openid=openid, is_following=True, subscribed_at="2026-01-01T00:00:00Z")
 
@@ -120,7 +100,7 @@ def test_a_refollow_fetches_the_profile_again_and_a_fetch_twice_does_nothing(fak
 
 def test_unknown_and_unfollowed_openids_do_not_block_the_others(fake_wechat, settings, db):
     settings.WECHAT_API_BASE_URL = fake_wechat.url
-    _warm(fake_wechat)
+    token_fetched(fake_wechat)
     known, gone = fake_wechat.add_users(
         [{"openid": "oKnown_0000000000000000001"}, {"openid": "oGone_00000000000000000001"}]
     )
@@ -161,7 +141,7 @@ def test_a_batch_costs_the_same_queries_for_10_or_100_subscribers(fake_wechat, s
     from accounts.profiles import profiles_fetch_batch
 
     settings.WECHAT_API_BASE_URL = fake_wechat.url
-    _warm(fake_wechat)
+    token_fetched(fake_wechat)
     tag = fake_wechat.api("cgi-bin/tags/create", {"tag": {"name": "t"}}, access_token=fake_wechat.fetch_token())
 
     def queries(count: int, prefix: str) -> int:
@@ -189,7 +169,7 @@ def test_while_wechat_answers_slowly_the_callback_is_not_blocked_and_no_other_wo
     from accounts.profiles import profiles_fetch_batch
 
     settings.WECHAT_API_BASE_URL = fake_wechat.url
-    _warm(fake_wechat)
+    token_fetched(fake_wechat)
     (openid,) = fake_wechat.add_users([{"openid": "oSlow_000000000000000000001"}])
     Subscriber.objects.create(openid=openid, is_following=True, subscribed_at="2026-01-01T00:00:00Z")
     fake_wechat.configure(faults=[{"path": BATCHGET, "timeout": 2, "mode": "answer", "times": 1}])  # answers 2 s late

@@ -6,7 +6,7 @@ import pytest
 
 from accounts.models import Subscriber, Tag
 from accounts.tagging import tag_add, tag_remove, tags_sync
-from tests.helpers import wait_for
+from tests.helpers import token_fetched, wait_for
 
 TAG_CREATE = "/cgi-bin/tags/create"
 TAGGING = "/cgi-bin/tags/members/batchtagging"
@@ -19,15 +19,7 @@ pytestmark = pytest.mark.usefixtures("english")  # asserts the English source st
 @pytest.fixture
 def fake(fake_wechat):
     """The fake server with a valid shared token already fetched and no calls recorded."""
-    from wechat_crm.wechat.client import get_client
-    from wechat_crm.wechat.errors import WeChatInvalidToken
-
-    try:
-        get_client().tag.get()
-    except WeChatInvalidToken:  # the reset fake refused both our token and the one another process cached
-        get_client().tag.get()
-    fake_wechat.clear_calls()
-    return fake_wechat
+    return token_fetched(fake_wechat)
 
 
 def _followers(fake, count: int, prefix: str) -> list[Subscriber]:

@@ -13,7 +13,7 @@ from campaigns.models import Channel, ChannelTouch
 from campaigns.selectors import channel_welcome_cache_clear
 from campaigns.services import channel_create
 from tests.fixtures.wechat_payloads import build_message
-from tests.helpers import wait_for
+from tests.helpers import token_fetched, wait_for
 from wechat_crm.wechat import xml
 
 QRCODE_CREATE = "/cgi-bin/qrcode/create"
@@ -33,15 +33,7 @@ def _fresh_channel_cache():
 @pytest.fixture
 def fake_wechat(fake_wechat):
     """The fake WeChat server, with a valid shared access token already fetched and no calls recorded yet."""
-    from wechat_crm.wechat.client import get_client
-    from wechat_crm.wechat.errors import WeChatInvalidToken
-
-    try:
-        get_client().tag.get()
-    except WeChatInvalidToken:  # the reset fake refused both our token and the one another process cached
-        get_client().tag.get()
-    fake_wechat.clear_calls()
-    return fake_wechat
+    return token_fetched(fake_wechat)
 
 
 def _form(**overrides) -> dict:

@@ -9,7 +9,6 @@ import datetime as dt
 from types import SimpleNamespace
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import Subscriber
@@ -21,9 +20,8 @@ from content.services.deliveries import (
     mass_job_finish,
     quiet_hours_end,
 )
-from wechat_crm.wechat import ratelimit
+from tests.helpers import wechat_shared_state_clear
 from wechat_crm.wechat.client import get_client
-from wechat_crm.wechat.tokens import cache_key
 
 from .factories import ArticleFactory, SubscriberFactory, TopicFactory
 from .push_factories import PushFactory, policy, reasons, send_now, statuses
@@ -36,24 +34,16 @@ NOW = timezone.now()
 pytestmark = pytest.mark.django_db
 
 
-def _clear_shared_state(appid: str) -> None:
-    client = ratelimit.redis_client()
-    if client is not None:
-        for key in client.scan_iter("wechat:ratelimit:*"):
-            client.delete(key)
-    cache.delete(cache_key(appid))
-
-
 @pytest.fixture
 def fake(fake_wechat, settings):
     settings.WECHAT_HTTP_BACKOFF_BASE = 0.01
     settings.WECHAT_HTTP_BACKOFF_CAP = 0.05
     settings.WECHAT_HTTP_TIMEOUT = 1.0
-    _clear_shared_state(settings.WECHAT_APP_ID)
+    wechat_shared_state_clear(settings.WECHAT_APP_ID)
     get_client().tokens.clear()
     policy()
     yield fake_wechat
-    _clear_shared_state(settings.WECHAT_APP_ID)
+    wechat_shared_state_clear(settings.WECHAT_APP_ID)
 
 
 def people(fake, *names: str, **fields) -> dict[str, Subscriber]:

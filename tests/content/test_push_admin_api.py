@@ -6,16 +6,14 @@ import datetime as dt
 import uuid
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import FollowEvent, Interaction, Subscriber, Tag
 from content.models import Delivery, OperatorProfile, Push, Segment
 from content.selectors import push_report, topic_report
-from wechat_crm.wechat import ratelimit
+from tests.helpers import wechat_shared_state_clear
 from wechat_crm.wechat.client import get_client
-from wechat_crm.wechat.tokens import cache_key
 
 from .factories import ArticleFactory, StaffFactory, SubscriberFactory, TopicFactory, UserFactory
 from .push_factories import PushFactory, SegmentFactory, policy, send_now
@@ -35,9 +33,7 @@ def staff_api():
 
 @pytest.fixture
 def fake(fake_wechat, settings):
-    for key in ratelimit.redis_client().scan_iter("wechat:ratelimit:*"):
-        ratelimit.redis_client().delete(key)
-    cache.delete(cache_key(settings.WECHAT_APP_ID))
+    wechat_shared_state_clear(settings.WECHAT_APP_ID)
     get_client().tokens.clear()
     policy()
     return fake_wechat

@@ -11,15 +11,13 @@ import datetime as dt
 from collections import Counter
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import Subscriber, Tag
 from content.models import Delivery, Push, Segment
 from content.services import pushes
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wechat_shared_state_clear
 from wechat_crm.wechat import ratelimit
-from wechat_crm.wechat.tokens import cache_key
 
 from .factories import ArticleFactory, MessageTemplateFactory, TopicFactory
 from .push_factories import policy
@@ -32,9 +30,7 @@ FINAL = {D.SENT, D.DELIVERED, D.FAILED, D.SKIPPED, D.ERROR, D.UNKNOWN}
 @pytest.fixture
 def world(celery_worker, fake_wechat, settings):
     """The subscribers, the segment, the push; returns who should receive it and who should be skipped why."""
-    for key in ratelimit.redis_client().scan_iter("wechat:ratelimit:*"):
-        ratelimit.redis_client().delete(key)
-    cache.delete(cache_key(settings.WECHAT_APP_ID))
+    wechat_shared_state_clear(settings.WECHAT_APP_ID)
     policy(max_retry_delay_seconds=2)  # quiet hours off; WeChat's "retry next minute" capped for the test
     topic = TopicFactory()
     article = ArticleFactory()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import Subscriber
@@ -12,9 +11,7 @@ from content.models import Delivery, Push, Segment
 from content.services import pushes
 from tests.content.factories import ArticleFactory, MessageTemplateFactory
 from tests.content.push_factories import policy
-from tests.helpers import wait_for
-from wechat_crm.wechat import ratelimit
-from wechat_crm.wechat.tokens import cache_key
+from tests.helpers import wait_for, wechat_shared_state_clear
 
 TEMPLATE = "/cgi-bin/message/template/send"
 D = Delivery.Status
@@ -33,9 +30,7 @@ def make_audience(fake, n: int, prefix: str = "oRel") -> list[Subscriber]:
 
 
 def make_push(settings, **policy_fields) -> Push:
-    for key in ratelimit.redis_client().scan_iter("wechat:ratelimit:*"):
-        ratelimit.redis_client().delete(key)
-    cache.delete(cache_key(settings.WECHAT_APP_ID))
+    wechat_shared_state_clear(settings.WECHAT_APP_ID)
     policy(**{"max_retry_delay_seconds": 2, "frequency_cap": 1000, **policy_fields})
     article = ArticleFactory()
     segment = Segment.objects.create(name="everyone", rules={"op": "and", "rules": []})

@@ -4,9 +4,8 @@ pages of template messages."""
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 
-from wechat_crm.wechat import ratelimit
+from tests.helpers import wechat_shared_state_clear
 from wechat_crm.wechat.client import get_client
 from wechat_crm.wechat.errors import (
     Outcome,
@@ -18,27 +17,18 @@ from wechat_crm.wechat.errors import (
     WeChatRateLimited,
     classify,
 )
-from wechat_crm.wechat.tokens import cache_key
 
 TEMPLATE = "/cgi-bin/message/template/send"
-
-
-def _clear_shared_state(appid: str) -> None:
-    client = ratelimit.redis_client()
-    if client is not None:
-        for key in client.scan_iter("wechat:ratelimit:*"):
-            client.delete(key)
-    cache.delete(cache_key(appid))
 
 
 @pytest.fixture
 def fake(fake_wechat, settings):
     settings.WECHAT_HTTP_BACKOFF_BASE = 0.01
     settings.WECHAT_HTTP_BACKOFF_CAP = 0.05
-    _clear_shared_state(settings.WECHAT_APP_ID)
+    wechat_shared_state_clear(settings.WECHAT_APP_ID)
     get_client().tokens.clear()  # the fake forgot its tokens: so do we
     yield fake_wechat
-    _clear_shared_state(settings.WECHAT_APP_ID)
+    wechat_shared_state_clear(settings.WECHAT_APP_ID)
 
 
 def _template(openid: str) -> dict:
