@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
+from django.db import connections
 
 from wechat_crm.wechat import ratelimit
 from wechat_crm.wechat.client import get_client
@@ -64,8 +65,11 @@ def _in_threads(count: int, fn) -> list:
     barrier = threading.Barrier(count)
 
     def run(i: int) -> None:
-        barrier.wait()
-        results[i] = fn(i)
+        try:
+            barrier.wait()
+            results[i] = fn(i)
+        finally:
+            connections.close_all()  # the database cache's connection of this thread (left open, it outlived the run)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for t in threads:
