@@ -297,9 +297,11 @@ def stored_interactions(database_url: str) -> int:
         ).fetchone()[0]
 
 
-def start_server(port: int, env: dict) -> subprocess.Popen:
+def start_server(
+    port: int, env: dict, *, workers: int = 2, application: str = "wechat_crm.wsgi:application"
+) -> subprocess.Popen:
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    command = [gunicorn, "wechat_crm.wsgi:application", "--workers", "2", "--worker-class", "sync"]
+    command = [gunicorn, application, "--workers", str(workers), "--worker-class", "sync"]
     command += ["--bind", f"127.0.0.1:{port}", "--backlog", "2048", "--log-level", "warning"]
     server = subprocess.Popen(command, cwd=ROOT, env=env)
     deadline = time.time() + 30
