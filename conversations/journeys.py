@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Interaction, Subscriber
+from wechat_crm.db import reads_reports
 
 from . import services
 from .models import (
@@ -370,6 +371,7 @@ def journeys_advance(*, now: dt.datetime | None = None, limit: int = ADVANCE_BAT
             return done
 
 
+@reads_reports
 def journey_report(journey: Journey) -> dict[str, Any]:
     """Entered, completed each step (done / skipped), finished and converted."""
     enrollments = JourneyEnrollment.objects.filter(journey=journey)
