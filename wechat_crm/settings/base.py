@@ -3,6 +3,7 @@
 Every variable read here is documented in README.md (section "Configuration").
 """
 
+import contextlib
 from pathlib import Path
 
 import environ
@@ -11,6 +12,10 @@ from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("WECHAT_CRM_VAR_DIR", default=str(BASE_DIR / "var")))
+# Every command (manage.py, gunicorn, the Celery worker and beat) may be the first to run with a new
+# WECHAT_CRM_VAR_DIR: the SQLite files, the broker, the beat schedule and the static files go there.
+with contextlib.suppress(OSError):  # read-only in production, where DATABASE_URL and REDIS_URL point elsewhere
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 env = environ.Env(
     DJANGO_DEBUG=(bool, False),
