@@ -134,6 +134,9 @@ WECHAT_TOKEN = env.str("WECHAT_TOKEN", default="demo_token")
 # 43 characters; empty means plain mode (no encryption).
 WECHAT_ENCODING_AES_KEY = env.str("WECHAT_ENCODING_AES_KEY", default="")
 WECHAT_ENCODING_AES_KEY_PREVIOUS = env.str("WECHAT_ENCODING_AES_KEY_PREVIOUS", default="")
+# With an AES key, a callback without encrypt_type=aes (a downgrade to plain mode) is refused unless this is true
+# (WeChat's "compatible mode" while switching an account to safe mode). Without a key, plain mode is the only mode.
+WECHAT_ALLOW_PLAIN_MODE = env.bool("WECHAT_ALLOW_PLAIN_MODE", default=False)
 WECHAT_API_BASE_URL = env.str("WECHAT_API_BASE_URL", default="https://api.weixin.qq.com/")
 WECHAT_CALLBACK_MAX_BODY = 64 * 1024
 WECHAT_CALLBACK_MAX_CLOCK_SKEW = 300
