@@ -111,6 +111,8 @@ def last_clicked_pushes(*, pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[
     One query for the whole batch (a LATERAL lookup per pair on the subscriber's interactions index)."""
     if not pairs:
         return {}
+    if connection.vendor != "postgresql":
+        return _last_clicked_pushes_portable(pairs)
     values = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(pairs))
     params: list[Any] = [x for pair in pairs for x in pair]
     sql = f"""
@@ -127,6 +129,22 @@ def last_clicked_pushes(*, pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {(sub, at): (push, content) for sub, at, push, content in cursor.fetchall()}
+
+
+def _last_clicked_pushes_portable(pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[int, datetime], tuple]:
+    """The embedded default (SQLite has no LATERAL): one indexed query per pair."""
+    from accounts.models import Interaction
+
+    result = {}
+    for sub, at in pairs:
+        clicks = Interaction.objects.filter(subscriber_id=sub, created_at__lte=at, kind="link_click")
+        for data in clicks.order_by("-created_at").values_list("data", flat=True).iterator():
+            data = data if isinstance(data, dict) else {}
+            if data.get("push_id") is not None:  # as PostgreSQL's data->>'push_id': text, JSON null is NULL
+                content = data.get("content_id")
+                result[(sub, at)] = (str(data["push_id"]), None if content is None else str(content))
+                break
+    return result
 
 
 def _existing_ids(model: Any, ids: set[Any]) -> set[int]:
