@@ -47,6 +47,7 @@ from .errors import (
     classify,
 )
 from .http import RawResponse, Transport, api_base_url, decode, get_transport, rewrite_url
+from .publishing import PublishingMixin
 from .tokens import TokenStore
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class SendResult:
         return self.classification.outcome
 
 
-class WeChatClient(_WechatpyClient):
+class WeChatClient(PublishingMixin, _WechatpyClient):
     qrcode = QRCodeAPI()
     media = MediaAPI()
 
