@@ -105,7 +105,7 @@ class FakeWeChatApp:
         status = 200
         with self.store.write() as conn:
             ctx = Ctx(conn=conn, cfg=cfg, method=method, path=path, query=query, raw=raw, content_type=content_type)
-            fault = self._pick_fault(conn, cfg, path)
+            fault = self._pick_fault(conn, cfg, path, raw)
             fault_name = None
             if fault and "status" in fault:
                 status, fault_name = fault["status"], f"http_{fault['status']}"
@@ -176,9 +176,11 @@ class FakeWeChatApp:
             ctx.events.clear()
             return exc.body, exc.errcode
 
-    def _pick_fault(self, conn, cfg: dict[str, Any], path: str) -> dict[str, Any] | None:
+    def _pick_fault(self, conn, cfg: dict[str, Any], path: str, raw: bytes) -> dict[str, Any] | None:
         rules: list[tuple[str | None, dict[str, Any]]] = [
-            (f"fault:{i}", rule) for i, rule in enumerate(cfg["faults"]) if _path_matches(rule.get("path"), path)
+            (f"fault:{i}", rule)
+            for i, rule in enumerate(cfg["faults"])
+            if _path_matches(rule.get("path"), path) and _touser_matches(rule.get("touser"), raw)
         ]
         if cfg["error_5xx_rate"]:
             rules.append((None, {"rate": cfg["error_5xx_rate"], "status": random.choice((500, 502, 503))}))
@@ -303,6 +305,17 @@ class FakeWeChatApp:
         if path == "/_fake/qrcodes":
             return 200, {"qrcodes": [json.loads(r[0]) for r in conn.execute("SELECT data FROM qrcodes")]}
         return None
+
+
+def _touser_matches(touser: str | None, raw: bytes) -> bool:
+    """A fault with `touser` applies only to calls whose JSON body is addressed to that openid."""
+    if touser is None:
+        return True
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(body, dict) and body.get("touser") == touser
 
 
 def _path_matches(pattern: str | None, path: str) -> bool:

@@ -159,7 +159,7 @@ def _validate_fault(rule: Any) -> None:
     kinds = [k for k in ("errcode", "status", "timeout") if k in rule]
     if len(kinds) != 1:
         raise ConfigError("each fault needs exactly one of errcode, status, timeout")
-    unknown = set(rule) - {"path", "rate", "errcode", "status", "timeout", "times", "mode"}
+    unknown = set(rule) - {"path", "touser", "rate", "errcode", "status", "timeout", "times", "mode"}
     if unknown:
         raise ConfigError(f"unknown fault keys: {sorted(unknown)}")
     rate = rule.get("rate", 1.0)
@@ -171,6 +171,8 @@ def _validate_fault(rule: Any) -> None:
         raise ConfigError("fault status must be an HTTP error status")
     if rule.get("mode", "answer") not in ("answer", "drop"):
         raise ConfigError("fault mode must be 'answer' or 'drop'")
+    if "touser" in rule and not isinstance(rule["touser"], str):
+        raise ConfigError("fault touser must be an openid")
     if "errcode" in rule and not isinstance(rule["errcode"], int):
         raise ConfigError("fault errcode must be an integer")
 
