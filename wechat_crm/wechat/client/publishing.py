@@ -168,7 +168,7 @@ class PublishingMixin:
         return self.mass_preview(messages.mass_mpnews(media_id), openid=openid, wxname=wxname)  # type: ignore[attr-defined]
 
     # --- datacube ---------------------------------------------------------------------------------------------------
-    def datacube(self, report: str, *, begin: dt.date, end: dt.date) -> list[dict[str, Any]]:
+    def datacube_report(self, report: str, *, begin: dt.date, end: dt.date) -> list[dict[str, Any]]:
         """One datacube report's rows over [begin, end] (within the report's longest range)."""
         result = self._publishing(
             "post",
