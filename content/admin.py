@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from unfold.admin import ModelAdmin
 
 from wechat_crm.exceptions import ApplicationError
 
@@ -28,7 +29,7 @@ def _adopt(obj: Model, saved: Model) -> None:
 
 
 @admin.register(Topic)
-class TopicAdmin(admin.ModelAdmin):
+class TopicAdmin(ModelAdmin):
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
     readonly_fields = ["created_at", "push_quality"]
@@ -72,7 +73,7 @@ class ArticleAdminForm(forms.ModelForm):
 
 
 @admin.register(Article)
-class ArticleAdmin(admin.ModelAdmin):
+class ArticleAdmin(ModelAdmin):
     form = ArticleAdminForm
     list_display = ["title", "status", "published_at", "topic_names", "author", "updated_at", "page_link"]
     list_filter = ["status", "topics"]
@@ -192,7 +193,7 @@ class MessageTemplateAdminForm(forms.ModelForm):
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
+class MessageTemplateAdmin(ModelAdmin):
     form = MessageTemplateAdminForm
     list_display = ["title", "wechat_template_id", "article", "link_url", "version", "updated_at"]
     search_fields = ["title", "wechat_template_id"]
@@ -235,7 +236,7 @@ def _mask(openid: str) -> str:
 
 
 @admin.register(SendPolicy)
-class SendPolicyAdmin(admin.ModelAdmin):
+class SendPolicyAdmin(ModelAdmin):
     list_display = ["__str__", "account_type", "frequency_cap", "frequency_window_days", "quiet_start", "quiet_end"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -250,7 +251,7 @@ class SendPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(OperatorProfile)
-class OperatorProfileAdmin(admin.ModelAdmin):
+class OperatorProfileAdmin(ModelAdmin):
     list_display = ["user", "masked_openid"]
     autocomplete_fields = ["user"]
 
@@ -283,7 +284,7 @@ class SegmentAdminForm(forms.ModelForm):
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(ModelAdmin):
     form = SegmentAdminForm
     list_display = ["name", "recipient_count", "updated_at"]
     search_fields = ["name"]
@@ -326,7 +327,7 @@ class PushAdminForm(forms.ModelForm):
 
 
 @admin.register(Push)
-class PushAdmin(admin.ModelAdmin):
+class PushAdmin(ModelAdmin):
     form = PushAdminForm
     list_display = ["name", "channel", "status", "send_at", "segment", "recipients", "finished_at"]
     list_filter = ["status", "channel"]
@@ -449,7 +450,7 @@ class PushAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ModelAdmin):
     list_display = [
         "id", "push", "subscriber", "status", "reason_text", "errcode", "attempts", "sent_at", "finished_at"
     ]  # fmt: skip

@@ -34,6 +34,9 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 TRACKED_LINK_MAX_AGE_DAYS = env.int("TRACKED_LINK_MAX_AGE_DAYS", default=180)
 
 INSTALLED_APPS = [
+    # django-unfold (the admin's look, its filters and its bundled assets) must come before django.contrib.admin.
+    "unfold",
+    "unfold.contrib.filters",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -224,6 +227,17 @@ MEDIA_ROOT = VAR_DIR / "media"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- The admin (django-unfold) ------------------------------------------------------------------
+# Everything it serves comes from its own static files (Alpine, HTMX, Chart.js, the icon font): no CDN.
+UNFOLD = {
+    "SITE_TITLE": _("WeChat CRM"),
+    "SITE_HEADER": _("WeChat CRM"),
+    "SITE_SYMBOL": "forum",
+    "SHOW_LANGUAGES": False,
+    "DASHBOARD_CALLBACK": "wechat_crm.dashboard.dashboard_callback",
+    "SIDEBAR": {"show_search": True, "show_all_applications": True},
 }
 
 # --- REST API -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.wechat.test_client_http import stub  # noqa: F401 - the scripted WeChat fixture
+from tests.wechat_crm.wechat.test_client_http import stub  # noqa: F401 - the scripted WeChat fixture
 from wechat_crm.wechat import messages
 from wechat_crm.wechat.client import MassSent, OpenidPage, QRCodeTicket, get_client
 from wechat_crm.wechat.errors import Outcome, WeChatDuplicate

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PRODUCT = ("accounts", "campaigns", "content", "conversations", "wechat_crm")
 GATEWAY = ROOT / "wechat_crm" / "wechat"
 
