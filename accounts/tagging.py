@@ -75,7 +75,8 @@ def _wechat_refused(exc: Exception) -> ApplicationError:
 
 @transaction.atomic
 def tag_rename(*, tag: Tag, name: str, client=None) -> Tag:
-    """Rename the tag; a tag linked to WeChat is renamed there too (tags/update) before the local row changes."""
+    """Rename the tag; a tag linked to WeChat is renamed there too (the client's tag_rename) before the local row
+    changes."""
     from wechat_crm.wechat.errors import WeChatError
 
     name = _name_checked(name)
@@ -86,7 +87,7 @@ def tag_rename(*, tag: Tag, name: str, client=None) -> Tag:
         raise ApplicationError(message, {"fields": {"name": [message]}})
     if tag.wechat_tag_id is not None:
         try:
-            (client or _client()).tag.update(tag.wechat_tag_id, name)
+            (client or _client()).tag_rename(tag.wechat_tag_id, name)
         except WeChatError as exc:
             raise _wechat_refused(exc) from exc
     tag.name = name
@@ -96,12 +97,12 @@ def tag_rename(*, tag: Tag, name: str, client=None) -> Tag:
 
 @transaction.atomic
 def tag_delete(*, tag: Tag, client=None) -> None:
-    """Delete the tag and its memberships; a tag linked to WeChat is deleted there too (tags/delete)."""
+    """Delete the tag and its memberships; a tag linked to WeChat is deleted there too (the client's tag_delete)."""
     from wechat_crm.wechat.errors import WeChatError
 
     if tag.wechat_tag_id is not None:
         try:
-            (client or _client()).tag.delete(tag.wechat_tag_id)
+            (client or _client()).tag_delete(tag.wechat_tag_id)
         except WeChatError as exc:
             raise _wechat_refused(exc) from exc
     tag.delete()
