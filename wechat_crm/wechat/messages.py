@@ -10,12 +10,14 @@ Shapes follow WeChat's documentation of each call:
   * subscription notices (`subscription_notice`): {"touser", "template_id", "page"?, "miniprogram"?, "data"};
   * mass sends: a content (`mass_text`, `mass_image`, `mass_mpnews`, ...) addressed to a tag or everyone
     (`mass_to_tag`, `mass_to_all`), to a list of openids (`mass_to_openids`) or previewed (`mass_preview`);
+  * drafts (`draft_add`, `draft_update` of `DraftArticle`s) and datacube report ranges (`datacube_range`);
   * QR codes (`qrcode_temporary`, `qrcode_permanent`), the custom menu (`menu`), tag members (`tag_members`) and
     profile batches (`users_batch`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -174,6 +176,66 @@ def _with_clientmsgid(body: Payload, clientmsgid: str) -> Payload:
     if clientmsgid:
         body["clientmsgid"] = clientmsgid
     return body
+
+
+# --- drafts (articles kept on WeChat) and datacube report ranges ----------------------------------------------------
+
+DRAFT_MAX_ARTICLES = 8
+DATACUBE_REPORTS = {  # report -> longest range in days, as WeChat allows
+    "getarticlesummary": 1,
+    "getarticletotal": 1,
+    "getuserread": 3,
+    "getusershare": 7,
+    "getusersummary": 7,
+    "getusercumulate": 7,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DraftArticle:
+    """One article of a draft, as WeChat's editor keeps it. `content` is HTML that WeChat accepts (converted);
+    `thumb_media_id` is a permanent material's media_id (the cover)."""
+
+    title: str
+    content: str
+    thumb_media_id: str
+    author: str = ""
+    digest: str = ""
+    content_source_url: str = ""
+    need_open_comment: bool = False
+    only_fans_can_comment: bool = False
+
+
+def draft_article(article: DraftArticle) -> Payload:
+    return {
+        "title": article.title,
+        "author": article.author,
+        "digest": article.digest,
+        "content": article.content,
+        "content_source_url": article.content_source_url,
+        "thumb_media_id": article.thumb_media_id,
+        "need_open_comment": int(article.need_open_comment),
+        "only_fans_can_comment": int(article.only_fans_can_comment),
+    }
+
+
+def draft_add(articles: Sequence[DraftArticle]) -> Payload:
+    """A draft of 1 to 8 articles (one multi-article message)."""
+    if not 1 <= len(articles) <= DRAFT_MAX_ARTICLES:
+        raise ValueError(f"a draft holds 1 to {DRAFT_MAX_ARTICLES} articles")
+    return {"articles": [draft_article(a) for a in articles]}
+
+
+def draft_update(*, media_id: str, index: int, article: DraftArticle) -> Payload:
+    return {"media_id": media_id, "index": index, "articles": draft_article(article)}
+
+
+def datacube_range(report: str, *, begin: dt.date, end: dt.date) -> Payload:
+    """A datacube report's dates (Beijing time), within the longest range WeChat allows for it."""
+    days = DATACUBE_REPORTS[report]
+    if end < begin or (end - begin).days + 1 > days:
+        raise ValueError(f"{report} covers 1 to {days} days")
+    return {"begin_date": begin.isoformat(), "end_date": end.isoformat()}
 
 
 # --- account set-up: QR codes, the menu, tags, profiles -------------------------------------------------------------

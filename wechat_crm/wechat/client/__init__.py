@@ -9,7 +9,10 @@ WeChat endpoint or build WeChat JSON (the payloads come from `wechat_crm.wechat.
   mass sends `mass_send_to_tag`, `mass_send_to_all`, `mass_send_to_openids`, `mass_preview` (a `MassSent`);
 * followers and tags (audience.py): `followers_page`, `users_info`, `tags_list`, `tag_create`, `tag_members_page`,
   `tag_users`, `untag_users`;
-* the account's set-up (account.py): `create_qrcode` (a `QRCodeTicket`), `menu_create`.
+* the account's set-up (account.py): `create_qrcode` (a `QRCodeTicket`), `menu_create`;
+* publishing (publishing.py): `material_add`, `body_image_upload`, `material_count`, `material_page`,
+  `material_delete`, `draft_add`, `draft_update`, `draft_get`, `draft_delete`, `publish_submit`, `publish_get`
+  (a `PublishState`), `mass_news_send`, `mass_news_preview` and `datacube_report(report, begin=, end=)`.
 
 Underneath (core.py) it is wechatpy's client (whose API groups such as `client.datacube` stay available) with
 wechatpy's transport, token handling and retries replaced by ours:
@@ -37,11 +40,13 @@ from .account import AccountMixin, QRCodeTicket
 from .audience import AudienceMixin, OpenidPage
 from .core import SAFE_POST_ENDPOINTS, BaseClient, SendResult
 from .messaging import MassSent, MessagingMixin
+from .publishing import PublishingMixin, PublishState
 
 __all__ = [
     "SAFE_POST_ENDPOINTS",
     "MassSent",
     "OpenidPage",
+    "PublishState",
     "QRCodeTicket",
     "SendResult",
     "WeChatClient",
@@ -49,7 +54,7 @@ __all__ = [
 ]
 
 
-class WeChatClient(MessagingMixin, AudienceMixin, AccountMixin, BaseClient):
+class WeChatClient(MessagingMixin, AudienceMixin, AccountMixin, PublishingMixin, BaseClient):
     """The client apps use: one method per action, grouped by area in the mixins."""
 
 
