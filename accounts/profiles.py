@@ -32,6 +32,7 @@ from django.utils.translation import gettext as _
 from wechat_crm.wechat.errors import WeChatError, WeChatNotFollowing, WeChatPermanent
 
 from .models import FollowerSync, Subscriber, Tag
+from .signals import followers_imported_with_scene
 
 logger = logging.getLogger(__name__)
 
@@ -428,9 +429,7 @@ def followers_upsert(*, infos: Sequence[dict[str, Any]], now: datetime, client=N
     profiles_apply(subscribers=rows, infos=following, invalid=[], now=now, imported=True, client=client)
     scened = [s.openid for s in new if s.qr_scene_str]
     if scened:  # followed through a QR code before we saw it: WeChat's qr_scene_str names the channel
-        from campaigns.services import channels_attribute_imported
-
-        channels_attribute_imported(openids=scened)
+        followers_imported_with_scene.send(sender=Subscriber, openids=scened)
     return Upserted(len(following), len(new))
 
 
