@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Interaction, Subscriber
+from wechat_crm.exceptions import ApplicationError
 from wechat_crm.wechat import messages
 from wechat_crm.wechat.messages import Payload
 
@@ -281,6 +282,15 @@ def outbound_resend_stuck(*, now: dt.datetime | None = None, older_than: dt.time
 
 def conversation_answered(*, subscriber: Subscriber, at: dt.datetime) -> None:
     Conversation.objects.update_or_create(subscriber=subscriber, defaults={"unanswered": 0, "last_outbound_at": at})
+
+
+def conversation_assign(*, conversation: Conversation, to: Any) -> Conversation:
+    """Give the conversation to an operator (a staff user), or to nobody (`to=None`)."""
+    if to is not None and not (to.is_active and to.is_staff):
+        raise ApplicationError(_("Only an active staff user can be given a conversation."))
+    conversation.assigned_to = to
+    conversation.save(update_fields=["assigned_to"])
+    return conversation
 
 
 def conversation_record_inbound(*, interaction: Interaction, answered: bool) -> None:
