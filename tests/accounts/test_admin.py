@@ -2,16 +2,9 @@
 
 import pytest
 
-from tests.factories import FollowEventFactory, InteractionFactory, SubscriberFactory
+from tests.accounts.factories import FollowEventFactory, InteractionFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client, django_user_model):
-    user = django_user_model.objects.create_superuser(username="admin", password="pw", email="a@example.com")
-    client.force_login(user)
-    return client
 
 
 def test_subscriber_changelist_searches_by_openid(staff_client):

@@ -3,6 +3,7 @@
 Every variable read here is documented in README.md (section "Configuration").
 """
 
+import contextlib
 from pathlib import Path
 
 import environ
@@ -11,6 +12,10 @@ from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("WECHAT_CRM_VAR_DIR", default=str(BASE_DIR / "var")))
+# Every command (manage.py, gunicorn, the Celery worker and beat) may be the first to run with a new
+# WECHAT_CRM_VAR_DIR: the SQLite files, the broker, the beat schedule and the static files go there.
+with contextlib.suppress(OSError):  # read-only in production, where DATABASE_URL and REDIS_URL point elsewhere
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 env = environ.Env(
     DJANGO_DEBUG=(bool, False),
@@ -29,6 +34,9 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 TRACKED_LINK_MAX_AGE_DAYS = env.int("TRACKED_LINK_MAX_AGE_DAYS", default=180)
 
 INSTALLED_APPS = [
+    # django-unfold (the admin's look, its filters and its bundled assets) must come before django.contrib.admin.
+    "unfold",
+    "unfold.contrib.filters",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -49,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "wechat_crm.middleware.ApiJsonErrorsMiddleware",  # outside the others: it sees the response of any exception
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -136,6 +145,9 @@ WECHAT_TOKEN = env.str("WECHAT_TOKEN", default="demo_token")
 # 43 characters; empty means plain mode (no encryption).
 WECHAT_ENCODING_AES_KEY = env.str("WECHAT_ENCODING_AES_KEY", default="")
 WECHAT_ENCODING_AES_KEY_PREVIOUS = env.str("WECHAT_ENCODING_AES_KEY_PREVIOUS", default="")
+# With an AES key, a callback without encrypt_type=aes (a downgrade to plain mode) is refused unless this is true
+# (WeChat's "compatible mode" while switching an account to safe mode). Without a key, plain mode is the only mode.
+WECHAT_ALLOW_PLAIN_MODE = env.bool("WECHAT_ALLOW_PLAIN_MODE", default=False)
 WECHAT_API_BASE_URL = env.str("WECHAT_API_BASE_URL", default="https://api.weixin.qq.com/")
 WECHAT_CALLBACK_MAX_BODY = 64 * 1024
 WECHAT_CALLBACK_MAX_CLOCK_SKEW = 300
@@ -147,7 +159,8 @@ WECHAT_HTTP_MAX_RETRIES = env.int("WECHAT_HTTP_MAX_RETRIES", default=3)
 WECHAT_HTTP_BACKOFF_BASE = env.float("WECHAT_HTTP_BACKOFF_BASE", default=0.25)
 WECHAT_HTTP_BACKOFF_CAP = env.float("WECHAT_HTTP_BACKOFF_CAP", default=5.0)
 # The shared access token (wechat_crm/wechat/tokens.py) is refreshed this many seconds before it expires (inside
-# the last 5 minutes, when stable_token hands out the next token; capped at a third of the token's lifetime).
+# the last 5 minutes, when WeChat's stable token call hands out the next token; capped at a third of the token's
+# lifetime).
 WECHAT_TOKEN_REFRESH_MARGIN = env.int("WECHAT_TOKEN_REFRESH_MARGIN", default=180)
 # Outbound rate limit per API group, shared by all workers through Redis: (requests per second, burst); rate 0 = off.
 # Override groups with e.g. WECHAT_RATE_LIMITS="template=500:200,custom=100:50".
@@ -171,7 +184,7 @@ for _item in env.list("WECHAT_RATE_LIMITS", default=[]):
 WECHAT_RATE_LIMIT_MAX_WAIT = env.float("WECHAT_RATE_LIMIT_MAX_WAIT", default=5.0)
 # Lead score (conversations.services): each interaction's points halve every this many days.
 SCORE_HALF_LIFE_DAYS = env.float("SCORE_HALF_LIFE_DAYS", default=30.0)
-# Pushes (content/services/deliveries.py): messages sent in parallel by one page task over the kept-alive pool, and
+# Pushes (content/services/deliveries/): messages sent in parallel by one page task over the kept-alive pool, and
 # deliveries per page task, e.g. PUSH_PAGE_SIZES="template=500,custom=500".
 PUSH_SEND_THREADS = env.int("PUSH_SEND_THREADS", default=4)
 PUSH_PAGE_SIZES = {}
@@ -184,7 +197,7 @@ for _item in env.list("PUSH_PAGE_SIZES", default=[]):
 # A page task writes its rows' outcomes after every PUSH_WRITE_EVERY messages: a worker killed mid-page leaves at most
 # that many rows "sending", which the beat marks unknown (never resent).
 PUSH_WRITE_EVERY = env.int("PUSH_WRITE_EVERY", default=50)
-# Profile fetch after a follow (accounts.profiles): wait this long to batch follows into one user/info/batchget,
+# Profile fetch after a follow (accounts.profiles): wait this long to batch follows into one batch profile call,
 # and retry a failed batch after at most this many seconds (45009 would otherwise wait until midnight).
 PROFILE_FETCH_DELAY = env.float("PROFILE_FETCH_DELAY", default=1.0)
 PROFILE_FETCH_RETRY_MAX_DELAY = env.float("PROFILE_FETCH_RETRY_MAX_DELAY", default=900.0)
@@ -221,6 +234,17 @@ MEDIA_ROOT = VAR_DIR / "media"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- The admin (django-unfold) ------------------------------------------------------------------
+# Everything it serves comes from its own static files (Alpine, HTMX, Chart.js, the icon font): no CDN.
+UNFOLD = {
+    "SITE_TITLE": _("WeChat CRM"),
+    "SITE_HEADER": _("WeChat CRM"),
+    "SITE_SYMBOL": "forum",
+    "SHOW_LANGUAGES": False,
+    "DASHBOARD_CALLBACK": "wechat_crm.dashboard.dashboard_callback",
+    "SIDEBAR": {"show_search": True, "show_all_applications": True},
 }
 
 # --- REST API -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ under ``/_fake/`` (see :class:`FakeWeChatApp` for the list).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from . import api
+from . import api, datacube, publishing  # noqa: F401 - datacube and publishing register their routes
 from .api import Ctx, WeChatError
 from .events import EventSender
 from .state import ConfigError, Store
@@ -79,8 +80,8 @@ class FakeWeChatApp:
         try:
             if path.startswith("/_fake/"):
                 status, headers, body = self.control(method, path, query, raw)
-            elif path.startswith("/cgi-bin/"):
-                status, headers, body = self.wechat(method, path, query, raw)
+            elif path.startswith(("/cgi-bin/", "/datacube/")):
+                status, headers, body = self.wechat(method, path, query, raw, environ.get("CONTENT_TYPE", ""))
             else:
                 status, headers, body = 404, JSON, _dumps({"errcode": -1, "errmsg": "not found"})
         except _Drop:
@@ -93,19 +94,21 @@ class FakeWeChatApp:
         return [body]
 
     # --- WeChat's API -----------------------------------------------------------------------------------------
-    def wechat(self, method: str, path: str, query: dict[str, str], raw: bytes):
+    def wechat(self, method: str, path: str, query: dict[str, str], raw: bytes, content_type: str = ""):
         started = time.time()
         cfg, epoch = self.store.config()
         if cfg["latency_ms"]:
             time.sleep(cfg["latency_ms"] / 1000)
         if path == "/cgi-bin/showqrcode":
             return self._showqrcode(query)
+        if path == "/cgi-bin/media/get":
+            return self._media_get(query)
         handler = api.ROUTES.get(path)
         late: tuple[float, str] | None = None
         status = 200
         with self.store.write() as conn:
-            ctx = Ctx(conn=conn, cfg=cfg, method=method, path=path, query=query, raw=raw)
-            fault = self._pick_fault(conn, cfg, path)
+            ctx = Ctx(conn=conn, cfg=cfg, method=method, path=path, query=query, raw=raw, content_type=content_type)
+            fault = self._pick_fault(conn, cfg, path, raw)
             fault_name = None
             if fault and "status" in fault:
                 status, fault_name = fault["status"], f"http_{fault['status']}"
@@ -154,6 +157,8 @@ class FakeWeChatApp:
                 api.check_access_token(conn, ctx.query.get("access_token"), ctx.now)
             if fault and "errcode" in fault:
                 raise WeChatError(int(fault["errcode"]))
+            if ctx.path in ctx.cfg["denied_apis"]:
+                raise WeChatError(48001)
             quota = ctx.cfg["quotas"].get(ctx.path)
             day_key = f"quota:{ctx.path}:{time.strftime('%Y%m%d')}"
             if quota is not None:
@@ -174,9 +179,11 @@ class FakeWeChatApp:
             ctx.events.clear()
             return exc.body, exc.errcode
 
-    def _pick_fault(self, conn, cfg: dict[str, Any], path: str) -> dict[str, Any] | None:
+    def _pick_fault(self, conn, cfg: dict[str, Any], path: str, raw: bytes) -> dict[str, Any] | None:
         rules: list[tuple[str | None, dict[str, Any]]] = [
-            (f"fault:{i}", rule) for i, rule in enumerate(cfg["faults"]) if _path_matches(rule.get("path"), path)
+            (f"fault:{i}", rule)
+            for i, rule in enumerate(cfg["faults"])
+            if _path_matches(rule.get("path"), path) and _touser_matches(rule.get("touser"), raw)
         ]
         if cfg["error_5xx_rate"]:
             rules.append((None, {"rate": cfg["error_5xx_rate"], "status": random.choice((500, 502, 503))}))
@@ -205,7 +212,7 @@ class FakeWeChatApp:
                 ctx.method,
                 ctx.path,
                 json.dumps(ctx.query),
-                ctx.raw.decode("utf-8", "replace"),
+                publishing.recorded_body(ctx),
                 status,
                 errcode,
                 fault,
@@ -225,6 +232,17 @@ class FakeWeChatApp:
         buf = io.BytesIO()
         segno.make(qrcode["url"], error="m").save(buf, kind="png", scale=4)
         return 200, [("Content-Type", "image/png")], buf.getvalue()
+
+    def _media_get(self, query: dict[str, str]):
+        """A subscriber's image or voice (registered with POST /_fake/media), as WeChat serves temporary media."""
+        row = (
+            self.store.connection()
+            .execute("SELECT content_type, data FROM inbound_media WHERE media_id = ?", (query.get("media_id", ""),))
+            .fetchone()
+        )
+        if row is None:
+            return 200, JSON, _dumps({"errcode": 40007, "errmsg": "invalid media_id"})
+        return 200, [("Content-Type", row[0])], bytes(row[1])
 
     # --- control API -------------------------------------------------------------------------------------------
     def control(self, method: str, path: str, query: dict[str, str], raw: bytes):
@@ -295,12 +313,30 @@ class FakeWeChatApp:
                 column = "expires_at" if path.endswith("expire") else "invalid_after"
                 c.execute(f"UPDATE tokens SET {column} = ?", (now,))  # noqa: S608 - fixed column names
             return 200, {"ok": True}
+        if path == "/_fake/media" and method == "POST":
+            with store.write() as c:
+                c.execute(
+                    "INSERT OR REPLACE INTO inbound_media (media_id, content_type, data) VALUES (?, ?, ?)",
+                    (payload["media_id"], payload["content_type"], base64.b64decode(payload["data"])),
+                )
+            return 200, {"ok": True}
         if path == "/_fake/menu":
             row = conn.execute("SELECT data FROM menu WHERE id = 1").fetchone()
             return 200, json.loads(row[0]) if row else {"button": []}
         if path == "/_fake/qrcodes":
             return 200, {"qrcodes": [json.loads(r[0]) for r in conn.execute("SELECT data FROM qrcodes")]}
         return None
+
+
+def _touser_matches(touser: str | None, raw: bytes) -> bool:
+    """A fault with `touser` applies only to calls whose JSON body is addressed to that openid."""
+    if touser is None:
+        return True
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(body, dict) and body.get("touser") == touser
 
 
 def _path_matches(pattern: str | None, path: str) -> bool:
@@ -460,6 +496,7 @@ def _set_subscription(store: Store, openid: str, subscribe: bool, payload: Any):
                 if key in payload:
                     user[key] = payload[key]
         else:
+            user["unsubscribe_time"] = int(now)  # datacube's cancel_user counts it
             # WeChat drops an unfollower's tags.
             conn.execute("DELETE FROM user_tags WHERE openid = ?", (openid,))
         _write_users(conn, [user], {})

@@ -1,0 +1,577 @@
+"""The fake WeChat server, run as a real process and spoken to over HTTP, behaves like WeChat."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import urllib3
+
+from tests.fixtures.fake_wechat import ROOT, CallbackReceiver
+
+TEMPLATE = "/cgi-bin/message/template/send"
+AES_KEY = base64.b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+def _token(fake, **extra):
+    cfg = fake.config()
+    return fake.api("cgi-bin/token", grant_type="client_credential", appid=cfg["appid"], secret=cfg["secret"], **extra)
+
+
+def _user_get(fake, token, next_openid=None):
+    return fake.api("cgi-bin/user/get", access_token=token, next_openid=next_openid)
+
+
+def _draft(fake, token) -> str:
+    """A draft in the fake's draft box (mpnews mass sends need one), with a thumb uploaded as permanent material."""
+    import io
+
+    from PIL import Image
+
+    image = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(image, "JPEG")
+    upload = urllib3.request(
+        "POST",
+        f"{fake.url}cgi-bin/material/add_material?type=thumb&access_token={token}",
+        fields={"media": ("thumb.jpg", image.getvalue(), "image/jpeg")},
+    ).json()
+    article = {"title": "T", "content": "<p>x</p>", "thumb_media_id": upload["media_id"]}
+    return fake.api("cgi-bin/draft/add", {"articles": [article]}, access_token=token)["media_id"]
+
+
+def _send_template(fake, token, openid, **body):
+    return fake.api(TEMPLATE, {"touser": openid, "template_id": "TPL_ORDER", "data": {}, **body}, access_token=token)
+
+
+# --- access tokens ---------------------------------------------------------------------------------------------
+
+
+def test_token_fetch_with_wrong_credentials_is_refused(fake_wechat):
+    cfg = fake_wechat.config()
+    wrong_secret = fake_wechat.api("cgi-bin/token", grant_type="client_credential", appid=cfg["appid"], secret="x")
+    wrong_appid = fake_wechat.api("cgi-bin/token", grant_type="client_credential", appid="wx0", secret=cfg["secret"])
+    wrong_stable = fake_wechat.api(
+        "cgi-bin/stable_token", {"grant_type": "client_credential", "appid": cfg["appid"], "secret": "nope"}
+    )
+    assert (wrong_secret["errcode"], wrong_appid["errcode"], wrong_stable["errcode"]) == (40125, 40013, 40125)
+
+
+def test_new_token_invalidates_previous_one_after_grace_period(fake_wechat):
+    fake_wechat.configure(token_grace=1)
+    first = _token(fake_wechat)["access_token"]
+    second = _token(fake_wechat)["access_token"]
+
+    assert _user_get(fake_wechat, first)["total"] == 0  # still valid during the grace period
+    time.sleep(1.2)
+
+    assert _user_get(fake_wechat, first)["errcode"] == 40001
+    assert _user_get(fake_wechat, second)["total"] == 0
+
+
+def test_expired_token_is_answered_with_42001(fake_wechat):
+    fake_wechat.configure(token_ttl=1)
+    token = _token(fake_wechat)
+    assert token["expires_in"] == 1
+    time.sleep(1.2)
+
+    assert _user_get(fake_wechat, token["access_token"])["errcode"] == 42001
+
+
+def test_unknown_or_missing_token_is_refused(fake_wechat):
+    assert _user_get(fake_wechat, "not-a-token")["errcode"] == 40001
+    assert fake_wechat.api("cgi-bin/user/get")["errcode"] == 41001
+
+
+def test_stable_token_is_reused_until_force_refresh(fake_wechat):
+    cfg = fake_wechat.config()
+    body = {"grant_type": "client_credential", "appid": cfg["appid"], "secret": cfg["secret"]}
+    first = fake_wechat.api("cgi-bin/stable_token", body)
+    again = fake_wechat.api("cgi-bin/stable_token", body)
+    forced = fake_wechat.api("cgi-bin/stable_token", {**body, "force_refresh": True})
+
+    assert again["access_token"] == first["access_token"]
+    assert forced["access_token"] != first["access_token"]
+    assert fake_wechat.count("/cgi-bin/stable_token") == 3
+
+
+def test_tokens_are_shared_by_all_worker_processes(fake_wechat):
+    token = fake_wechat.fetch_token()
+    answers = [
+        urllib3.request(
+            "GET",
+            fake_wechat.url + "cgi-bin/user/get",
+            fields={"access_token": token},
+            headers={"Connection": "close"},  # a new connection each time, so both workers answer some
+        ).json()
+        for _ in range(40)
+    ]
+
+    assert [a.get("errcode", 0) for a in answers] == [0] * 40
+    assert len({c["pid"] for c in fake_wechat.calls("/cgi-bin/user/get")}) == 2
+
+
+def test_control_helpers_expire_and_invalidate_tokens(fake_wechat):
+    token = fake_wechat.fetch_token()
+    fake_wechat.expire_tokens()
+    assert _user_get(fake_wechat, token)["errcode"] == 42001
+
+    token = fake_wechat.fetch_token()
+    fake_wechat.invalidate_tokens()
+    assert _user_get(fake_wechat, token)["errcode"] == 40001
+
+
+# --- users ----------------------------------------------------------------------------------------------------
+
+
+def test_user_get_pages_through_followers_with_next_openid(fake_wechat):
+    fake_wechat.configure(user_get_page_size=3)
+    followers = fake_wechat.add_users(generate=7)
+    fake_wechat.add_users([{"openid": "o_gone_000000000000000000000", "subscribe": 0}])
+    token = fake_wechat.fetch_token()
+
+    seen, pages, next_openid = [], [], None
+    while True:
+        page = _user_get(fake_wechat, token, next_openid)
+        pages.append(page)
+        if page["count"] == 0:
+            break
+        seen += page["data"]["openid"]
+        next_openid = page["next_openid"]
+
+    assert seen == followers
+    assert [p["count"] for p in pages] == [3, 3, 1, 0]
+    assert {p["total"] for p in pages} == {7}
+
+
+def test_batchget_returns_profiles_in_wechat_shape(fake_wechat):
+    fake_wechat.add_users(
+        [
+            {"openid": "o_alice_00000000000000000000", "unionid": "oU_alice", "remark": "VIP",
+             "subscribe_scene": "ADD_SCENE_QR_CODE", "qr_scene_str": "spring"},
+            {"openid": "o_bob_0000000000000000000000", "subscribe": 0},
+        ]
+    )  # fmt: skip
+    token = fake_wechat.fetch_token()
+    tag = fake_wechat.api("cgi-bin/tags/create", {"tag": {"name": "VIP"}}, access_token=token)["tag"]
+    fake_wechat.api(
+        "cgi-bin/tags/members/batchtagging",
+        {"tagid": tag["id"], "openid_list": ["o_alice_00000000000000000000"]},
+        access_token=token,
+    )
+
+    result = fake_wechat.api(
+        "cgi-bin/user/info/batchget",
+        {"user_list": [{"openid": "o_alice_00000000000000000000"}, {"openid": "o_bob_0000000000000000000000"}]},
+        access_token=token,
+    )
+
+    alice, bob = result["user_info_list"]
+    assert alice["subscribe"] == 1 and alice["unionid"] == "oU_alice" and alice["remark"] == "VIP"
+    assert alice["tagid_list"] == [tag["id"]]
+    assert (alice["subscribe_scene"], alice["qr_scene_str"]) == ("ADD_SCENE_QR_CODE", "spring")
+    assert bob == {"subscribe": 0, "openid": "o_bob_0000000000000000000000"}
+
+
+def test_batchget_rejects_unknown_openids_and_more_than_100(fake_wechat):
+    openids = fake_wechat.add_users(generate=101)
+    token = fake_wechat.fetch_token()
+
+    too_many = fake_wechat.api(
+        "cgi-bin/user/info/batchget", {"user_list": [{"openid": o} for o in openids]}, access_token=token
+    )
+    unknown = fake_wechat.api("cgi-bin/user/info", access_token=token, openid="o_nobody")
+
+    assert too_many["errcode"] == 40032
+    assert unknown["errcode"] == 40003
+
+
+def test_tags_can_be_created_listed_and_read_back(fake_wechat):
+    openid = fake_wechat.add_users(generate=1)[0]
+    token = fake_wechat.fetch_token()
+    tag = fake_wechat.api("cgi-bin/tags/create", {"tag": {"name": "广东"}}, access_token=token)["tag"]
+    duplicate = fake_wechat.api("cgi-bin/tags/create", {"tag": {"name": "广东"}}, access_token=token)
+    fake_wechat.api(
+        "cgi-bin/tags/members/batchtagging", {"tagid": tag["id"], "openid_list": [openid]}, access_token=token
+    )
+
+    listed = fake_wechat.api("cgi-bin/tags/get", access_token=token)["tags"]
+    members = fake_wechat.api("cgi-bin/user/tag/get", {"tagid": tag["id"]}, access_token=token)
+    ids = fake_wechat.api("cgi-bin/tags/getidlist", {"openid": openid}, access_token=token)
+    sys_tag = fake_wechat.api("cgi-bin/tags/delete", {"tag": {"id": 2}}, access_token=token)
+
+    assert duplicate["errcode"] == 45157
+    assert {"id": tag["id"], "name": "广东", "count": 1} in listed
+    assert members["data"]["openid"] == [openid]
+    assert ids["tagid_list"] == [tag["id"]]
+    assert sys_tag["errcode"] == 45058
+
+
+def test_unsubscribe_through_the_control_api_is_visible_to_the_api(fake_wechat):
+    openid = fake_wechat.add_users(generate=1)[0]
+    fake_wechat.unsubscribe(openid)
+    token = fake_wechat.fetch_token()
+
+    assert fake_wechat.api("cgi-bin/user/info", access_token=token, openid=openid)["subscribe"] == 0
+    assert _user_get(fake_wechat, token)["total"] == 0
+
+
+# --- QR codes and menu ----------------------------------------------------------------------------------------
+
+
+def test_qrcode_create_temporary_and_permanent_and_showqrcode(fake_wechat):
+    token = fake_wechat.fetch_token()
+    temporary = fake_wechat.api(
+        "cgi-bin/qrcode/create",
+        {"expire_seconds": 604800, "action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "expo"}}},
+        access_token=token,
+    )
+    permanent = fake_wechat.api(
+        "cgi-bin/qrcode/create",
+        {"action_name": "QR_LIMIT_SCENE", "action_info": {"scene": {"scene_id": 42}}},
+        access_token=token,
+    )
+    bad = fake_wechat.api(
+        "cgi-bin/qrcode/create",
+        {"action_name": "QR_LIMIT_SCENE", "action_info": {"scene": {"scene_id": 100001}}},
+        access_token=token,
+    )
+    image = urllib3.request("GET", fake_wechat.url + "cgi-bin/showqrcode", fields={"ticket": temporary["ticket"]})
+
+    assert temporary["expire_seconds"] == 604800 and temporary["url"].startswith("http://weixin.qq.com/q/")
+    assert "expire_seconds" not in permanent and permanent["ticket"]
+    assert bad["errcode"] == 40053
+    assert image.status == 200 and image.data.startswith(b"\x89PNG")
+
+
+def test_menu_create_validates_buttons_like_wechat(fake_wechat):
+    token = fake_wechat.fetch_token()
+    good = {
+        "button": [
+            {"type": "click", "name": "今日歌曲", "key": "V1001_TODAY_MUSIC"},
+            {"name": "菜单", "sub_button": [{"type": "view", "name": "搜索", "url": "http://www.soso.com/"}]},
+        ]
+    }
+    four = {"button": [{"type": "click", "name": f"b{i}", "key": f"k{i}"} for i in range(4)]}
+    six_subs = {"button": [{"name": "m", "sub_button": [{"type": "click", "name": "s", "key": "k"}] * 6}]}
+
+    assert fake_wechat.api("cgi-bin/menu/create", good, access_token=token)["errcode"] == 0
+    assert fake_wechat.api("cgi-bin/menu/create", four, access_token=token)["errcode"] == 40016
+    assert fake_wechat.api("cgi-bin/menu/create", six_subs, access_token=token)["errcode"] == 40023
+    assert fake_wechat.menu() == good
+
+
+# --- messages and job-finish events ---------------------------------------------------------------------------
+
+
+def test_template_send_is_recorded_and_reported_by_a_signed_job_finish_event(fake_wechat, wechat_callback_receiver):
+    fake_wechat.configure(callback_url=wechat_callback_receiver.url, callback_delay=0)
+    openid = fake_wechat.add_users(generate=1)[0]
+    token = fake_wechat.fetch_token()
+
+    sent = _send_template(fake_wechat, token, openid)
+    [event] = wechat_callback_receiver.wait_for(1)
+
+    assert sent["errcode"] == 0
+    [call] = fake_wechat.calls(TEMPLATE)
+    assert call["body"]["touser"] == openid and call["errcode"] == 0
+    assert event["Event"] == "TEMPLATESENDJOBFINISH" and event["MsgType"] == "event"
+    assert (event["FromUserName"], int(event["MsgID"]), event["Status"]) == (openid, sent["msgid"], "success")
+    assert wechat_callback_receiver.rejected == []
+
+
+def test_job_finish_events_are_encrypted_in_safe_mode(fake_wechat):
+    cfg = fake_wechat.configure(aes_key=AES_KEY, callback_delay=0)
+    receiver = CallbackReceiver(token=cfg["token"], aes_key=AES_KEY, appid=cfg["appid"])
+    try:
+        fake_wechat.configure(callback_url=receiver.url)
+        openid = fake_wechat.add_users(generate=1)[0]
+        sent = _send_template(fake_wechat, fake_wechat.fetch_token(), openid)
+        [event] = receiver.wait_for(1)
+    finally:
+        receiver.close()
+
+    query, body = receiver.requests[0]["query"], receiver.requests[0]["body"]
+    assert query["encrypt_type"] == "aes" and query["msg_signature"]
+    assert b"<Encrypt>" in body and b"TEMPLATESENDJOBFINISH" not in body
+    assert int(event["MsgID"]) == sent["msgid"]
+
+
+def test_job_finish_event_is_retried_when_the_callback_fails(fake_wechat, wechat_callback_receiver):
+    fake_wechat.configure(callback_url=wechat_callback_receiver.url, callback_delay=0, callback_retry_delay=0.1)
+    wechat_callback_receiver.fail_next = 2
+    openid = fake_wechat.add_users(generate=1)[0]
+    _send_template(fake_wechat, fake_wechat.fetch_token(), openid)
+
+    assert len(wechat_callback_receiver.wait_for(1)) == 1
+    assert len(wechat_callback_receiver.requests) == 3
+    deadline = time.monotonic() + 10
+    while not fake_wechat.deliveries() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [delivery] = fake_wechat.deliveries()
+    assert (delivery["attempts"], delivery["ok"]) == (3, 1)
+
+
+def test_template_failure_status_is_configurable(fake_wechat, wechat_callback_receiver):
+    fake_wechat.configure(
+        callback_url=wechat_callback_receiver.url,
+        callback_delay=0,
+        template_failure_rates={"failed:user block": 1.0},
+    )
+    openid = fake_wechat.add_users(generate=1)[0]
+    _send_template(fake_wechat, fake_wechat.fetch_token(), openid)
+
+    [event] = wechat_callback_receiver.wait_for(1)
+    assert event["Status"] == "failed:user block"
+
+
+def test_template_send_to_someone_not_following_gets_43004(fake_wechat):
+    fake_wechat.add_users([{"openid": "o_left_000000000000000000000", "subscribe": 0}])
+    token = fake_wechat.fetch_token()
+
+    assert _send_template(fake_wechat, token, "o_left_000000000000000000000")["errcode"] == 43004
+    assert _send_template(fake_wechat, token, "o_never_seen")["errcode"] == 40003
+
+
+def test_mass_send_rejects_a_duplicate_clientmsgid_and_reports_the_job(fake_wechat, wechat_callback_receiver):
+    fake_wechat.configure(callback_url=wechat_callback_receiver.url, callback_delay=0)
+    openids = fake_wechat.add_users(generate=3)
+    fake_wechat.unsubscribe(openids[2])
+    token = fake_wechat.fetch_token()
+    media_id = _draft(fake_wechat, token)
+    body = {"touser": openids, "msgtype": "mpnews", "mpnews": {"media_id": media_id}, "clientmsgid": "push-7"}
+
+    first = fake_wechat.api("cgi-bin/message/mass/send", body, access_token=token)
+    again = fake_wechat.api("cgi-bin/message/mass/send", body, access_token=token)
+    [event] = wechat_callback_receiver.wait_for(1)
+
+    assert first["errcode"] == 0 and first["msg_data_id"]
+    assert (again["errcode"], again["msg_id"]) == (45065, first["msg_id"])
+    assert event["Event"] == "MASSSENDJOBFINISH" and int(event["MsgID"]) == first["msg_id"]
+    assert (event["TotalCount"], event["FilterCount"], event["SentCount"], event["ErrorCount"]) == ("3", "2", "2", "0")
+    status = fake_wechat.api("cgi-bin/message/mass/get", {"msg_id": first["msg_id"]}, access_token=token)
+    assert status == {"msg_id": first["msg_id"], "msg_status": "SEND_SUCCESS"}
+
+
+def test_sendall_by_tag_reaches_the_tag_members(fake_wechat, wechat_callback_receiver):
+    fake_wechat.configure(callback_url=wechat_callback_receiver.url, callback_delay=0)
+    openids = fake_wechat.add_users(generate=4)
+    token = fake_wechat.fetch_token()
+    tag = fake_wechat.api("cgi-bin/tags/create", {"tag": {"name": "buyers"}}, access_token=token)["tag"]
+    fake_wechat.api(
+        "cgi-bin/tags/members/batchtagging", {"tagid": tag["id"], "openid_list": openids[:2]}, access_token=token
+    )
+
+    sent = fake_wechat.api(
+        "cgi-bin/message/mass/sendall",
+        {"filter": {"is_to_all": False, "tag_id": tag["id"]}, "msgtype": "text", "text": {"content": "hi"}},
+        access_token=token,
+    )
+    [event] = wechat_callback_receiver.wait_for(1)
+
+    assert sent["errcode"] == 0 and "msg_data_id" not in sent
+    assert event["SentCount"] == "2"
+
+
+def test_custom_send_checks_the_recipient_and_message(fake_wechat):
+    openid = fake_wechat.add_users(generate=1)[0]
+    token = fake_wechat.fetch_token()
+    ok = fake_wechat.api(
+        "cgi-bin/message/custom/send",
+        {"touser": openid, "msgtype": "text", "text": {"content": "hi"}},
+        access_token=token,
+    )
+    bad_type = fake_wechat.api(
+        "cgi-bin/message/custom/send", {"touser": openid, "msgtype": "fax", "fax": {}}, access_token=token
+    )
+    assert (ok["errcode"], bad_type["errcode"]) == (0, 40008)
+
+
+# --- faults and quotas ----------------------------------------------------------------------------------------
+
+
+def test_injected_errcode_hits_only_its_path_and_only_so_many_times(fake_wechat):
+    openid = fake_wechat.add_users(generate=1)[0]
+    token = fake_wechat.fetch_token()
+    fake_wechat.configure(faults=[{"path": TEMPLATE, "errcode": 45009, "times": 2}])
+
+    codes = [_send_template(fake_wechat, token, openid)["errcode"] for _ in range(3)]
+    other = fake_wechat.api("cgi-bin/user/info", access_token=token, openid=openid)
+
+    assert codes == [45009, 45009, 0]
+    assert other["subscribe"] == 1
+    assert fake_wechat.count(TEMPLATE, errcode=45009) == 2
+
+
+def test_error_rates_inject_wechat_errors(fake_wechat):
+    openid = fake_wechat.add_users(generate=1)[0]
+    token = fake_wechat.fetch_token()
+    fake_wechat.configure(errcode_rates={"45011": 1.0})
+
+    assert _send_template(fake_wechat, token, openid)["errcode"] == 45011
+
+
+def test_injected_5xx_answers_with_an_http_error(fake_wechat):
+    token = fake_wechat.fetch_token()
+    fake_wechat.configure(error_5xx_rate=1.0)
+    resp = urllib3.request("GET", fake_wechat.url + "cgi-bin/user/get", fields={"access_token": token}, retries=False)
+
+    assert resp.status in (500, 502, 503)
+    assert fake_wechat.calls("/cgi-bin/user/get")[0]["status"] == resp.status
+
+
+def test_injected_timeout_processes_the_call_but_answers_too_late(fake_wechat):
+    openid = fake_wechat.add_users(generate=1)[0]
+    token = fake_wechat.fetch_token()
+    fake_wechat.configure(faults=[{"path": TEMPLATE, "timeout": 1.5, "times": 1}])
+
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        urllib3.request(
+            "POST",
+            f"{fake_wechat.url}cgi-bin/message/template/send?access_token={token}",
+            json={"touser": openid, "template_id": "T", "data": {}},
+            timeout=0.3,
+            retries=False,
+        )
+
+    [call] = fake_wechat.calls(TEMPLATE)
+    assert call["errcode"] == 0 and call["fault"] == "timeout_answer"
+
+
+def test_injected_timeout_in_drop_mode_closes_the_connection_unanswered(fake_wechat):
+    openid = fake_wechat.add_users(generate=1)[0]
+    token = fake_wechat.fetch_token()
+    fake_wechat.configure(faults=[{"path": TEMPLATE, "timeout": 0.2, "mode": "drop", "times": 1}])
+
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        urllib3.request(
+            "POST",
+            f"{fake_wechat.url}cgi-bin/message/template/send?access_token={token}",
+            json={"touser": openid, "template_id": "T", "data": {}},
+            timeout=5,
+            retries=False,
+        )
+    assert fake_wechat.calls(TEMPLATE)[0]["fault"] == "timeout_drop"
+
+
+def test_daily_quota_turns_into_45009(fake_wechat):
+    openid = fake_wechat.add_users(generate=1)[0]
+    token = fake_wechat.fetch_token()
+    fake_wechat.configure(quotas={TEMPLATE: 2})
+
+    codes = [_send_template(fake_wechat, token, openid)["errcode"] for _ in range(3)]
+    assert codes == [0, 0, 45009]
+
+
+def test_per_minute_limit_turns_into_45011(fake_wechat):
+    token = fake_wechat.fetch_token()
+    fake_wechat.configure(minute_limits={"/cgi-bin/user/get": 2})
+    for _attempt in range(2):  # a second try only if the three calls straddled a minute boundary
+        fake_wechat.clear_calls()
+        minute = time.time() // 60
+        codes = [_user_get(fake_wechat, token).get("errcode", 0) for _ in range(3)]
+        if time.time() // 60 == minute:
+            break
+        time.sleep(0.5)
+    assert codes == [0, 0, 45011]
+
+
+def test_mass_send_quota_turns_into_45028(fake_wechat):
+    openids = fake_wechat.add_users(generate=2)
+    token = fake_wechat.fetch_token()
+    fake_wechat.configure(quotas={"/cgi-bin/message/mass/send": 1})
+    body = {"touser": openids, "msgtype": "text", "text": {"content": "hi"}}
+
+    codes = [fake_wechat.api("cgi-bin/message/mass/send", body, access_token=token)["errcode"] for _ in range(2)]
+    assert codes == [0, 45028]
+
+
+# --- control API ----------------------------------------------------------------------------------------------
+
+
+def test_reset_brings_everything_back_to_the_start(fake_wechat):
+    fake_wechat.add_users(generate=3)
+    token = fake_wechat.fetch_token()
+    fake_wechat.configure(errcode_rates={"45009": 1.0})
+
+    fake_wechat.reset()
+
+    assert fake_wechat.count() == 0
+    assert fake_wechat.users() == []
+    assert fake_wechat.config()["errcode_rates"] == {}
+    assert _user_get(fake_wechat, token)["errcode"] == 40001
+
+
+def test_calls_can_be_counted_filtered_and_cleared(fake_wechat):
+    token = fake_wechat.fetch_token()
+    for _ in range(3):
+        _user_get(fake_wechat, token)
+
+    assert fake_wechat.count("/cgi-bin/user/get") == 3
+    assert fake_wechat.count() == 4
+    fake_wechat.clear_calls()
+    assert fake_wechat.count() == 0
+
+
+def test_bad_config_is_refused_with_a_message(fake_wechat):
+    resp = urllib3.request("POST", fake_wechat.url + "_fake/config", json={"error_5xx_rate": 3})
+    unknown = urllib3.request("POST", fake_wechat.url + "_fake/config", json={"no_such_key": 1})
+
+    assert resp.status == 400 and "between 0 and 1" in resp.json()["error"]
+    assert unknown.status == 400
+
+
+def test_command_refuses_a_bad_aes_key():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "fake_wechat", "--port", "1", "--aes-key", "short"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "wechat_crm.settings.test"},
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "43 characters" in result.stderr
+
+
+def test_the_fake_also_runs_in_a_thread_of_the_test_process():
+    from wechat_crm.wechat.fake.control import FakeWeChat
+    from wechat_crm.wechat.fake.server import serve_in_thread
+
+    url, server = serve_in_thread(config={"appid": "wx_thread", "secret": "s3cret"})
+    try:
+        fake = FakeWeChat(url)
+        token = fake.fetch_token()
+        fake.add_users(generate=2)
+        page = _user_get(fake, token)
+        assert page["count"] == 2
+        assert [c["path"] for c in fake.calls(limit=1)] == ["/cgi-bin/stable_token"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("safe_mode", [False, True], ids=["plain", "safe"])
+def test_job_finish_events_reach_our_callback(live_server, fake_wechat, settings, safe_mode):
+    from accounts.models import Interaction
+
+    if safe_mode:
+        settings.WECHAT_ENCODING_AES_KEY = AES_KEY
+        fake_wechat.configure(aes_key=AES_KEY)
+    fake_wechat.configure(callback_url=live_server.url + "/wechat/callback/", callback_delay=0)
+    openid = fake_wechat.add_users(generate=1)[0]
+    sent = _send_template(fake_wechat, fake_wechat.fetch_token(), openid)
+
+    deadline = time.monotonic() + 15
+    while not fake_wechat.deliveries() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    [delivery] = fake_wechat.deliveries()
+    assert (delivery["ok"], delivery["http_status"]) == (1, 200)
+    stored = Interaction.objects.get(msg_id=str(sent["msgid"]))
+    assert (stored.kind, stored.status) == ("templatesendjobfinish", "success")
