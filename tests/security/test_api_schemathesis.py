@@ -21,7 +21,8 @@ def errors_are_json_with_a_message(ctx, response, case) -> bool | None:
     """Bad input never crashes and never answers HTML: a 4xx is JSON naming what was wrong."""
     if response.status_code < 400:
         return None
-    content_type = response.headers.get("Content-Type", [""])
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    content_type = headers.get("content-type", "")
     content_type = content_type[0] if isinstance(content_type, list) else content_type
     assert content_type.startswith("application/json"), f"{response.status_code} answered {content_type}"
     body = response.json()
