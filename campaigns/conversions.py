@@ -13,7 +13,6 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
-from accounts import stages
 from accounts.models import Subscriber
 
 from .models import Conversion, ConversionType
@@ -140,8 +139,8 @@ def conversions_record(*, items: Sequence[ConversionInput], errors: list[dict[st
             first[sub.pk] = item.occurred_at
     Conversion.objects.bulk_create(rows, ignore_conflicts=True, batch_size=BATCH_MAX)
     result.created = len(rows)
-    stages.stages_convert(first_conversion=first)
-    from conversations.journeys import journeys_on_conversions
+    from .events import CONVERSION_FOLLOW_UPS  # imported here: the events modules reach the conversations app
 
-    journeys_on_conversions(first_conversion=first)  # the conversion trigger; "converted" in journey reports
+    for follow_up in CONVERSION_FOLLOW_UPS:
+        follow_up(first_conversion=first)
     return result

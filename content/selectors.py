@@ -7,14 +7,10 @@ from typing import Any
 
 from django.db.models import Min, QuerySet
 
+from accounts import kinds
 from accounts.models import Interaction
 
 from .models import Article, MessageTemplate
-
-LINK_CLICK_KIND = "link_click"
-# Interaction kinds that mean "opened tracked content". Menu clicks also count as engaged in the funnel (issue 5):
-# that rule belongs to the funnel's stage definitions, which may extend this tuple.
-ENGAGED_KINDS: tuple[str, ...] = (LINK_CLICK_KIND,)
 
 
 def articles_list(*, topic: str | None = None, status: str | None = None) -> QuerySet[Article]:
@@ -44,7 +40,7 @@ def templates_list() -> QuerySet[MessageTemplate]:
 
 def link_clicks(*, push_id: int | None = None, content_id: int | None = None) -> QuerySet[Interaction]:
     """Click interactions of tracked links, optionally of one push and/or one content."""
-    qs = Interaction.objects.filter(kind=LINK_CLICK_KIND)
+    qs = Interaction.objects.filter(kind=Interaction.Kind.LINK_CLICK)
     if push_id is not None:
         qs = qs.filter(data__push_id=push_id)
     if content_id is not None:
@@ -54,7 +50,7 @@ def link_clicks(*, push_id: int | None = None, content_id: int | None = None) ->
 
 def subscriber_engaged_at(*, subscriber_id: int) -> datetime | None:
     """When the subscriber first opened tracked content (first tracked-link click), or None."""
-    return Interaction.objects.filter(subscriber_id=subscriber_id, kind__in=ENGAGED_KINDS).aggregate(
+    return Interaction.objects.filter(subscriber_id=subscriber_id, kind__in=kinds.ENGAGING).aggregate(
         first=Min("created_at")
     )["first"]
 
