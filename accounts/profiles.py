@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models.functions import Coalesce, Greatest
@@ -172,7 +172,12 @@ class BatchResult:
     invalid: list[str] = field(default_factory=list)
 
 
-def batchget(openids: Sequence[str], *, client=None) -> tuple[list[dict[str, Any]], list[str]]:
+class Batchget(NamedTuple):
+    infos: list[dict[str, Any]]  # WeChat's user_info items
+    invalid: list[str]  # the openids WeChat does not know (40003)
+
+
+def batchget(openids: Sequence[str], *, client=None) -> Batchget:
     """WeChat's profiles of `openids` (at most 100) and the openids it does not know (40003).
 
     batchget refuses the whole batch for one unknown openid: the batch is then split in halves until the unknown
@@ -180,25 +185,25 @@ def batchget(openids: Sequence[str], *, client=None) -> tuple[list[dict[str, Any
     """
     client = client or _client()
     if not openids:
-        return [], []
+        return Batchget([], [])
     if len(openids) > BATCHGET_SIZE:
         raise ValueError(f"batchget takes at most {BATCHGET_SIZE} openids")
     try:
         infos = client.user.get_batch([{"openid": o, "lang": "zh_CN"} for o in openids])
-        return list(infos or []), []
+        return Batchget(list(infos or []), [])
     except WeChatNotFollowing:
         if len(openids) == 1:
-            return [{"openid": openids[0], "subscribe": 0}], []
+            return Batchget([{"openid": openids[0], "subscribe": 0}], [])
         raise
     except WeChatPermanent as exc:
         if exc.errcode != INVALID_OPENID:
             raise
         if len(openids) == 1:
-            return [], list(openids)
+            return Batchget([], list(openids))
     middle = len(openids) // 2
     left, left_invalid = batchget(openids[:middle], client=client)
     right, right_invalid = batchget(openids[middle:], client=client)
-    return left + right, left_invalid + right_invalid
+    return Batchget(left + right, left_invalid + right_invalid)
 
 
 def profiles_apply(
@@ -390,11 +395,16 @@ def follower_sync_current(*, restart: bool = False) -> FollowerSync:
         return FollowerSync.objects.get(status=FollowerSync.Status.RUNNING)
 
 
-def followers_upsert(*, infos: Sequence[dict[str, Any]], now: datetime, client=None) -> tuple[int, int]:
-    """Create or update subscribers from user_info items of current followers. Returns (stored, created)."""
+class Upserted(NamedTuple):
+    stored: int
+    created: int
+
+
+def followers_upsert(*, infos: Sequence[dict[str, Any]], now: datetime, client=None) -> Upserted:
+    """Create or update subscribers from user_info items of current followers."""
     following = [i for i in infos if i.get("subscribe") and i.get("openid")]
     if not following:
-        return 0, 0
+        return Upserted(0, 0)
     openids = [i["openid"] for i in following]
     existing = set(Subscriber.objects.filter(openid__in=openids).values_list("openid", flat=True))
     new = [
@@ -416,7 +426,7 @@ def followers_upsert(*, infos: Sequence[dict[str, Any]], now: datetime, client=N
         from campaigns.services import channels_attribute_imported
 
         channels_attribute_imported(openids=scened)
-    return len(following), len(new)
+    return Upserted(len(following), len(new))
 
 
 ProgressCallback = Callable[[int, int | None], None]  # (followers imported so far, total on WeChat)
