@@ -22,12 +22,15 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# manage.py, wsgi and celery default to the production settings (which refuse to start without real secrets):
+# each target here names its settings explicitly.
+run: export DJANGO_SETTINGS_MODULE := wechat_crm.settings.local
 # The demo talks to our fake WeChat server unless WECHAT_API_BASE_URL says otherwise.
 run: export WECHAT_API_BASE_URL ?= http://127.0.0.1:$(FAKE_WECHAT_PORT)/
 # honcho gives each process its own PORT; the fake server and the demo traffic reach the web server through WEB_URL.
 run: export WEB_URL := http://127.0.0.1:$(PORT)
 run: install
-	mkdir -p var
+	mkdir -p "$${WECHAT_CRM_VAR_DIR:-var}"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py createcachetable
 	$(PY) manage.py collectstatic --noinput >/dev/null
@@ -37,6 +40,7 @@ run: install
 # Tests run against the local PostgreSQL and Redis unless DATABASE_URL / REDIS_URL say otherwise.
 test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/wechat_crm
 test: export REDIS_URL ?= redis://127.0.0.1:6379/0
+test: export DJANGO_SETTINGS_MODULE := wechat_crm.settings.test
 test: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -53,6 +57,7 @@ format: install-dev
 # Refresh the Simplified Chinese catalogue (needs GNU gettext); English is the source language.
 # Translate the new entries in locale/zh_Hans/LC_MESSAGES/django.po, then run `make messages` again
 # to compile; commit both the .po and the .mo (a fresh machine may lack gettext).
+messages: export DJANGO_SETTINGS_MODULE := wechat_crm.settings.local
 messages: install-dev
 	$(PY) manage.py makemessages -l zh_Hans --ignore=.venv --ignore=var --ignore=bench --ignore=tests
 	msgfmt --check-format -o /dev/null locale/zh_Hans/LC_MESSAGES/django.po
@@ -63,4 +68,4 @@ bench-webhook: install-dev
 	$(PY) bench/webhook.py
 
 clean:
-	rm -rf $(VENV) var/*.sqlite3* var/celerybeat-schedule* var/static
+	VAR="$${WECHAT_CRM_VAR_DIR:-var}"; rm -rf $(VENV) "$$VAR"/*.sqlite3* "$$VAR"/celerybeat-schedule* "$$VAR"/static

@@ -6,7 +6,7 @@ import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.local")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.production")  # never debug by default
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -56,6 +56,57 @@ def tag_create(*, name: str) -> Tag:
         raise ApplicationError(str(_("A tag with this name exists already."))) from exc
 
 
+def _name_checked(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ApplicationError(str(_("A tag needs a name.")), {"fields": {"name": [str(_("A tag needs a name."))]}})
+    if len(name.encode()) > 30:
+        message = str(_("A tag name has at most 30 bytes (10 Chinese characters)."))
+        raise ApplicationError(message, {"fields": {"name": [message]}})
+    return name
+
+
+def _wechat_refused(exc: Exception) -> ApplicationError:
+    return ApplicationError(
+        str(_("WeChat refused: %(error)s")) % {"error": getattr(exc, "errmsg", None) or exc},
+        {"errcode": getattr(exc, "errcode", None)},
+    )
+
+
+@transaction.atomic
+def tag_rename(*, tag: Tag, name: str, client=None) -> Tag:
+    """Rename the tag; a tag linked to WeChat is renamed there too (tags/update) before the local row changes."""
+    from wechat_crm.wechat.errors import WeChatError
+
+    name = _name_checked(name)
+    if name == tag.name:
+        return tag
+    if Tag.objects.filter(name=name).exclude(pk=tag.pk).exists():
+        message = str(_("A tag with this name exists already."))
+        raise ApplicationError(message, {"fields": {"name": [message]}})
+    if tag.wechat_tag_id is not None:
+        try:
+            (client or _client()).tag.update(tag.wechat_tag_id, name)
+        except WeChatError as exc:
+            raise _wechat_refused(exc) from exc
+    tag.name = name
+    tag.save(update_fields=["name"])
+    return tag
+
+
+@transaction.atomic
+def tag_delete(*, tag: Tag, client=None) -> None:
+    """Delete the tag and its memberships; a tag linked to WeChat is deleted there too (tags/delete)."""
+    from wechat_crm.wechat.errors import WeChatError
+
+    if tag.wechat_tag_id is not None:
+        try:
+            (client or _client()).tag.delete(tag.wechat_tag_id)
+        except WeChatError as exc:
+            raise _wechat_refused(exc) from exc
+    tag.delete()
+
+
 def tag_add(*, subscribers: Iterable[Subscriber] | models.QuerySet | Iterable[int], tag: Tag) -> int:
     """Tag the subscribers (ids or rows or a queryset); already tagged ones are left alone. Returns how many."""
     through = Subscriber.tags.through

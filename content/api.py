@@ -49,11 +49,14 @@ class _ListRetrieveCreateUpdate(
     permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
 
 
-class TopicViewSet(_ListRetrieveCreateUpdate):
+class TopicViewSet(mixins.DestroyModelMixin, _ListRetrieveCreateUpdate):
     """Topics: what articles are about; the unit of subscribers' preferences and opt-outs."""
 
     serializer_class = TopicSerializer
     queryset = Topic.objects.all()
+
+    def perform_destroy(self, instance: Topic) -> None:
+        services.topic_delete(topic=instance)
 
     def perform_create(self, serializer) -> None:
         serializer.instance = services.topic_create(**serializer.validated_data)
@@ -147,12 +150,7 @@ class PushViewSet(_ListRetrieveCreateUpdate):
         push is past scheduling."""
         data = PushScheduleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        push = self.get_object()
-        send_at = data.validated_data.get("send_at")
-        if push.status == push.Status.SCHEDULED and send_at:
-            push = pushes.push_reschedule(push=push, send_at=send_at)
-        else:
-            push = pushes.push_schedule(push=push, send_at=send_at, by=request.user)
+        push = pushes.push_schedule(push=self.get_object(), send_at=data.validated_data.get("send_at"), by=request.user)
         push.refresh_from_db()
         return Response(self.get_serializer(push).data)
 

@@ -4,7 +4,7 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.local")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.production")  # never debug by default
 
 app = Celery("wechat_crm")
 app.config_from_object("django.conf:settings", namespace="CELERY")

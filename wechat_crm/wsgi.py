@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.urls import reverse, set_urlconf
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.local")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.production")  # never debug by default
 
 
 class Handler(WSGIHandler):

@@ -335,3 +335,8 @@ def topic_update(*, topic: Topic, data: Mapping[str, Any]) -> Topic:
     if changed:
         topic.save(update_fields=changed)
     return topic
+
+
+def topic_delete(*, topic: Topic) -> None:
+    """Delete the topic: articles lose it, subscribers' preferences and opt-outs of it go with it."""
+    topic.delete()

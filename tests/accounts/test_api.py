@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.factories import InteractionFactory, SubscriberFactory
+from tests.accounts.factories import InteractionFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures.wechat_payloads import build_message
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -28,10 +28,22 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def test_check_deploy_reports_nothing_with_a_secret_key_and_hosts_from_the_environment():
-    result = _manage(
-        "check", "--deploy", DJANGO_SECRET_KEY=secrets.token_urlsafe(64), DJANGO_ALLOWED_HOSTS="example.com"
-    )
+# What a real deployment sets: every value production requires (the test generates its secrets).
+def real_values() -> dict[str, str]:
+    return {
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "DJANGO_ALLOWED_HOSTS": "crm.example.com",
+        "PUBLIC_BASE_URL": "https://crm.example.com",
+        "WECHAT_APP_ID": "wx1234567890abcdef",
+        "WECHAT_APP_SECRET": secrets.token_hex(16),
+        "WECHAT_TOKEN": secrets.token_hex(16),
+        "WECHAT_ENCODING_AES_KEY": secrets.token_urlsafe(40)[:43].ljust(43, "a"),
+        "METRICS_TOKEN": secrets.token_urlsafe(24),
+    }
+
+
+def test_check_deploy_reports_nothing_with_real_values_from_the_environment():
+    result = _manage("check", "--deploy", **real_values())
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
     assert "WARNING" not in result.stderr and "?:" not in result.stderr, result.stderr
@@ -39,7 +51,8 @@ def test_check_deploy_reports_nothing_with_a_secret_key_and_hosts_from_the_envir
 
 @pytest.mark.parametrize("key", [None, "short", "insecure-dev-key-change-me-in-production-0123456789xxxxxxxxxx"])
 def test_production_refuses_to_start_without_a_real_secret_key(key):
-    env = {"DJANGO_ALLOWED_HOSTS": "example.com"}
+    env = {**real_values()}
+    env.pop("DJANGO_SECRET_KEY")
     if key is not None:
         env["DJANGO_SECRET_KEY"] = key
     result = _manage("check", **env)
@@ -47,11 +60,69 @@ def test_production_refuses_to_start_without_a_real_secret_key(key):
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("WECHAT_TOKEN", None),
+        ("WECHAT_TOKEN", ""),
+        ("WECHAT_TOKEN", "short"),
+        ("WECHAT_TOKEN", "demo_token"),
+        ("WECHAT_ENCODING_AES_KEY", None),
+        ("WECHAT_ENCODING_AES_KEY", "too-short"),
+        ("PUBLIC_BASE_URL", None),
+        ("PUBLIC_BASE_URL", "http://crm.example.com"),
+        ("METRICS_TOKEN", None),
+        ("METRICS_TOKEN", ""),
+    ],
+)
+def test_production_refuses_to_start_unsafe(variable, value):
+    env = real_values()
+    env.pop(variable)
+    if value is not None:
+        env[variable] = value
+    result = _manage("check", "--deploy", **env)
+    assert result.returncode != 0, result.stdout
+    assert "ImproperlyConfigured" in result.stderr and variable in result.stderr, result.stderr[-600:]
+
+
+def test_production_runs_in_plain_mode_only_when_it_is_chosen():
+    env = real_values()
+    env.pop("WECHAT_ENCODING_AES_KEY")
+    result = _manage("check", "--deploy", WECHAT_ALLOW_PLAIN_MODE="true", **env)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("entry", ["manage.py", "wsgi", "celery"])
+def test_the_entry_points_never_fall_back_to_debug_settings(entry):
+    """Without DJANGO_SETTINGS_MODULE, manage.py, the WSGI module and the Celery app load the production settings,
+    which refuse to start without real secrets (never DEBUG, the development key or the demo token)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WECHAT_", "METRICS_", "PUBLIC_"))}
+    code = {
+        "manage.py": None,
+        "wsgi": "import wechat_crm.wsgi",
+        "celery": "from wechat_crm.celery import app; app.loader.import_default_modules()",
+    }[entry]
+    args = [sys.executable, "manage.py", "check"] if code is None else [sys.executable, "-c", code]
+    result = subprocess.run(args, cwd=ROOT, env=base, capture_output=True, text=True, timeout=180)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "DJANGO_SECRET_KEY" in result.stderr, result.stderr[-600:]
+    # With the real values, the same entry point starts on the production settings (DEBUG off).
+    probe = "from django.conf import settings; print(settings.SETTINGS_MODULE, settings.DEBUG)"
+    code = {
+        "manage.py": None,
+        "wsgi": "import wechat_crm.wsgi;" + probe,
+        "celery": "from wechat_crm.celery import app; app.loader.import_default_modules();" + probe,
+    }[entry]
+    args = [sys.executable, "manage.py", "shell", "-c", probe] if code is None else [sys.executable, "-c", code]
+    result = subprocess.run(args, cwd=ROOT, env={**base, **real_values()}, capture_output=True, text=True, timeout=180)
+    assert result.stdout.strip().splitlines()[-1] == "wechat_crm.settings.production False", result.stderr[-600:]
+
+
 def test_production_logs_are_json_lines_without_openids(monkeypatch):
     import importlib
 
-    monkeypatch.setenv("DJANGO_SECRET_KEY", secrets.token_urlsafe(64))
-    monkeypatch.setenv("DJANGO_ALLOWED_HOSTS", "example.com")
+    for name, value in real_values().items():
+        monkeypatch.setenv(name, value)
     production = importlib.import_module("wechat_crm.settings.production")
 
     stream = io.StringIO()
@@ -92,7 +163,7 @@ def test_metrics_show_callback_latency_deliveries_and_queue_depth(client, wechat
     from django.core.cache import cache
 
     from content.models import Delivery, Push
-    from tests.factories import SubscriberFactory
+    from tests.accounts.factories import SubscriberFactory
 
     cache.delete("metrics:figures")
     settings.METRICS_TOKEN = ""

@@ -13,10 +13,10 @@ import pytest
 from accounts import kinds
 from accounts.kinds import InteractionKind
 from accounts.models import Interaction
-from tests.factories import InteractionFactory
+from tests.accounts.factories import InteractionFactory
 from wechat_crm.wechat import dispatch
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OUR_APPS = ["accounts", "content", "campaigns", "conversations"]
 
 DESCRIBE = """
