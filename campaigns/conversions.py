@@ -136,7 +136,7 @@ def _last_clicked_pushes_portable(pairs: Sequence[tuple[int, datetime]]) -> dict
 
     result = {}
     for sub, at in pairs:
-        clicks = Interaction.objects.filter(subscriber_id=sub, created_at__lte=at, kind="link_click")
+        clicks = Interaction.objects.filter(subscriber_id=sub, created_at__lte=at, kind=Interaction.Kind.LINK_CLICK)
         for data in clicks.order_by("-created_at").values_list("data", flat=True).iterator():
             data = data if isinstance(data, dict) else {}
             if data.get("push_id") is not None:  # as PostgreSQL's data->>'push_id': text, JSON null is NULL

@@ -1,6 +1,6 @@
 """REST API of the content library: topics, contents (articles) and message templates.
 
-Everyone authenticated reads; staff users write (operator/marketer roles replace IsStaffOrReadOnly later).
+Everyone authenticated reads; the operator and admin roles write (IsStaffOrReadOnly).
 Articles are published and unpublished through their own actions, never by writing `status`.
 """
 

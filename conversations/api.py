@@ -202,7 +202,8 @@ class MenuViewSet(_SetupViewSet):
     @extend_schema(request=None, responses=MenuSerializer)
     @action(detail=True, methods=["post"])
     def publish(self, request: Request, pk: str | None = None) -> Response:
-        """Publish the menu to WeChat (menu/create); WeChat's refusal is a 400 with its errcode in the message."""
+        """Publish the menu to WeChat (the client's menu_create); WeChat's refusal is a 400 with its errcode in the
+        message."""
         menu = menus.menu_publish(menu=self.get_object())
         return Response(MenuSerializer(menu).data)
 

@@ -76,7 +76,7 @@ def test_bad_auto_replies_are_a_400_naming_the_field(api, payload, field):
     assert not AutoReplyRule.objects.exists()
 
 
-def test_menus_are_validated_saved_and_published_to_wechat(api, fake_wechat):
+def test_menus_are_validated_saved_and_published_to_wechat(api, fake_with_token):
     checked = api.post("/api/menus/validate/", {"buttons": MENU}, format="json")
     assert checked.status_code == 200 and checked.json()["buttons"][0] == MENU[0]
     too_long = [{"type": "click", "name": "一二三四五六", "key": "K"}]
@@ -88,9 +88,9 @@ def test_menus_are_validated_saved_and_published_to_wechat(api, fake_wechat):
     published = api.post(f"/api/menus/{menu_id}/publish/")
     assert published.status_code == 200, published.content
     assert published.json()["published_at"] and published.json()["publish_error"] == ""
-    assert fake_wechat.menu()["button"][0]["key"] == "NEWS"
+    assert fake_with_token.menu()["button"][0]["key"] == "NEWS"
 
-    fake_wechat.configure(faults=[{"path": "/cgi-bin/menu/create", "errcode": 40018, "times": 1}])
+    fake_with_token.configure(faults=[{"path": "/cgi-bin/menu/create", "errcode": 40018, "times": 1}])
     refused = api.post(f"/api/menus/{menu_id}/publish/")
     assert refused.status_code == 400 and "40018" in refused.json()["message"]
     assert Menu.objects.get(pk=menu_id).publish_error.startswith("40018")
@@ -140,7 +140,7 @@ def test_score_rules(api):
     assert ScoreRule.objects.get().points == 3
 
 
-def test_tags_are_renamed_and_deleted_on_wechat_too_when_linked(api, fake_wechat):
+def test_tags_are_renamed_and_deleted_on_wechat_too_when_linked(api, fake_with_token):
     wechat = get_client()
     tag = Tag.objects.create(name="old name", wechat_tag_id=int(wechat.tag.create("old name")["id"]))
     local = Tag.objects.create(name="local")
