@@ -90,7 +90,7 @@ def test_the_named_groups_of_kinds_are_kinds_of_the_enumeration():
 def test_the_migration_gives_stored_location_events_their_own_kind():
     from django.apps import apps
 
-    migration = importlib.import_module("accounts.migrations.0010_interaction_kinds_location_event")
+    migration = importlib.import_module("accounts.migrations.0011_interaction_kinds_location_event")
     message = InteractionFactory(kind="location", data={"MsgType": "location"})
     event = InteractionFactory(kind="location", data={"MsgType": "event", "Event": "LOCATION"})
 

@@ -16,7 +16,7 @@ def location_events_renamed_back(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0009_subscriber_funnel_delays"),
+        ("accounts", "0010_followersync_next_openid_help"),
     ]
 
     operations = [
