@@ -173,12 +173,21 @@ class BatchResult:
     invalid: list[str] = field(default_factory=list)
 
 
-class Batchget(NamedTuple):
-    infos: list[dict[str, Any]]  # WeChat's user_info items
-    invalid: list[str]  # the openids WeChat does not know (40003)
+class ProfileBatch(NamedTuple):
+    """WeChat's profiles of a batch of openids, and the openids it does not know."""
+
+    infos: list[dict[str, Any]]
+    invalid: list[str]
 
 
-def batchget(openids: Sequence[str], *, client=None) -> Batchget:
+class Upserted(NamedTuple):
+    """Followers stored by an upsert, and how many of them are new subscribers."""
+
+    stored: int
+    created: int
+
+
+def batchget(openids: Sequence[str], *, client=None) -> ProfileBatch:
     """WeChat's profiles of `openids` (at most 100) and the openids it does not know (40003).
 
     batchget refuses the whole batch for one unknown openid: the batch is then split in halves until the unknown
@@ -186,24 +195,24 @@ def batchget(openids: Sequence[str], *, client=None) -> Batchget:
     """
     client = client or _client()
     if not openids:
-        return Batchget([], [])
+        return ProfileBatch([], [])
     if len(openids) > BATCHGET_SIZE:
         raise ValueError(f"batchget takes at most {BATCHGET_SIZE} openids")
     try:
-        return Batchget(client.users_info(openids), [])
+        return ProfileBatch(client.users_info(openids), [])
     except WeChatNotFollowing:
         if len(openids) == 1:
-            return Batchget([{"openid": openids[0], "subscribe": 0}], [])
+            return ProfileBatch([{"openid": openids[0], "subscribe": 0}], [])
         raise
     except WeChatPermanent as exc:
         if exc.errcode != INVALID_OPENID:
             raise
         if len(openids) == 1:
-            return Batchget([], list(openids))
+            return ProfileBatch([], list(openids))
     middle = len(openids) // 2
-    left, left_invalid = batchget(openids[:middle], client=client)
-    right, right_invalid = batchget(openids[middle:], client=client)
-    return Batchget(left + right, left_invalid + right_invalid)
+    left = batchget(openids[:middle], client=client)
+    right = batchget(openids[middle:], client=client)
+    return ProfileBatch(left.infos + right.infos, left.invalid + right.invalid)
 
 
 def profiles_apply(
@@ -293,12 +302,14 @@ def profiles_fetch_batch(*, limit: int = BATCHGET_SIZE, client=None) -> BatchRes
     if not subscribers:
         return None
     try:
-        infos, invalid = batchget([s.openid for s in subscribers], client=client)
+        batch = batchget([s.openid for s in subscribers], client=client)
     except BaseException:
         Subscriber.objects.filter(pk__in=[s.pk for s in subscribers]).update(profile_claimed_until=None)
         raise
     with transaction.atomic():
-        return profiles_apply(subscribers=subscribers, infos=infos, invalid=invalid, now=timezone.now(), client=client)
+        return profiles_apply(
+            subscribers=subscribers, infos=batch.infos, invalid=batch.invalid, now=timezone.now(), client=client
+        )
 
 
 def profiles_fetch_pending(*, max_batches: int = 1000, client=None) -> int:
@@ -395,13 +406,8 @@ def follower_sync_current(*, restart: bool = False) -> FollowerSync:
         return FollowerSync.objects.get(status=FollowerSync.Status.RUNNING)
 
 
-class Upserted(NamedTuple):
-    stored: int
-    created: int
-
-
 def followers_upsert(*, infos: Sequence[dict[str, Any]], now: datetime, client=None) -> Upserted:
-    """Create or update subscribers from user_info items of current followers."""
+    """Create or update subscribers from WeChat's profiles of current followers."""
     following = [i for i in infos if i.get("subscribe") and i.get("openid")]
     if not following:
         return Upserted(0, 0)
@@ -456,11 +462,11 @@ def _follower_sync_run(
             openids = page.openids
             stored = created = 0
             for start in range(0, len(openids), BATCHGET_SIZE):
-                infos, _invalid = batchget(openids[start : start + BATCHGET_SIZE], client=client)
+                batch = batchget(openids[start : start + BATCHGET_SIZE], client=client)
                 with transaction.atomic():
-                    s, c = followers_upsert(infos=infos, now=timezone.now(), client=client)
-                stored += s
-                created += c
+                    upserted = followers_upsert(infos=batch.infos, now=timezone.now(), client=client)
+                stored += upserted.stored
+                created += upserted.created
                 if on_progress is not None:
                     on_progress(sync.imported + stored, page.total or None)
         except WeChatError as exc:
