@@ -9,6 +9,7 @@ from django.db.models import Min, QuerySet
 
 from accounts import kinds
 from accounts.models import Interaction
+from wechat_crm.db import reads_reports
 
 from .models import Article, MessageTemplate
 
@@ -79,6 +80,7 @@ def baseline_unfollow_rate(*, before: datetime, days: int = BASELINE_DAYS) -> fl
     return unfollows / followers / days if followers else 0.0
 
 
+@reads_reports
 def push_report(*, push: Any) -> dict[str, Any]:
     """Recipients, skipped by reason, sent, delivered, failed, unknown, clicks, click-through rate, and unfollows
     within 24 h and 72 h of delivery against the account's baseline over the same windows."""
@@ -160,6 +162,7 @@ def mass_totals(*, push_id: int) -> dict[str, int] | None:
     return agg if agg["batches"] else None
 
 
+@reads_reports
 def topic_report(*, topic_id: int | None = None) -> list[dict[str, Any]]:
     """Per content topic, the sums over the pushes of its articles (a push counts for each of its article's topics)."""
     from .models import Push, Topic

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from accounts import kinds
 from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
+from wechat_crm.db import reads_reports
 
 from . import services
 from .models import (
@@ -371,6 +372,7 @@ def journeys_advance(*, now: dt.datetime | None = None, limit: int = ADVANCE_BAT
             return done
 
 
+@reads_reports
 def journey_report(journey: Journey) -> dict[str, Any]:
     """Entered, completed each step (done / skipped), finished and converted."""
     enrollments = JourneyEnrollment.objects.filter(journey=journey)
