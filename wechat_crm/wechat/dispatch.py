@@ -61,7 +61,7 @@ TEXT_OR_CLICK_REPLIES = (conversations.reply_preferences, conversations.reply_ru
 
 # What follows any message the subscriber sends: the funnel, the lead score, the stage journeys, the inbox.
 MESSAGE_FOLLOW_UPS = (
-    accounts.stage_advance,
+    campaigns.stage_advance,
     conversations.score,
     conversations.journeys_current_stage,
     conversations.inbox_record,
@@ -72,7 +72,7 @@ ROUTES: dict[str, Route] = {
     K.TEXT: Route(
         replies=TEXT_OR_CLICK_REPLIES,
         follow_ups=(
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
@@ -96,7 +96,7 @@ ROUTES: dict[str, Route] = {
         follow_ups=(
             accounts.profile_fetch_later,
             campaigns.channel_attribute,
-            accounts.stage_follow,
+            campaigns.stage_follow,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
@@ -110,7 +110,7 @@ ROUTES: dict[str, Route] = {
         replies=FOLLOW_OR_SCAN_REPLIES,
         follow_ups=(
             campaigns.channel_attribute,
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
@@ -120,23 +120,23 @@ ROUTES: dict[str, Route] = {
     K.CLICK: Route(
         replies=TEXT_OR_CLICK_REPLIES,
         follow_ups=(
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
         ),
     ),
-    K.VIEW: Route(follow_ups=(accounts.stage_advance, conversations.score, conversations.journeys_current_stage)),
-    K.SCANCODE_PUSH: Route(follow_ups=(accounts.stage_advance,)),
-    K.SCANCODE_WAITMSG: Route(follow_ups=(accounts.stage_advance,)),
-    K.PIC_SYSPHOTO: Route(follow_ups=(accounts.stage_advance,)),
-    K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(accounts.stage_advance,)),
-    K.PIC_WEIXIN: Route(follow_ups=(accounts.stage_advance,)),
-    K.LOCATION_SELECT: Route(follow_ups=(accounts.stage_advance,)),
+    K.VIEW: Route(follow_ups=(campaigns.stage_advance, conversations.score, conversations.journeys_current_stage)),
+    K.SCANCODE_PUSH: Route(follow_ups=(campaigns.stage_advance,)),
+    K.SCANCODE_WAITMSG: Route(follow_ups=(campaigns.stage_advance,)),
+    K.PIC_SYSPHOTO: Route(follow_ups=(campaigns.stage_advance,)),
+    K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(campaigns.stage_advance,)),
+    K.PIC_WEIXIN: Route(follow_ups=(campaigns.stage_advance,)),
+    K.LOCATION_SELECT: Route(follow_ups=(campaigns.stage_advance,)),
     # --- Tracked links (recorded by the redirect, not the callback). --------------------------------------------
     K.LINK_CLICK: Route(
         follow_ups=(
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.journeys_current_stage,
             conversations.journeys_topic_click,
