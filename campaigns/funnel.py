@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Subscriber
+from content.models import Article
 from wechat_crm.db import reads_reports, reports_alias
 from wechat_crm.exceptions import ApplicationError
 
@@ -352,8 +353,6 @@ def _labels(breakdown: str, keys: list[str | None]) -> dict[str | None, str]:
     if breakdown == "campaign":
         return {str(pk): name for pk, name in Campaign.objects.filter(pk__in=ids).values_list("pk", "name")}
     if breakdown == "content":
-        from content.models import Article
-
         return {str(pk): title for pk, title in Article.objects.filter(pk__in=ids).values_list("pk", "title")}
     return {k: k for k in keys if k is not None}
 
