@@ -7,15 +7,11 @@ from typing import Any
 
 from django.db.models import Min, QuerySet
 
+from accounts import kinds
 from accounts.models import Interaction
 from wechat_crm.db import reads_reports
 
 from .models import Article, MessageTemplate
-
-LINK_CLICK_KIND = "link_click"
-# Interaction kinds that mean "opened tracked content". Whether menu clicks also count as engaged in the funnel is
-# the funnel's stage rule (FunnelSettings.menu_click_engages).
-ENGAGED_KINDS: tuple[str, ...] = (LINK_CLICK_KIND,)
 
 
 def articles_list(*, topic: str | None = None, status: str | None = None) -> QuerySet[Article]:
@@ -45,7 +41,7 @@ def templates_list() -> QuerySet[MessageTemplate]:
 
 def link_clicks(*, push_id: int | None = None, content_id: int | None = None) -> QuerySet[Interaction]:
     """Click interactions of tracked links, optionally of one push and/or one content."""
-    qs = Interaction.objects.filter(kind=LINK_CLICK_KIND)
+    qs = Interaction.objects.filter(kind=Interaction.Kind.LINK_CLICK)
     if push_id is not None:
         qs = qs.filter(data__push_id=push_id)
     if content_id is not None:
@@ -55,7 +51,7 @@ def link_clicks(*, push_id: int | None = None, content_id: int | None = None) ->
 
 def subscriber_engaged_at(*, subscriber_id: int) -> datetime | None:
     """When the subscriber first opened tracked content (first tracked-link click), or None."""
-    return Interaction.objects.filter(subscriber_id=subscriber_id, kind__in=ENGAGED_KINDS).aggregate(
+    return Interaction.objects.filter(subscriber_id=subscriber_id, kind__in=kinds.ENGAGING).aggregate(
         first=Min("created_at")
     )["first"]
 
