@@ -13,6 +13,7 @@ from unfold.admin import ModelAdmin
 
 from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError
+from wechat_crm.paginators import EstimatedCountPaginator
 
 from . import selectors, services, templating
 from .errors import ArticleStatusError, SegmentInvalid, TemplateInvalid
@@ -452,6 +453,7 @@ class DeliveryAdmin(ModelAdmin):
     search_fields = ["push__name"]
     raw_id_fields = ["push", "subscriber"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
 
     @admin.display(description=_("reason"), ordering="reason")
     def reason_text(self, delivery: Delivery) -> str:
