@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -275,7 +276,8 @@ def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.t
     from .deliveries import StartMarks, deliveries_recover_accepted
 
     now = now or timezone.now()
-    stalled_after = dt.timedelta(minutes=5) if stalled_after is None else stalled_after  # 0 means at once
+    if stalled_after is None:  # 0 means at once
+        stalled_after = dt.timedelta(seconds=settings.PUSH_STALLED_AFTER_SECONDS)
     cutoff = now - stalled_after
     resumed = 0
     for push in Push.objects.filter(status=S.SENDING, started_at__lt=cutoff):
