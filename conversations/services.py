@@ -123,7 +123,7 @@ def custom_news_payload(subscriber: Subscriber, articles: list[Any]) -> dict[str
             "url": link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk),
         }
         if article.cover:
-            item["picurl"] = article.cover.url
+            item["picurl"] = article.cover_url()
         items.append(item)
     return {"touser": subscriber.openid, "msgtype": "news", "news": {"articles": items}}
 

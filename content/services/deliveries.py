@@ -126,7 +126,7 @@ class Renderer:
             url = link_track(article.public_url(), subscriber_id=sub["id"], push_id=push.pk, content_id=article.pk)
             item = {"title": article.title, "description": article.digest, "url": url}
             if article.cover:
-                item["picurl"] = article.cover.url
+                item["picurl"] = article.cover_url()
             return {"touser": sub["openid"], "msgtype": "news", "news": {"articles": [item]}}
         text = self._rewrite(push.text, subscriber_id=sub["id"], push_id=push.pk)
         return {"touser": sub["openid"], "msgtype": "text", "text": {"content": text}}
@@ -553,20 +553,37 @@ def _apply_quotas(push, policy, sendable, rows, now, *, claimed: int):
 
 def _send_mass(push: Push, sendable, rows, retry, policy) -> None:
     """One mass call for the page (up to 10,000 openids, or the tag), idempotent through its clientmsgid."""
+    from wechat_crm.exceptions import ApplicationError
     from wechat_crm.wechat.client import get_client
     from wechat_crm.wechat.errors import Outcome, WeChatError, classify
 
     client = get_client()
-    content = {"msgtype": "text", "text": {"content": Renderer(push).mass_text()}}
-    if push.channel == Push.Channel.MASS_TAG:
-        clientmsgid = f"push{push.pk}-tag"
-        body = {"filter": {"is_to_all": False, "tag_id": push.mass_tag.wechat_tag_id}, **content}
-        endpoint = "cgi-bin/message/mass/sendall"
+    if push.channel == Push.Channel.NEWS:  # the article's WeChat draft as mpnews (publishing.services.news)
+        from publishing.services import news
+
+        openids = [sub["openid"] for _d, sub, _a in sendable] if news.by_openid(push) else None
+        target = f"d{sendable[0][0]}" if openids is not None else ("tag" if push.mass_tag_id else "all")
+        clientmsgid = f"push{push.pk}-{target}"
+
+        def call() -> Any:
+            sent = news.news_send(push=push, clientmsgid=clientmsgid, openids=openids)
+            return {"msg_id": sent.msg_id}
     else:
-        clientmsgid = f"push{push.pk}-d{sendable[0][0]}"
-        body = {"touser": [sub["openid"] for _d, sub, _a in sendable], **content}
-        endpoint = "cgi-bin/message/mass/send"
-    body["clientmsgid"] = clientmsgid
+        content = {"msgtype": "text", "text": {"content": Renderer(push).mass_text()}}
+        if push.channel == Push.Channel.MASS_TAG:
+            clientmsgid = f"push{push.pk}-tag"
+            body = {"filter": {"is_to_all": False, "tag_id": push.mass_tag.wechat_tag_id}, **content}
+            endpoint = "cgi-bin/message/mass/sendall"
+        else:
+            clientmsgid = f"push{push.pk}-d{sendable[0][0]}"
+            body = {"touser": [sub["openid"] for _d, sub, _a in sendable], **content}
+            endpoint = "cgi-bin/message/mass/send"
+        body["clientmsgid"] = clientmsgid
+
+        def call() -> Any:
+            return client.call("POST", client.base_url + endpoint, group="mass", idempotent=True,
+                               body=json.dumps(body, ensure_ascii=False).encode())  # fmt: skip
+
     batch, _created = MassBatch.objects.get_or_create(push=push, clientmsgid=clientmsgid)
     attempts = max(a for _d, _s, a in sendable)
     now = timezone.now()
@@ -574,11 +591,13 @@ def _send_mass(push: Push, sendable, rows, retry, policy) -> None:
         result, c = {"msg_id": batch.msg_id}, classify(None)
     else:
         try:
-            result = client.call("POST", client.base_url + endpoint, group="mass", idempotent=True,
-                                 body=json.dumps(body, ensure_ascii=False).encode())  # fmt: skip
-            c = classify(None)
+            result, c = call(), classify(None)
         except WeChatError as exc:
             result, c = {}, classify(exc)
+        except ApplicationError as exc:  # refused before any send (a WeChat rule, an article WeChat would refuse)
+            reason = str(exc.extra.get("rule") or "refused")[:64]
+            rows += [(d, D.ERROR, reason, exc.extra.get("errcode"), None, None, None, now) for d, _s, _a in sendable]
+            return
     msg_id = result.get("msg_id") if isinstance(result, dict) else None
     if c.outcome in (Outcome.SENT, Outcome.SENT_ALREADY):
         MassBatch.objects.filter(pk=batch.pk).update(sent_at=batch.sent_at or now, msg_id=msg_id)
@@ -662,12 +681,18 @@ def _job_finish_apply(interaction: Any) -> tuple[int, bool]:
 
 
 def mass_job_finish(interaction: Any) -> int:
-    """MASSSENDJOBFINISH: the batch's totals (set, not added: a repeated report changes nothing)."""
+    """MASSSENDJOBFINISH: the batch's totals, and for articles their URLs and WeChat's copyright check (set, not
+    added: a repeated report changes nothing)."""
     data = interaction.data or {}
     msg_id = _int(interaction.msg_id or data.get("MsgID"))
     if msg_id is None:
         return 0
+    from wechat_crm.wechat.client.publishing import mass_job_articles
+
+    article_urls, copyright_check = mass_job_articles(data)
     return MassBatch.objects.filter(msg_id=msg_id).update(
+        article_urls={str(k): v for k, v in article_urls.items()},
+        copyright_check=copyright_check,
         job_status=(data.get("Status") or "")[:64],
         total_count=_int(data.get("TotalCount")),
         filter_count=_int(data.get("FilterCount")),
@@ -679,7 +704,7 @@ def mass_job_finish(interaction: Any) -> int:
 # --- "Send a test to me" ------------------------------------------------------------------------------------------
 
 
-def push_send_test(*, push: Push, user: Any) -> int | None:
+def push_send_test(*, push: Push, user: Any, wxname: str = "") -> int | None:
     """Send the rendered message to the operator's own openid (OperatorProfile). Returns WeChat's msgid.
 
     Raises PushInvalid without a linked openid, or with WeChat's error."""
@@ -689,6 +714,10 @@ def push_send_test(*, push: Push, user: Any) -> int | None:
     if profile is None or not profile.openid:
         raise PushInvalid(_("Link your own openid first (Content > Operator profiles)."))
     push = Push.objects.select_related("article", "template", "template__article").get(pk=push.pk)
+    if push.channel == Push.Channel.NEWS:  # WeChat's preview of the draft (message/mass/preview), no 48-hour window
+        from publishing.services.news import news_preview
+
+        return news_preview(push=push, user=user, wxname=wxname)
     sub = Subscriber.objects.filter(openid=profile.openid).values("id", *templating.SUBSCRIBER_FIELDS).first()
     if sub is None:
         sub = dict(templating.SAMPLE_CONTEXT["subscriber"], id=0)

@@ -137,6 +137,7 @@ ROUTES: dict[str, Route] = {
     # Reports that WeChat sends about our own sends: not something the subscriber did.
     "templatesendjobfinish": Route(record=accounts_services.interaction_record_report),
     "masssendjobfinish": Route(record=accounts_services.interaction_record_system_event),
+    "publishjobfinish": Route(record=accounts_services.interaction_record_system_event),
     # Everything else (text, image, voice, video, shortvideo, location, link, miniprogrampage, location
     # events, click, view, subscribe_msg_popup_event, unknown types): the default route, stored and touching
     # the subscriber's last_interaction_at.

@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class PublishingConfig(AppConfig):
+    name = "publishing"
+    verbose_name = _("Publishing on WeChat")
+
+    def ready(self) -> None:
+        from wechat_crm.wechat.dispatch import register_follow_up
+
+        from . import signals  # noqa: F401 - an edited article updates its uploaded drafts
+        from .events import publish_job_finish
+
+        register_follow_up("publishjobfinish", publish_job_finish)
