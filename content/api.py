@@ -1,6 +1,6 @@
 """REST API of the content library: topics, contents (articles) and message templates.
 
-Everyone authenticated reads; staff users write (operator/marketer roles replace IsStaffOrReadOnly later).
+Everyone authenticated reads; the operator and admin roles write (IsStaffOrReadOnly).
 Articles are published and unpublished through their own actions, never by writing `status`.
 """
 
@@ -49,11 +49,14 @@ class _ListRetrieveCreateUpdate(
     permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
 
 
-class TopicViewSet(_ListRetrieveCreateUpdate):
+class TopicViewSet(mixins.DestroyModelMixin, _ListRetrieveCreateUpdate):
     """Topics: what articles are about; the unit of subscribers' preferences and opt-outs."""
 
     serializer_class = TopicSerializer
     queryset = Topic.objects.all()
+
+    def perform_destroy(self, instance: Topic) -> None:
+        services.topic_delete(topic=instance)
 
     def perform_create(self, serializer) -> None:
         serializer.instance = services.topic_create(**serializer.validated_data)

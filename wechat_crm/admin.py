@@ -42,3 +42,7 @@ class AuditLogAdmin(ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+# The index page is the operators' dashboard (wechat_crm.dashboard fills its context).
+admin.site.index_template = "wechat_crm/dashboard.html"
