@@ -11,7 +11,6 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin
 
-from publishing.admin import PushNewsInline
 from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError
 
@@ -331,7 +330,6 @@ class PushAdmin(ModelAdmin):
     readonly_fields = ["status", "recipients", "started_at", "finished_at", "report", "wechat_report", "created_by",
                        "created_at"]  # fmt: skip
     actions = ["schedule_selected", "cancel_selected", "send_test_selected"]
-    inlines = [PushNewsInline]
     change_form_template = "content/admin/push_change_form.html"
 
     def get_fields(self, request: HttpRequest, obj: Push | None = None) -> list[str]:

@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
-from unfold.admin import ModelAdmin, StackedInline
+from unfold.admin import ModelAdmin
 
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.wechat.errors import WeChatError
@@ -137,13 +137,12 @@ class PublicationAdmin(ModelAdmin):
         return False
 
 
-class PushNewsInline(StackedInline):
-    """A news push's options, on the push's page."""
+@admin.register(PushNews)
+class PushNewsAdmin(ModelAdmin):
+    """A news push's options: more articles, the reprint rule, to every follower; and why it failed."""
 
-    model = PushNews
-    extra = 0
-    max_num = 1
-    can_delete = False
+    list_display = ["push", "send_ignore_reprint", "to_all", "failure"]
+    autocomplete_fields = ["push"]
     filter_horizontal = ["more_articles"]
     readonly_fields = ["failure"]
 

@@ -13,7 +13,7 @@ router.register("publications", api.PublicationViewSet, basename="publication")
 urlpatterns = [
     path("", include(router.urls)),
     path("contents/<int:pk>/wechat/", api.ArticleWeChatView.as_view(), name="content-wechat"),
-    path("contents/<int:pk>/publish/", api.ArticlePublishView.as_view(), name="content-publish"),
+    path("contents/<int:pk>/wechat/publish/", api.ArticlePublishView.as_view(), name="content-wechat-publish"),
     path("pushes/<int:pk>/news/", api.PushNewsView.as_view(), name="push-news"),
     path("pushes/<int:pk>/preview/", api.PushPreviewView.as_view(), name="push-preview"),
     path("pushes/<int:pk>/wechat-report/", api.PushWeChatReportView.as_view(), name="push-wechat-report"),
