@@ -39,7 +39,7 @@ def test_a_range_is_pulled_in_the_pieces_datacube_allows_and_stored(staff_client
     )
 
     assert response.status_code == 200, response.json()
-    summaries = [c for c in fake.calls("/datacube/getusersummary")]
+    summaries = fake.calls("/datacube/getusersummary")
     assert len(summaries) == 2 and all(c["errcode"] == 0 for c in summaries)  # 10 days: 7 + 3
     assert len(fake.calls("/datacube/getarticlesummary")) == 10 and len(fake.calls("/datacube/getuserread")) == 4
     followers = AccountDailyStat.objects.filter(report=AccountDailyStat.Report.FOLLOWERS)
