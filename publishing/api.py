@@ -81,7 +81,7 @@ class DraftViewSet(
     viewsets.GenericViewSet,
 ):  # fmt: skip
     """WeChat drafts: POST {"articles": [ids]} (1 to 8, one multi-article message) makes and uploads one
-    (draft/add; covers and body images first); `upload` brings it up to date (draft/update); DELETE deletes it on
+    (covers and body images first); `upload` brings it up to date (article by article); DELETE deletes it on
     WeChat (a sent or published draft is kept)."""
 
     serializer_class = DraftSerializer
@@ -136,7 +136,7 @@ class ArticlePublishView(APIView):
 
     @extend_schema(request=None, responses=PublicationSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        """Publish (发布) the article on WeChat: its draft, then freepublish/submit. 502 with WeChat's refusal."""
+        """Publish (发布) the article on WeChat: its draft, then WeChat's publishing. 502 with WeChat's refusal."""
         publication = publish.article_publish(article=get_object_or_404(Article, pk=pk), by=request.user)
         return Response(PublicationSerializer(publication).data, status=202)
 

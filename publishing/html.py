@@ -1,7 +1,7 @@
 """An article's Markdown as HTML that WeChat's editor accepts (pure functions, no I/O).
 
 WeChat's editor keeps a known set of tags and inline `style` attributes only (no <style>, no classes, no scripts,
-frames, forms or media players), and shows images only from its own servers (media/uploadimg). So:
+frames, forms or media players), and shows images only from its own servers (body images uploaded to it). So:
 
 1. the Markdown is rendered and every tag is checked: a tag WeChat refuses is an error naming it (the operator
    fixes the article; nothing is sent);

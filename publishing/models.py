@@ -80,9 +80,9 @@ class ArticleWeChat(Timestamped):
 
 
 class Draft(Timestamped):
-    """A draft on WeChat (draft/add): one article or up to 8 as one multi-article message.
+    """A draft on WeChat: one article or up to 8 as one multi-article message.
 
-    `fingerprint` is a hash of what was uploaded: an edit with another fingerprint is sent with draft/update. A
+    `fingerprint` is a hash of what was uploaded: an edit with another fingerprint is sent as an update. A
     draft leaves WeChat's draft box once mass-sent or published (`consumed_at`); a later change then makes a new
     one. A draft made for a push belongs to it (`push`) and is reused when the send is tried again.
     """
@@ -131,7 +131,7 @@ class DraftArticle(models.Model):
 
 
 class Publication(Authored):
-    """One freepublish/submit of a draft, and its result (PUBLISHJOBFINISH or freepublish/get)."""
+    """One publishing (发布) of a draft, and its result (PUBLISHJOBFINISH, or WeChat's answer when asked)."""
 
     class Status(models.TextChoices):
         PUBLISHING = "publishing", _("Publishing")

@@ -1,4 +1,4 @@
-"""An edited article updates the drafts WeChat still holds of it (draft/update, in Celery after the commit)."""
+"""An edited article updates the drafts WeChat still holds of it (updated on WeChat, in Celery after the commit)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from celery import shared_task
 
 @shared_task(name="publishing.tasks.drafts_sync_article")
 def drafts_sync_article_task(article_id: int) -> int:
-    """An edited article: draft/update of the drafts WeChat still holds of it."""
+    """An edited article: update the drafts WeChat still holds of it."""
     from .services.drafts import drafts_sync_article
 
     return drafts_sync_article(article_id=article_id)

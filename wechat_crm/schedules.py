@@ -45,7 +45,7 @@ BEAT_SCHEDULE["campaigns-stages-backfill"] = {
 }
 
 # Publishing: WeChat's statistics of yesterday (datacube has a day's figures from the next day) at 08:15 Beijing
-# time; publications whose PUBLISHJOBFINISH did not come are asked about (freepublish/get) every 5 minutes.
+# time; publications whose PUBLISHJOBFINISH did not come are asked about every 5 minutes.
 BEAT_SCHEDULE["publishing-stats-pull-daily"] = {
     "task": "publishing.tasks.stats_pull_daily",
     "schedule": crontab(minute=15, hour=8),

@@ -1,4 +1,4 @@
-"""Articles as WeChat drafts (draft/add, draft/update), with their covers and body images uploaded first.
+"""Articles as WeChat drafts (added, then updated article by article), with their covers and body images uploaded first.
 
 Everything WeChat would refuse is checked before the first call (covers, body tags, foreign images, lengths), so a
 refusal never leaves half an upload behind. An uploaded draft is updated article by article when an article
@@ -105,7 +105,7 @@ def draft_create(*, articles: Sequence[Article], push: Push | None = None) -> Dr
 
 
 def draft_upload(*, draft: Draft) -> Draft:
-    """Upload the draft (draft/add), or bring it up to date (draft/update of each changed article).
+    """Upload the draft, or bring it up to date (an update of each changed article).
 
     Raises ArticleInvalid before any call, WeChatRefused with WeChat's message (e.g. a missing permission)."""
     draft = Draft.objects.get(pk=draft.pk)
@@ -162,7 +162,7 @@ def draft_consumed(*, draft: Draft) -> None:
 
 
 def draft_delete(*, draft: Draft) -> Draft:
-    """Delete the draft on WeChat (draft/delete) and here. A draft WeChat no longer has (40007) counts as deleted;
+    """Delete the draft on WeChat and here. A draft WeChat no longer has (40007) counts as deleted;
     a sent or published one is kept as the record of what was sent."""
     from wechat_crm.wechat.client import get_client
 
@@ -181,7 +181,7 @@ def draft_delete(*, draft: Draft) -> Draft:
 
 
 def drafts_sync_article(*, article_id: int) -> int:
-    """After an edit: every open, uploaded draft with the article gets draft/update. Returns how many."""
+    """After an edit: every open, uploaded draft with the article is updated on WeChat. Returns how many."""
     done = 0
     for draft in Draft.objects.filter(status=Draft.Status.UPLOADED, items__article_id=article_id).distinct():
         try:

@@ -149,7 +149,7 @@ def news_failed(*, push: Push, reason: str) -> None:
 
 
 def news_preview(*, push: Push, user: Any, wxname: str = "") -> int | None:
-    """ "Send a test to me": the push's draft through message/mass/preview to the operator's openid (their
+    """ "Send a test to me": the push's draft through WeChat's mass-send preview to the operator's openid (their
     operator profile) or a WeChat ID; no 48-hour window. Raises NewsRefused without either."""
     from wechat_crm.wechat.client import get_client
 

@@ -1,5 +1,5 @@
-"""Publishing (发布) an article on WeChat without a push: freepublish/submit of its draft, then the result from
-PUBLISHJOBFINISH, or from freepublish/get when the event does not come (publications_poll, every few minutes).
+"""Publishing (发布) an article on WeChat without a push: its draft submitted for publishing, then the result
+from PUBLISHJOBFINISH, or from asking WeChat when the event does not come (publications_poll, every few minutes).
 
 A published article keeps WeChat's article_id and permanent URL (ArticleWeChat): tracked links and templates then
 lead there (content.Article.public_url). 48001 (WeChat has withdrawn publishing from unverified accounts) comes
@@ -44,7 +44,7 @@ def article_publish(*, article: Article, by: Any = None) -> Publication:
 
 @transaction.atomic
 def publication_apply(*, state: PublishState) -> Publication | None:
-    """Record WeChat's result of a publication (the event or freepublish/get). Idempotent."""
+    """Record WeChat's result of a publication (the event, or its answer when asked). Idempotent."""
     publication = Publication.objects.select_for_update().filter(publish_id=state.publish_id).first()
     if publication is None or state.pending or publication.status != Publication.Status.PUBLISHING:
         return publication
@@ -72,7 +72,7 @@ def publish_job_finish(interaction: Any) -> None:
 
 
 def publications_poll(*, older_than: dt.timedelta = dt.timedelta(minutes=2)) -> int:
-    """The fallback: ask freepublish/get about publications still publishing after `older_than`."""
+    """The fallback: ask WeChat about publications still publishing after `older_than`."""
     from wechat_crm.wechat.client import get_client
 
     done = 0

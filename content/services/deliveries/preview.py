@@ -17,8 +17,8 @@ from .rendering import Renderer
 def push_send_test(*, push: Push, user: Any, wxname: str = "") -> int | None:
     """Send the rendered message to the operator's own openid (OperatorProfile). Returns WeChat's msgid.
 
-    A news push goes through WeChat's own preview (message/mass/preview of its draft, no 48-hour window), to the
-    openid or to the WeChat ID `wxname`. Raises PushInvalid without a linked openid, or with WeChat's error."""
+    A news push goes through WeChat's own preview of its draft (no 48-hour window), to the openid or to the
+    WeChat ID `wxname`. Raises PushInvalid without a linked openid, or with WeChat's error."""
     from wechat_crm.wechat.client import get_client
 
     if Push.objects.filter(pk=push.pk, channel=Push.Channel.NEWS).exists():
