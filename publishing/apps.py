@@ -7,9 +7,4 @@ class PublishingConfig(AppConfig):
     verbose_name = _("Publishing on WeChat")
 
     def ready(self) -> None:
-        from wechat_crm.wechat.dispatch import register_follow_up
-
         from . import signals  # noqa: F401 - an edited article updates its uploaded drafts
-        from .events import publish_job_finish
-
-        register_follow_up("publishjobfinish", publish_job_finish)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
-def publish_job_finish(interaction: Any) -> None:
+def publish_job_finish(interactions: Sequence[Any]) -> None:
     """PUBLISHJOBFINISH: the publication's result (article_id and permanent URLs, or its failure)."""
     from .services.publish import publish_job_finish as apply
 
-    apply(interaction)
+    for interaction in interactions:
+        apply(interaction)
