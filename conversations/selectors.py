@@ -9,10 +9,11 @@ from django.db.models import DateTimeField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from accounts import kinds
 from accounts.models import Interaction, Subscriber
 
 from .models import Conversation, OutboundMessage
-from .services import MESSAGE_KINDS, cs_window
+from .services import cs_window
 
 _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
@@ -23,7 +24,7 @@ def conversations_with_waiting_since() -> QuerySet[Conversation]:
     first_unanswered = (
         Interaction.objects.filter(
             subscriber_id=OuterRef("subscriber_id"),
-            kind__in=MESSAGE_KINDS,
+            kind__in=kinds.MESSAGES,
             created_at__gt=Coalesce(OuterRef("last_outbound_at"), Value(_EPOCH)),
         )
         .order_by("created_at")
