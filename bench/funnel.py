@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/wechat_crm_funnel_bench"
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/wcrm_bench_funnel"
 SHANGHAI = timedelta(hours=8)  # Asia/Shanghai has no DST: local dates are UTC + 8 h
 SUBSCRIBER_KINDS_SAMPLE = [("text", 50), ("link_click", 14), ("click", 6), ("view", 4), ("image", 6)]
 OTHER_KINDS = [("templatesendjobfinish", 20)]
