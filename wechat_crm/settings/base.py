@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "content",
     "campaigns",
     "conversations",
+    "publishing",
 ]
 
 MIDDLEWARE = [
@@ -234,6 +235,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = VAR_DIR / "media"
+# Django serves MEDIA_URL itself when true (a production without a reverse proxy for uploads); under DEBUG it does.
+SERVE_MEDIA = env.bool("SERVE_MEDIA", default=False)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
