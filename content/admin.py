@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import RangeDateTimeFilter
 
 from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError
@@ -69,7 +70,8 @@ class ArticleAdminForm(forms.ModelForm):
 class ArticleAdmin(ModelAdmin):
     form = ArticleAdminForm
     list_display = ["title", "status", "published_at", "topic_names", "author", "updated_at", "page_link"]
-    list_filter = ["status", "topics"]
+    list_filter = ["status", "topics", ("published_at", RangeDateTimeFilter), ("updated_at", RangeDateTimeFilter)]
+    list_filter_submit = True
     search_fields = ["title", "slug", "digest"]
     date_hierarchy = "created_at"
     filter_horizontal = ["topics"]
@@ -323,7 +325,9 @@ class PushAdminForm(forms.ModelForm):
 class PushAdmin(ModelAdmin):
     form = PushAdminForm
     list_display = ["name", "channel", "status", "send_at", "segment", "recipients", "finished_at"]
-    list_filter = ["status", "channel"]
+    list_filter = ["status", "channel", "segment", ("send_at", RangeDateTimeFilter),
+                   ("finished_at", RangeDateTimeFilter)]  # fmt: skip
+    list_filter_submit = True
     search_fields = ["name"]
     list_select_related = ["segment"]
     autocomplete_fields = ["article", "template", "segment"]
@@ -447,9 +451,10 @@ class DeliveryAdmin(ModelAdmin):
     list_display = [
         "id", "push", "subscriber", "status", "reason_text", "errcode", "attempts", "sent_at", "finished_at"
     ]  # fmt: skip
-    list_filter = ["status", "channel", "reason"]
+    list_filter = ["status", "channel", "reason", ("sent_at", RangeDateTimeFilter)]
+    list_filter_submit = True
     list_select_related = ["push", "subscriber"]
-    search_fields = ["push__name"]
+    search_fields = ["push__name", "subscriber__openid"]
     raw_id_fields = ["push", "subscriber"]
     show_full_result_count = False
 

@@ -9,10 +9,11 @@ from django.db.models import DateTimeField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from accounts import kinds
 from accounts.models import Interaction, Subscriber
 
 from .models import Conversation, OutboundMessage
-from .services import MESSAGE_KINDS, cs_window
+from .services import cs_window
 
 _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
@@ -23,7 +24,7 @@ def conversations_with_waiting_since() -> QuerySet[Conversation]:
     first_unanswered = (
         Interaction.objects.filter(
             subscriber_id=OuterRef("subscriber_id"),
-            kind__in=MESSAGE_KINDS,
+            kind__in=kinds.MESSAGES,
             created_at__gt=Coalesce(OuterRef("last_outbound_at"), Value(_EPOCH)),
         )
         .order_by("created_at")
@@ -66,7 +67,10 @@ def thread_items(*, subscriber: Subscriber, limit: int = 30) -> list[dict[str, A
     """The subscriber's latest messages and events and our latest outbound messages, oldest first. Each item has a
     stable `key`, and for images, voice and video the `media` to show (`interaction` id, WeChat `media_id`, the
     stored `pic_url`, the voice `format`)."""
-    interactions = list(subscriber.interactions.order_by("-created_at", "-id")[:limit])
+    # WeChat's reports about our own sends (TEMPLATESENDJOBFINISH ...) are not part of the conversation.
+    interactions = list(
+        subscriber.interactions.exclude(kind__endswith="jobfinish").order_by("-created_at", "-id")[:limit]
+    )
     outbound = list(subscriber.outbound_messages.order_by("-created_at", "-id")[:limit])
     items = []
     for i in interactions:

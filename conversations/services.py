@@ -15,6 +15,8 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts import kinds
+from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.wechat import messages
@@ -25,10 +27,8 @@ from .models import Conversation, OutboundMessage, ScoreEntry, ScoreRule
 
 logger = logging.getLogger(__name__)
 
-# WeChat's customer-service window: after a message from the subscriber, 5 messages within 48 hours; after a
-# follow, a scan or a menu click, 3 messages within a minute.
-MESSAGE_KINDS = ("text", "image", "voice", "video", "shortvideo", "location", "link", "miniprogrampage")
-EVENT_KINDS = ("subscribe", "scan", "click", "view")
+# WeChat's customer-service window (accounts.kinds.WINDOW_OPENING): after a message from the subscriber, 5 messages
+# within 48 hours; after a follow, a scan or a menu click, 3 messages within a minute.
 MESSAGE_WINDOW = dt.timedelta(hours=48)
 MESSAGE_LIMIT = 5
 EVENT_WINDOW = dt.timedelta(minutes=1)
@@ -56,8 +56,8 @@ def cs_window(subscriber: Subscriber, now: dt.datetime | None = None) -> Window:
     last = Interaction.objects.filter(
         subscriber_id=subscriber.pk, created_at__gte=now - MESSAGE_WINDOW, created_at__lte=now
     ).aggregate(
-        message=Max("created_at", filter=Q(kind__in=MESSAGE_KINDS)),
-        event=Max("created_at", filter=Q(kind__in=EVENT_KINDS)),
+        message=Max("created_at", filter=Q(kind__in=kinds.MESSAGES)),
+        event=Max("created_at", filter=Q(kind__in=kinds.WINDOW_OPENING_EVENTS)),
     )
     windows = []
     if last["message"] is not None:
@@ -311,7 +311,7 @@ def conversation_record_inbound(*, interaction: Interaction, answered: bool) -> 
 
 # --- the lead score -------------------------------------------------------------------------------------------------
 
-DEFAULT_SCORE_POINTS = {"subscribe": 5, "text": 3, "click": 2, "view": 2, "link_click": 4, "scan": 2}
+DEFAULT_SCORE_POINTS = {Kind.SUBSCRIBE: 5, Kind.TEXT: 3, Kind.CLICK: 2, Kind.VIEW: 2, Kind.LINK_CLICK: 4, Kind.SCAN: 2}
 
 
 def _points_for(kind: str) -> int:

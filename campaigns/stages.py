@@ -1,11 +1,12 @@
-"""The funnel's stages, defined in one place, and their incremental maintenance.
+"""The funnel's stages, defined in one place with their settings (FunnelSettings), and their incremental
+maintenance on the subscribers' stage columns (accounts.Subscriber).
 
     followed     the first follow (Subscriber.followed_at)
     engaged      opened tracked content (a "link_click" interaction) or, if the settings say so, clicked a menu
                  ("click" / "view" events)
     interactive  at least N subscriber-originated interactions on at least M different days within D days
-                 (campaigns.FunnelSettings, default 3 / 2 / 30)
-    converted    any conversion (campaigns.Conversion)
+                 (FunnelSettings, default 3 / 2 / 30)
+    converted    any conversion (Conversion)
 
 Each reached stage keeps the first time it was reached (`<stage>_at`, never cleared) and `stage` is the furthest one
 reached: stages only move forward. The follow-ups below run in Celery after the callback (or the link redirect)
@@ -16,7 +17,7 @@ statement per batch. Reports read these columns, never the interactions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,10 @@ from django.db import connection
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 
-from .models import Interaction, Subscriber
+from accounts import kinds
+from accounts.models import Interaction, Subscriber
+
+from .models import FunnelSettings
 
 logger = logging.getLogger(__name__)
 
@@ -37,35 +41,8 @@ STAGE_FIELDS: dict[str, str] = {
     Stage.CONVERTED: "converted_at",
 }
 
-LINK_CLICK = "link_click"
-MENU_KINDS = ("click", "view")
-# What a subscriber does themselves (messages, menu use, scans, tracked-link clicks); not follows, automatic
-# location reports or WeChat's reports about our sends.
-SUBSCRIBER_KINDS: tuple[str, ...] = (
-    "text",
-    "image",
-    "voice",
-    "video",
-    "shortvideo",
-    "location",
-    "link",
-    "miniprogrampage",
-    "click",
-    "view",
-    "scancode_push",
-    "scancode_waitmsg",
-    "pic_sysphoto",
-    "pic_photo_or_album",
-    "pic_weixin",
-    "location_select",
-    "scan",
-    LINK_CLICK,
-)
 
-
-def funnel_settings() -> Any:
-    from campaigns.models import FunnelSettings
-
+def funnel_settings() -> FunnelSettings:
     return FunnelSettings.objects.get_or_create(pk=1)[0]
 
 
@@ -106,7 +83,7 @@ def interactive_reached(*, subscriber_id: int, at: datetime, settings: Any) -> b
     """Whether the interactions in the D days up to `at` make the subscriber interactive (one indexed query)."""
     rows = Interaction.objects.filter(
         subscriber_id=subscriber_id,
-        kind__in=SUBSCRIBER_KINDS,
+        kind__in=kinds.SUBSCRIBER_ORIGINATED,
         created_at__gte=at - timedelta(days=settings.interactive_window_days),
         created_at__lte=at,
     ).values_list(TruncDate("created_at"), flat=True)
@@ -164,7 +141,7 @@ def _stages_convert_portable(first_conversion: Mapping[int, datetime]) -> int:
     return updated
 
 
-# --- Follow-ups (registered in campaigns.apps) -------------------------------------------------------------------
+# --- Follow-ups (campaigns.events) -------------------------------------------------------------------------------
 
 
 def on_follow(interaction: Interaction) -> None:
@@ -179,10 +156,10 @@ def on_subscriber_interaction(interaction: Interaction) -> None:
     if subscriber is None:
         return
     settings = None
-    engaging = interaction.kind == LINK_CLICK or interaction.kind in MENU_KINDS
+    engaging = interaction.kind in kinds.ENGAGING or interaction.kind in kinds.MENU_CLICKS
     if engaging and (subscriber.engaged_at is None or subscriber.engaged_at > interaction.created_at):
         settings = funnel_settings()
-        if interaction.kind == LINK_CLICK or settings.menu_click_engages:
+        if interaction.kind in kinds.ENGAGING or settings.menu_click_engages:
             data = interaction.data or {}
             stage_engage(
                 subscriber_id=subscriber.pk,
@@ -190,22 +167,15 @@ def on_subscriber_interaction(interaction: Interaction) -> None:
                 content_id=data.get("content_id"),
                 push_id=data.get("push_id"),
             )
-    if interaction.kind in SUBSCRIBER_KINDS and (
+    if interaction.kind in kinds.SUBSCRIBER_ORIGINATED and (
         subscriber.interactive_at is None or subscriber.interactive_at > interaction.created_at
     ):
         stage_interact(subscriber_id=subscriber.pk, at=interaction.created_at, settings=settings)
 
 
-def register(register_follow_up: Any, kinds: Iterable[str] = SUBSCRIBER_KINDS) -> None:
-    register_follow_up("subscribe", on_follow)
-    for kind in kinds:
-        register_follow_up(kind, on_subscriber_interaction)
-
-
-def stages_backfill(*, now: datetime | None = None) -> int:
+def stages_backfill() -> int:
     """Subscribers imported without a follow event (sync_followers) get their first follow from WeChat's
     subscribe_time. Returns the rows updated."""
-    del now  # kept for a scheduled call's signature
     return Subscriber.objects.filter(followed_at__isnull=True, subscribed_at__isnull=False).update(
         followed_at=F("subscribed_at")
     )
@@ -214,11 +184,9 @@ def stages_backfill(*, now: datetime | None = None) -> int:
 __all__ = [
     "ORDER",
     "STAGE_FIELDS",
-    "SUBSCRIBER_KINDS",
     "funnel_settings",
     "on_follow",
     "on_subscriber_interaction",
-    "register",
     "stage_engage",
     "stage_follow",
     "stage_interact",

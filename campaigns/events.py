@@ -1,0 +1,60 @@
+"""The campaigns app's part in what happens on each message and event (the table is wechat_crm.wechat.dispatch),
+and the table of what follows a conversion (conversions are not WeChat events: they arrive through the API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from conversations import events as conversations_events
+from wechat_crm.wechat.inbound import SUCCESS, InboundMessage
+from wechat_crm.wechat.replies import reply_text
+
+from . import selectors, services, stages
+
+# --- Passive replies -----------------------------------------------------------------------------------------------
+
+
+def reply_channel_welcome(message: InboundMessage) -> str:
+    """A follow or scan through an active channel (QR scene) with a welcome reply gets it. At most one indexed
+    query, none for a follow without a scene (channels are cached by scene for a few seconds)."""
+    welcome = selectors.channel_welcome_for_scene(scene=message.scene) if message.scene else ""
+    return reply_text(message, welcome) if welcome else SUCCESS
+
+
+# --- Follow-ups ----------------------------------------------------------------------------------------------------
+
+
+def stage_follow(interactions: Sequence[Any]) -> None:
+    """The funnel's "followed": the first follow is kept."""
+    for interaction in interactions:
+        stages.on_follow(interaction)
+
+
+def stage_advance(interactions: Sequence[Any]) -> None:
+    """The funnel's "engaged" (tracked-link click, or menu click if the settings say so) and "interactive"."""
+    for interaction in interactions:
+        stages.on_subscriber_interaction(interaction)
+
+
+def channel_attribute(interactions: Sequence[Any]) -> None:
+    """A follow or scan with a channel's scene: the touch recorded, the first touch kept, the channel's tags applied."""
+    for interaction in interactions:
+        services.channel_attribute(interaction=interaction)
+
+
+# --- Conversions ---------------------------------------------------------------------------------------------------
+
+
+def stage_convert(*, first_conversion: dict) -> None:
+    """The funnel's "converted": subscriber id -> earliest conversion time of the batch."""
+    stages.stages_convert(first_conversion=first_conversion)
+
+
+# What follows a batch of conversions recorded by campaigns.conversions.conversions_record, in this order. Each
+# takes first_conversion: {subscriber id: the earliest conversion time of the batch}.
+CONVERSION_FOLLOW_UPS = (
+    stage_convert,  # the funnel's "converted" (stages never go back)
+    conversations_events.journeys_conversion,  # enrollments marked converted; the conversion journeys entered
+)
