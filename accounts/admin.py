@@ -5,6 +5,8 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.filters.admin import RangeDateTimeFilter, RangeNumericFilter, RelatedDropdownFilter
 
+from wechat_crm.paginators import EstimatedCountPaginator
+
 from . import selectors
 from .models import FollowerSync, FollowEvent, Interaction, Subscriber, Tag
 from .privacy_admin import erase_personal_data, export_personal_data
@@ -69,6 +71,7 @@ class SubscriberAdmin(ModelAdmin):
     search_help_text = _("Exact OpenID or UnionID, or part of the remark or nickname.")
     date_hierarchy = "subscribed_at"
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
     inlines = [FollowEventInline]
     actions = [start_follower_sync, "refetch_profiles", export_personal_data, erase_personal_data]
     filter_horizontal = ["tags", "topics_opted_out", "topics_preferred"]
@@ -151,6 +154,7 @@ class InteractionAdmin(ReadOnlyAdminMixin, ModelAdmin):
     search_help_text = _("Exact OpenID or message ID.")
     date_hierarchy = "created_at"
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
     list_per_page = 50
 
     @admin.display(description=_("subscriber"), ordering="subscriber__openid")

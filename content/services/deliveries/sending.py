@@ -192,13 +192,24 @@ def _send_messages(
 
 
 def _send_mass(push: Push, renderer: Renderer, sendable: Sequence[Sendable], policy: SendPolicy) -> ChunkResult:
-    """One mass send for the page (up to 10,000 openids, or the tag), idempotent through its clientmsgid."""
+    """One mass send for the page (up to 10,000 openids, or the tag), idempotent through its clientmsgid.
+
+    A news push sends its articles' WeChat draft as mpnews (publishing.services.news): to everyone, its tag or the
+    page's openids; a refusal of WeChat's rules before any call ends the page's deliveries in error with the rule."""
+    from wechat_crm.exceptions import ApplicationError
     from wechat_crm.wechat.client import get_client
     from wechat_crm.wechat.errors import Outcome, WeChatError, classify
 
     client = get_client()
-    content = renderer.mass_content()
-    if push.channel == Push.Channel.MASS_TAG:
+    openids: list[str] | None = [s.recipient["openid"] for s in sendable]
+    if push.channel == Push.Channel.NEWS:
+        from publishing.services import news
+
+        if not news.by_openid(push):
+            openids = None
+        target = f"d{sendable[0].delivery_id}" if openids is not None else ("tag" if push.mass_tag_id else "all")
+        clientmsgid = f"push{push.pk}-{target}"
+    elif push.channel == Push.Channel.MASS_TAG:
         clientmsgid = f"push{push.pk}-tag"
     else:
         clientmsgid = f"push{push.pk}-d{sendable[0].delivery_id}"
@@ -210,14 +221,22 @@ def _send_mass(push: Push, renderer: Renderer, sendable: Sequence[Sendable], pol
         c = classify(None)
     else:
         try:
-            if push.channel == Push.Channel.MASS_TAG:
+            if push.channel == Push.Channel.NEWS:
+                sent = news.news_send(push=push, clientmsgid=clientmsgid, openids=openids)
+            elif push.channel == Push.Channel.MASS_TAG:
+                content = renderer.mass_content()
                 sent = client.mass_send_to_tag(content, tag_id=push.mass_tag.wechat_tag_id, clientmsgid=clientmsgid)
             else:
-                openids = [s.recipient["openid"] for s in sendable]
+                content = renderer.mass_content()
                 sent = client.mass_send_to_openids(content, openids=openids, clientmsgid=clientmsgid)
             msg_id, c = sent.msg_id, classify(None)
         except WeChatError as exc:
             msg_id, c = None, classify(exc)
+        except ApplicationError as exc:  # refused before any send: a WeChat rule, an article WeChat would refuse
+            reason, errcode = str(exc.extra.get("rule") or "refused")[:64], exc.extra.get("errcode")
+            return ChunkResult(
+                updates=[DeliveryUpdate(s.delivery_id, D.ERROR, reason, errcode, finished_at=now) for s in sendable]
+            )
     out = ChunkResult()
     if c.outcome in (Outcome.SENT, Outcome.SENT_ALREADY):
         MassBatch.objects.filter(pk=batch.pk).update(sent_at=batch.sent_at or now, msg_id=msg_id)
