@@ -26,20 +26,20 @@ record_system_event = services.interaction_record_system_event
 
 
 def profile_fetch_later(interactions: Sequence[Interaction]) -> None:
-    """Fetch the profiles (user/info/batchget) about a second later, batched with the other follows of that second."""
+    """Fetch the profiles (user/info/batchget) about a second later, batched with the other follows of that second:
+    one schedule for the batch (the fetch claims the pending profiles itself)."""
     transaction.on_commit(profiles.profile_fetch_schedule)
 
 
 def stage_follow(interactions: Sequence[Interaction]) -> None:
-    """The funnel's "followed": the first follow is kept."""
-    for interaction in interactions:
-        stages.on_follow(interaction)
+    """The funnel's "followed": the first follow is kept (one statement for the batch)."""
+    stages.stages_on_follows(interactions)
 
 
 def stage_advance(interactions: Sequence[Interaction]) -> None:
-    """The funnel's "engaged" (tracked-link click, or menu click if the settings say so) and "interactive"."""
-    for interaction in interactions:
-        stages.on_subscriber_interaction(interaction)
+    """The funnel's "engaged" (tracked-link click, or menu click if the settings say so) and "interactive" (a few
+    statements for the batch, none when every subscriber reached both)."""
+    stages.stages_on_interactions(interactions)
 
 
 def stage_convert(*, first_conversion: dict) -> None:

@@ -28,9 +28,9 @@ def reply_channel_welcome(message: InboundMessage) -> str:
 
 
 def channel_attribute(interactions: Sequence[Any]) -> None:
-    """A follow or scan with a channel's scene: the touch recorded, the first touch kept, the channel's tags applied."""
-    for interaction in interactions:
-        services.channel_attribute(interaction=interaction)
+    """A follow or scan with a channel's scene: the touch recorded, the first touch kept, the channel's tags applied
+    (a few statements for the batch)."""
+    services.channels_attribute(interactions=interactions)
 
 
 # --- Conversions ---------------------------------------------------------------------------------------------------

@@ -307,16 +307,11 @@ def _follow_ups_for(kind: str) -> list:
 
 
 def _enqueue_follow_ups(interaction_id: int) -> None:
-    """Queue the follow-ups after commit; if the broker is down the accounts sweeper picks the row up later."""
-    from accounts.tasks import interaction_process
+    """Hand the interaction to the outbox relay after commit (batched with the callback's); if the broker is down
+    the accounts sweeper picks the row up later."""
+    from accounts import outbox
 
-    def enqueue() -> None:
-        try:
-            interaction_process.delay(interaction_id)
-        except Exception:  # the outbox row stays pending: interactions_sweep processes it
-            logger.warning("could not enqueue follow-ups of interaction %s", interaction_id, exc_info=True)
-
-    transaction.on_commit(enqueue)
+    transaction.on_commit(lambda: outbox.submit(interaction_id))
 
 
 # --- Topics -------------------------------------------------------------------------------------------------------

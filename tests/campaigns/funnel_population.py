@@ -38,7 +38,7 @@ _seq = count(1)
 
 def interaction(sub, kind: str, at: datetime, **data) -> None:
     """Store an interaction and run the stage follow-ups Celery would run for it."""
-    from accounts import stages
+    from accounts import events
     from accounts.models import Interaction
 
     row = Interaction.objects.create(
@@ -46,9 +46,9 @@ def interaction(sub, kind: str, at: datetime, **data) -> None:
     )
     row = Interaction.objects.select_related("subscriber").get(pk=row.pk)
     if kind == "subscribe":
-        stages.on_follow(row)
+        events.stage_follow([row])
     else:
-        stages.on_subscriber_interaction(row)
+        events.stage_advance([row])
 
 
 def follow(openid: str, channel, at: datetime):
