@@ -187,7 +187,7 @@ def journeys_on_current_stages(*, touches: Sequence[StageTouch]) -> int:
     each subscriber had at each interaction, as if they were processed one by one (oldest first): their stage before
     the batch, or a further one the batch reached by then. Entering is once per period, so a stage reached long ago
     does not re-enter a journey that is "once ever". One query when no stage journey exists; three otherwise."""
-    from accounts.stages import ORDER, STAGE_FIELDS
+    from campaigns.stages import ORDER, STAGE_FIELDS
 
     journeys = list(Journey.objects.filter(is_active=True, trigger=Journey.Trigger.STAGE))
     if not journeys or not touches:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from accounts.models import Subscriber
-from accounts.stages import Engagement, stages_convert, stages_engage, stages_follow
+from campaigns.stages import Engagement, stages_convert, stages_engage, stages_follow
 from tests.accounts.factories import SubscriberFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
