@@ -503,12 +503,13 @@ def interactions_drain(*, run: FollowUpRunner, interaction_ids: Sequence[int], m
     for _ in range(max_batches):
         result = interactions_process(run=run, limit=PROCESS_BATCH, exclude=_failed)
         done += result.done
-        if result.claimed < PROCESS_BATCH or not result.done:
+        if result.claimed < PROCESS_BATCH:  # nothing else pending, or locked by a worker that processes it
+            return done
+        if not result.done:
             break
+    # The backlog goes on (or a batch failed): this task's own interactions are not left waiting behind it.
     left = [pk for pk in interaction_ids if pk not in _failed]
-    if left:  # beyond the batches above, or locked by another worker just now
-        done += interactions_process(run=run, interaction_ids=left).done
-    return done
+    return done + (interactions_process(run=run, interaction_ids=left).done if left else 0)
 
 
 def interactions_process_pending(*, older_than: timedelta, limit: int, run: FollowUpRunner) -> int:
