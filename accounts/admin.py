@@ -18,11 +18,18 @@ def _enqueue(task, request: HttpRequest, admin_obj: admin.ModelAdmin, done: str,
     admin_obj.message_user(request, done, messages.SUCCESS)
 
 
-@admin.action(description=_("Import all followers from WeChat (resumes an unfinished import)"))
+@admin.action(description=_("Import all followers from WeChat (resumes an unfinished import)"), permissions=["import"])
 def start_follower_sync(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
     from .tasks import follower_sync_task
 
     _enqueue(follower_sync_task, request, admin_obj, _("The follower import runs in the background."))
+
+
+class FollowerImportMixin:
+    """Who may start the follower import (the action `start_follower_sync`): whoever may change subscribers."""
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.change_subscriber")
 
 
 class ReadOnlyAdminMixin:
@@ -47,7 +54,7 @@ class FollowEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Subscriber)
-class SubscriberAdmin(admin.ModelAdmin):
+class SubscriberAdmin(FollowerImportMixin, admin.ModelAdmin):
     list_display = ["openid", "nickname", "is_following", "subscribed_at", "source_scene", "last_interaction_at"]
     list_filter = ["is_following", "subscribed_at", "last_interaction_at", "stage", "source_channel", "tags"]
     search_fields = ["openid", "unionid", "nickname"]  # see get_search_results
@@ -104,7 +111,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # subscribers come from WeChat
 
-    @admin.action(description=_("Fetch the selected subscribers' profiles from WeChat again"))
+    @admin.action(description=_("Fetch the selected subscribers' profiles from WeChat again"), permissions=["change"])
     def refetch_profiles(self, request: HttpRequest, queryset: QuerySet) -> None:
         from .profiles import profile_fetch_schedule
 
@@ -167,21 +174,21 @@ class TagAdmin(admin.ModelAdmin):
             tags_sync_task, request, self, _("The tag sync with WeChat runs in the background."), direction=direction
         )
 
-    @admin.action(description=_("Sync all tags with WeChat (pull, then push)"))
+    @admin.action(description=_("Sync all tags with WeChat (pull, then push)"), permissions=["change"])
     def sync_with_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._sync(request, "both")
 
-    @admin.action(description=_("Pull all tags and members from WeChat"))
+    @admin.action(description=_("Pull all tags and members from WeChat"), permissions=["change"])
     def pull_from_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._sync(request, "pull")
 
-    @admin.action(description=_("Push all tags and members to WeChat"))
+    @admin.action(description=_("Push all tags and members to WeChat"), permissions=["change"])
     def push_to_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._sync(request, "push")
 
 
 @admin.register(FollowerSync)
-class FollowerSyncAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class FollowerSyncAdmin(FollowerImportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["started_at", "status", "imported", "total", "created", "pages", "finished_at", "error"]
     list_filter = ["status"]
     actions = [start_follower_sync]

@@ -95,7 +95,7 @@ class ChannelAdmin(admin.ModelAdmin):
             services.channel_apply_qrcode(channel=obj, qrcode=form.qrcode)
         super().save_model(request, obj, form, change)
 
-    @admin.action(description=_("Renew the QR codes of the selected temporary channels"))
+    @admin.action(description=_("Renew the QR codes of the selected temporary channels"), permissions=["change"])
     def renew_qrcodes(self, request: HttpRequest, queryset) -> None:
         renewed = 0
         for channel in queryset:

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from content.api import IsStaffOrReadOnly
-from wechat_crm.permissions import WRITE_ADMIN, WRITE_OPERATOR, RolePermission
+from wechat_crm.permissions import WRITE_ADMIN, WRITE_INTEGRATION, WRITE_OPERATOR, RolePermission
 
 from . import conversions, funnel, selectors, services
 from .funnel_serializers import (
@@ -82,12 +82,12 @@ class ConversionTypeViewSet(viewsets.ModelViewSet):
 
 class ConversionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Conversions. POST one event, or {"events": [...]} with up to 1,000: idempotent on (type, external_id);
-    invalid events are reported one by one (422, with their index) and the valid ones are kept. Admins write
-    (give your shop's service account the admin role)."""
+    invalid events are reported one by one (422, with their index) and the valid ones are kept. Admins and the
+    `integration` role write (give your shop's service account that role: it can do nothing else)."""
 
     serializer_class = ConversionSerializer
     permission_classes = [RolePermission]
-    write_roles = WRITE_ADMIN
+    write_roles = WRITE_INTEGRATION
     queryset = Conversion.objects.select_related("type", "subscriber").order_by("-occurred_at", "-id")
     filterset_fields = ["type__slug", "channel", "push", "content"]
 

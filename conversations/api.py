@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, serializers
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Subscriber
+from wechat_crm.permissions import RolePermission
 
 from .services import cs_window
 
@@ -34,7 +35,7 @@ class SubscriberScoreSerializer(serializers.Serializer):
 
 
 class SubscriberScoreApi(APIView):
-    permission_classes = [permissions.IsAdminUser]
+    permission_classes = [RolePermission]
 
     @extend_schema(responses=SubscriberScoreSerializer)
     def get(self, request, pk: int):

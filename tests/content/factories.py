@@ -25,6 +25,17 @@ class UserFactory(factory.django.DjangoModelFactory):
     is_staff = False
 
 
+class MarketerFactory(UserFactory):
+    """A user in the marketer role: reads everything, writes nothing (a user in no role reads nothing)."""
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        from django.contrib.auth.models import Group
+
+        if create:
+            self.groups.add(Group.objects.get(name="marketer"))
+
+
 class StaffFactory(UserFactory):
     is_staff = True
     is_superuser = True

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from content import services
 from content.models import Article, MessageTemplate
 
-from .factories import ArticleFactory, StaffFactory, TopicFactory, UserFactory
+from .factories import ArticleFactory, MarketerFactory, StaffFactory, TopicFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,7 @@ def api():
 
 @pytest.fixture
 def reader(api):
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(MarketerFactory())
     return api
 
 
@@ -184,7 +184,7 @@ def test_staff_creates_and_updates_a_template(staff):
     )
     both_links = staff.patch(f"/api/templates/{template_id}/", {"link_url": "https://x.example.com/"}, format="json")
     reader = APIClient()
-    reader.force_authenticate(UserFactory())
+    reader.force_authenticate(MarketerFactory())
     listed = reader.get("/api/templates/", {"article": article.pk}).json()
 
     assert updated.status_code == 200 and updated.json()["version"] == 2

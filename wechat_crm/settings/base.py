@@ -165,6 +165,8 @@ for _item in env.list("WECHAT_RATE_LIMITS", default=[]):
         ) from None
 # Longest a call waits for a rate-limit slot before giving up with WeChatLocalRateLimited.
 WECHAT_RATE_LIMIT_MAX_WAIT = env.float("WECHAT_RATE_LIMIT_MAX_WAIT", default=5.0)
+# Auto-reply rules' regular expressions (conversations.replies) give up after this many seconds on one message.
+AUTO_REPLY_REGEX_TIMEOUT = env.float("AUTO_REPLY_REGEX_TIMEOUT", default=0.05)
 # Lead score (conversations.services): each interaction's points halve every this many days.
 SCORE_HALF_LIFE_DAYS = env.float("SCORE_HALF_LIFE_DAYS", default=30.0)
 # Pushes (content/services/deliveries.py): messages sent in parallel by one page task over the kept-alive pool, and
@@ -189,7 +191,9 @@ PROFILE_FETCH_RETRY_MAX_DELAY = env.float("PROFILE_FETCH_RETRY_MAX_DELAY", defau
 # django-axes throttles admin logins: AXES_FAILURE_LIMIT failures per username and IP lock the pair out for
 # AXES_COOLOFF_HOURS (the pair, so one attacker cannot lock every operator out; behind the proxy REMOTE_ADDR is the
 # proxy's, which makes it a per-username limit).
-AUTHENTICATION_BACKENDS = ["wechat_crm.security.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+# RoleBackend is Django's ModelBackend with the permissions on our models taken from the roles
+# (wechat_crm/permissions.py), so that the admin and the API apply the same rules.
+AUTHENTICATION_BACKENDS = ["wechat_crm.security.LoginThrottleBackend", "wechat_crm.permissions.RoleBackend"]
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
@@ -225,7 +229,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every view checks the roles (wechat_crm/permissions.py) unless it names stricter classes.
+    "DEFAULT_PERMISSION_CLASSES": ["wechat_crm.permissions.RolePermission"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
