@@ -4,7 +4,6 @@ table, filterable by date range, channel and campaign, with CSV download."""
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Any
 
@@ -17,6 +16,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from wechat_crm import exports
 from wechat_crm.exceptions import ApplicationError
 
 from . import funnel
@@ -165,7 +165,7 @@ def _with_breakdown(query: funnel.FunnelQuery, breakdown: str) -> funnel.FunnelQ
 
 def _csv(overall: dict, channel_rows: list[dict], cohorts: dict) -> HttpResponse:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = exports.writer(buffer)  # neutralises formulas (CSV injection)
     writer.writerow(
         [
             "section",
