@@ -30,7 +30,7 @@ run: export WECHAT_API_BASE_URL ?= http://127.0.0.1:$(FAKE_WECHAT_PORT)/
 # honcho gives each process its own PORT; the fake server and the demo traffic reach the web server through WEB_URL.
 run: export WEB_URL := http://127.0.0.1:$(PORT)
 run: install
-	mkdir -p var
+	mkdir -p "$${WECHAT_CRM_VAR_DIR:-var}"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py createcachetable
 	$(PY) manage.py collectstatic --noinput >/dev/null
@@ -68,4 +68,4 @@ bench-webhook: install-dev
 	$(PY) bench/webhook.py
 
 clean:
-	rm -rf $(VENV) var/*.sqlite3* var/celerybeat-schedule* var/static
+	VAR="$${WECHAT_CRM_VAR_DIR:-var}"; rm -rf $(VENV) "$$VAR"/*.sqlite3* "$$VAR"/celerybeat-schedule* "$$VAR"/static

@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin, TabularInline
 
 from . import selectors
 from .models import FollowerSync, FollowEvent, Interaction, Subscriber, Tag
@@ -45,7 +46,7 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class FollowEventInline(ReadOnlyAdminMixin, admin.TabularInline):
+class FollowEventInline(ReadOnlyAdminMixin, TabularInline):
     model = FollowEvent
     fields = ["kind", "at", "scene"]
     readonly_fields = fields
@@ -54,7 +55,7 @@ class FollowEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Subscriber)
-class SubscriberAdmin(FollowerImportMixin, admin.ModelAdmin):
+class SubscriberAdmin(FollowerImportMixin, ModelAdmin):
     list_display = ["openid", "nickname", "is_following", "subscribed_at", "source_scene", "last_interaction_at"]
     list_filter = ["is_following", "subscribed_at", "last_interaction_at", "stage", "source_channel", "tags"]
     search_fields = ["openid", "unionid", "nickname"]  # see get_search_results
@@ -127,7 +128,7 @@ class SubscriberAdmin(FollowerImportMixin, admin.ModelAdmin):
 
 
 @admin.register(Interaction)
-class InteractionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class InteractionAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["id", "kind", "subscriber_openid", "event_key", "short_content", "created_at", "received_at"]
     list_filter = ["kind", "created_at", "received_at"]
     list_select_related = ["subscriber"]
@@ -154,7 +155,7 @@ class InteractionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(ModelAdmin):
     list_display = ["name", "subscriber_count", "wechat_tag_id", "synced_at", "created_at"]
     search_fields = ["name"]
     readonly_fields = ["wechat_tag_id", "synced_at", "created_at"]
@@ -188,7 +189,7 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(FollowerSync)
-class FollowerSyncAdmin(FollowerImportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class FollowerSyncAdmin(FollowerImportMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["started_at", "status", "imported", "total", "created", "pages", "finished_at", "error"]
     list_filter = ["status"]
     actions = [start_follower_sync]

@@ -205,7 +205,8 @@ class Subscriber(Timestamped):
         constraints = [models.UniqueConstraint(fields=["openid"], name="subscriber_openid_uniq")]
 
     def __str__(self) -> str:
-        return self.nickname or self.openid
+        # WeChat no longer gives nicknames: operators set remarks, and the openid is the last resort.
+        return self.remark or self.nickname or self.openid
 
 
 class FollowEvent(models.Model):

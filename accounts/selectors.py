@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
+from typing import Any
 
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from .models import Interaction, Subscriber, Tag
+from .models import FollowEvent, Interaction, Subscriber, Tag
 
 
 def interactions_pending(*, received_before: datetime, limit: int) -> list[int]:
@@ -40,3 +42,33 @@ def tags_list() -> QuerySet[Tag]:
     return Tag.objects.annotate(subscriber_count=Coalesce(Subquery(counts, output_field=IntegerField()), 0)).order_by(
         "name"
     )
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The start of `day` and of the next day in the current time zone (Asia/Shanghai by default)."""
+    tz = timezone.get_current_timezone()
+    start = datetime.combine(day, time.min, tzinfo=tz)
+    return start, datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz)
+
+
+def followers_day(*, day: date) -> dict[str, int]:
+    """Follows (`new`), unfollows (`lost`) and their difference (`net`) during `day`, from the follow history: a
+    subscriber who follows twice counts twice, as WeChat's own statistics do."""
+    start, end = day_bounds(day)
+    counts = FollowEvent.objects.filter(at__gte=start, at__lt=end).aggregate(
+        new=Count("id", filter=Q(kind=FollowEvent.Kind.FOLLOW)),
+        lost=Count("id", filter=Q(kind=FollowEvent.Kind.UNFOLLOW)),
+    )
+    return {"new": counts["new"], "lost": counts["lost"], "net": counts["new"] - counts["lost"]}
+
+
+def followers_today(*, now: datetime | None = None) -> dict[str, Any]:
+    """Today's follows, unfollows and net against the same weekday a week earlier."""
+    today = timezone.localdate(now or timezone.now())
+    last_week = today - timedelta(days=7)
+    return {
+        "day": today,
+        "today": followers_day(day=today),
+        "last_week_day": last_week,
+        "last_week": followers_day(day=last_week),
+    }

@@ -133,6 +133,8 @@ def stages_convert(*, first_conversion: Mapping[int, datetime]) -> int:
     VALUES for the whole batch. Returns the rows updated."""
     if not first_conversion:
         return 0
+    if connection.vendor != "postgresql":
+        return _stages_convert_portable(first_conversion)
     values = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(first_conversion))
     params = [x for pair in first_conversion.items() for x in pair]
     earlier = ", ".join(f"'{stage}'" for stage in ORDER[:-1])
@@ -148,6 +150,18 @@ def stages_convert(*, first_conversion: Mapping[int, datetime]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def _stages_convert_portable(first_conversion: Mapping[int, datetime]) -> int:
+    """The embedded default (SQLite): the same update, one statement per subscriber."""
+    updated = 0
+    for subscriber_id, at in first_conversion.items():
+        updated += Subscriber.objects.filter(pk=subscriber_id).update(
+            converted_at=Case(When(converted_at__lt=at, then=F("converted_at")), default=Value(at)),
+            stage=Case(When(stage__in=ORDER[:-1], then=Value(Stage.CONVERTED)), default=F("stage")),
+            followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
+        )
+    return updated
 
 
 # --- Follow-ups (registered in campaigns.apps) -------------------------------------------------------------------

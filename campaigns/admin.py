@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin
 
 from wechat_crm.exceptions import ApplicationError
 
@@ -52,7 +53,7 @@ class ChannelAdminForm(forms.ModelForm):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(ModelAdmin):
     form = ChannelAdminForm
     list_display = ["name", "scene_str", "kind", "is_active", "follow_count", "first_touch_count", "expires_at"]
     list_filter = ["kind", "is_active"]

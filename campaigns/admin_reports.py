@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin
 
 from wechat_crm import exports
 from wechat_crm.exceptions import ApplicationError
@@ -24,7 +25,7 @@ from .models import Campaign, Channel, Conversion, ConversionType, FunnelReport,
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(ModelAdmin):
     list_display = ["name", "starts_on", "ends_on", "created_at"]
     search_fields = ["name"]
     filter_horizontal = ["channels", "pushes"]
@@ -51,12 +52,12 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConversionType)
-class ConversionTypeAdmin(admin.ModelAdmin):
+class ConversionTypeAdmin(ModelAdmin):
     list_display = ["slug", "name", "is_active"]
 
 
 @admin.register(Conversion)
-class ConversionAdmin(admin.ModelAdmin):
+class ConversionAdmin(ModelAdmin):
     list_display = ["type", "external_id", "subscriber", "value", "currency", "occurred_at", "channel", "push"]
     list_filter = ["type", "channel"]
     search_fields = ["external_id"]
@@ -66,7 +67,7 @@ class ConversionAdmin(admin.ModelAdmin):
 
 
 @admin.register(FunnelSettings)
-class FunnelSettingsAdmin(admin.ModelAdmin):
+class FunnelSettingsAdmin(ModelAdmin):
     """One row: the stage rules. Changing them applies to events from now on (stages already reached stay)."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -85,7 +86,7 @@ class FunnelFilterForm(forms.Form):
 
 
 @admin.register(FunnelReport)
-class FunnelReportAdmin(admin.ModelAdmin):
+class FunnelReportAdmin(ModelAdmin):
     """The report page, at the model's list address. Needs only the view permission."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:

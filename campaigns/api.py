@@ -105,46 +105,10 @@ class ConversionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         },
     )
     def create(self, request: Request) -> Response:
-        body = request.data
-        if isinstance(body, dict) and "events" in body:
-            events = body["events"]
-            if not isinstance(events, list):
-                return Response({"message": _("`events` must be a list."), "extra": {}}, status=400)
-        elif isinstance(body, list):
-            events = body
-        elif isinstance(body, dict):
-            events = [body]
-        else:
-            return Response({"message": _('Send one event or {"events": [...]}.'), "extra": {}}, status=400)
-        if not events:
-            return Response({"message": _("No events."), "extra": {}}, status=400)
-        if len(events) > conversions.BATCH_MAX:
-            return Response(
-                {
-                    "message": _("At most %(max)d events per request; this one has %(n)d.")
-                    % {"max": conversions.BATCH_MAX, "n": len(events)},
-                    "extra": {"max": conversions.BATCH_MAX, "received": len(events)},
-                },
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
-        items, errors = [], []
-        for index, event in enumerate(events):
-            item = ConversionInputSerializer(data=event if isinstance(event, dict) else {})
-            if not isinstance(event, dict):
-                errors.append({"index": index, "message": _("An event must be an object.")})
-            elif item.is_valid():
-                items.append(conversions.ConversionInput(index=index, **item.validated_data))
-            else:
-                detail = item.errors
-                message = "; ".join(
-                    f"{name}: {' '.join(str(m) for m in msgs)}" if name != "non_field_errors" else " ".join(msgs)
-                    for name, msgs in detail.items()
-                )
-                errors.append({"index": index, "message": message, "fields": detail})
-        result = conversions.conversions_record(items=items, errors=errors)
+        result = conversions.conversions_record_batch(body=request.data)
         code = status.HTTP_422_UNPROCESSABLE_ENTITY if result.errors else (201 if result.created else 200)
         payload = {
-            "received": len(events),
+            "received": result.received,
             "created": result.created,
             "duplicates": result.duplicates,
             "errors": result.errors,
@@ -152,7 +116,7 @@ class ConversionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         if result.errors:
             payload = {
                 "message": _("%(n)d of %(total)d events were refused; the others were kept.")
-                % {"n": len(result.errors), "total": len(events)},
+                % {"n": len(result.errors), "total": result.received},
                 **payload,
             }
         return Response(payload, status=code)

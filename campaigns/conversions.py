@@ -12,13 +12,20 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils.translation import gettext as _
+from rest_framework import status
 
 from accounts import stages
 from accounts.models import Subscriber
+from wechat_crm.exceptions import ApplicationError
 
-from .models import Conversion, ConversionType
+from .funnel_serializers import ConversionInputSerializer
+from .models import CONVERSION_BATCH_MAX, Conversion, ConversionType
 
-BATCH_MAX = 1000
+BATCH_MAX = CONVERSION_BATCH_MAX
+
+
+class ConversionBatchTooLarge(ApplicationError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
 
 @dataclass
@@ -41,6 +48,62 @@ class IngestResult:
     created: int = 0
     duplicates: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    received: int = 0
+
+
+def conversion_events(body: Any) -> list[Any]:
+    """The events of a request body: one event, a list of events, or {"events": [...]}.
+
+    Raises ApplicationError (400) for anything else or no events, ConversionBatchTooLarge (413) above BATCH_MAX."""
+    if isinstance(body, dict) and "events" in body:
+        events = body["events"]
+        if not isinstance(events, list):
+            raise ApplicationError(_("`events` must be a list."))
+    elif isinstance(body, list):
+        events = body
+    elif isinstance(body, dict):
+        events = [body]
+    else:
+        raise ApplicationError(_('Send one event or {"events": [...]}.'))
+    if not events:
+        raise ApplicationError(_("No events."))
+    if len(events) > BATCH_MAX:
+        raise ConversionBatchTooLarge(
+            _("At most %(max)d events per request; this one has %(n)d.") % {"max": BATCH_MAX, "n": len(events)},
+            {"max": BATCH_MAX, "received": len(events)},
+        )
+    return events
+
+
+def conversion_inputs(events: Sequence[Any]) -> tuple[list[ConversionInput], list[dict[str, Any]]]:
+    """Each event validated on its own: the valid ones as ConversionInput, the others as errors with their index."""
+    items: list[ConversionInput] = []
+    errors: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            errors.append({"index": index, "message": _("An event must be an object.")})
+            continue
+        item = ConversionInputSerializer(data=event)
+        if item.is_valid():
+            items.append(ConversionInput(index=index, **item.validated_data))
+        else:
+            detail = item.errors
+            message = "; ".join(
+                f"{name}: {' '.join(str(m) for m in msgs)}" if name != "non_field_errors" else " ".join(msgs)
+                for name, msgs in detail.items()
+            )
+            errors.append({"index": index, "message": message, "fields": detail})
+    return items, errors
+
+
+def conversions_record_batch(*, body: Any) -> IngestResult:
+    """Record a request's conversions (the API's POST /api/conversions/): unwrap the envelope, validate each event,
+    store the valid ones (conversions_record). Raises ApplicationError when the body is not a batch at all."""
+    events = conversion_events(body)
+    items, errors = conversion_inputs(events)
+    result = conversions_record(items=items, errors=errors)
+    result.received = len(events)
+    return result
 
 
 def last_clicked_pushes(*, pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[int, datetime], tuple[Any, Any]]:
@@ -48,6 +111,8 @@ def last_clicked_pushes(*, pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[
     One query for the whole batch (a LATERAL lookup per pair on the subscriber's interactions index)."""
     if not pairs:
         return {}
+    if connection.vendor != "postgresql":
+        return _last_clicked_pushes_portable(pairs)
     values = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(pairs))
     params: list[Any] = [x for pair in pairs for x in pair]
     sql = f"""
@@ -64,6 +129,22 @@ def last_clicked_pushes(*, pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {(sub, at): (push, content) for sub, at, push, content in cursor.fetchall()}
+
+
+def _last_clicked_pushes_portable(pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[int, datetime], tuple]:
+    """The embedded default (SQLite has no LATERAL): one indexed query per pair."""
+    from accounts.models import Interaction
+
+    result = {}
+    for sub, at in pairs:
+        clicks = Interaction.objects.filter(subscriber_id=sub, created_at__lte=at, kind="link_click")
+        for data in clicks.order_by("-created_at").values_list("data", flat=True).iterator():
+            data = data if isinstance(data, dict) else {}
+            if data.get("push_id") is not None:  # as PostgreSQL's data->>'push_id': text, JSON null is NULL
+                content = data.get("content_id")
+                result[(sub, at)] = (str(data["push_id"]), None if content is None else str(content))
+                break
+    return result
 
 
 def _existing_ids(model: Any, ids: set[Any]) -> set[int]:

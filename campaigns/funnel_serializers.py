@@ -7,8 +7,7 @@ from accounts.models import Subscriber
 from content.models import Push
 
 from . import funnel
-from .conversions import BATCH_MAX
-from .models import Campaign, Channel, Conversion, ConversionType
+from .models import CONVERSION_BATCH_MAX, Campaign, Channel, Conversion, ConversionType
 
 
 class CampaignSerializer(serializers.ModelSerializer):
@@ -96,7 +95,7 @@ class ConversionInputSerializer(serializers.Serializer):
 class ConversionBatchSerializer(serializers.Serializer):
     """The body of POST /api/conversions/: one event, or {"events": [...]} with up to 1,000."""
 
-    events = ConversionInputSerializer(many=True, help_text=_("Up to %d events.") % BATCH_MAX)
+    events = ConversionInputSerializer(many=True, help_text=_("Up to %d events.") % CONVERSION_BATCH_MAX)
 
 
 class ConversionItemErrorSerializer(serializers.Serializer):

@@ -4,6 +4,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+CONVERSION_BATCH_MAX = 1000  # events per request to POST /api/conversions/
+
 SCENE_STR_MAX = 64  # WeChat's limit for scene_str
 TEMPORARY_MAX_SECONDS = 2592000  # 30 days, WeChat's limit for temporary QR codes
 

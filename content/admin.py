@@ -2,13 +2,14 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from unfold.admin import ModelAdmin
 
 from wechat_crm.exceptions import ApplicationError
 
@@ -19,8 +20,16 @@ from .reasons import reason_label
 from .services import deliveries, pushes, segments
 
 
+def _adopt(obj: Model, saved: Model) -> None:
+    """Make the admin's unsaved instance the row a service created: the admin goes on with `obj` (its log entry, its
+    redirect), so it takes the saved row's primary key and fields."""
+    obj.pk = saved.pk
+    obj._state.adding = False
+    obj.refresh_from_db()
+
+
 @admin.register(Topic)
-class TopicAdmin(admin.ModelAdmin):
+class TopicAdmin(ModelAdmin):
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
     readonly_fields = ["created_at", "push_quality"]
@@ -64,7 +73,7 @@ class ArticleAdminForm(forms.ModelForm):
 
 
 @admin.register(Article)
-class ArticleAdmin(admin.ModelAdmin):
+class ArticleAdmin(ModelAdmin):
     form = ArticleAdminForm
     list_display = ["title", "status", "published_at", "topic_names", "author", "updated_at", "page_link"]
     list_filter = ["status", "topics"]
@@ -95,9 +104,20 @@ class ArticleAdmin(admin.ModelAdmin):
         return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', article.get_absolute_url(), label)
 
     def save_model(self, request: HttpRequest, obj: Article, form, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user
-        obj.save()  # derives the slug when empty and renders the sanitised body
+        """Through article_create / article_update, as the API does (the slug is derived, the body rendered)."""
+        data = {name: getattr(obj, name) for name in services.ARTICLE_FIELDS}  # the form's values, files included
+        if change:
+            changed = {name: data[name] for name in form.changed_data if name in services.ARTICLE_FIELDS}
+            if "topics" in form.changed_data:
+                changed["topics"] = form.cleaned_data["topics"]
+            services.article_update(article=obj, data=changed)
+        else:
+            article = services.article_create(**data, topics=form.cleaned_data.get("topics", ()), by=request.user)
+            _adopt(obj, article)
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        for formset in formsets:  # the topics were set by the service
+            self.save_formset(request, form, formset, change=change)
 
     def _status_button(self, request: HttpRequest, article: Article) -> HttpResponse | None:
         """ "Save and publish" / "Save and unpublish": the article is saved; now change its status via the service."""
@@ -173,7 +193,7 @@ class MessageTemplateAdminForm(forms.ModelForm):
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
+class MessageTemplateAdmin(ModelAdmin):
     form = MessageTemplateAdminForm
     list_display = ["title", "wechat_template_id", "article", "link_url", "version", "updated_at"]
     search_fields = ["title", "wechat_template_id"]
@@ -216,7 +236,7 @@ def _mask(openid: str) -> str:
 
 
 @admin.register(SendPolicy)
-class SendPolicyAdmin(admin.ModelAdmin):
+class SendPolicyAdmin(ModelAdmin):
     list_display = ["__str__", "account_type", "frequency_cap", "frequency_window_days", "quiet_start", "quiet_end"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -231,7 +251,7 @@ class SendPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(OperatorProfile)
-class OperatorProfileAdmin(admin.ModelAdmin):
+class OperatorProfileAdmin(ModelAdmin):
     list_display = ["user", "masked_openid"]
     autocomplete_fields = ["user"]
 
@@ -264,7 +284,7 @@ class SegmentAdminForm(forms.ModelForm):
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(ModelAdmin):
     form = SegmentAdminForm
     list_display = ["name", "recipient_count", "updated_at"]
     search_fields = ["name"]
@@ -307,7 +327,7 @@ class PushAdminForm(forms.ModelForm):
 
 
 @admin.register(Push)
-class PushAdmin(admin.ModelAdmin):
+class PushAdmin(ModelAdmin):
     form = PushAdminForm
     list_display = ["name", "channel", "status", "send_at", "segment", "recipients", "finished_at"]
     list_filter = ["status", "channel"]
@@ -370,20 +390,18 @@ class PushAdmin(admin.ModelAdmin):
         return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
 
     def save_model(self, request: HttpRequest, obj: Push, form, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user
-            obj.save()
-        else:
+        """Through push_create / push_update, as the API does."""
+        if change:
             data = {name: form.cleaned_data[name] for name in form.changed_data if name in pushes.PUSH_FIELDS}
-            pushes.push_update(push=Push.objects.get(pk=obj.pk), data=data)
+            pushes.push_update(push=obj, data=data)
+        else:
+            data = {name: form.cleaned_data[name] for name in pushes.PUSH_FIELDS if name in form.cleaned_data}
+            _adopt(obj, pushes.push_create(by=request.user, **data))
 
     def _button(self, request: HttpRequest, push: Push) -> HttpResponse | None:
         try:
             if "_schedule" in request.POST:
-                if push.status == Push.Status.SCHEDULED:
-                    pushes.push_reschedule(push=push, send_at=push.send_at or timezone.now())
-                else:
-                    pushes.push_schedule(push=push, by=request.user)
+                pushes.push_schedule(push=push, by=request.user)
                 done = _("Scheduled for %(at)s.") % {"at": timezone.localtime(push.send_at).strftime("%Y-%m-%d %H:%M")}
             elif "_cancel" in request.POST:
                 pushes.push_cancel(push=push)
@@ -432,7 +450,7 @@ class PushAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ModelAdmin):
     list_display = [
         "id", "push", "subscriber", "status", "reason_text", "errcode", "attempts", "sent_at", "finished_at"
     ]  # fmt: skip

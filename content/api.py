@@ -144,12 +144,7 @@ class PushViewSet(_ListRetrieveCreateUpdate):
         push is past scheduling."""
         data = PushScheduleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        push = self.get_object()
-        send_at = data.validated_data.get("send_at")
-        if push.status == push.Status.SCHEDULED and send_at:
-            push = pushes.push_reschedule(push=push, send_at=send_at)
-        else:
-            push = pushes.push_schedule(push=push, send_at=send_at, by=request.user)
+        push = pushes.push_schedule(push=self.get_object(), send_at=data.validated_data.get("send_at"), by=request.user)
         push.refresh_from_db()
         return Response(self.get_serializer(push).data)
 

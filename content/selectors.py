@@ -188,3 +188,37 @@ def topic_report(*, topic_id: int | None = None) -> list[dict[str, Any]]:
         total["baseline_unfollow_rate_24h"] = round(baseline / reached, 6) if reached else None
         out.append(total)
     return out
+
+
+def pushes_in_flight(*, limit: int = 10) -> list[dict[str, Any]]:
+    """Pushes being sent now, oldest start first, each with its progress (counts by delivery status)."""
+    from .models import Push
+    from .services.deliveries import push_progress
+
+    pushes = Push.objects.filter(status=Push.Status.SENDING).order_by("started_at", "pk")[:limit]
+    return [{"id": p.pk, "name": p.name, **push_progress(push=p)} for p in pushes]
+
+
+def last_push_quality() -> dict[str, Any] | None:
+    """The report of the last push that finished (sent or partially failed): delivery, clicks and unfollows."""
+    from .models import Push
+
+    push = (
+        Push.objects.filter(status__in=(Push.Status.SENT, Push.Status.PARTIALLY_FAILED), finished_at__isnull=False)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if push is None:
+        return None
+    report = push_report(push=push)
+    reached = report["sent"] - report["failed"]
+    attempted = report["recipients"] - report["skipped"]
+    return {
+        **report,
+        "id": push.pk,
+        "name": push.name,
+        "finished_at": push.finished_at,
+        "status_display": push.get_status_display(),
+        "reached": reached,
+        "delivery_rate": round(reached / attempted, 4) if attempted else None,
+    }

@@ -10,6 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from unfold.admin import ModelAdmin, StackedInline
 
 from content.models import MessageTemplate
 from wechat_crm.exceptions import ApplicationError
@@ -31,7 +32,7 @@ from .models import (
 
 
 @admin.register(AutoReplyRule)
-class AutoReplyRuleAdmin(admin.ModelAdmin):
+class AutoReplyRuleAdmin(ModelAdmin):
     list_display = ("name", "trigger", "pattern", "channel", "reply_kind", "priority", "active_from", "active_until",
                     "is_active")  # fmt: skip
     list_filter = ("is_active", "trigger", "reply_kind")
@@ -60,7 +61,7 @@ class AutoReplyRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Menu)
-class MenuAdmin(admin.ModelAdmin):
+class MenuAdmin(ModelAdmin):
     list_display = ("name", "published_at", "publish_error", "updated_at")
     readonly_fields = ("published_at", "publish_error")
     actions = ["publish"]
@@ -79,7 +80,7 @@ class MenuAdmin(admin.ModelAdmin):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(ModelAdmin):
     """The operator inbox: unanswered conversations first; a conversation shows the subscriber and the thread."""
 
     list_display = ("subscriber", "unanswered", "last_inbound_at", "last_outbound_at", "stage", "score")
@@ -147,7 +148,7 @@ class ConversationAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/conversations/thread.html", context)
 
 
-class JourneyStepInline(admin.StackedInline):
+class JourneyStepInline(StackedInline):
     model = JourneyStep
     extra = 0
     fields = (("position", "wait"), ("condition", "condition_tag", "condition_topic", "condition_value", "on_fail"),
@@ -155,7 +156,7 @@ class JourneyStepInline(admin.StackedInline):
 
 
 @admin.register(Journey)
-class JourneyAdmin(admin.ModelAdmin):
+class JourneyAdmin(ModelAdmin):
     list_display = ("name", "trigger", "period", "is_active", "entered")
     list_filter = ("trigger", "is_active")
     inlines = [JourneyStepInline]
@@ -184,7 +185,7 @@ class JourneyAdmin(admin.ModelAdmin):
 
 
 @admin.register(JourneyEnrollment)
-class JourneyEnrollmentAdmin(admin.ModelAdmin):
+class JourneyEnrollmentAdmin(ModelAdmin):
     list_display = ("journey", "subscriber", "period_key", "status", "next_position", "due_at", "converted_at")
     list_filter = ("journey", "status")
     raw_id_fields = ("subscriber",)
@@ -194,7 +195,7 @@ class JourneyEnrollmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(admin.ModelAdmin):
+class OutboundMessageAdmin(ModelAdmin):
     list_display = ("subscriber", "kind", "source", "status", "reason", "created_at", "sent_at")
     list_filter = ("kind", "source", "status")
     raw_id_fields = ("subscriber",)
@@ -205,20 +206,20 @@ class OutboundMessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ModelAdmin):
     list_display = ("text", "subscriber", "journey", "created_at", "read_at")
     list_filter = ("read_at",)
     raw_id_fields = ("subscriber",)
 
 
 @admin.register(ScoreRule)
-class ScoreRuleAdmin(admin.ModelAdmin):
+class ScoreRuleAdmin(ModelAdmin):
     list_display = ("kind", "points")
     list_editable = ("points",)
 
 
 @admin.register(ScoreEntry)
-class ScoreEntryAdmin(admin.ModelAdmin):
+class ScoreEntryAdmin(ModelAdmin):
     list_display = ("subscriber", "points", "reason", "at")
     raw_id_fields = ("subscriber", "interaction")
 
@@ -227,5 +228,5 @@ class ScoreEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChannelTopic)
-class ChannelTopicAdmin(admin.ModelAdmin):
+class ChannelTopicAdmin(ModelAdmin):
     list_display = ("channel", "topic")

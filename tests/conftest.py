@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.fake_wechat",
     "tests.fixtures.celery_worker",
     "tests.fixtures.wsgi",
+    "tests.fixtures.embedded",
 ]
 
 

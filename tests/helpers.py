@@ -58,3 +58,11 @@ def token_fetched(fake):
         get_client().tag.get()
     fake.clear_calls()
     return fake
+
+
+def changelist_cells(page: str, field: str) -> list[str]:
+    """The text of a changelist column's cells (`<td class="field-<name> ...">`), whatever classes the admin adds."""
+    import re
+
+    cells = re.findall(rf'<td class="field-{re.escape(field)}[ "][^>]*>(.*?)</td>', page, flags=re.S)
+    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in cells]

@@ -90,7 +90,9 @@ def _check_sendable(push: Push) -> None:
         raise PushInvalid(_("Choose a segment."))
 
 
+@transaction.atomic
 def push_create(*, by: Any = None, **data: Any) -> Push:
+    """A new draft push with the fields of PUSH_FIELDS, created by `by` (a user, or None)."""
     unknown = set(data) - set(PUSH_FIELDS)
     if unknown:
         raise TypeError(f"unknown push fields: {sorted(unknown)}")
@@ -136,7 +138,12 @@ def _enqueue_dispatch(push_id: int, send_at: dt.datetime) -> None:
 
 @transaction.atomic
 def push_schedule(*, push: Push, send_at: dt.datetime | None = None, by: Any = None) -> Push:
-    """Schedule a draft for `send_at` (default: its send_at, or now)."""
+    """Schedule a draft for `send_at` (default: its send_at, or now). A push that is already scheduled moves to
+    `send_at` (default: its own send_at) through push_reschedule. The admin's button and action and the API's
+    schedule call this, so the three behave alike. Raises PushInvalid / PushStatusError."""
+    locked = Push.objects.select_for_update().get(pk=push.pk)
+    if locked.status == S.SCHEDULED:
+        return push_reschedule(push=push, send_at=send_at or locked.send_at or timezone.now())
     push.refresh_from_db()
     _check_sendable(push)
     push.send_at = send_at or push.send_at or timezone.now()
@@ -148,11 +155,14 @@ def push_schedule(*, push: Push, send_at: dt.datetime | None = None, by: Any = N
 
 @transaction.atomic
 def push_reschedule(*, push: Push, send_at: dt.datetime) -> Push:
+    """Move a scheduled push to `send_at` and enqueue its dispatch for the new time (a dispatch that finds the
+    push not yet due does nothing)."""
     locked = Push.objects.select_for_update().get(pk=push.pk)
     if locked.status != S.SCHEDULED:
         raise PushStatusError(_("Only a scheduled push can be rescheduled."))
-    locked.send_at = push.send_at = send_at
+    locked.send_at = send_at
     locked.save(update_fields=["send_at", "updated_at"])
+    push.send_at, push.status, push.updated_at = locked.send_at, locked.status, locked.updated_at
     _enqueue_dispatch(push.pk, send_at)
     return push
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.factories import FollowEventFactory, InteractionFactory, SubscriberFactory
+from tests.accounts.factories import FollowEventFactory, InteractionFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.factories import InteractionFactory, SubscriberFactory
+from tests.accounts.factories import InteractionFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 

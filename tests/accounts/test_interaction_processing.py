@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from accounts import outbox, tasks
 from accounts.models import Interaction
-from tests.factories import InteractionFactory
+from tests.accounts.factories import InteractionFactory
 from tests.fixtures.wechat_payloads import build_message
 from wechat_crm.schedules import BEAT_SCHEDULE
 from wechat_crm.wechat import dispatch

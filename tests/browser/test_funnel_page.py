@@ -61,7 +61,7 @@ def test_marketer_sees_the_funnel_chart_with_the_step_counts(live_server, django
     page.goto(f"{live_server.url}/admin/login/?next=/admin/")
     page.fill("#id_username", "mia")
     page.fill("#id_password", "s3cret-pass")
-    page.click("input[type=submit]")
+    page.click("form [type=submit]")
     page.wait_for_url(f"{live_server.url}/admin/")
     assert page.locator("a[href='/admin/campaigns/funnelreport/']").count() >= 1
 

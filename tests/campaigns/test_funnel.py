@@ -1,93 +1,23 @@
-"""The funnel report on a small population built by hand, through the same services the events go through.
+"""The funnel report on a small population built by hand, through the same services the events go through
+(the population is described in tests/campaigns/funnel_population.py)."""
 
-a1  channel A  follows Mon 2 Mar 10:00, clicks push P's link to X (+1 h), texts (+1 d, +2 d): interactive at +2 d,
-               purchases 100.00 at +3 d                                  -> converted within the window
-a2  channel A  follows +1 h, clicks a link to Y (no push) +1 h later     -> engaged
-a3  channel A  follows +1 d                                              -> followed
-n1  no channel follows +2 d                                              -> followed
-b1  channel B  follows +7 d, menu click +1 h, texts +1 d and +1 d 1 h: interactive; purchases 50.00 at +50 d
-               (43 days after the follow: outside a 30-day window, inside a 60-day one)
-b2  channel B  follows +8 d, clicks P's link to X (+1 h), registers at +9 d (converted, never interactive)
-"""
-
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from accounts import stages
-from accounts.models import Interaction, Subscriber, Tag
+from accounts.models import Subscriber
 from campaigns import funnel
 from campaigns.conversions import ConversionInput, conversions_record
-from campaigns.models import Campaign, Channel, Conversion
-from content.models import Article, Push
+from campaigns.models import Conversion
+from tests.campaigns.funnel_population import T0, D, H, interaction, population_small
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
-SH = ZoneInfo("Asia/Shanghai")
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=SH)
-H = timedelta(hours=1)
-D = timedelta(days=1)
-_seq = iter(range(1, 10**6))
-
-
-def interaction(sub: Subscriber, kind: str, at: datetime, **data) -> None:
-    row = Interaction.objects.create(
-        subscriber=sub, kind=kind, dedupe_key=f"t:{next(_seq)}", raw_xml="", created_at=at, received_at=at, data=data
-    )
-    row = Interaction.objects.select_related("subscriber").get(pk=row.pk)
-    if kind == "subscribe":
-        stages.on_follow(row)
-    else:
-        stages.on_subscriber_interaction(row)
-
-
-def follow(openid: str, channel: Channel | None, at: datetime) -> Subscriber:
-    sub = Subscriber.objects.create(openid=openid, is_following=True, subscribed_at=at, source_channel=channel)
-    interaction(sub, "subscribe", at)
-    return sub
-
-
 @pytest.fixture
 def population():
-    a = Channel.objects.create(name="Poster A", scene_str="poster-a")
-    b = Channel.objects.create(name="Poster B", scene_str="poster-b")
-    x = Article.objects.create(title="Article X", slug="article-x")
-    y = Article.objects.create(title="Article Y", slug="article-y")
-    p = Push.objects.create(name="Push P", article=x)
-    a1 = follow("o_a1", a, T0)
-    interaction(a1, "link_click", T0 + H, push_id=p.pk, content_id=x.pk, engaged=True)
-    interaction(a1, "text", T0 + D)
-    interaction(a1, "text", T0 + 2 * D)
-    a2 = follow("o_a2", a, T0 + H)
-    interaction(a2, "link_click", T0 + 2 * H, push_id=None, content_id=y.pk, engaged=True)
-    follow("o_a3", a, T0 + D)
-    follow("o_n1", None, T0 + 2 * D)
-    b1 = follow("o_b1", b, T0 + 7 * D)
-    interaction(b1, "click", T0 + 7 * D + H)
-    interaction(b1, "text", T0 + 8 * D)
-    interaction(b1, "text", T0 + 8 * D + H)
-    b2 = follow("o_b2", b, T0 + 8 * D)
-    interaction(b2, "link_click", T0 + 8 * D + H, push_id=p.pk, content_id=x.pk, engaged=True)
-    result = conversions_record(
-        items=[
-            ConversionInput(0, "purchase", "order-a1", T0 + 3 * D, openid="o_a1", value=Decimal("100.00")),
-            ConversionInput(1, "purchase", "order-b1", T0 + 50 * D, openid="o_b1", value=Decimal("50.00")),
-            ConversionInput(2, "register", "reg-b2", T0 + 9 * D, openid="o_b2"),
-        ]
-    )
-    assert result.created == 3 and not result.errors
-    vip = Tag.objects.create(name="vip")
-    a1.tags.add(vip)
-    b1.tags.add(vip)
-    c1 = Campaign.objects.create(name="Spring A")
-    c1.channels.set([a])
-    c2 = Campaign.objects.create(name="Spring A+B")
-    c2.channels.set([a, b])
-    c2.pushes.set([p])
-    return {"a": a, "b": b, "x": x, "y": y, "p": p, "c1": c1, "c2": c2}
+    return population_small()
 
 
 def report(window=30, **kwargs):

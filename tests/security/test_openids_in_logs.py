@@ -11,9 +11,9 @@ import pytest
 from django.urls import get_resolver
 
 from content.models import Push, Segment
+from tests.accounts.factories import SubscriberFactory
 from tests.content.factories import ArticleFactory, MessageTemplateFactory
 from tests.content.push_factories import policy, send_now
-from tests.factories import SubscriberFactory
 from tests.fixtures.wechat_payloads import build_message
 from wechat_crm.logging import mask_openids
 

@@ -3,6 +3,7 @@
 Every variable read here is documented in README.md (section "Configuration").
 """
 
+import contextlib
 from pathlib import Path
 
 import environ
@@ -11,6 +12,10 @@ from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("WECHAT_CRM_VAR_DIR", default=str(BASE_DIR / "var")))
+# Every command (manage.py, gunicorn, the Celery worker and beat) may be the first to run with a new
+# WECHAT_CRM_VAR_DIR: the SQLite files, the broker, the beat schedule and the static files go there.
+with contextlib.suppress(OSError):  # read-only in production, where DATABASE_URL and REDIS_URL point elsewhere
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 env = environ.Env(
     DJANGO_DEBUG=(bool, False),
@@ -29,6 +34,9 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 TRACKED_LINK_MAX_AGE_DAYS = env.int("TRACKED_LINK_MAX_AGE_DAYS", default=180)
 
 INSTALLED_APPS = [
+    # django-unfold (the admin's look, its filters and its bundled assets) must come before django.contrib.admin.
+    "unfold",
+    "unfold.contrib.filters",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -49,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "wechat_crm.middleware.ApiJsonErrorsMiddleware",  # outside the others: it sees the response of any exception
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -221,6 +230,17 @@ MEDIA_ROOT = VAR_DIR / "media"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- The admin (django-unfold) ------------------------------------------------------------------
+# Everything it serves comes from its own static files (Alpine, HTMX, Chart.js, the icon font): no CDN.
+UNFOLD = {
+    "SITE_TITLE": _("WeChat CRM"),
+    "SITE_HEADER": _("WeChat CRM"),
+    "SITE_SYMBOL": "forum",
+    "SHOW_LANGUAGES": False,
+    "DASHBOARD_CALLBACK": "wechat_crm.dashboard.dashboard_callback",
+    "SIDEBAR": {"show_search": True, "show_all_applications": True},
 }
 
 # --- REST API -----------------------------------------------------------------------------------

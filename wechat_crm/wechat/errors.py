@@ -26,6 +26,8 @@ MINUTE_QUOTA = 45011
 RESPONSE_OUT_OF_TIME_LIMIT = 45015
 RESPONSE_COUNT_LIMIT = 45047
 DUPLICATE_CLIENTMSGID = 45065
+MASS_QUOTA = 45028
+API_UNAUTHORIZED = 48001
 
 INVALID_TOKEN_CODES = frozenset({INVALID_CREDENTIAL, INVALID_ACCESS_TOKEN, EXPIRED_ACCESS_TOKEN})
 
@@ -107,6 +109,27 @@ class WeChatPermanent(WeChatError):
     default_message = _("WeChat rejected the request.")
 
 
+class WeChatMassQuota(WeChatPermanent):
+    """45028: the account has no mass-send quota left (its daily or monthly mass sends are used up)."""
+
+    default_message = _("WeChat refused the mass send: the account's mass-send quota is used up (45028).")
+
+
+class WeChatUnauthorized(WeChatPermanent):
+    """48001: the account lacks the permission for this API (e.g. publishing on an unverified account).
+
+    `api` names the call (set by the client method that made it), so the message names the missing permission."""
+
+    api = ""
+
+    @property
+    def message(self) -> str:
+        return str(
+            _("The account lacks WeChat's permission for %(api)s (48001, api unauthorized).")
+            % {"api": self.api or self.errmsg}
+        )
+
+
 def seconds_until_quota_reset(now: dt.datetime | None = None) -> float:
     """Seconds until WeChat's daily quotas reset (midnight Asia/Shanghai), plus a minute of slack."""
     now = (now or dt.datetime.now(dt.UTC)).astimezone(_WECHAT_TZ)
@@ -128,6 +151,10 @@ def error_from_response(errcode: int, errmsg: str = "") -> WeChatError:
         return WeChatOutsideWindow(errcode, errmsg)
     if errcode == DUPLICATE_CLIENTMSGID:
         return WeChatDuplicate(errcode, errmsg)
+    if errcode == MASS_QUOTA:
+        return WeChatMassQuota(errcode, errmsg)
+    if errcode == API_UNAUTHORIZED:
+        return WeChatUnauthorized(errcode, errmsg)
     if errcode == SYSTEM_BUSY:
         return WeChatTransient(errcode, errmsg)
     return WeChatPermanent(errcode, errmsg)

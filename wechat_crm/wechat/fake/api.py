@@ -99,6 +99,7 @@ class Ctx:
     path: str
     query: dict[str, str]
     raw: bytes
+    content_type: str = ""
     now: float = field(default_factory=time.time)
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     _json: Any = None
@@ -523,7 +524,7 @@ def custom_send(ctx: Ctx) -> dict[str, Any]:
     return dict(OK)
 
 
-def _mass_common(ctx: Ctx, body: dict[str, Any]) -> tuple[str, str | None]:
+def _mass_common(ctx: Ctx, body: dict[str, Any], *, by_openid: bool) -> tuple[str, str | None, list]:
     msgtype = body.get("msgtype")
     content_key = "images" if msgtype == "image" and "images" in body else msgtype
     if msgtype not in MASS_MSGTYPES or not isinstance(body.get(content_key), dict):
@@ -537,10 +538,17 @@ def _mass_common(ctx: Ctx, body: dict[str, Any]) -> tuple[str, str | None]:
         ).fetchone()
         if row:
             raise WeChatError(45065, msg_id=row[0])
-    return msgtype, clientmsgid
+    from .publishing import mass_check
+
+    return msgtype, clientmsgid, mass_check(ctx, body, by_openid=by_openid)
 
 
-def _mass_job(ctx: Ctx, msgtype: str, clientmsgid: str | None, total: int, reachable: list[str]) -> dict[str, Any]:
+def _mass_job(
+    ctx: Ctx, msgtype: str, clientmsgid: str | None, total: int, reachable: list[str], articles: list
+) -> dict[str, Any]:
+    from .publishing import mass_filter, mass_sent
+
+    reachable = mass_filter(ctx, reachable)
     msg_id = next_msgid(ctx.conn)
     if clientmsgid is not None:
         ctx.conn.execute(
@@ -551,6 +559,10 @@ def _mass_job(ctx: Ctx, msgtype: str, clientmsgid: str | None, total: int, reach
     errors = sum(1 for _ in reachable if random.random() < rate) if rate else 0
     sent = len(reachable) - errors
     status = "send success" if sent or not reachable else "send fail"
+    msg_data_id = msg_id % 10**10
+    extra = mass_sent(
+        ctx, msg_id=msg_id, msg_data_id=msg_data_id, msgtype=msgtype, receivers=reachable, sent=sent, articles=articles
+    )
     ctx.events.append(
         (
             "MASSSENDJOBFINISH",
@@ -562,6 +574,7 @@ def _mass_job(ctx: Ctx, msgtype: str, clientmsgid: str | None, total: int, reach
                 "FilterCount": len(reachable),
                 "SentCount": sent,
                 "ErrorCount": errors,
+                **extra,
             },
         )
     )
@@ -572,7 +585,7 @@ def _mass_job(ctx: Ctx, msgtype: str, clientmsgid: str | None, total: int, reach
     )
     result: dict[str, Any] = {"errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id}
     if msgtype == "mpnews":
-        result["msg_data_id"] = msg_id % 10**10
+        result["msg_data_id"] = msg_data_id
     return result
 
 
@@ -584,7 +597,7 @@ def mass_send(ctx: Ctx) -> dict[str, Any]:
         raise WeChatError(40130)
     if len(touser) > 10000 or not all(isinstance(o, str) for o in touser):
         raise WeChatError(40032)
-    msgtype, clientmsgid = _mass_common(ctx, body)
+    msgtype, clientmsgid, articles = _mass_common(ctx, body, by_openid=True)
     reachable = []
     for start in range(0, len(touser), 500):
         chunk = touser[start : start + 500]
@@ -596,7 +609,7 @@ def mass_send(ctx: Ctx) -> dict[str, Any]:
                 chunk,
             )
         ]
-    return _mass_job(ctx, msgtype, clientmsgid, len(touser), reachable)
+    return _mass_job(ctx, msgtype, clientmsgid, len(touser), reachable, articles)
 
 
 @route("/cgi-bin/message/mass/sendall")
@@ -605,7 +618,7 @@ def mass_sendall(ctx: Ctx) -> dict[str, Any]:
     flt = body.get("filter")
     if not isinstance(flt, dict):
         raise WeChatError(47001)
-    msgtype, clientmsgid = _mass_common(ctx, body)
+    msgtype, clientmsgid, articles = _mass_common(ctx, body, by_openid=False)
     if flt.get("is_to_all"):
         reachable = [r[0] for r in ctx.conn.execute("SELECT openid FROM users WHERE subscribe = 1")]
         total = len(reachable)
@@ -621,7 +634,7 @@ def mass_sendall(ctx: Ctx) -> dict[str, Any]:
                 (tag_id,),
             )
         ]
-    return _mass_job(ctx, msgtype, clientmsgid, total, reachable)
+    return _mass_job(ctx, msgtype, clientmsgid, total, reachable, articles)
 
 
 @route("/cgi-bin/message/mass/get")

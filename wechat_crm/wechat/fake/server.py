@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from . import api
+from . import api, datacube, publishing  # noqa: F401 - datacube and publishing register their routes
 from .api import Ctx, WeChatError
 from .events import EventSender
 from .state import ConfigError, Store
@@ -79,8 +79,8 @@ class FakeWeChatApp:
         try:
             if path.startswith("/_fake/"):
                 status, headers, body = self.control(method, path, query, raw)
-            elif path.startswith("/cgi-bin/"):
-                status, headers, body = self.wechat(method, path, query, raw)
+            elif path.startswith(("/cgi-bin/", "/datacube/")):
+                status, headers, body = self.wechat(method, path, query, raw, environ.get("CONTENT_TYPE", ""))
             else:
                 status, headers, body = 404, JSON, _dumps({"errcode": -1, "errmsg": "not found"})
         except _Drop:
@@ -93,7 +93,7 @@ class FakeWeChatApp:
         return [body]
 
     # --- WeChat's API -----------------------------------------------------------------------------------------
-    def wechat(self, method: str, path: str, query: dict[str, str], raw: bytes):
+    def wechat(self, method: str, path: str, query: dict[str, str], raw: bytes, content_type: str = ""):
         started = time.time()
         cfg, epoch = self.store.config()
         if cfg["latency_ms"]:
@@ -104,8 +104,8 @@ class FakeWeChatApp:
         late: tuple[float, str] | None = None
         status = 200
         with self.store.write() as conn:
-            ctx = Ctx(conn=conn, cfg=cfg, method=method, path=path, query=query, raw=raw)
-            fault = self._pick_fault(conn, cfg, path)
+            ctx = Ctx(conn=conn, cfg=cfg, method=method, path=path, query=query, raw=raw, content_type=content_type)
+            fault = self._pick_fault(conn, cfg, path, raw)
             fault_name = None
             if fault and "status" in fault:
                 status, fault_name = fault["status"], f"http_{fault['status']}"
@@ -154,6 +154,8 @@ class FakeWeChatApp:
                 api.check_access_token(conn, ctx.query.get("access_token"), ctx.now)
             if fault and "errcode" in fault:
                 raise WeChatError(int(fault["errcode"]))
+            if ctx.path in ctx.cfg["denied_apis"]:
+                raise WeChatError(48001)
             quota = ctx.cfg["quotas"].get(ctx.path)
             day_key = f"quota:{ctx.path}:{time.strftime('%Y%m%d')}"
             if quota is not None:
@@ -174,9 +176,11 @@ class FakeWeChatApp:
             ctx.events.clear()
             return exc.body, exc.errcode
 
-    def _pick_fault(self, conn, cfg: dict[str, Any], path: str) -> dict[str, Any] | None:
+    def _pick_fault(self, conn, cfg: dict[str, Any], path: str, raw: bytes) -> dict[str, Any] | None:
         rules: list[tuple[str | None, dict[str, Any]]] = [
-            (f"fault:{i}", rule) for i, rule in enumerate(cfg["faults"]) if _path_matches(rule.get("path"), path)
+            (f"fault:{i}", rule)
+            for i, rule in enumerate(cfg["faults"])
+            if _path_matches(rule.get("path"), path) and _touser_matches(rule.get("touser"), raw)
         ]
         if cfg["error_5xx_rate"]:
             rules.append((None, {"rate": cfg["error_5xx_rate"], "status": random.choice((500, 502, 503))}))
@@ -205,7 +209,7 @@ class FakeWeChatApp:
                 ctx.method,
                 ctx.path,
                 json.dumps(ctx.query),
-                ctx.raw.decode("utf-8", "replace"),
+                publishing.recorded_body(ctx),
                 status,
                 errcode,
                 fault,
@@ -301,6 +305,17 @@ class FakeWeChatApp:
         if path == "/_fake/qrcodes":
             return 200, {"qrcodes": [json.loads(r[0]) for r in conn.execute("SELECT data FROM qrcodes")]}
         return None
+
+
+def _touser_matches(touser: str | None, raw: bytes) -> bool:
+    """A fault with `touser` applies only to calls whose JSON body is addressed to that openid."""
+    if touser is None:
+        return True
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(body, dict) and body.get("touser") == touser
 
 
 def _path_matches(pattern: str | None, path: str) -> bool:
@@ -460,6 +475,7 @@ def _set_subscription(store: Store, openid: str, subscribe: bool, payload: Any):
                 if key in payload:
                     user[key] = payload[key]
         else:
+            user["unsubscribe_time"] = int(now)  # datacube's cancel_user counts it
             # WeChat drops an unfollower's tags.
             conn.execute("DELETE FROM user_tags WHERE openid = ?", (openid,))
         _write_users(conn, [user], {})

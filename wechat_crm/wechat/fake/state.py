@@ -51,6 +51,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # API behaviour.
     "user_get_page_size": 10000,
     "enforce_subscription": True,
+    # Publishing (see publishing.py and datacube.py): the account's type decides its mass-send rules
+    # ("subscription": one mass send a day, no openid lists; "service": each follower gets at most 4 a month),
+    # API paths answered 48001 (a permission the account lacks, e.g. freepublish on an unverified account), and a
+    # clock offset in seconds (datacube's "today" moves with it: its data is there from the next day on).
+    "account_type": "service",
+    "denied_apis": [],
+    "clock_offset": 0,
 }
 
 _SCHEMA = """
@@ -71,6 +78,16 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS clientmsgids (clientmsgid TEXT PRIMARY KEY, msg_id INTEGER NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS mass_jobs (msg_id INTEGER PRIMARY KEY, status TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS menu (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS materials (media_id TEXT PRIMARY KEY, type TEXT NOT NULL, name TEXT NOT NULL,
+    url TEXT NOT NULL, size INTEGER NOT NULL, update_time INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS body_images (url TEXT PRIMARY KEY, size INTEGER NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS drafts (media_id TEXT PRIMARY KEY, data TEXT NOT NULL, update_time INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS publishes (publish_id TEXT PRIMARY KEY, media_id TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mass_sends (msg_id INTEGER PRIMARY KEY, day TEXT NOT NULL, month TEXT NOT NULL,
+    msgtype TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mass_receipts (openid TEXT NOT NULL, month TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (openid, month)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS article_stats (msgid TEXT PRIMARY KEY, ref_date TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, method TEXT NOT NULL,
     path TEXT NOT NULL, query TEXT NOT NULL, body TEXT NOT NULL, status INTEGER NOT NULL, errcode INTEGER,
     fault TEXT, pid INTEGER NOT NULL);
@@ -80,7 +97,8 @@ CREATE TABLE IF NOT EXISTS deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, at 
 """
 
 _DATA_TABLES = ("tokens", "users", "tags", "user_tags", "qrcodes", "counters", "clientmsgids", "mass_jobs", "menu",
-                "calls", "deliveries")  # fmt: skip
+                "calls", "deliveries", "materials", "body_images", "drafts", "publishes", "mass_sends",
+                "mass_receipts", "article_stats")  # fmt: skip
 
 RESERVED_TAGS = {2: "星标组"}
 
@@ -110,6 +128,10 @@ def validate_config(changes: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"{key} must be between 0 and 1")
         elif not isinstance(value, type(default)):
             raise ConfigError(f"{key} must be a {type(default).__name__}")
+        if key == "account_type" and value not in ("service", "subscription"):
+            raise ConfigError("account_type must be 'service' or 'subscription'")
+        if key == "denied_apis" and not all(isinstance(p, str) and p.startswith("/") for p in value):
+            raise ConfigError("denied_apis lists API paths")
         if key == "timeout_mode" and value not in ("answer", "drop"):
             raise ConfigError("timeout_mode must be 'answer' or 'drop'")
         if key == "faults":
@@ -137,7 +159,7 @@ def _validate_fault(rule: Any) -> None:
     kinds = [k for k in ("errcode", "status", "timeout") if k in rule]
     if len(kinds) != 1:
         raise ConfigError("each fault needs exactly one of errcode, status, timeout")
-    unknown = set(rule) - {"path", "rate", "errcode", "status", "timeout", "times", "mode"}
+    unknown = set(rule) - {"path", "touser", "rate", "errcode", "status", "timeout", "times", "mode"}
     if unknown:
         raise ConfigError(f"unknown fault keys: {sorted(unknown)}")
     rate = rule.get("rate", 1.0)
@@ -149,6 +171,8 @@ def _validate_fault(rule: Any) -> None:
         raise ConfigError("fault status must be an HTTP error status")
     if rule.get("mode", "answer") not in ("answer", "drop"):
         raise ConfigError("fault mode must be 'answer' or 'drop'")
+    if "touser" in rule and not isinstance(rule["touser"], str):
+        raise ConfigError("fault touser must be an openid")
     if "errcode" in rule and not isinstance(rule["errcode"], int):
         raise ConfigError("fault errcode must be an integer")
 

@@ -32,18 +32,19 @@ def _cdata(value: str) -> str:
 
 
 def render_xml(fields: Mapping[str, object]) -> str:
-    """Render a flat message the way WeChat does: strings in CDATA, numbers bare, dicts nested."""
+    """Render a message the way WeChat does: strings in CDATA, numbers bare, dicts nested, lists repeated."""
     out = ["<xml>"]
-    for name, value in fields.items():
-        if isinstance(value, Mapping):
-            inner = render_xml(value)[5:-6]
-            out.append(f"<{name}>{inner}</{name}>")
-        elif isinstance(value, bool):
-            out.append(f"<{name}>{int(value)}</{name}>")
-        elif isinstance(value, int | float):
-            out.append(f"<{name}>{value}</{name}>")
-        else:
-            out.append(f"<{name}>{_cdata(value)}</{name}>")
+    for name, values in fields.items():
+        for value in values if isinstance(values, list) else [values]:  # a list repeats the element
+            if isinstance(value, Mapping):
+                inner = render_xml(value)[5:-6]
+                out.append(f"<{name}>{inner}</{name}>")
+            elif isinstance(value, bool):
+                out.append(f"<{name}>{int(value)}</{name}>")
+            elif isinstance(value, int | float):
+                out.append(f"<{name}>{value}</{name}>")
+            else:
+                out.append(f"<{name}>{_cdata(value)}</{name}>")
     out.append("</xml>")
     return "".join(out)
 

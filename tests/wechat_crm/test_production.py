@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures.wechat_payloads import build_message
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -163,7 +163,7 @@ def test_metrics_show_callback_latency_deliveries_and_queue_depth(client, wechat
     from django.core.cache import cache
 
     from content.models import Delivery, Push
-    from tests.factories import SubscriberFactory
+    from tests.accounts.factories import SubscriberFactory
 
     cache.delete("metrics:figures")
     settings.METRICS_TOKEN = ""

@@ -160,7 +160,7 @@ def test_a_page_of_template_messages_gets_one_result_each(fake):
     openids = fake.add_users(generate=20)
     gone = openids[3]
     fake.unsubscribe(gone)
-    fake.configure(faults=[{"path": TEMPLATE, "errcode": 45011, "times": 1}])
+    fake.configure(faults=[{"path": TEMPLATE, "touser": openids[7], "errcode": 45011, "times": 1}])
 
     results = get_client().send_template_many([_template(o) for o in openids], threads=4)
 
@@ -169,6 +169,7 @@ def test_a_page_of_template_messages_gets_one_result_each(fake):
     for result in results:
         by_outcome[result.outcome] = by_outcome.get(result.outcome, 0) + 1
     assert results[3].outcome is Outcome.NOT_FOLLOWING
+    assert results[7].outcome is Outcome.RETRY_LATER
     assert by_outcome == {Outcome.SENT: 18, Outcome.NOT_FOLLOWING: 1, Outcome.RETRY_LATER: 1}
     sent = {r.msgid for r in results if r.ok}
     assert len(sent) == 18 and None not in sent

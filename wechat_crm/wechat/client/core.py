@@ -1,21 +1,5 @@
-"""The only code that speaks to WeChat's API.
-
-`get_client()` returns the process's `WeChatClient`: wechatpy's client (its API groups build WeChat's
-requests: `client.user.get_batch(...)`, `client.qrcode.create(...)`, `client.message.send_template(...)`,
-`client.menu.create(...)` ...) with wechatpy's transport, token handling and retries replaced by ours:
-
-* every request goes to settings.WECHAT_API_BASE_URL (hosts wechatpy hard-codes are rewritten), over one
-  kept-alive urllib3 pool, with connect and read timeouts;
-* one access token shared by all processes (tokens.py); on 40001/40014/42001 a call refreshes once and
-  retries once, never more;
-* each request first takes a slot from its API group's shared rate limit (ratelimit.py);
-* network errors and 5xx are retried with exponential backoff and jitter, but only when repeating the request
-  is safe (reads, token fetch, a mass send with a clientmsgid, or a send that surely never reached WeChat);
-  a send that may have reached WeChat raises WeChatOutcomeUnknown and is never resent;
-* failures raise the typed errors of errors.py; `errors.classify(exc)` says what to do about them.
-
-For pushes, `client.send_template_many(messages)` sends a page over the same kept-alive connections with a
-few threads and returns one `SendResult` per message instead of raising.
+"""The client's transport: wechatpy's client with its requests, token handling and retries replaced by ours (see
+the package's docstring), and `send_many`, which sends a page of messages over the kept-alive pool.
 """
 
 from __future__ import annotations
@@ -35,8 +19,8 @@ from django.conf import settings
 from wechatpy.client import WeChatClient as _WechatpyClient
 from wechatpy.client.api import WeChatMedia, WeChatQRCode
 
-from . import ratelimit
-from .errors import (
+from .. import ratelimit
+from ..errors import (
     Classification,
     Outcome,
     WeChatError,
@@ -46,8 +30,8 @@ from .errors import (
     backoff,
     classify,
 )
-from .http import RawResponse, Transport, api_base_url, decode, get_transport, rewrite_url
-from .tokens import TokenStore
+from ..http import RawResponse, Transport, api_base_url, decode, get_transport, rewrite_url
+from ..tokens import TokenStore
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +98,9 @@ class SendResult:
         return self.classification.outcome
 
 
-class WeChatClient(_WechatpyClient):
+class BaseClient(_WechatpyClient):
+    """wechatpy's client on our transport: `call()` is every request; `send_many()` sends a page."""
+
     qrcode = QRCodeAPI()
     media = MediaAPI()
 
@@ -312,32 +298,6 @@ class WeChatClient(_WechatpyClient):
             return [send_one(i, p) for i, p in enumerate(payloads)]
         return list(self._pool(threads).map(send_one, range(len(payloads)), payloads))
 
-    def send_template_many(
-        self, messages: Sequence[dict[str, Any]], *, threads: int | None = None, before_send=None, after_send=None
-    ) -> list[SendResult]:
-        """Template messages, each WeChat's JSON: {"touser", "template_id", "url", "data": {...}}."""
-        return self.send_many(
-            "cgi-bin/message/template/send",
-            messages,
-            group="template",
-            threads=threads,
-            before_send=before_send,
-            after_send=after_send,
-        )
-
-    def send_custom_many(
-        self, messages: Sequence[dict[str, Any]], *, threads: int | None = None, before_send=None, after_send=None
-    ) -> list[SendResult]:
-        """Customer-service messages, each WeChat's JSON: {"touser", "msgtype", "text": {...}} ..."""
-        return self.send_many(
-            "cgi-bin/message/custom/send",
-            messages,
-            group="custom",
-            threads=threads,
-            before_send=before_send,
-            after_send=after_send,
-        )
-
     def _pool(self, threads: int) -> ThreadPoolExecutor:
         with self._executor_lock:
             if self._executor is None or self._executor._max_workers != threads:
@@ -398,28 +358,3 @@ def _files_to_fields(files: dict[str, Any], data: Any) -> dict[str, Any]:
         content = fileobj.read() if hasattr(fileobj, "read") else fileobj
         fields[name] = (filename, content)
     return fields
-
-
-_clients: dict[tuple, WeChatClient] = {}
-_clients_lock = threading.Lock()
-
-
-def get_client() -> WeChatClient:
-    """The process's WeChat client, configured from settings (a new one after fork or a settings change)."""
-    key = (
-        os.getpid(),
-        settings.WECHAT_APP_ID,
-        settings.WECHAT_APP_SECRET,
-        api_base_url(),
-        settings.WECHAT_HTTP_CONNECT_TIMEOUT,
-        settings.WECHAT_HTTP_TIMEOUT,
-        settings.WECHAT_HTTP_POOL_SIZE,
-    )
-    client = _clients.get(key)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(key)
-            if client is None:
-                _clients.clear()
-                client = _clients[key] = WeChatClient()
-    return client

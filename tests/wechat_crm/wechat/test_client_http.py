@@ -1,6 +1,6 @@
 """The client against a scripted HTTP server: where requests go, what is retried, what is never resent.
 
-The fake WeChat server (tests/wechat/test_client_fake.py) shows the client working with a faithful WeChat; this
+The fake WeChat server (test_client_fake.py) shows the client working with a faithful WeChat; this
 small scripted server answers exactly what a test needs (a 503 then a success, a reply that comes too late),
 so each rule of the retry policy is shown on its own.
 """

@@ -26,6 +26,23 @@ def _user_get(fake, token, next_openid=None):
     return fake.api("cgi-bin/user/get", access_token=token, next_openid=next_openid)
 
 
+def _draft(fake, token) -> str:
+    """A draft in the fake's draft box (mpnews mass sends need one), with a thumb uploaded as permanent material."""
+    import io
+
+    from PIL import Image
+
+    image = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(image, "JPEG")
+    upload = urllib3.request(
+        "POST",
+        f"{fake.url}cgi-bin/material/add_material?type=thumb&access_token={token}",
+        fields={"media": ("thumb.jpg", image.getvalue(), "image/jpeg")},
+    ).json()
+    article = {"title": "T", "content": "<p>x</p>", "thumb_media_id": upload["media_id"]}
+    return fake.api("cgi-bin/draft/add", {"articles": [article]}, access_token=token)["media_id"]
+
+
 def _send_template(fake, token, openid, **body):
     return fake.api(TEMPLATE, {"touser": openid, "template_id": "TPL_ORDER", "data": {}, **body}, access_token=token)
 
@@ -324,7 +341,8 @@ def test_mass_send_rejects_a_duplicate_clientmsgid_and_reports_the_job(fake_wech
     openids = fake_wechat.add_users(generate=3)
     fake_wechat.unsubscribe(openids[2])
     token = fake_wechat.fetch_token()
-    body = {"touser": openids, "msgtype": "mpnews", "mpnews": {"media_id": "M1"}, "clientmsgid": "push-7"}
+    media_id = _draft(fake_wechat, token)
+    body = {"touser": openids, "msgtype": "mpnews", "mpnews": {"media_id": media_id}, "clientmsgid": "push-7"}
 
     first = fake_wechat.api("cgi-bin/message/mass/send", body, access_token=token)
     again = fake_wechat.api("cgi-bin/message/mass/send", body, access_token=token)

@@ -20,7 +20,7 @@ from wechat_crm.wechat import ratelimit
 from wechat_crm.wechat.client import get_client
 from wechat_crm.wechat.tokens import TokenStore, cache_key, lock_key
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 STABLE = "/cgi-bin/stable_token"
 
 

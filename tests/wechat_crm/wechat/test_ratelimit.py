@@ -13,7 +13,7 @@ import pytest
 from wechat_crm.wechat import ratelimit
 from wechat_crm.wechat.errors import Outcome, WeChatLocalRateLimited, classify
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)

@@ -10,12 +10,14 @@ from wechat_crm.wechat.errors import (
     WeChatDuplicate,
     WeChatInvalidToken,
     WeChatLocalRateLimited,
+    WeChatMassQuota,
     WeChatNotFollowing,
     WeChatOutcomeUnknown,
     WeChatOutsideWindow,
     WeChatPermanent,
     WeChatRateLimited,
     WeChatTransient,
+    WeChatUnauthorized,
     backoff,
     classify,
     error_from_response,
@@ -36,7 +38,8 @@ from wechat_crm.wechat.errors import (
         (42001, WeChatInvalidToken, Outcome.RETRY_LATER),
         (40014, WeChatInvalidToken, Outcome.RETRY_LATER),
         (40003, WeChatPermanent, Outcome.FAILED),
-        (48001, WeChatPermanent, Outcome.FAILED),
+        (48001, WeChatUnauthorized, Outcome.FAILED),  # a WeChatPermanent that names the missing permission
+        (45028, WeChatMassQuota, Outcome.FAILED),
     ],
 )
 def test_errcode_maps_to_typed_error_and_outcome(errcode, exc_type, outcome):

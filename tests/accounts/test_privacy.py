@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from accounts.models import Interaction, Subscriber, Tag
 from content.models import Delivery, Push, Segment
 from content.services import segments as segment_services
-from tests.factories import FollowEventFactory, InteractionFactory
+from tests.accounts.factories import FollowEventFactory, InteractionFactory
 from tests.fixtures.wechat_payloads import build_message
 from wechat_crm.models import AuditLog
 

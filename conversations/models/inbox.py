@@ -1,0 +1,113 @@
+"""The operator inbox: a thread per subscriber, the messages we send one subscriber, and notifications for
+operators."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .journeys import Journey
+
+
+class Conversation(models.Model):
+    """A subscriber's thread in the operator inbox: unanswered messages first."""
+
+    subscriber = models.OneToOneField(
+        "accounts.Subscriber", on_delete=models.CASCADE, related_name="conversation", verbose_name=_("subscriber")
+    )
+    unanswered = models.PositiveIntegerField(_("unanswered messages"), default=0)
+    last_inbound_at = models.DateTimeField(_("last message at"), null=True, blank=True)
+    last_outbound_at = models.DateTimeField(_("last reply at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("inbox")
+        ordering = ["-unanswered", "-last_inbound_at"]
+        indexes = [models.Index(fields=["-unanswered", "-last_inbound_at"], name="conversation_inbox_idx")]
+
+    def __str__(self) -> str:
+        return str(self.subscriber)
+
+
+class OutboundMessage(models.Model):
+    """A customer-service or template message we send to one subscriber (operator reply, auto-reply, journey).
+    Sent by Celery; the status moves queued -> sending -> sent | failed (with the reason) | unknown (WeChat may have
+    received it: a timeout after the request went out, or a worker that died mid-send; never sent again blindly)."""
+
+    class Kind(models.TextChoices):
+        CUSTOM = "custom", _("Customer-service message")
+        TEMPLATE = "template", _("Template message")
+
+    class Source(models.TextChoices):
+        OPERATOR = "operator", _("Operator")
+        AUTO_REPLY = "auto_reply", _("Auto-reply")
+        JOURNEY = "journey", _("Journey")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        UNKNOWN = "unknown", _("Outcome unknown")
+
+    subscriber = models.ForeignKey(
+        "accounts.Subscriber", on_delete=models.CASCADE, related_name="outbound_messages", verbose_name=_("subscriber")
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    text = models.TextField(_("text"), blank=True, default="", help_text=_("What the operator sees in the thread."))
+    payload = models.JSONField(_("WeChat payload"), default=dict)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    reason = models.CharField(_("reason"), max_length=255, blank=True, default="")
+    errcode = models.IntegerField(_("WeChat errcode"), null=True, blank=True)
+    msgid = models.BigIntegerField(_("WeChat msgid"), null=True, blank=True)
+    claimed_at = models.DateTimeField(_("claimed for sending at"), null=True, blank=True)
+    dedupe_key = models.CharField(_("dedupe key"), max_length=128, null=True, blank=True)  # noqa: DJ001
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("sent by"),
+    )
+    created_at = models.DateTimeField(_("created at"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("outbound message")
+        verbose_name_plural = _("outbound messages")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["subscriber", "kind", "created_at"], name="outbound_sub_kind_at_idx")]
+        constraints = [models.UniqueConstraint(fields=["dedupe_key"], name="outbound_dedupe_key_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.get_status_display()})"
+
+
+class Notification(models.Model):
+    """Something an operator should look at (a journey's "notify an operator" action)."""
+
+    subscriber = models.ForeignKey(
+        "accounts.Subscriber",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("subscriber"),
+    )
+    journey = models.ForeignKey(
+        Journey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("journey")
+    )
+    text = models.TextField(_("text"))
+    created_at = models.DateTimeField(_("created at"))
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.text[:60]

@@ -1,0 +1,242 @@
+"""The acceptance flows on the embedded default, as `make run` runs them on a fresh machine: no DATABASE_URL, no
+REDIS_URL (SQLite and the SQLite Celery broker), a WECHAT_CRM_VAR_DIR that does not exist yet, DEBUG on; gunicorn, a
+real Celery worker and beat, and the fake WeChat server, each a process of its own.
+
+One module-scoped app; the tests run in order, each building on the previous one: a follow arrives on the callback,
+its profile is fetched, the welcome journey's first step sends its message, a push reaches WeChat, the funnel report
+and its drop-offs count the follower, the admin pages answer, and nothing was written outside WECHAT_CRM_VAR_DIR.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from tests.fixtures.embedded import ROOT, embedded_environ, manage
+from tests.fixtures.fake_wechat import free_port, start_fake_wechat, stop_process
+from tests.fixtures.wechat_payloads import build_message, sign_callback
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+OPENID = "oEmbedded_follower_0001"
+PASSWORD = "embedded-demo-pw"
+
+
+class App:
+    def __init__(self, url: str, env: dict[str, str], var_dir: Path, fake, procs: list) -> None:
+        self.url, self.env, self.var_dir, self.fake, self.procs = url, env, var_dir, fake, procs
+        self.api = requests.Session()
+        self.api.headers["Authorization"] = f"Token {self.token()}"
+
+    def shell(self, code: str) -> str:
+        result = manage(self.env, "shell", "-v0", "-c", code)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    def value(self, expression: str):
+        """A JSON value computed in the embedded app's database."""
+        out = self.shell(f"import json\nprint('VALUE ' + json.dumps({expression}, default=str))")
+        return json.loads(next(line for line in out.splitlines() if line.startswith("VALUE "))[6:])
+
+    def token(self) -> str:
+        return self.value(
+            "__import__('rest_framework.authtoken.models', fromlist=['Token']).Token.objects.get_or_create("
+            "user=__import__('django.contrib.auth', fromlist=['get_user_model']).get_user_model().objects.get("
+            "username='admin'))[0].key"
+        )
+
+    def get(self, path: str, **params) -> requests.Response:
+        return self.api.get(self.url + path, params=params, timeout=30)
+
+    def post(self, path: str, body) -> requests.Response:
+        return self.api.post(self.url + path, json=body, timeout=30)
+
+    def callback(self, kind: str, **fields) -> requests.Response:
+        query, body = sign_callback(build_message(kind, openid=OPENID, **fields), mode="plain", token="demo_token")
+        return requests.post(
+            f"{self.url}/wechat/callback/?{urlencode(query)}",
+            data=body,
+            headers={"Content-Type": "text/xml"},
+            timeout=30,
+        )
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def _var_files_outside() -> dict[str, float]:
+    default = ROOT / "var"
+    return {str(p): p.stat().st_mtime for p in default.glob("*")} if default.exists() else {}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    started = time.monotonic()
+    outside_before = _var_files_outside()
+    work = tmp_path_factory.mktemp("embedded-acceptance")
+    var_dir = work / "not" / "yet" / "there"  # every command must create it, or find it created
+    fake_proc, fake = start_fake_wechat(work)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    fake.configure(callback_url=f"{url}/wechat/callback/")
+    env = embedded_environ(
+        var_dir,
+        DJANGO_DEBUG="true",
+        WECHAT_API_BASE_URL=fake.url,
+        PUBLIC_BASE_URL=url,
+        PROFILE_FETCH_DELAY="0.2",
+        DEMO_ADMIN_PASSWORD=PASSWORD,
+        AXES_ENABLED="false",
+    )
+    for command in (["migrate", "--noinput"], ["createcachetable"], ["collectstatic", "--noinput"], ["demo_setup"]):
+        result = manage(env, *command)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-3000:])
+    procs = [
+        _start([str(BIN / "gunicorn"), "wechat_crm.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers",
+                "2"], env, work / "web.log"),
+        _start([str(BIN / "celery"), "-A", "wechat_crm", "worker", "-Q", "inbound,outbound,reports,default",
+                "--concurrency", "2", "--loglevel", "INFO"], env, work / "worker.log"),
+        _start([str(BIN / "celery"), "-A", "wechat_crm", "beat", "--loglevel", "INFO"], env, work / "beat.log"),
+    ]  # fmt: skip
+
+    def web_up() -> bool:
+        try:
+            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(web_up, timeout=60, message="gunicorn did not answer on the embedded default")
+        yield App(url, env, var_dir, fake, procs)
+    finally:
+        for proc in procs:
+            stop_process(proc)
+        stop_process(fake_proc)
+        for log in ("web", "worker", "beat"):
+            text = (work / f"{log}.log").read_text(errors="replace")
+            assert "Traceback" not in text or log == "beat", f"{log}:\n{text[-4000:]}"
+        # Nothing was written to ./var: the setting was honoured by every command.
+        outside_after = _var_files_outside()
+        changed = {p for p, m in outside_after.items() if outside_before.get(p) != m and p.endswith(("3", "schedule"))}
+        assert not changed, changed
+        print(f"embedded acceptance: {time.monotonic() - started:.1f} s")
+
+
+def test_every_command_writes_under_wechat_crm_var_dir(app):
+    assert (app.var_dir / "wechat_crm.sqlite3").exists()
+    assert (app.var_dir / "static" / "admin").is_dir()
+    assert app.get("/api/funnel/").status_code == 200  # a task's broker and the beat's schedule exist once used
+    wait_for(lambda: (app.var_dir / "celery-broker.sqlite3").exists(), timeout=30)
+    wait_for(lambda: list(app.var_dir.glob("celerybeat-schedule*")), timeout=30)
+    assert app.value("__import__('django.db').db.connection.vendor") == "sqlite"
+
+
+def test_follow_on_the_callback_then_the_worker_fetches_the_profile(app):
+    app.fake.add_users([{"openid": OPENID, "nickname": "Embedded Alice", "subscribe": 1, "language": "zh_CN"}])
+    response = app.callback("subscribe")
+    assert response.status_code == 200
+    wait_for(
+        lambda: [r for r in app.get("/api/subscribers/", openid=OPENID).json()["results"] if r["nickname"]],
+        timeout=60,
+        message="the worker did not fetch the profile",
+    )
+    row = app.get("/api/subscribers/", openid=OPENID).json()["results"][0]
+    assert row["nickname"] == "Embedded Alice" and row["is_following"] and row["stage"] == "followed"
+    assert app.fake.count("/cgi-bin/user/info/batchget") >= 1
+    # A message and a reply (an auto-reply rule of the demo, or none): the callback answers either way.
+    assert app.callback("text", Content="你好").status_code == 200
+
+
+def test_the_welcome_journey_sends_its_first_step(app):
+    def step_ran():
+        return app.value(
+            "list(__import__('conversations.models', fromlist=['JourneyStepRun']).JourneyStepRun.objects"
+            f".filter(enrollment__subscriber__openid='{OPENID}').values_list('outcome', flat=True))"
+        )
+
+    outcomes = wait_for(step_ran, timeout=90, message="no journey step ran")
+    assert "done" in outcomes or "sent" in outcomes, outcomes
+    wait_for(lambda: app.fake.count("/cgi-bin/message/custom/send") >= 1, timeout=60)
+
+
+def test_a_push_reaches_wechat_end_to_end(app):
+    push_id = app.value(
+        f"__import__('tests.wechat_crm.embedded_push', fromlist=['x']).push_scheduled(openid='{OPENID}')"
+    )
+    wait_for(
+        lambda: app.get(f"/api/pushes/{push_id}/").json()["status"] in ("sent", "partially_failed"),
+        timeout=90,
+        message="the push did not finish",
+    )
+    assert app.get(f"/api/pushes/{push_id}/").json()["status"] == "sent"
+    sent = [c for c in app.fake.calls(path="/cgi-bin/message/template/send") if OPENID in json.dumps(c)]
+    assert len(sent) == 1
+    report = app.get(f"/api/pushes/{push_id}/report/")
+    assert report.status_code == 200, report.text
+
+
+def test_funnel_report_and_dropoffs_count_the_follower(app):
+    response = app.post(
+        "/api/conversions/",
+        {"openid": OPENID, "type": "purchase", "external_id": "emb-1", "value": "12.50",
+         "occurred_at": "2099-01-01T00:00:00Z"},
+    )  # fmt: skip
+    assert response.status_code in (201, 422), response.text
+    for breakdown in ("", "channel", "campaign", "content", "cohort_week"):
+        report = app.get("/api/funnel/", breakdown=breakdown)
+        assert report.status_code == 200, (breakdown, report.text[:500])
+        assert report.json()["steps"][0]["count"] >= 1
+    dropoffs = app.get("/api/funnel/dropoffs/", step="followed")
+    assert dropoffs.status_code == 200
+    download = app.get("/api/funnel/dropoffs/", step="followed", format="csv")
+    assert download.status_code == 200 and download.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(download.text)))
+    assert isinstance(rows, list)
+    assert app.get("/api/funnel/attribution/", by="channel").status_code == 200
+    # API errors are JSON under DEBUG.
+    missing = app.get("/api/nothing-here/")
+    assert missing.status_code == 404 and missing.headers["Content-Type"].startswith("application/json")
+    bad = app.get("/api/funnel/", window_days="lots")
+    assert bad.status_code == 400 and "window_days" in bad.json()["extra"]["fields"]
+
+
+def test_the_admin_pages_answer(app):
+    admin = requests.Session()
+    login = admin.get(f"{app.url}/admin/login/", timeout=30)
+    assert login.status_code == 200
+    response = admin.post(
+        f"{app.url}/admin/login/?next=/admin/",
+        data={"username": "admin", "password": PASSWORD, "csrfmiddlewaretoken": admin.cookies["csrftoken"],
+              "next": "/admin/"},
+        headers={"Referer": f"{app.url}/admin/login/"},
+        timeout=30,
+    )  # fmt: skip
+    assert response.status_code == 200 and "/admin/logout/" in response.text, response.text[:2000]
+    pages = sorted(set(re.findall(r'href="(/admin/[a-z_]+/[a-z_]+/)"', response.text)))
+    assert len(pages) >= 15, pages
+    failed = {}
+    for page in pages:
+        answer = admin.get(app.url + page, timeout=60)
+        if answer.status_code != 200:
+            failed[page] = answer.status_code
+        for change in sorted(set(re.findall(rf'href="({re.escape(page)}\d+/change/)"', answer.text)))[:1]:
+            if (code := admin.get(app.url + change, timeout=60).status_code) != 200:
+                failed[change] = code
+    assert failed == {}
+    report = admin.get(f"{app.url}/admin/campaigns/funnelreport/", timeout=60)
+    assert report.status_code == 200
+    download = admin.get(f"{app.url}/admin/campaigns/funnelreport/?format=csv", timeout=60)
+    assert download.status_code == 200 and download.text.startswith("section,group,step")
