@@ -28,6 +28,9 @@ class UserFactory(factory.django.DjangoModelFactory):
 class MarketerFactory(UserFactory):
     """A user in the marketer role: reads everything, writes nothing (a user in no role reads nothing)."""
 
+    class Meta:
+        skip_postgeneration_save = True
+
     @factory.post_generation
     def role(self, create, extracted, **kwargs):
         from django.contrib.auth.models import Group
