@@ -8,9 +8,9 @@ Pushes (issue 4, items 3-6) call, per recipient:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -263,13 +263,20 @@ def link_click_record(*, token: str, at: datetime | None = None) -> str:
     Two statements on the hot path (the target URL is cached per process): one UPDATE of the subscriber's
     last_interaction_at, one INSERT of an accounts.Interaction of kind "link_click" with a unique dedupe key and
     data {push_id, content_id, link_id, engaged: true}. A subscriber who no longer exists (erased) is redirected
-    without a record. Raises LinkTokenInvalid / LinkTokenExpired.
+    without a record. Repeated clicks of one link (and push) by one subscriber within TRACKED_LINK_CLICK_WINDOW
+    seconds count once: the first is remembered in the cache for the window, and the dedupe key names the window's
+    time slot, so that even without the cache two clicks of one slot are one row. Raises LinkTokenInvalid /
+    LinkTokenExpired.
     """
     payload = link_target(token)
     url = links.url_for(payload.link_id)
     if url is None or not url.lower().startswith(("http://", "https://")):
         raise LinkTokenInvalid(_("This link is not valid."))
     now = at or timezone.now()
+    window = max(1, int(settings.TRACKED_LINK_CLICK_WINDOW))
+    clicker = f"{payload.subscriber_id}:{payload.link_id}:{payload.push_id or 0}"
+    if not _click_first_in_window(clicker, window):
+        return url
     updated = Subscriber.objects.filter(pk=payload.subscriber_id).update(
         last_interaction_at=Greatest(Coalesce(F("last_interaction_at"), now), now)
     )
@@ -277,27 +284,42 @@ def link_click_record(*, token: str, at: datetime | None = None) -> str:
         logger.info("tracked link clicked for a subscriber that no longer exists; not recorded")
         return url
     has_follow_ups = bool(_follow_ups_for(LINK_CLICK_KIND))
-    interaction = Interaction.objects.create(
-        subscriber_id=payload.subscriber_id,
-        kind=LINK_CLICK_KIND,
-        dedupe_key=f"{LINK_CLICK_KIND}:{uuid.uuid4().hex}",
-        url=url[:2048],
-        data={
-            "push_id": payload.push_id,
-            "content_id": payload.content_id,
-            "link_id": payload.link_id,
-            "engaged": True,
-        },
-        raw_xml="",
-        reply="",
-        created_at=now,
-        received_at=now,
-        processed_at=None if has_follow_ups else now,
-    )
+    # Inside a transaction a duplicate must not break it: a savepoint. In autocommit (the view) the INSERT alone.
+    guard = transaction.atomic() if transaction.get_connection().in_atomic_block else contextlib.nullcontext()
+    try:
+        with guard:
+            interaction = Interaction.objects.create(
+                subscriber_id=payload.subscriber_id,
+                kind=LINK_CLICK_KIND,
+                dedupe_key=f"{LINK_CLICK_KIND}:{clicker}:{int(now.timestamp()) // window}",
+                url=url[:2048],
+                data={
+                    "push_id": payload.push_id,
+                    "content_id": payload.content_id,
+                    "link_id": payload.link_id,
+                    "engaged": True,
+                },
+                raw_xml="",
+                reply="",
+                created_at=now,
+                received_at=now,
+                processed_at=None if has_follow_ups else now,
+            )
+    except IntegrityError:  # a repeat in the same time slot (the cache was unavailable or emptied)
+        return url
     if has_follow_ups:
         _enqueue_follow_ups(interaction.pk)
     logger.debug("tracked link click recorded: interaction=%s link=%s", interaction.pk, payload.link_id)
     return url
+
+
+def _click_first_in_window(clicker: str, window: int) -> bool:
+    from django.core.cache import cache
+
+    try:
+        return bool(cache.add(f"link_click:{clicker}", 1, timeout=window))
+    except Exception:  # the cache is down: the dedupe key's time slot still stops most repeats
+        return True
 
 
 def _follow_ups_for(kind: str) -> list:
