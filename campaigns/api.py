@@ -139,6 +139,7 @@ class FunnelApi(APIView):
     the previous and the first step, median time from the previous step and drop-off; with `breakdown`, per group."""
 
     permission_classes = [RolePermission]
+    throttle_scope = "reports"
 
     @extend_schema(parameters=_funnel_parameters(), responses=FunnelReportSerializer)
     def get(self, request: Request) -> Response:
@@ -164,6 +165,7 @@ class FunnelDropoffsApi(generics.ListAPIView):
     list as CSV with ?format=csv or Accept: text/csv."""
 
     permission_classes = [RolePermission]
+    throttle_scope = "reports"
     serializer_class = DropoffSubscriberSerializer
     renderer_classes = [JSONRenderer, CSVRenderer]
     filter_backends: list = []
@@ -195,6 +197,7 @@ class AttributionApi(APIView):
     """Conversions, revenue and conversion rate per first-touch channel, campaign or last-touch content."""
 
     permission_classes = [RolePermission]
+    throttle_scope = "reports"
 
     @extend_schema(
         parameters=[

@@ -12,6 +12,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from wechat_crm.wsgi import application
 
+
 def _schema() -> dict:
     """The schema /api/schema/ serves (to staff only), generated in process: the module is imported before any
     database exists, so no user could fetch it yet."""

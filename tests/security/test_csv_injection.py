@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from accounts.models import Subscriber
 from accounts.profiles import profiles_fetch_pending
 from campaigns.models import Channel
-from tests.campaigns.test_funnel import follow
+from tests.campaigns.funnel_population import follow
 from tests.helpers import token_fetched
 from wechat_crm.exports import neutralise
 
