@@ -1,17 +1,16 @@
 """API of subscribers (read, update, bulk tagging), interactions (read) and tags. Token or session authentication."""
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, mixins, permissions, viewsets
+from rest_framework import generics, mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from content.api import IsStaffOrReadOnly
 from wechat_crm.permissions import WRITE_ADMIN, RolePermission
 
 from . import selectors, subscribers, tagging
 from .filters import InteractionFilter, SubscriberFilter
-from .models import Subscriber
+from .models import Subscriber, Tag
 from .serializers import (
     BulkTagResultSerializer,
     BulkTagSerializer,
@@ -79,13 +78,15 @@ class InteractionListApi(generics.ListAPIView):
         return selectors.interactions_list()
 
 
-class TagViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
-    """Tags on subscribers, with their subscriber count. Staff users create them (synced to WeChat on the next
-    tag sync)."""
+class TagViewSet(viewsets.ModelViewSet):
+    """Tags on subscribers, with their subscriber count. Admins create, rename and delete them: a tag linked to
+    WeChat is renamed or deleted there too; new tags and memberships reach WeChat with the next tag sync."""
 
     serializer_class = TagSerializer
-    permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
+    permission_classes = [RolePermission]
     write_roles = WRITE_ADMIN
+    queryset = Tag.objects.none()  # the model, for the permission rules and the schema
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
         return selectors.tags_list()
@@ -93,3 +94,12 @@ class TagViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
     def perform_create(self, serializer) -> None:
         tag = tagging.tag_create(name=serializer.validated_data["name"])
         serializer.instance = selectors.tags_list().get(pk=tag.pk)
+
+    def perform_update(self, serializer) -> None:
+        tag = serializer.instance
+        if "name" in serializer.validated_data:
+            tag = tagging.tag_rename(tag=tag, name=serializer.validated_data["name"])
+        serializer.instance = selectors.tags_list().get(pk=tag.pk)
+
+    def perform_destroy(self, instance) -> None:
+        tagging.tag_delete(tag=instance)

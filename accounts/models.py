@@ -58,7 +58,7 @@ class Subscriber(Timestamped):
     )
     last_interaction_at = models.DateTimeField(_("last interaction at"), null=True, blank=True)
 
-    # Profile, filled in later by the profile fetch (WeChat's user/info).
+    # Profile, filled in later by the profile fetch (WeChat's profile call).
     nickname = models.CharField(_("nickname"), max_length=100, blank=True, default="")
     remark = models.CharField(_("remark"), max_length=100, blank=True, default="")
     language = models.CharField(_("language"), max_length=32, blank=True, default="")
@@ -313,7 +313,8 @@ class Interaction(models.Model):
 
 
 class FollowerSync(models.Model):
-    """One import of the account's existing followers (user/get pages + batchget); resumable from `next_openid`."""
+    """One import of the account's existing followers (pages of WeChat's follower list and their profiles);
+    resumable from `next_openid`."""
 
     class Status(models.TextChoices):
         RUNNING = "running", _("Running")
@@ -322,7 +323,11 @@ class FollowerSync(models.Model):
 
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.RUNNING)
     next_openid = models.CharField(
-        _("next OpenID"), max_length=64, blank=True, default="", help_text=_("Where the next user/get page starts.")
+        _("next OpenID"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_("Where the next page of WeChat's follower list starts."),
     )
     total = models.PositiveIntegerField(_("total followers"), null=True, blank=True)
     imported = models.PositiveIntegerField(_("imported"), default=0)

@@ -3,13 +3,13 @@
 Profile fetch: a follow leaves the subscriber's profile pending (`profile_fetched_at` empty or older than the last
 follow). `profiles_fetch_pending()` claims up to 100 pending subscribers (`select_for_update(skip_locked=True)` in a
 short transaction that writes `profile_claimed_until`, so two workers never fetch the same ones and no row stays
-locked while WeChat answers: the callback's updates never wait for WeChat), asks WeChat's user/info/batchget for
-them, stores what it answered and loops until nothing is pending. A WeChat error releases the claim: the
-subscribers stay pending for the task's retry.
+locked while WeChat answers: the callback's updates never wait for WeChat), asks WeChat's batch profile call (the
+client's users_info) for them, stores what it answered and loops until nothing is pending. A WeChat error releases
+the claim: the subscribers stay pending for the task's retry.
 
-Follower sync: `follower_sync_run()` walks WeChat's user/get pages (next_openid) and batchgets every page in
-chunks of 100, upserting subscribers by openid. The cursor is saved in an `accounts.FollowerSync` row after each
-page, so a run that crashed or was stopped resumes where it left off.
+Follower sync: `follower_sync_run()` walks the pages of WeChat's follower list (the client's followers_page, from
+next_openid) and fetches the profiles of every page in chunks of 100, upserting subscribers by openid. The cursor is
+saved in an `accounts.FollowerSync` row after each page, so a run that crashed or was stopped resumes where it left off.
 
 These services live beside services.py (the callback's hot path) rather than in it to keep each file readable.
 """
@@ -32,10 +32,11 @@ from django.utils.translation import gettext as _
 from wechat_crm.wechat.errors import WeChatError, WeChatNotFollowing, WeChatPermanent
 
 from .models import FollowerSync, Subscriber, Tag
+from .signals import followers_imported_with_scene
 
 logger = logging.getLogger(__name__)
 
-BATCHGET_SIZE = 100  # WeChat's limit for user/info/batchget
+BATCHGET_SIZE = 100  # WeChat's limit for one batch profile call
 INVALID_OPENID = 40003
 
 
@@ -110,7 +111,7 @@ def subscribe_time(info: dict[str, Any]) -> datetime | None:
 
 def tags_for_wechat_ids(wechat_ids: Iterable[int], *, client=None) -> dict[int, int]:
     """{WeChat tag id: local Tag id} for the given ids, creating local tags for WeChat tags we do not know yet
-    (one tags/get call when some are unknown)."""
+    (one call for WeChat's tag list when some are unknown)."""
     wanted = {int(i) for i in wechat_ids}
     if not wanted:
         return {}
@@ -119,7 +120,7 @@ def tags_for_wechat_ids(wechat_ids: Iterable[int], *, client=None) -> dict[int, 
     if missing:
         from .tagging import tags_link_wechat
 
-        remote = [t for t in (client or _client()).tag.get() if int(t["id"]) in missing]
+        remote = [t for t in (client or _client()).tags_list() if int(t["id"]) in missing]
         known.update(tags_link_wechat(remote))
     return known
 
@@ -184,8 +185,7 @@ def batchget(openids: Sequence[str], *, client=None) -> tuple[list[dict[str, Any
     if len(openids) > BATCHGET_SIZE:
         raise ValueError(f"batchget takes at most {BATCHGET_SIZE} openids")
     try:
-        infos = client.user.get_batch([{"openid": o, "lang": "zh_CN"} for o in openids])
-        return list(infos or []), []
+        return client.users_info(openids), []
     except WeChatNotFollowing:
         if len(openids) == 1:
             return [{"openid": openids[0], "subscribe": 0}], []
@@ -413,9 +413,7 @@ def followers_upsert(*, infos: Sequence[dict[str, Any]], now: datetime, client=N
     profiles_apply(subscribers=rows, infos=following, invalid=[], now=now, imported=True, client=client)
     scened = [s.openid for s in new if s.qr_scene_str]
     if scened:  # followed through a QR code before we saw it: WeChat's qr_scene_str names the channel
-        from campaigns.services import channels_attribute_imported
-
-        channels_attribute_imported(openids=scened)
+        followers_imported_with_scene.send(sender=Subscriber, openids=scened)
     return len(following), len(new)
 
 
@@ -444,8 +442,8 @@ def _follower_sync_run(
     pages = 0
     while max_pages is None or pages < max_pages:
         try:
-            page = client.user.get_followers(sync.next_openid or None)
-            openids = list(((page.get("data") or {}).get("openid")) or [])
+            page = client.followers_page(sync.next_openid)
+            openids = page.openids
             stored = created = 0
             for start in range(0, len(openids), BATCHGET_SIZE):
                 infos, _invalid = batchget(openids[start : start + BATCHGET_SIZE], client=client)
@@ -454,15 +452,15 @@ def _follower_sync_run(
                 stored += s
                 created += c
                 if on_progress is not None:
-                    on_progress(sync.imported + stored, int(page.get("total") or 0) or None)
+                    on_progress(sync.imported + stored, page.total or None)
         except WeChatError as exc:
             sync.status = FollowerSync.Status.FAILED
             sync.error = f"{exc.message} ({exc})"
             sync.save(update_fields=["status", "error", "updated_at"])
             raise FollowerSyncError(sync, exc) from exc
         pages += 1
-        next_openid = page.get("next_openid") or ""
-        sync.total = int(page.get("total") or 0)
+        next_openid = page.next_openid
+        sync.total = page.total or 0
         sync.pages = models.F("pages") + 1
         sync.imported = models.F("imported") + stored
         sync.created = models.F("created") + created

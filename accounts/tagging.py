@@ -1,10 +1,10 @@
 """Services for tags: local tags on subscribers, optionally mirrored by WeChat tags and synced both ways.
 
 * `tag_add` / `tag_remove` change local memberships (one statement each).
-* Pull (`tags_pull_from_wechat`): WeChat's tags (tags/get) become local tags (matched by WeChat id, then by
-  name), and WeChat's members of each tag (user/tag/get pages) are added locally. Pull only adds.
-* Push (`tags_push_to_wechat`): local tags missing on WeChat are created there (tags/create), then WeChat's
-  members of each linked tag are made equal to the local following members: batchtagging / batchuntagging in
+* Pull (`tags_pull_from_wechat`): WeChat's tags (the client's tags_list) become local tags (matched by WeChat
+  id, then by name), and WeChat's members of each tag (pages of tag_members_page) are added locally. Pull only adds.
+* Push (`tags_push_to_wechat`): local tags missing on WeChat are created there (tag_create), then WeChat's
+  members of each linked tag are made equal to the local following members: tag_users / untag_users in
   batches of 50 (WeChat's limit). For a linked tag the local membership therefore wins.
 * `tags_sync(direction="both")` pulls, then pushes.
 """
@@ -27,7 +27,7 @@ from .models import Subscriber, Tag
 
 logger = logging.getLogger(__name__)
 
-MEMBERS_BATCH = 50  # WeChat's limit for tags/members/batchtagging and batchuntagging
+MEMBERS_BATCH = 50  # WeChat's limit for one tagging or untagging call
 TAG_NAME_EXISTS = 45157
 
 
@@ -54,6 +54,58 @@ def tag_create(*, name: str) -> Tag:
             return Tag.objects.create(name=name)
     except IntegrityError as exc:
         raise ApplicationError(str(_("A tag with this name exists already."))) from exc
+
+
+def _name_checked(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ApplicationError(str(_("A tag needs a name.")), {"fields": {"name": [str(_("A tag needs a name."))]}})
+    if len(name.encode()) > 30:
+        message = str(_("A tag name has at most 30 bytes (10 Chinese characters)."))
+        raise ApplicationError(message, {"fields": {"name": [message]}})
+    return name
+
+
+def _wechat_refused(exc: Exception) -> ApplicationError:
+    return ApplicationError(
+        str(_("WeChat refused: %(error)s")) % {"error": getattr(exc, "errmsg", None) or exc},
+        {"errcode": getattr(exc, "errcode", None)},
+    )
+
+
+@transaction.atomic
+def tag_rename(*, tag: Tag, name: str, client=None) -> Tag:
+    """Rename the tag; a tag linked to WeChat is renamed there too (the client's tag_rename) before the local row
+    changes."""
+    from wechat_crm.wechat.errors import WeChatError
+
+    name = _name_checked(name)
+    if name == tag.name:
+        return tag
+    if Tag.objects.filter(name=name).exclude(pk=tag.pk).exists():
+        message = str(_("A tag with this name exists already."))
+        raise ApplicationError(message, {"fields": {"name": [message]}})
+    if tag.wechat_tag_id is not None:
+        try:
+            (client or _client()).tag_rename(tag.wechat_tag_id, name)
+        except WeChatError as exc:
+            raise _wechat_refused(exc) from exc
+    tag.name = name
+    tag.save(update_fields=["name"])
+    return tag
+
+
+@transaction.atomic
+def tag_delete(*, tag: Tag, client=None) -> None:
+    """Delete the tag and its memberships; a tag linked to WeChat is deleted there too (the client's tag_delete)."""
+    from wechat_crm.wechat.errors import WeChatError
+
+    if tag.wechat_tag_id is not None:
+        try:
+            (client or _client()).tag_delete(tag.wechat_tag_id)
+        except WeChatError as exc:
+            raise _wechat_refused(exc) from exc
+    tag.delete()
 
 
 def tag_add(*, subscribers: Iterable[Subscriber] | models.QuerySet | Iterable[int], tag: Tag) -> int:
@@ -107,13 +159,12 @@ class TagSyncResult:
 
 def _wechat_members(client, wechat_tag_id: int) -> set[str]:
     members: set[str] = set()
-    next_openid = None
+    next_openid = ""
     while True:
-        page = client.tag.get_tag_users(wechat_tag_id, next_openid)
-        openids = (page.get("data") or {}).get("openid") or []
-        members.update(openids)
-        next_openid = page.get("next_openid") or ""
-        if not openids or not next_openid:
+        page = client.tag_members_page(wechat_tag_id, next_openid)
+        members.update(page.openids)
+        next_openid = page.next_openid
+        if not page.openids or not next_openid:
             return members
 
 
@@ -121,7 +172,7 @@ def tags_pull_from_wechat(*, client=None, result: TagSyncResult | None = None) -
     """WeChat's tags and their members into local tags (adds only)."""
     client = client or _client()
     result = result or TagSyncResult()
-    remote = list(client.tag.get())
+    remote = client.tags_list()
     before = Tag.objects.count()
     links = tags_link_wechat(remote)
     result.tags_created_locally += Tag.objects.count() - before
@@ -141,12 +192,11 @@ def tags_pull_from_wechat(*, client=None, result: TagSyncResult | None = None) -
 
 def _tag_create_on_wechat(client, tag: Tag) -> int:
     try:
-        created = client.tag.create(tag.name)
-        return int(created["id"])
+        return client.tag_create(tag.name)
     except WeChatPermanent as exc:
         if exc.errcode != TAG_NAME_EXISTS:
             raise
-    for item in client.tag.get():  # the name exists on WeChat already: link to it
+    for item in client.tags_list():  # the name exists on WeChat already: link to it
         if item.get("name") == tag.name:
             return int(item["id"])
     raise ApplicationError(str(_("WeChat refused the tag name %(name)s.")) % {"name": tag.name})
@@ -167,9 +217,9 @@ def tags_push_to_wechat(
         remote = _wechat_members(client, tag.wechat_tag_id)
         to_tag, to_untag = sorted(local - remote), sorted(remote - local)
         for start in range(0, len(to_tag), MEMBERS_BATCH):
-            client.tag.tag_user(tag.wechat_tag_id, to_tag[start : start + MEMBERS_BATCH])
+            client.tag_users(tag.wechat_tag_id, to_tag[start : start + MEMBERS_BATCH])
         for start in range(0, len(to_untag), MEMBERS_BATCH):
-            client.tag.untag_user(tag.wechat_tag_id, to_untag[start : start + MEMBERS_BATCH])
+            client.untag_users(tag.wechat_tag_id, to_untag[start : start + MEMBERS_BATCH])
         result.members_tagged_on_wechat += len(to_tag)
         result.members_untagged_on_wechat += len(to_untag)
         tag.synced_at = timezone.now()

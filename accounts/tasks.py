@@ -52,7 +52,7 @@ def interactions_sweep() -> int:
 
 @shared_task(name="accounts.tasks.profiles_fetch_pending", bind=True, max_retries=20)
 def profiles_fetch_pending_task(self) -> int:
-    """Fetch every pending profile through user/info/batchget, 100 at a time. Enqueued ~1 s after a follow
+    """Fetch every pending profile through WeChat's batch profile call, 100 at a time. Enqueued ~1 s after a follow
     (accounts.profiles.profile_fetch_schedule) and every 5 minutes as a sweep. Safe to run twice: each batch is claimed
     (select_for_update with skip_locked) before it is fetched. A WeChat error that may pass (quota, 5xx, network)
     retries the task later."""

@@ -53,7 +53,7 @@ class ChannelViewSet(
         serializer.instance = selectors.channels_list().prefetch_related("tags").get(pk=channel.pk)
 
 
-# --- Campaigns, conversions and the funnel (issue 5) ---
+# --- Campaigns, conversions and the funnel ---
 class CampaignViewSet(viewsets.ModelViewSet):
     """Campaigns: their channels bring followers, their pushes engage them. Operators and admins write."""
 

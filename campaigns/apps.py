@@ -3,6 +3,12 @@ from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
 
+def _attribute_imported(sender, openids: list[str], **kwargs) -> None:
+    from .services import channels_attribute_imported
+
+    channels_attribute_imported(openids=openids)
+
+
 def _sync_roles(sender, using="default", **kwargs) -> None:
     """After every migrate, models added since the roles migration get their permissions in the role groups."""
     from wechat_crm.permissions import role_permissions_sync
@@ -21,3 +27,7 @@ class CampaignsConfig(AppConfig):
 
         stages.register(register_follow_up)
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="campaigns_sync_roles")
+
+        from accounts.signals import followers_imported_with_scene
+
+        followers_imported_with_scene.connect(_attribute_imported, dispatch_uid="campaigns_attribute_imported")

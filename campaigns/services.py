@@ -37,38 +37,33 @@ class QRCode:
 
 
 def channel_qrcode_request(*, scene_str: str, kind: str, expire_seconds: int | None, client=None) -> QRCode:
-    """Ask WeChat's qrcode/create for a QR code with `scene_str` (permanent or temporary). Raises ApplicationError."""
+    """Ask WeChat for a QR code with `scene_str` (permanent, or temporary for `expire_seconds`) through the
+    client's create_qrcode. Raises ApplicationError."""
     from wechat_crm.wechat.client import get_client
 
-    if kind == Channel.Kind.TEMPORARY:
-        if not expire_seconds or not 60 <= expire_seconds <= TEMPORARY_MAX_SECONDS:
-            raise ApplicationError(
-                _("A temporary QR code needs an expiry between 60 and %(max)d seconds.")
-                % {"max": TEMPORARY_MAX_SECONDS}
-            )
-        payload: dict[str, Any] = {
-            "expire_seconds": expire_seconds,
-            "action_name": "QR_STR_SCENE",
-            "action_info": {"scene": {"scene_str": scene_str}},
-        }
-    else:
-        payload = {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": scene_str}}}
+    temporary = kind == Channel.Kind.TEMPORARY
+    if temporary and (not expire_seconds or not 60 <= expire_seconds <= TEMPORARY_MAX_SECONDS):
+        raise ApplicationError(
+            _("A temporary QR code needs an expiry between 60 and %(max)d seconds.") % {"max": TEMPORARY_MAX_SECONDS}
+        )
     requested_at = timezone.now()
     try:
-        result = (client or get_client()).qrcode.create(payload)
+        result = (client or get_client()).create_qrcode(
+            scene_str=scene_str, expire_seconds=expire_seconds if temporary else None
+        )
     except WeChatError as exc:
-        logger.warning("qrcode/create for scene %r failed: %s", scene_str, exc)
+        logger.warning("QR code request for scene %r failed: %s", scene_str, exc)
         raise WeChatUnavailableError(
             _("WeChat could not create the QR code: %(message)s (errcode %(errcode)s).")
             % {"message": exc.message, "errcode": exc.errcode if exc.errcode is not None else "-"},
             {"errcode": exc.errcode},
         ) from exc
-    if not isinstance(result, dict) or not result.get("ticket") or not result.get("url"):
+    if not result.ticket or not result.url:
         raise WeChatUnavailableError(_("WeChat's answer to the QR code request has no ticket or URL."))
     expires_at = None
-    if kind == Channel.Kind.TEMPORARY:
-        expires_at = requested_at + timedelta(seconds=int(result.get("expire_seconds") or expire_seconds or 0))
-    return QRCode(ticket=str(result["ticket"]), url=str(result["url"]), expires_at=expires_at)
+    if temporary:
+        expires_at = requested_at + timedelta(seconds=int(result.expire_seconds or expire_seconds or 0))
+    return QRCode(ticket=result.ticket, url=result.url, expires_at=expires_at)
 
 
 @transaction.atomic

@@ -46,11 +46,14 @@ class _ListRetrieveCreateUpdate(
     permission_classes = [permissions.IsAuthenticated, IsStaffOrReadOnly]
 
 
-class TopicViewSet(_ListRetrieveCreateUpdate):
+class TopicViewSet(mixins.DestroyModelMixin, _ListRetrieveCreateUpdate):
     """Topics: what articles are about; the unit of subscribers' preferences and opt-outs."""
 
     serializer_class = TopicSerializer
     queryset = Topic.objects.all()
+
+    def perform_destroy(self, instance: Topic) -> None:
+        services.topic_delete(topic=instance)
 
     def perform_create(self, serializer) -> None:
         serializer.instance = services.topic_create(**serializer.validated_data)

@@ -2,7 +2,7 @@
 
 A token is `<payload>.<timestamp>.<signature>` made by django.core.signing's TimestampSigner with its own salt:
   payload    "<subscriber>-<push>-<content>-<link>", each a base62 integer id, empty for none
-             (subscriber: accounts.Subscriber.id; push: the future Push.id, a plain integer for now;
+             (subscriber: accounts.Subscriber.id; push: content.Push.id;
               content: content.Article.id; link: content.TrackedLink.id, the row holding the target URL)
   timestamp  base62 seconds, checked against TRACKED_LINK_MAX_AGE_DAYS
   signature  HMAC-SHA256 of the rest with SECRET_KEY and the salt, cut to 128 bits (22 characters)

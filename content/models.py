@@ -1,7 +1,7 @@
 """The content library: topics, articles (served at /c/<slug>/), WeChat message templates and tracked links.
 
-Segments, pushes and deliveries are built on these models later (issue 4): a push sends an Article and/or a
-MessageTemplate; every link in what it sends goes through a TrackedLink (/r/<token>).
+Segments, pushes and deliveries are built on these models: a push sends an Article and/or a MessageTemplate; every
+link in what it sends goes through a TrackedLink (/r/<token>).
 """
 
 from django.conf import settings
@@ -207,7 +207,7 @@ class TrackedLink(models.Model):
         return self.url
 
 
-# --- Sending: the account's policy, segments, pushes and their deliveries (issue 4) ---------------------------------
+# --- Sending: the account's policy, segments, pushes and their deliveries -------------------------------------------
 
 
 class SendPolicy(models.Model):

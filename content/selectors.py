@@ -12,8 +12,8 @@ from accounts.models import Interaction
 from .models import Article, MessageTemplate
 
 LINK_CLICK_KIND = "link_click"
-# Interaction kinds that mean "opened tracked content". Menu clicks also count as engaged in the funnel (issue 5):
-# that rule belongs to the funnel's stage definitions, which may extend this tuple.
+# Interaction kinds that mean "opened tracked content". Whether menu clicks also count as engaged in the funnel is
+# the funnel's stage rule (FunnelSettings.menu_click_engages).
 ENGAGED_KINDS: tuple[str, ...] = (LINK_CLICK_KIND,)
 
 

@@ -30,7 +30,7 @@ from .errors import TemplateInvalid
 # What a field's value may refer to. Personal identifiers (openid, unionid) are deliberately absent.
 SUBSCRIBER_FIELDS = ("id", "nickname", "remark", "sex", "city", "province", "country", "language", "subscribed_at")
 ARTICLE_FIELDS = ("id", "title", "digest", "author", "url", "published_at")
-# The Push model comes later (issue 4, item 3); its renderable fields are reserved here.
+# The renderable fields of a Push.
 PUSH_FIELDS = ("id", "name", "send_at")
 CONTEXT_SCHEMA: dict[str, tuple[str, ...]] = {
     "subscriber": SUBSCRIBER_FIELDS,

@@ -290,9 +290,7 @@ def _act(step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscribe
     src = OutboundMessage.Source.JOURNEY
     if window.allowed:
         if len(articles) == 1:  # one article: a card (the text as its description)
-            payload = services.custom_news_payload(subscriber, articles)
-            if text:
-                payload["news"]["articles"][0]["description"] = text
+            payload = services.custom_news_payload(subscriber, articles, description=text)
         else:  # several: the text and one tracked link per article
             from content.services import link_track
 

@@ -1,4 +1,4 @@
-"""The custom menu: validated as WeChat validates it (menu/create), published through the API."""
+"""The custom menu: validated as WeChat validates it, published through the client's menu_create."""
 
 from __future__ import annotations
 
@@ -70,13 +70,13 @@ def menu_validate(buttons: Any) -> list[dict[str, Any]]:
 
 
 def menu_publish(*, menu: Menu, client=None) -> Menu:
-    """Validate and publish the menu (menu/create). MenuInvalid or MenuPublishFailed (WeChat's answer)."""
+    """Validate and publish the menu (the client's menu_create). MenuInvalid or MenuPublishFailed (WeChat's answer)."""
     from wechat_crm.wechat.client import get_client
     from wechat_crm.wechat.errors import WeChatError
 
     buttons = menu_validate(menu.buttons)
     try:
-        (client or get_client()).menu.create({"button": buttons})
+        (client or get_client()).menu_create(buttons)
     except WeChatError as exc:
         menu.publish_error = f"{exc.errcode}: {exc.errmsg}"
         menu.save(update_fields=["publish_error", "updated_at"])

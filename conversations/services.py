@@ -16,6 +16,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Interaction, Subscriber
+from wechat_crm.wechat import messages
+from wechat_crm.wechat.messages import Payload
 
 from .errors import OutsideWindow
 from .models import Conversation, OutboundMessage, ScoreEntry, ScoreRule
@@ -108,44 +110,44 @@ def _create(**fields: Any) -> OutboundMessage | None:
     return message
 
 
-def custom_text_payload(subscriber: Subscriber, text: str) -> dict[str, Any]:
-    return {"touser": subscriber.openid, "msgtype": "text", "text": {"content": text}}
+def custom_text_payload(subscriber: Subscriber, text: str) -> Payload:
+    """A customer-service text, as the outbound row stores it until it is sent."""
+    return messages.custom_text(openid=subscriber.openid, text=text)
 
 
-def custom_news_payload(subscriber: Subscriber, articles: list[Any]) -> dict[str, Any]:
+def custom_news_payload(subscriber: Subscriber, articles: list[Any], *, description: str = "") -> Payload:
+    """A customer-service card of the first article (WeChat shows one) with its tracked link; `description`
+    replaces the article's digest when given."""
     from content.services import link_track
 
-    items = []
-    for article in articles[:1]:  # WeChat shows one article per customer-service news message
-        item = {
-            "title": article.title,
-            "description": article.digest,
-            "url": link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk),
-        }
-        if article.cover:
-            item["picurl"] = article.cover.url
-        items.append(item)
-    return {"touser": subscriber.openid, "msgtype": "news", "news": {"articles": items}}
+    cards = [
+        messages.NewsArticle(
+            title=article.title,
+            description=description or article.digest,
+            url=link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk),
+            picurl=article.cover.url if article.cover else "",
+        )
+        for article in articles[: messages.NEWS_MAX_ARTICLES]
+    ]
+    return messages.custom_news(openid=subscriber.openid, articles=cards)
 
 
-def template_payload(subscriber: Subscriber, template: Any, *, article: Any = None) -> dict[str, Any]:
+def template_payload(subscriber: Subscriber, template: Any, *, article: Any = None) -> Payload:
+    """A template message rendered for the subscriber, linking to `article` (tracked) or to the template's link."""
     from content.services import link_track, template_context, template_render, template_url
 
     context = template_context(article=article) if article is not None else None
-    message: dict[str, Any] = {
-        "touser": subscriber.openid,
-        "template_id": template.wechat_template_id,
-        "data": template_render(template, subscriber=subscriber, context=context),
-    }
     if article is not None:
         url = link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk)
     else:
         url = template_url(template, subscriber_id=subscriber.pk)
-    if url:
-        message["url"] = url
-    if template.miniprogram_appid:
-        message["miniprogram"] = {"appid": template.miniprogram_appid, "pagepath": template.miniprogram_pagepath}
-    return message
+    return messages.template_message(
+        openid=subscriber.openid,
+        template_id=template.wechat_template_id,
+        data=template_render(template, subscriber=subscriber, context=context),
+        url=url,
+        miniprogram=messages.MiniProgram(appid=template.miniprogram_appid, pagepath=template.miniprogram_pagepath),
+    )
 
 
 @transaction.atomic
@@ -224,8 +226,10 @@ def outbound_send(*, message_id: int, client=None) -> tuple[str, float | None]:
         return "", None
     message = OutboundMessage.objects.get(pk=message_id)
     client = client or get_client()
-    send = client.send_custom_many if message.kind == OutboundMessage.Kind.CUSTOM else client.send_template_many
-    (result,) = send([message.payload], threads=1)
+    if message.kind == OutboundMessage.Kind.CUSTOM:
+        result = client.send_custom_message(message.payload)
+    else:
+        result = client.send_template_message(message.payload)
     fields: dict[str, Any] = {}
     if result.ok or result.outcome == Outcome.SENT_ALREADY:
         fields = {"status": S.SENT, "msgid": result.msgid, "sent_at": now, "reason": ""}

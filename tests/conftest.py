@@ -26,11 +26,35 @@ def _fresh_reply_caches():
 
 
 @pytest.fixture
-def staff_client(client, django_user_model):
-    """The test client logged in as a superuser."""
-    user = django_user_model.objects.create_superuser(username="operator", password="pw", email="o@example.com")
-    client.force_login(user)
+def staff_user(django_user_model):
+    """A superuser (staff, every permission)."""
+    return django_user_model.objects.create_superuser(username="operator", password="pw", email="o@example.com")
+
+
+@pytest.fixture
+def staff_client(client, staff_user):
+    """The test client logged in as `staff_user` (for the admin)."""
+    client.force_login(staff_user)
     return client
+
+
+@pytest.fixture
+def staff_api(staff_user):
+    """An API client authenticated as `staff_user`; `.user` is that user."""
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(staff_user)
+    api.user = staff_user
+    return api
+
+
+@pytest.fixture
+def anonymous_api():
+    """An API client that is not logged in."""
+    from rest_framework.test import APIClient
+
+    return APIClient()
 
 
 @pytest.fixture

@@ -33,18 +33,20 @@ def migration_data_restore() -> None:
 
 
 def wechat_shared_state_clear(appid: str) -> None:
-    """Forget the outbound rate-limit buckets (Redis) and the cached access token of `appid`: the test starts with
-    full quotas and fetches a token of its own."""
+    """Forget the outbound rate-limit buckets (Redis), the cached access token of `appid` and its refresh lock: the
+    test starts with full quotas and fetches a token of its own."""
     from django.core.cache import cache
 
     from wechat_crm.wechat import ratelimit
-    from wechat_crm.wechat.tokens import cache_key
+    from wechat_crm.wechat.tokens import cache_key, lock_key
 
     client = ratelimit.redis_client()
     if client is not None:
         for key in client.scan_iter("wechat:ratelimit:*"):
             client.delete(key)
+        client.delete(lock_key(appid))
     cache.delete(cache_key(appid))
+    cache.delete(lock_key(appid))
 
 
 def token_fetched(fake):

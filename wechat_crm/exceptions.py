@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError, RestrictedError
 from django.utils.translation import gettext
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -23,6 +24,16 @@ class ApplicationError(Exception):
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=getattr(exc, "message_dict", None) or exc.messages)
+    if isinstance(exc, ProtectedError | RestrictedError):
+        rows = exc.protected_objects if isinstance(exc, ProtectedError) else exc.restricted_objects
+        used_by = sorted({str(obj._meta.verbose_name) for obj in rows if hasattr(obj, "_meta")})
+        return Response(
+            {
+                "message": gettext("This is still in use (%(by)s): change those first.") % {"by": ", ".join(used_by)},
+                "extra": {"used_by": used_by},
+            },
+            status=status.HTTP_409_CONFLICT,
+        )
     if isinstance(exc, ApplicationError):
         return Response({"message": exc.message, "extra": exc.extra}, status=exc.status_code)
     response = exception_handler(exc, context)

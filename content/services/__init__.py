@@ -1,6 +1,6 @@
 """Changes of state in the content library, the per-subscriber rendering of templates, and tracked links.
 
-Pushes (issue 4, items 3-6) call, per recipient:
+Pushes call, per recipient:
     template_render(template, subscriber=..., context=template_context(article=..., push=...))  -> WeChat's `data`
     template_url(template, subscriber_id=..., push_id=...)                                      -> the tracked `url`
     links_rewrite(text, subscriber_id=..., push_id=..., content_id=...)                         -> tracked text
@@ -225,7 +225,7 @@ def link_track(url: str, *, subscriber_id: int, push_id: int | None = None, cont
     """The absolute tracked address (PUBLIC_BASE_URL/r/<token>) that records a click and redirects to `url`.
 
     The token holds ids only (subscriber, push, content, link row), is signed and expires after
-    TRACKED_LINK_MAX_AGE_DAYS. `push_id` is the future Push's id (a plain integer until that model exists).
+    TRACKED_LINK_MAX_AGE_DAYS.
     """
     if not url.lower().startswith(("http://", "https://")):
         raise ValueError("only http(s) URLs can be tracked")
@@ -358,3 +358,8 @@ def topic_update(*, topic: Topic, data: Mapping[str, Any]) -> Topic:
     if changed:
         topic.save(update_fields=changed)
     return topic
+
+
+def topic_delete(*, topic: Topic) -> None:
+    """Delete the topic: articles lose it, subscribers' preferences and opt-outs of it go with it."""
+    topic.delete()

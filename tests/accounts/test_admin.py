@@ -7,13 +7,6 @@ from tests.accounts.factories import FollowEventFactory, InteractionFactory, Sub
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff_client(client, django_user_model):
-    user = django_user_model.objects.create_superuser(username="admin", password="pw", email="a@example.com")
-    client.force_login(user)
-    return client
-
-
 def test_subscriber_changelist_searches_by_openid(staff_client):
     SubscriberFactory(openid="oAdmin_wanted")
     SubscriberFactory(openid="oAdmin_other")

@@ -17,10 +17,9 @@ BATCHGET = "/cgi-bin/user/info/batchget"
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 
-@pytest.fixture
-def fake(fake_wechat, settings):
+@pytest.fixture(autouse=True)
+def _user_calls_unthrottled(settings):
     settings.WECHAT_RATE_LIMITS = {**settings.WECHAT_RATE_LIMITS, "user": (0.0, 1)}  # no local limit in the test
-    return fake_wechat
 
 
 def _run(*args: str) -> str:

@@ -6,7 +6,7 @@ import pytest
 
 from accounts.models import Subscriber, Tag
 from accounts.tagging import tag_add, tag_remove, tags_sync
-from tests.helpers import token_fetched, wait_for
+from tests.helpers import wait_for
 
 TAG_CREATE = "/cgi-bin/tags/create"
 TAGGING = "/cgi-bin/tags/members/batchtagging"
@@ -16,20 +16,16 @@ UNTAGGING = "/cgi-bin/tags/members/batchuntagging"
 pytestmark = pytest.mark.usefixtures("english")  # asserts the English source strings
 
 
-@pytest.fixture
-def fake(fake_wechat):
-    """The fake server with a valid shared token already fetched and no calls recorded."""
-    return token_fetched(fake_wechat)
-
-
-def _followers(fake, count: int, prefix: str) -> list[Subscriber]:
-    openids = fake.add_users([{"openid": f"{prefix}{i:024d}"} for i in range(count)])
+def _followers(fake_with_token, count: int, prefix: str) -> list[Subscriber]:
+    openids = fake_with_token.add_users([{"openid": f"{prefix}{i:024d}"} for i in range(count)])
     return [Subscriber.objects.create(openid=o, is_following=True) for o in openids]
 
 
-def _wechat_members(fake, tag_id: int) -> set[str]:
+def _wechat_members(fake_with_token, tag_id: int) -> set[str]:
     return {
-        u["openid"] for u in fake.users(subscribe=1) if tag_id in (fake.user(u["openid"]) or {}).get("tagid_list", [])
+        u["openid"]
+        for u in fake_with_token.users(subscribe=1)
+        if tag_id in (fake_with_token.user(u["openid"]) or {}).get("tagid_list", [])
     }
 
 
@@ -48,35 +44,35 @@ def test_tag_add_and_remove_are_idempotent():
 
 
 @pytest.mark.django_db
-def test_push_creates_the_wechat_tag_and_tags_members_in_batches_of_50(fake):
+def test_push_creates_the_wechat_tag_and_tags_members_in_batches_of_50(fake_with_token):
     tag = Tag.objects.create(name="buyers")
-    subscribers = _followers(fake, 60, "oBuyer")
+    subscribers = _followers(fake_with_token, 60, "oBuyer")
     tag_add(subscribers=subscribers, tag=tag)
 
     result = tags_sync(direction="push")
 
     tag.refresh_from_db()
     assert tag.wechat_tag_id is not None and tag.synced_at is not None
-    assert fake.count(TAG_CREATE) == 1
-    batches = [c["body"]["openid_list"] for c in fake.calls(TAGGING)]
+    assert fake_with_token.count(TAG_CREATE) == 1
+    batches = [c["body"]["openid_list"] for c in fake_with_token.calls(TAGGING)]
     assert sorted(len(b) for b in batches) == [10, 50]
-    assert _wechat_members(fake, tag.wechat_tag_id) == {s.openid for s in subscribers}
+    assert _wechat_members(fake_with_token, tag.wechat_tag_id) == {s.openid for s in subscribers}
     assert result.members_tagged_on_wechat == 60
 
     # A local removal is pushed as an untagging; a second push with nothing changed calls nothing.
     tag_remove(subscribers=subscribers[:5], tag=tag)
     tags_sync(direction="push")
-    assert [len(c["body"]["openid_list"]) for c in fake.calls(UNTAGGING)] == [5]
-    assert _wechat_members(fake, tag.wechat_tag_id) == {s.openid for s in subscribers[5:]}
-    fake.clear_calls()
+    assert [len(c["body"]["openid_list"]) for c in fake_with_token.calls(UNTAGGING)] == [5]
+    assert _wechat_members(fake_with_token, tag.wechat_tag_id) == {s.openid for s in subscribers[5:]}
+    fake_with_token.clear_calls()
     tags_sync(direction="push")
-    assert fake.count(TAGGING) == fake.count(UNTAGGING) == fake.count(TAG_CREATE) == 0
+    assert fake_with_token.count(TAGGING) == fake_with_token.count(UNTAGGING) == fake_with_token.count(TAG_CREATE) == 0
 
 
 @pytest.mark.django_db
-def test_push_links_a_local_tag_to_a_wechat_tag_of_the_same_name(fake):
-    token = fake.fetch_token()
-    existing = fake.api("cgi-bin/tags/create", {"tag": {"name": "老客户"}}, access_token=token)["tag"]["id"]
+def test_push_links_a_local_tag_to_a_wechat_tag_of_the_same_name(fake_with_token):
+    token = fake_with_token.fetch_token()
+    existing = fake_with_token.api("cgi-bin/tags/create", {"tag": {"name": "老客户"}}, access_token=token)["tag"]["id"]
     tag = Tag.objects.create(name="老客户")
 
     tags_sync(direction="push")
@@ -86,13 +82,13 @@ def test_push_links_a_local_tag_to_a_wechat_tag_of_the_same_name(fake):
 
 
 @pytest.mark.django_db
-def test_pull_imports_wechat_tags_and_their_members(fake):
-    token = fake.fetch_token()
-    gold = fake.api("cgi-bin/tags/create", {"tag": {"name": "gold"}}, access_token=token)["tag"]["id"]
-    subscribers = _followers(fake, 3, "oGold")
-    fake.add_users([{"openid": s.openid, "tagid_list": [gold]} for s in subscribers[:2]])
+def test_pull_imports_wechat_tags_and_their_members(fake_with_token):
+    token = fake_with_token.fetch_token()
+    gold = fake_with_token.api("cgi-bin/tags/create", {"tag": {"name": "gold"}}, access_token=token)["tag"]["id"]
+    subscribers = _followers(fake_with_token, 3, "oGold")
+    fake_with_token.add_users([{"openid": s.openid, "tagid_list": [gold]} for s in subscribers[:2]])
     local_only = Tag.objects.create(name="local-only")
-    fake.clear_calls()
+    fake_with_token.clear_calls()
 
     result = tags_sync(direction="pull")
 
@@ -103,7 +99,7 @@ def test_pull_imports_wechat_tags_and_their_members(fake):
     assert result.tags_created_locally == Tag.objects.filter(wechat_tag_id__isnull=False).count() >= 1
     assert result.members_added_locally == 2
     assert Tag.objects.get(pk=local_only.pk).wechat_tag_id is None  # pull does not push
-    assert fake.count(TAG_CREATE) == 0
+    assert fake_with_token.count(TAG_CREATE) == 0
 
     count = Tag.objects.count()
     again = tags_sync(direction="pull")  # again: nothing new

@@ -24,14 +24,14 @@ def marketer(django_user_model):
 
 
 @pytest.fixture
-def api(marketer):
+def marketer_api(marketer):
     client = APIClient()
     client.force_authenticate(marketer)
     return client
 
 
-def test_funnel_api_with_a_breakdown(api, population):  # noqa: F811
-    response = api.get(f"/api/funnel/?{RANGE}&breakdown=channel")
+def test_funnel_api_with_a_breakdown(marketer_api, population):  # noqa: F811
+    response = marketer_api.get(f"/api/funnel/?{RANGE}&breakdown=channel")
     assert response.status_code == 200
     body = response.json()
     assert body["from"] == "2026-03-01" and body["window_days"] == 30
@@ -52,8 +52,8 @@ def test_funnel_api_with_a_breakdown(api, population):  # noqa: F811
     }
 
 
-def test_funnel_api_filters(api, population):  # noqa: F811
-    body = api.get(f"/api/funnel/?{RANGE}&campaign={population['c1'].pk}&tag=vip").json()
+def test_funnel_api_filters(marketer_api, population):  # noqa: F811
+    body = marketer_api.get(f"/api/funnel/?{RANGE}&campaign={population['c1'].pk}&tag=vip").json()
     assert [s["count"] for s in body["steps"]] == [1, 1, 1, 1]
 
 
@@ -61,26 +61,26 @@ def test_funnel_api_filters(api, population):  # noqa: F811
     "query",
     ["breakdown=nope", "from=2026-04-01&to=2026-03-01", "window_days=0", "from=yesterday", "channel=abc"],
 )
-def test_bad_funnel_parameters_are_a_json_400(api, query):
-    response = api.get(f"/api/funnel/?{query}")
+def test_bad_funnel_parameters_are_a_json_400(marketer_api, query):
+    response = marketer_api.get(f"/api/funnel/?{query}")
     assert response.status_code == 400 and response.json()["message"]
 
 
-def test_dropoffs_paginated_and_as_csv(api, population):  # noqa: F811
-    body = api.get(f"/api/funnel/dropoffs/?{RANGE}&step=engaged").json()
+def test_dropoffs_paginated_and_as_csv(marketer_api, population):  # noqa: F811
+    body = marketer_api.get(f"/api/funnel/dropoffs/?{RANGE}&step=engaged").json()
     assert body["count"] == 2 and [r["openid"] for r in body["results"]] == ["o_a2", "o_b2"]
     for response in (
-        api.get(f"/api/funnel/dropoffs/?{RANGE}&step=engaged&format=csv"),
-        api.get(f"/api/funnel/dropoffs/?{RANGE}&step=engaged", HTTP_ACCEPT="text/csv"),
+        marketer_api.get(f"/api/funnel/dropoffs/?{RANGE}&step=engaged&format=csv"),
+        marketer_api.get(f"/api/funnel/dropoffs/?{RANGE}&step=engaged", HTTP_ACCEPT="text/csv"),
     ):
         assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(response.content.decode())))
         assert [r["openid"] for r in rows] == ["o_a2", "o_b2"] and rows[1]["source_channel"] == "Poster B"
-    assert api.get(f"/api/funnel/dropoffs/?{RANGE}&step=converted").status_code == 400
+    assert marketer_api.get(f"/api/funnel/dropoffs/?{RANGE}&step=converted").status_code == 400
 
 
-def test_campaign_summary_api(api, population):  # noqa: F811
-    body = api.get(f"/api/campaigns/{population['c2'].pk}/summary/").json()
+def test_campaign_summary_api(marketer_api, population):  # noqa: F811
+    body = marketer_api.get(f"/api/campaigns/{population['c2'].pk}/summary/").json()
     assert body["follows"] == 5 and body["conversions"] == 3 and body["revenue"] == "150.00"
 
 
@@ -107,9 +107,9 @@ def test_admin_report_page_and_csv(client, marketer, population):  # noqa: F811
     assert bad.status_code == 200 and "must not be after" in bad.content.decode()
 
 
-def test_subscribers_api_filters_by_stage_channel_tag_and_follow_date(api, population):  # noqa: F811
+def test_subscribers_api_filters_by_stage_channel_tag_and_follow_date(marketer_api, population):  # noqa: F811
     def openids(query: str) -> list[str]:
-        response = api.get(f"/api/subscribers/?{query}")
+        response = marketer_api.get(f"/api/subscribers/?{query}")
         assert response.status_code == 200
         return sorted(r["openid"] for r in response.json()["results"])
 
@@ -118,6 +118,6 @@ def test_subscribers_api_filters_by_stage_channel_tag_and_follow_date(api, popul
     assert openids("tag=vip") == ["o_a1", "o_b1"]
     assert openids("followed_from=2026-03-09&followed_to=2026-03-10") == ["o_b1", "o_b2"]
     assert openids("is_following=true&stage=engaged") == ["o_a2"]
-    row = api.get("/api/subscribers/?stage=engaged").json()["results"][0]
+    row = marketer_api.get("/api/subscribers/?stage=engaged").json()["results"][0]
     assert row["engaged_at"] and row["stage"] == "engaged" and row["source_channel"] == population["a"].pk
-    assert api.get("/api/subscribers/?stage=nope").status_code == 400
+    assert marketer_api.get("/api/subscribers/?stage=nope").status_code == 400

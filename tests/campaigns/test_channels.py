@@ -13,7 +13,7 @@ from campaigns.models import Channel, ChannelTouch
 from campaigns.selectors import channel_welcome_cache_clear
 from campaigns.services import channel_create
 from tests.fixtures.wechat_payloads import build_message
-from tests.helpers import changelist_cells, token_fetched, wait_for
+from tests.helpers import changelist_cells, wait_for
 from wechat_crm.wechat import xml
 
 QRCODE_CREATE = "/cgi-bin/qrcode/create"
@@ -28,12 +28,6 @@ def _fresh_channel_cache():
     channel_welcome_cache_clear()
     yield
     channel_welcome_cache_clear()
-
-
-@pytest.fixture
-def fake_wechat(fake_wechat):
-    """The fake WeChat server, with a valid shared access token already fetched and no calls recorded yet."""
-    return token_fetched(fake_wechat)
 
 
 def _form(**overrides) -> dict:
@@ -57,17 +51,17 @@ def _form(**overrides) -> dict:
 
 
 @pytest.mark.django_db
-def test_the_admin_creates_a_permanent_qr_code_on_wechat_and_shows_it(staff_client, fake_wechat):
+def test_the_admin_creates_a_permanent_qr_code_on_wechat_and_shows_it(staff_client, fake_with_token):
     response = staff_client.post(ADD_URL, _form())
     assert response.status_code == 302, response.content.decode()[:2000]
 
     channel = Channel.objects.get()
-    (call,) = fake_wechat.calls(QRCODE_CREATE)
+    (call,) = fake_with_token.calls(QRCODE_CREATE)
     assert call["body"] == {
         "action_name": "QR_LIMIT_STR_SCENE",
         "action_info": {"scene": {"scene_str": "poster-spring"}},
     }
-    (stored,) = fake_wechat.qrcodes()
+    (stored,) = fake_with_token.qrcodes()
     assert (channel.ticket, channel.url) == (stored["ticket"], stored["url"])
     assert channel.expires_at is None
 
@@ -84,12 +78,12 @@ def test_the_admin_creates_a_permanent_qr_code_on_wechat_and_shows_it(staff_clie
 
 
 @pytest.mark.django_db
-def test_a_temporary_qr_code_gets_its_expiry(staff_client, fake_wechat):
+def test_a_temporary_qr_code_gets_its_expiry(staff_client, fake_with_token):
     response = staff_client.post(ADD_URL, _form(kind="temporary", expire_seconds="86400", scene_str="booth-1"))
     assert response.status_code == 302
 
     channel = Channel.objects.get()
-    (call,) = fake_wechat.calls(QRCODE_CREATE)
+    (call,) = fake_with_token.calls(QRCODE_CREATE)
     assert call["body"]["action_name"] == "QR_STR_SCENE" and call["body"]["expire_seconds"] == 86400
     assert channel.expires_at is not None
     assert 86000 < (channel.expires_at - channel.created_at).total_seconds() <= 86401
@@ -105,19 +99,19 @@ def test_a_temporary_qr_code_gets_its_expiry(staff_client, fake_wechat):
         ({"scene_str": "x" * 65}, "64"),
     ],
 )
-def test_bad_input_is_a_form_error_and_wechat_is_not_called(staff_client, fake_wechat, form, message):
+def test_bad_input_is_a_form_error_and_wechat_is_not_called(staff_client, fake_with_token, form, message):
     response = staff_client.post(ADD_URL, _form(**form))
 
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not Channel.objects.exists()
-    assert fake_wechat.count(QRCODE_CREATE) == 0
+    assert fake_with_token.count(QRCODE_CREATE) == 0
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("fault", [{"errcode": 45009}, {"errcode": 40053}, {"status": 500}])
-def test_a_wechat_refusal_is_a_form_error_not_a_500(staff_client, fake_wechat, fault):
-    fake_wechat.configure(faults=[{"path": QRCODE_CREATE, "times": 10, **fault}])
+def test_a_wechat_refusal_is_a_form_error_not_a_500(staff_client, fake_with_token, fault):
+    fake_with_token.configure(faults=[{"path": QRCODE_CREATE, "times": 10, **fault}])
 
     response = staff_client.post(ADD_URL, _form())
 
@@ -127,7 +121,7 @@ def test_a_wechat_refusal_is_a_form_error_not_a_500(staff_client, fake_wechat, f
 
 
 @pytest.mark.django_db
-def test_the_channel_list_shows_follow_counts(staff_client, fake_wechat, settings):
+def test_the_channel_list_shows_follow_counts(staff_client, fake_with_token, settings):
     channel = channel_create(name="Counted", scene_str="counted")
     subscriber = Subscriber.objects.create(openid="oCounted_000000000000000001", is_following=True)
     interaction = Interaction.objects.create(
@@ -148,7 +142,7 @@ def test_the_channel_list_shows_follow_counts(staff_client, fake_wechat, setting
 
 
 @pytest.mark.django_db
-def test_the_api_lists_channels_to_users_and_lets_operators_create_them(client, django_user_model, fake_wechat):
+def test_the_api_lists_channels_to_users_and_lets_operators_create_them(client, django_user_model, fake_with_token):
     from django.contrib.auth.models import Group
 
     Tag.objects.create(name="spring")
@@ -170,7 +164,7 @@ def test_the_api_lists_channels_to_users_and_lets_operators_create_them(client, 
     body = created.json()
     assert body["ticket"] and body["url"].startswith("http://weixin.qq.com/q/")
     assert body["tags"] == ["spring"] and body["follow_count"] == 0
-    assert fake_wechat.count(QRCODE_CREATE) == 1
+    assert fake_with_token.count(QRCODE_CREATE) == 1
 
     listed = client.get("/api/channels/").json()
     assert [c["scene_str"] for c in listed["results"]] == ["api-poster"]
@@ -178,11 +172,11 @@ def test_the_api_lists_channels_to_users_and_lets_operators_create_them(client, 
 
 
 @pytest.mark.django_db
-def test_the_api_answers_json_errors_for_bad_input_and_wechat_refusals(admin_client, fake_wechat):
+def test_the_api_answers_json_errors_for_bad_input_and_wechat_refusals(admin_client, fake_with_token):
     bad = admin_client.post("/api/channels/", {"name": "x", "scene_str": "x", "kind": "temporary"}, "application/json")
     assert bad.status_code == 400 and "expire_seconds" in bad.json()["extra"]["fields"]
 
-    fake_wechat.configure(faults=[{"path": QRCODE_CREATE, "errcode": 45009, "times": 1}])
+    fake_with_token.configure(faults=[{"path": QRCODE_CREATE, "errcode": 45009, "times": 1}])
     refused = admin_client.post("/api/channels/", {"name": "x", "scene_str": "x"}, "application/json")
     assert refused.status_code == 502
     assert "WeChat could not create the QR code" in refused.json()["message"]
@@ -199,7 +193,7 @@ def _reply(poster, response) -> dict:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("mode", ["plain", "safe"])
-def test_a_follow_through_a_channel_gets_its_welcome_reply(poster, fake_wechat, mode):
+def test_a_follow_through_a_channel_gets_its_welcome_reply(poster, fake_with_token, mode):
     channel_create(name="Fair", scene_str="fair", welcome_reply="欢迎来到展会！")
 
     response = poster.post(
@@ -214,7 +208,7 @@ def test_a_follow_through_a_channel_gets_its_welcome_reply(poster, fake_wechat, 
 
 
 @pytest.mark.django_db
-def test_no_welcome_for_an_unknown_scene_an_inactive_channel_or_a_plain_follow(poster, fake_wechat):
+def test_no_welcome_for_an_unknown_scene_an_inactive_channel_or_a_plain_follow(poster, fake_with_token):
     channel_create(name="Off", scene_str="off", welcome_reply="hi", is_active=False)
 
     for event_key in ("qrscene_unknown", "qrscene_off", ""):
@@ -227,7 +221,7 @@ def test_no_welcome_for_an_unknown_scene_an_inactive_channel_or_a_plain_follow(p
 
 
 @pytest.mark.django_db
-def test_the_welcome_lookup_costs_at_most_one_query_and_none_when_cached(poster, fake_wechat):
+def test_the_welcome_lookup_costs_at_most_one_query_and_none_when_cached(poster, fake_with_token):
     channel_create(name="Fast", scene_str="fast", welcome_reply="hello")
 
     def queries(openid: str, event_key: str) -> int:
@@ -245,7 +239,7 @@ def test_the_welcome_lookup_costs_at_most_one_query_and_none_when_cached(poster,
 
 
 @pytest.mark.django_db
-def test_first_touch_is_kept_later_touches_are_recorded_and_tags_applied(poster, fake_wechat):
+def test_first_touch_is_kept_later_touches_are_recorded_and_tags_applied(poster, fake_with_token):
     vip = Tag.objects.create(name="fair-visitor")
     fair = channel_create(name="Fair", scene_str="fair", welcome_reply="welcome", tags=[vip])
     booth = channel_create(name="Booth", scene_str="booth", welcome_reply="booth hello")
@@ -271,7 +265,7 @@ def test_first_touch_is_kept_later_touches_are_recorded_and_tags_applied(poster,
 
 
 @pytest.mark.django_db
-def test_a_refollow_through_another_channel_does_not_move_the_first_touch(poster, fake_wechat):
+def test_a_refollow_through_another_channel_does_not_move_the_first_touch(poster, fake_with_token):
     first = channel_create(name="First", scene_str="first")
     second = channel_create(name="Second", scene_str="second")
     openid = "oRefollow_0000000000000000002"
@@ -285,10 +279,10 @@ def test_a_refollow_through_another_channel_does_not_move_the_first_touch(poster
     assert ChannelTouch.objects.filter(channel=second, kind="follow").count() == 1
 
 
-def test_the_worker_attributes_a_follow_and_a_scan_through_the_callback(fake_wechat, celery_worker, poster):
+def test_the_worker_attributes_a_follow_and_a_scan_through_the_callback(fake_with_token, celery_worker, poster):
     tag = Tag.objects.create(name="from-poster")
     poster_channel = channel_create(name="Poster", scene_str="poster-w", welcome_reply="hi", tags=[tag])
-    (openid,) = fake_wechat.add_users([{"openid": "oWorker_0000000000000000001", "qr_scene_str": "poster-w"}])
+    (openid,) = fake_with_token.add_users([{"openid": "oWorker_0000000000000000001", "qr_scene_str": "poster-w"}])
 
     follow = poster.post(build_message("subscribe", openid=openid, EventKey="qrscene_poster-w"), "safe")
     assert _reply(poster, follow)["Content"] == "hi"
@@ -309,7 +303,7 @@ def test_the_worker_attributes_a_follow_and_a_scan_through_the_callback(fake_wec
 
 
 @pytest.mark.django_db
-def test_the_admin_renews_a_temporary_qr_code_and_refuses_a_permanent_one(staff_client, fake_wechat):
+def test_the_admin_renews_a_temporary_qr_code_and_refuses_a_permanent_one(staff_client, fake_with_token):
     temporary = channel_create(name="Booth", scene_str="booth-r", kind="temporary", expire_seconds=600)
     permanent = channel_create(name="Poster", scene_str="poster-r")
     old_ticket = temporary.ticket
@@ -324,4 +318,4 @@ def test_the_admin_renews_a_temporary_qr_code_and_refuses_a_permanent_one(staff_
     assert "1 QR codes renewed" in page and "never expires" in page
     temporary.refresh_from_db()
     assert temporary.ticket != old_ticket
-    assert fake_wechat.calls(QRCODE_CREATE)[-1]["body"]["action_info"]["scene"]["scene_str"] == "booth-r"
+    assert fake_with_token.calls(QRCODE_CREATE)[-1]["body"]["action_info"]["scene"]["scene_str"] == "booth-r"

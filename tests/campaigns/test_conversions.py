@@ -7,7 +7,8 @@ from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
 from accounts.models import Subscriber
-from campaigns.models import Conversion, ConversionType
+from campaigns.models import Conversion
+from tests.campaigns.factories import ConversionTypeFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
@@ -16,7 +17,7 @@ AT = "2026-03-05T10:00:00+08:00"
 
 
 @pytest.fixture
-def api(django_user_model):
+def shop_api(django_user_model):
     user = django_user_model.objects.create_user(username="shop", password="pw")
     user.groups.add(Group.objects.get(name="admin"))
     client = APIClient()
@@ -32,9 +33,9 @@ def subs():
     ]
 
 
-def test_single_event_is_stored_and_converts_the_subscriber(api, subs):
+def test_single_event_is_stored_and_converts_the_subscriber(shop_api, subs):
     body = {"openid": "o_one", "type": "purchase", "external_id": "A-1", "value": "12.50", "occurred_at": AT}
-    response = api.post("/api/conversions/", body, format="json")
+    response = shop_api.post("/api/conversions/", body, format="json")
     assert response.status_code == 201, response.content
     assert response.json() == {"received": 1, "created": 1, "duplicates": 0, "errors": []}
     conversion = Conversion.objects.get()
@@ -43,20 +44,20 @@ def test_single_event_is_stored_and_converts_the_subscriber(api, subs):
     assert subs[0].stage == "converted" and subs[0].converted_at == datetime(2026, 3, 5, 2, 0, tzinfo=UTC)
 
 
-def test_same_type_and_external_id_twice_is_stored_once(api, subs):
+def test_same_type_and_external_id_twice_is_stored_once(shop_api, subs):
     body = {"openid": "o_one", "type": "purchase", "external_id": "A-1", "occurred_at": AT}
-    assert api.post("/api/conversions/", body, format="json").status_code == 201
-    again = api.post("/api/conversions/", {"events": [body, body]}, format="json")
+    assert shop_api.post("/api/conversions/", body, format="json").status_code == 201
+    again = shop_api.post("/api/conversions/", {"events": [body, body]}, format="json")
     assert again.status_code == 200
     assert again.json()["created"] == 0 and again.json()["duplicates"] == 2
     assert Conversion.objects.count() == 1
     # another type with the same external_id is another conversion
-    other = api.post("/api/conversions/", {**body, "type": "register"}, format="json")
+    other = shop_api.post("/api/conversions/", {**body, "type": "register"}, format="json")
     assert other.status_code == 201 and Conversion.objects.count() == 2
 
 
-def test_batch_reports_invalid_items_by_index_and_keeps_the_valid_ones(api, subs):
-    ConversionType.objects.create(slug="trial", name="Trial")
+def test_batch_reports_invalid_items_by_index_and_keeps_the_valid_ones(shop_api, subs):
+    ConversionTypeFactory(slug="trial", name="Trial")
     events = [
         {"openid": "o_one", "type": "purchase", "external_id": "1", "occurred_at": AT},
         {"openid": "o_nobody", "type": "purchase", "external_id": "2", "occurred_at": AT},
@@ -67,7 +68,7 @@ def test_batch_reports_invalid_items_by_index_and_keeps_the_valid_ones(api, subs
         "not an object",
         {"openid": "o_two", "type": "download", "external_id": "7", "occurred_at": AT, "value": "-1"},
     ]
-    response = api.post("/api/conversions/", {"events": events}, format="json")
+    response = shop_api.post("/api/conversions/", {"events": events}, format="json")
     assert response.status_code == 422
     body = response.json()
     assert body["created"] == 2 and body["received"] == 8
@@ -78,23 +79,23 @@ def test_batch_reports_invalid_items_by_index_and_keeps_the_valid_ones(api, subs
     assert sorted(Conversion.objects.values_list("external_id", flat=True)) == ["1", "3"]
 
 
-def test_more_than_1000_events_are_refused_with_a_message(api, subs):
+def test_more_than_1000_events_are_refused_with_a_message(shop_api, subs):
     events = [{"openid": "o_one", "type": "purchase", "external_id": str(i), "occurred_at": AT} for i in range(1001)]
-    response = api.post("/api/conversions/", {"events": events}, format="json")
+    response = shop_api.post("/api/conversions/", {"events": events}, format="json")
     assert response.status_code == 413
     assert "1000" in response.json()["message"] and Conversion.objects.count() == 0
 
 
-def test_a_full_batch_of_1000_takes_a_handful_of_queries(api, subs, django_assert_max_num_queries):
+def test_a_full_batch_of_1000_takes_a_handful_of_queries(shop_api, subs, django_assert_max_num_queries):
     events = [
         {"openid": "o_one" if i % 2 else "o_two", "type": "purchase", "external_id": str(i), "occurred_at": AT}
         for i in range(1000)
     ]
     with django_assert_max_num_queries(15):
-        response = api.post("/api/conversions/", {"events": events}, format="json")
+        response = shop_api.post("/api/conversions/", {"events": events}, format="json")
     assert response.status_code == 201 and Conversion.objects.count() == 1000
 
 
-def test_garbage_body_is_a_json_400(api):
-    response = api.post("/api/conversions/", "[]", content_type="application/json")
+def test_garbage_body_is_a_json_400(shop_api):
+    response = shop_api.post("/api/conversions/", "[]", content_type="application/json")
     assert response.status_code == 400 and response.json()["message"]

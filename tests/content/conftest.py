@@ -14,8 +14,10 @@ def _fresh_link_cache():
 
 
 @pytest.fixture
-def staff_client(client, db):
-    from .factories import StaffFactory
+def fake_sending(fake, settings, db):
+    """The fake WeChat for sending pushes: quiet hours off (tests run at any hour), a WeChat answer awaited 1 s."""
+    from .push_factories import policy
 
-    client.force_login(StaffFactory())
-    return client
+    settings.WECHAT_HTTP_TIMEOUT = 1.0
+    policy()
+    return fake

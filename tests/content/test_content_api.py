@@ -8,26 +8,15 @@ from rest_framework.test import APIClient
 from content import services
 from content.models import Article, MessageTemplate
 
-from .factories import ArticleFactory, MarketerFactory, StaffFactory, TopicFactory
+from .factories import ArticleFactory, MarketerFactory, TopicFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api():
-    return APIClient()
-
-
-@pytest.fixture
-def reader(api):
-    api.force_authenticate(MarketerFactory())
-    return api
-
-
-@pytest.fixture
-def staff(api):
-    api.force_authenticate(StaffFactory())
-    return api
+def reader(anonymous_api):
+    anonymous_api.force_authenticate(MarketerFactory())
+    return anonymous_api
 
 
 def _png(size=(4, 4)) -> SimpleUploadedFile:
@@ -37,8 +26,8 @@ def _png(size=(4, 4)) -> SimpleUploadedFile:
 
 
 @pytest.mark.parametrize("path", ["/api/contents/", "/api/templates/", "/api/topics/"])
-def test_anonymous_requests_get_401_json(api, path):
-    response = api.get(path)
+def test_anonymous_requests_get_401_json(anonymous_api, path):
+    response = anonymous_api.get(path)
 
     assert response.status_code == 401
     assert response.json()["message"]
@@ -73,10 +62,10 @@ def test_non_staff_cannot_write(reader):
     assert reader.post("/api/templates/", {}, format="json").status_code == 403
 
 
-def test_staff_creates_edits_and_publishes_an_article(staff, client):
+def test_staff_creates_edits_and_publishes_an_article(staff_api, client):
     TopicFactory(name="Tea", slug="tea")
 
-    created = staff.post(
+    created = staff_api.post(
         "/api/contents/",
         {"title": "春茶上新", "body": "**Fresh** <script>x()</script>", "topics": ["tea"], "status": "published"},
         format="json",
@@ -88,9 +77,9 @@ def test_staff_creates_edits_and_publishes_an_article(staff, client):
     assert "<script" not in body["body_html"]
     article_id = body["id"]
 
-    edited = staff.patch(f"/api/contents/{article_id}/", {"digest": "Spring"}, format="json")
-    published = staff.post(f"/api/contents/{article_id}/publish/")
-    again = staff.post(f"/api/contents/{article_id}/publish/")
+    edited = staff_api.patch(f"/api/contents/{article_id}/", {"digest": "Spring"}, format="json")
+    published = staff_api.post(f"/api/contents/{article_id}/publish/")
+    again = staff_api.post(f"/api/contents/{article_id}/publish/")
 
     assert edited.json()["digest"] == "Spring"
     assert published.status_code == 200 and published.json()["status"] == "published"
@@ -98,18 +87,18 @@ def test_staff_creates_edits_and_publishes_an_article(staff, client):
     assert client.get(f"/c/{body['slug']}/").status_code == 200
 
 
-def test_duplicate_slug_is_a_400(staff):
+def test_duplicate_slug_is_a_400(staff_api):
     ArticleFactory(slug="taken")
 
-    response = staff.post("/api/contents/", {"title": "x", "slug": "taken"}, format="json")
+    response = staff_api.post("/api/contents/", {"title": "x", "slug": "taken"}, format="json")
 
     assert response.status_code == 400
     assert "slug" in response.json()["extra"]["fields"]
 
 
-def test_cover_upload_accepts_images_and_refuses_other_files(staff):
-    ok = staff.post("/api/contents/", {"title": "With cover", "cover": _png()}, format="multipart")
-    not_image = staff.post(
+def test_cover_upload_accepts_images_and_refuses_other_files(staff_api):
+    ok = staff_api.post("/api/contents/", {"title": "With cover", "cover": _png()}, format="multipart")
+    not_image = staff_api.post(
         "/api/contents/",
         {"title": "Bad", "cover": SimpleUploadedFile("cover.png", b"not an image", content_type="image/png")},
         format="multipart",
@@ -122,19 +111,19 @@ def test_cover_upload_accepts_images_and_refuses_other_files(staff):
     assert Article.objects.count() == 1
 
 
-def test_cover_larger_than_the_limit_is_refused(staff, monkeypatch):
+def test_cover_larger_than_the_limit_is_refused(staff_api, monkeypatch):
     from content import validators
 
     monkeypatch.setattr(validators, "COVER_MAX_BYTES", 10)
 
-    response = staff.post("/api/contents/", {"title": "Big", "cover": _png()}, format="multipart")
+    response = staff_api.post("/api/contents/", {"title": "Big", "cover": _png()}, format="multipart")
 
     assert response.status_code == 400
     assert "largest allowed" in str(response.json()["extra"]["fields"]["cover"])
 
 
-def test_template_with_an_unknown_variable_is_a_400_with_a_clear_message(staff):
-    response = staff.post(
+def test_template_with_an_unknown_variable_is_a_400_with_a_clear_message(staff_api):
+    response = staff_api.post(
         "/api/templates/",
         {
             "title": "Bad",
@@ -151,8 +140,8 @@ def test_template_with_an_unknown_variable_is_a_400_with_a_clear_message(staff):
     assert not MessageTemplate.objects.exists()
 
 
-def test_template_with_a_syntax_error_is_a_400(staff):
-    response = staff.post(
+def test_template_with_a_syntax_error_is_a_400(staff_api):
+    response = staff_api.post(
         "/api/templates/",
         {"title": "Bad", "wechat_template_id": "TPL", "fields": [{"key": "first", "value": "{% if %}x{% endif %}"}]},
         format="json",
@@ -162,9 +151,9 @@ def test_template_with_a_syntax_error_is_a_400(staff):
     assert "syntax" in response.json()["message"].lower()
 
 
-def test_staff_creates_and_updates_a_template(staff):
+def test_staff_creates_and_updates_a_template(staff_api):
     article = ArticleFactory()
-    created = staff.post(
+    created = staff_api.post(
         "/api/templates/",
         {
             "title": "Welcome",
@@ -177,12 +166,14 @@ def test_staff_creates_and_updates_a_template(staff):
     assert created.status_code == 201, created.json()
     template_id = created.json()["id"]
 
-    updated = staff.patch(
+    updated = staff_api.patch(
         f"/api/templates/{template_id}/",
         {"fields": [{"key": "first", "value": "Hi {{ subscriber.nickname }}"}]},
         format="json",
     )
-    both_links = staff.patch(f"/api/templates/{template_id}/", {"link_url": "https://x.example.com/"}, format="json")
+    both_links = staff_api.patch(
+        f"/api/templates/{template_id}/", {"link_url": "https://x.example.com/"}, format="json"
+    )
     reader = APIClient()
     reader.force_authenticate(MarketerFactory())
     listed = reader.get("/api/templates/", {"article": article.pk}).json()
@@ -193,8 +184,8 @@ def test_staff_creates_and_updates_a_template(staff):
     assert listed["results"][0]["fields"] == [{"key": "first", "value": "Hi {{ subscriber.nickname }}", "color": ""}]
 
 
-def test_topics_get_a_slug_from_their_name(staff):
-    response = staff.post("/api/topics/", {"name": "Green Tea"}, format="json")
+def test_topics_get_a_slug_from_their_name(staff_api):
+    response = staff_api.post("/api/topics/", {"name": "Green Tea"}, format="json")
 
     assert response.status_code == 201
     assert response.json()["slug"] == "green-tea"

@@ -20,8 +20,6 @@ from content.services.deliveries import (
     mass_job_finish,
     quiet_hours_end,
 )
-from tests.helpers import wechat_shared_state_clear
-from wechat_crm.wechat.client import get_client
 
 from .factories import ArticleFactory, SubscriberFactory, TopicFactory
 from .push_factories import PushFactory, policy, reasons, send_now, statuses
@@ -34,28 +32,16 @@ NOW = timezone.now()
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def fake(fake_wechat, settings):
-    settings.WECHAT_HTTP_BACKOFF_BASE = 0.01
-    settings.WECHAT_HTTP_BACKOFF_CAP = 0.05
-    settings.WECHAT_HTTP_TIMEOUT = 1.0
-    wechat_shared_state_clear(settings.WECHAT_APP_ID)
-    get_client().tokens.clear()
-    policy()
-    yield fake_wechat
-    wechat_shared_state_clear(settings.WECHAT_APP_ID)
-
-
-def people(fake, *names: str, **fields) -> dict[str, Subscriber]:
+def people(fake_sending, *names: str, **fields) -> dict[str, Subscriber]:
     """Subscribers named `names` (nickname and openid), following here and on the fake."""
     subs = {n: SubscriberFactory(nickname=n, openid=f"o_{n}", **fields) for n in names}
-    fake.add_users([{"openid": s.openid, "subscribe": 1} for s in subs.values()])
+    fake_sending.add_users([{"openid": s.openid, "subscribe": 1} for s in subs.values()])
     return subs
 
 
-def sent_to(fake, path: str = TEMPLATE) -> list[str]:
+def sent_to(fake_sending, path: str = TEMPLATE) -> list[str]:
     """Openids of the successful calls the fake recorded (repeats kept, to catch duplicates)."""
-    return sorted(c["body"]["touser"] for c in fake.calls(path, errcode=0))
+    return sorted(c["body"]["touser"] for c in fake_sending.calls(path, errcode=0))
 
 
 def earlier_pushes(sub: Subscriber, n: int, *, days_ago: float = 1) -> None:
@@ -67,12 +53,12 @@ def earlier_pushes(sub: Subscriber, n: int, *, days_ago: float = 1) -> None:
                                 sent_at=at, created_at=at)  # fmt: skip
 
 
-def test_caps_opt_outs_and_pauses_skip_with_reasons_and_nobody_else_is_skipped(fake):
+def test_caps_opt_outs_and_pauses_skip_with_reasons_and_nobody_else_is_skipped(fake_sending):
     topic = TopicFactory()
     article = ArticleFactory()
     article.topics.set([topic])
     subs = people(
-        fake, "ok1", "ok2", "paused", "optout", "capped", "old_sends", "personal", "wechat_left", "unfollowed"
+        fake_sending, "ok1", "ok2", "paused", "optout", "capped", "old_sends", "personal", "wechat_left", "unfollowed"
     )
     Subscriber.objects.filter(pk=subs["paused"].pk).update(pushes_paused=True)
     subs["optout"].topics_opted_out.set([topic])
@@ -80,13 +66,13 @@ def test_caps_opt_outs_and_pauses_skip_with_reasons_and_nobody_else_is_skipped(f
     earlier_pushes(subs["old_sends"], 4, days_ago=8)  # outside the 7-day window
     Subscriber.objects.filter(pk=subs["personal"].pk).update(max_pushes_per_week=1)
     earlier_pushes(subs["personal"], 1)
-    fake.unsubscribe("o_wechat_left")  # we did not hear of it: WeChat answers 43004
+    fake_sending.unsubscribe("o_wechat_left")  # we did not hear of it: WeChat answers 43004
     Subscriber.objects.filter(pk=subs["unfollowed"].pk).update(is_following=False)
 
     push = PushFactory(article=article)
     counts = send_now(push)
 
-    assert sent_to(fake) == ["o_ok1", "o_ok2", "o_old_sends"]
+    assert sent_to(fake_sending) == ["o_ok1", "o_ok2", "o_old_sends"]
     assert reasons(push) == {
         "paused": {"paused"},
         "topic_opt_out": {"optout"},
@@ -101,8 +87,8 @@ def test_caps_opt_outs_and_pauses_skip_with_reasons_and_nobody_else_is_skipped(f
     assert (push.status, push.recipients) == (Push.Status.SENT, 8)
 
 
-def test_the_push_and_the_account_set_the_frequency_cap(fake):
-    subs = people(fake, "a", "b")
+def test_the_push_and_the_account_set_the_frequency_cap(fake_sending):
+    subs = people(fake_sending, "a", "b")
     earlier_pushes(subs["a"], 2)
     policy(frequency_cap=2)
     push = PushFactory()
@@ -111,23 +97,23 @@ def test_the_push_and_the_account_set_the_frequency_cap(fake):
     generous = PushFactory(frequency_cap=10)
     send_now(generous)
     assert reasons(generous) == {}
-    assert sent_to(fake) == ["o_a", "o_b", "o_b"]
+    assert sent_to(fake_sending) == ["o_a", "o_b", "o_b"]
 
 
-def test_customer_service_messages_only_inside_the_48_hour_window(fake):
-    people(fake, "recent", last_interaction_at=NOW - dt.timedelta(hours=47))
-    people(fake, "stale", last_interaction_at=NOW - dt.timedelta(hours=49))
-    people(fake, "never")
+def test_customer_service_messages_only_inside_the_48_hour_window(fake_sending):
+    people(fake_sending, "recent", last_interaction_at=NOW - dt.timedelta(hours=47))
+    people(fake_sending, "stale", last_interaction_at=NOW - dt.timedelta(hours=49))
+    people(fake_sending, "never")
     push = PushFactory(channel=Push.Channel.CUSTOM, template=None, text="Hello https://example.com/x")
     send_now(push)
     assert reasons(push) == {"outside_window": {"stale", "never"}}
-    calls = fake.calls(CUSTOM, errcode=0)
+    calls = fake_sending.calls(CUSTOM, errcode=0)
     assert [c["body"]["touser"] for c in calls] == ["o_recent"]
     assert "/r/" in calls[0]["body"]["text"]["content"]  # the link is tracked
 
 
-def test_quiet_hours_defer_the_page_without_dropping_anyone(fake):
-    people(fake, "a", "b")
+def test_quiet_hours_defer_the_page_without_dropping_anyone(fake_sending):
+    people(fake_sending, "a", "b")
     p = policy(quiet_hours_enabled=True)
     local = timezone.now().astimezone(dt.timezone(dt.timedelta(hours=8)))
     p.quiet_start = (local - dt.timedelta(hours=1)).time().replace(second=0, microsecond=0)
@@ -142,13 +128,13 @@ def test_quiet_hours_defer_the_page_without_dropping_anyone(fake):
     assert outcome.defer_until is not None and outcome.defer_until > timezone.now()
     assert outcome.defer_until == quiet_hours_end(p, timezone.now())
     assert statuses(push) == {D.QUEUED: 2}
-    assert fake.count(TEMPLATE) == 0
+    assert fake_sending.count(TEMPLATE) == 0
     # After quiet hours the page is sent.
     p.quiet_hours_enabled = False
     p.save()
     Delivery.objects.filter(push=push).update(not_before=None)
     deliveries_send_page(push_id=push.pk, lo=lo, hi=hi)
-    assert sent_to(fake) == ["o_a", "o_b"]
+    assert sent_to(fake_sending) == ["o_a", "o_b"]
 
 
 def test_quiet_hours_wrap_past_midnight():
@@ -160,19 +146,19 @@ def test_quiet_hours_wrap_past_midnight():
     assert quiet_hours_end(p, dt.datetime(2026, 3, 2, 21, 59, tzinfo=sh)) is None
 
 
-def test_the_template_daily_quota_counts_our_own_rows(fake):
-    people(fake, "a", "b", "c")
+def test_the_template_daily_quota_counts_our_own_rows(fake_sending):
+    people(fake_sending, "a", "b", "c")
     policy(template_daily_quota=2)
     push = PushFactory()
     send_now(push)
     assert statuses(push) == {D.SENT: 2, D.SKIPPED: 1}
     assert set(reasons(push)) == {"quota_template_daily"}
-    assert fake.count(TEMPLATE) == 2
+    assert fake_sending.count(TEMPLATE) == 2
 
 
-def test_retry_later_requeues_with_a_delay_and_sends_once(fake):
-    people(fake, "a", "b")
-    fake.configure(faults=[{"path": TEMPLATE, "errcode": 45011, "times": 1}])
+def test_retry_later_requeues_with_a_delay_and_sends_once(fake_sending):
+    people(fake_sending, "a", "b")
+    fake_sending.configure(faults=[{"path": TEMPLATE, "errcode": 45011, "times": 1}])
     push = PushFactory()
     send_now(push)
     row = Delivery.objects.get(push=push, status=D.QUEUED)
@@ -184,14 +170,14 @@ def test_retry_later_requeues_with_a_delay_and_sends_once(fake):
     deliveries_send_page(push_id=push.pk, lo=lo, hi=hi)
     row.refresh_from_db()
     assert (row.status, row.attempts) == (D.SENT, 2)
-    assert sent_to(fake) == ["o_a", "o_b"]
+    assert sent_to(fake_sending) == ["o_a", "o_b"]
     assert Push.objects.get(pk=push.pk).status == Push.Status.SENT
 
 
-def test_retries_end_in_error_after_the_last_attempt(fake):
-    people(fake, "a")
+def test_retries_end_in_error_after_the_last_attempt(fake_sending):
+    people(fake_sending, "a")
     policy(max_attempts=2)
-    fake.configure(faults=[{"path": TEMPLATE, "errcode": 45009}])
+    fake_sending.configure(faults=[{"path": TEMPLATE, "errcode": 45009}])
     push = PushFactory()
     send_now(push)
     Delivery.objects.filter(push=push).update(not_before=None)
@@ -202,30 +188,30 @@ def test_retries_end_in_error_after_the_last_attempt(fake):
     assert Push.objects.get(pk=push.pk).status == Push.Status.PARTIALLY_FAILED
 
 
-def test_a_timeout_after_sending_is_unknown_and_never_resent(fake):
-    people(fake, "a", "b")
-    fake.configure(faults=[{"path": TEMPLATE, "timeout": 2, "times": 1}])
+def test_a_timeout_after_sending_is_unknown_and_never_resent(fake_sending):
+    people(fake_sending, "a", "b")
+    fake_sending.configure(faults=[{"path": TEMPLATE, "timeout": 2, "times": 1}])
     push = PushFactory()
     send_now(push, threads=1)
     assert statuses(push) == {D.SENT: 1, D.UNKNOWN: 1}
     assert Push.objects.get(pk=push.pk).status == Push.Status.PARTIALLY_FAILED
     lo = Delivery.objects.filter(push=push).order_by("id").first().pk
     assert deliveries_send_page(push_id=push.pk, lo=lo, hi=None).claimed == 0
-    assert fake.count(TEMPLATE) == 2  # one answered, one timed out; nothing sent again
+    assert fake_sending.count(TEMPLATE) == 2  # one answered, one timed out; nothing sent again
 
 
-def test_running_a_page_twice_sends_nothing_twice(fake):
-    people(fake, "a", "b", "c")
+def test_running_a_page_twice_sends_nothing_twice(fake_sending):
+    people(fake_sending, "a", "b", "c")
     push = PushFactory()
     send_now(push)
     lo = Delivery.objects.filter(push=push).order_by("id").first().pk
     again = deliveries_send_page(push_id=push.pk, lo=lo, hi=None)
     assert again.claimed == 0
-    assert sent_to(fake) == ["o_a", "o_b", "o_c"]
+    assert sent_to(fake_sending) == ["o_a", "o_b", "o_c"]
 
 
-def test_cancelling_during_a_send_stops_the_remaining_pages(fake, settings):
-    people(fake, "a", "b", "c", "d")
+def test_cancelling_during_a_send_stops_the_remaining_pages(fake_sending, settings):
+    people(fake_sending, "a", "b", "c", "d")
     settings.PUSH_PAGE_SIZES = {"template": 2}
     push = PushFactory()
     pushes.push_schedule(push=push, send_at=timezone.now())
@@ -235,13 +221,13 @@ def test_cancelling_during_a_send_stops_the_remaining_pages(fake, settings):
     deliveries_send_page(push_id=push.pk, lo=first[0], hi=first[1])
     pushes.push_cancel(push=push)
     deliveries_send_page(push_id=push.pk, lo=second[0], hi=second[1])
-    assert sent_to(fake) == ["o_a", "o_b"]
+    assert sent_to(fake_sending) == ["o_a", "o_b"]
     assert reasons(push) == {"cancelled": {"c", "d"}}
     assert Push.objects.get(pk=push.pk).status == Push.Status.CANCELLED
 
 
-def test_template_job_finish_marks_delivered_or_failed_by_msgid(fake):
-    people(fake, "a", "b", "c")
+def test_template_job_finish_marks_delivered_or_failed_by_msgid(fake_sending):
+    people(fake_sending, "a", "b", "c")
     push = PushFactory()
     send_now(push)
     rows = list(Delivery.objects.filter(push=push).order_by("id"))
@@ -256,12 +242,12 @@ def test_template_job_finish_marks_delivered_or_failed_by_msgid(fake):
     assert delivery_job_finish(SimpleNamespace(msg_id="999999999", status="success", data={}, pk=None)) == 0
 
 
-def test_mass_send_by_openid_list_and_its_job_finish_totals(fake):
-    people(fake, "a", "b", "c")
+def test_mass_send_by_openid_list_and_its_job_finish_totals(fake_sending):
+    people(fake_sending, "a", "b", "c")
     policy(account_type=SendPolicy.AccountType.SUBSCRIPTION)
     push = PushFactory(channel=Push.Channel.MASS_OPENID, template=None, text="Weekly digest")
     send_now(push)
-    [call] = fake.calls("/cgi-bin/message/mass/send", errcode=0)
+    [call] = fake_sending.calls("/cgi-bin/message/mass/send", errcode=0)
     assert sorted(call["body"]["touser"]) == ["o_a", "o_b", "o_c"] and call["body"]["clientmsgid"]
     batch = MassBatch.objects.get(push=push)
     assert statuses(push) == {D.SENT: 3}
@@ -274,11 +260,11 @@ def test_mass_send_by_openid_list_and_its_job_finish_totals(fake):
     second = PushFactory(channel=Push.Channel.MASS_OPENID, template=None, text="Again")
     send_now(second)
     assert set(reasons(second)) == {"quota_mass_daily"}
-    assert fake.count("/cgi-bin/message/mass/send") == 1
+    assert fake_sending.count("/cgi-bin/message/mass/send") == 1
 
 
-def test_service_account_four_mass_messages_per_subscriber_per_month(fake):
-    subs = people(fake, "a", "b", "c")
+def test_service_account_four_mass_messages_per_subscriber_per_month(fake_sending):
+    subs = people(fake_sending, "a", "b", "c")
     policy(account_type=SendPolicy.AccountType.SERVICE)
     for _ in range(4):
         other = PushFactory(status=Push.Status.SENT, channel=Push.Channel.MASS_OPENID)
@@ -287,7 +273,7 @@ def test_service_account_four_mass_messages_per_subscriber_per_month(fake):
     push = PushFactory(channel=Push.Channel.MASS_OPENID, template=None, text="Hi", frequency_cap=100)
     send_now(push)
     assert reasons(push) == {"quota_mass_monthly": {"a"}}
-    [call] = fake.calls("/cgi-bin/message/mass/send", errcode=0)
+    [call] = fake_sending.calls("/cgi-bin/message/mass/send", errcode=0)
     assert sorted(call["body"]["touser"]) == ["o_b", "o_c"]
 
 
@@ -300,21 +286,23 @@ def test_the_default_policy_has_quiet_hours_22_to_8_in_shanghai():
     assert quiet_hours_end(p, dt.datetime(2026, 3, 1, 12, 0, tzinfo=sh)) is None
 
 
-def test_mass_send_by_tag_is_one_call_with_a_clientmsgid_and_runs_once(fake):
+def test_mass_send_by_tag_is_one_call_with_a_clientmsgid_and_runs_once(fake_sending):
     from accounts.models import Tag
 
-    subs = people(fake, "a", "b", "c")
-    token = fake.fetch_token()
-    tag_id = fake.api("cgi-bin/tags/create", {"tag": {"name": "vip"}}, access_token=token)["tag"]["id"]
-    fake.api("cgi-bin/tags/members/batchtagging", {"openid_list": ["o_a", "o_b"], "tagid": tag_id}, access_token=token)
+    subs = people(fake_sending, "a", "b", "c")
+    token = fake_sending.fetch_token()
+    tag_id = fake_sending.api("cgi-bin/tags/create", {"tag": {"name": "vip"}}, access_token=token)["tag"]["id"]
+    fake_sending.api(
+        "cgi-bin/tags/members/batchtagging", {"openid_list": ["o_a", "o_b"], "tagid": tag_id}, access_token=token
+    )
     tag = Tag.objects.create(name="vip", wechat_tag_id=tag_id)
     for name in ("a", "b"):
         subs[name].tags.add(tag)
     push = PushFactory(channel=Push.Channel.MASS_TAG, template=None, segment=None, mass_tag=tag, text="Hello VIPs")
     assert send_now(push) == {D.SENT: 2}
-    [call] = fake.calls("/cgi-bin/message/mass/sendall", errcode=0)
+    [call] = fake_sending.calls("/cgi-bin/message/mass/sendall", errcode=0)
     assert call["body"]["filter"] == {"is_to_all": False, "tag_id": tag_id}
     assert call["body"]["clientmsgid"] == f"push{push.pk}-tag" and call["body"]["text"]["content"] == "Hello VIPs"
     lo = Delivery.objects.filter(push=push).order_by("id").first().pk
     assert deliveries_send_page(push_id=push.pk, lo=lo, hi=None).claimed == 0
-    assert fake.count("/cgi-bin/message/mass/sendall") == 1
+    assert fake_sending.count("/cgi-bin/message/mass/sendall") == 1

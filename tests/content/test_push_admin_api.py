@@ -12,31 +12,12 @@ from rest_framework.test import APIClient
 from accounts.models import FollowEvent, Interaction, Subscriber, Tag
 from content.models import Delivery, OperatorProfile, Push, Segment
 from content.selectors import push_report, topic_report
-from tests.helpers import wechat_shared_state_clear
-from wechat_crm.wechat.client import get_client
 
 from .factories import ArticleFactory, MarketerFactory, StaffFactory, SubscriberFactory, TopicFactory
-from .push_factories import PushFactory, SegmentFactory, policy, send_now
+from .push_factories import PushFactory, SegmentFactory, send_now
 
 pytestmark = pytest.mark.django_db
 D = Delivery.Status
-
-
-@pytest.fixture
-def staff_api():
-    api = APIClient()
-    user = StaffFactory()
-    api.force_authenticate(user)
-    api.user = user
-    return api
-
-
-@pytest.fixture
-def fake(fake_wechat, settings):
-    wechat_shared_state_clear(settings.WECHAT_APP_ID)
-    get_client().tokens.clear()
-    policy()
-    return fake_wechat
 
 
 def test_segment_api_counts_recipients_and_refuses_bad_rules_with_400(staff_api):
@@ -76,25 +57,25 @@ def test_push_api_schedule_cancel_and_illegal_moves(staff_api):
     assert bad_date.status_code == 400
 
 
-def test_send_a_test_to_me_needs_a_linked_openid_and_reaches_it(staff_api, fake):
+def test_send_a_test_to_me_needs_a_linked_openid_and_reaches_it(staff_api, fake_sending):
     push = PushFactory()
     assert staff_api.post(f"/api/pushes/{push.pk}/test/").status_code == 400
-    [openid] = fake.add_users(generate=1)
+    [openid] = fake_sending.add_users(generate=1)
     OperatorProfile.objects.create(user=staff_api.user, openid=openid)
     resp = staff_api.post(f"/api/pushes/{push.pk}/test/")
     assert resp.status_code == 200 and resp.json()["msgid"]
-    [call] = fake.calls("/cgi-bin/message/template/send")
+    [call] = fake_sending.calls("/cgi-bin/message/template/send")
     assert call["body"]["touser"] == openid
     assert call["body"]["data"]["first"]["value"]
     assert Push.objects.get(pk=push.pk).status == Push.Status.DRAFT  # a test changes nothing
 
 
-def test_report_counts_clicks_unfollows_and_the_baseline(fake):
+def test_report_counts_clicks_unfollows_and_the_baseline(fake_sending):
     topic = TopicFactory()
     article = ArticleFactory()
     article.topics.set([topic])
     subs = [SubscriberFactory(openid=f"o_rep{i}", nickname=f"r{i}") for i in range(4)]
-    fake.add_users([{"openid": s.openid, "subscribe": 1} for s in subs])
+    fake_sending.add_users([{"openid": s.openid, "subscribe": 1} for s in subs])
     # Baseline: 1 unfollow in the last 30 days among (4 following + 1 who left) -> 1/5/30 per follower per day.
     left = SubscriberFactory(is_following=False)
     FollowEvent.objects.create(subscriber=left, kind="unfollow", at=timezone.now() - dt.timedelta(days=10))
@@ -122,19 +103,19 @@ def test_report_counts_clicks_unfollows_and_the_baseline(fake):
     assert by_topic["click_through_rate"] == 0.5
 
 
-def test_topic_admin_shows_its_pushes_quality(client, fake):
+def test_topic_admin_shows_its_pushes_quality(client, fake_sending):
     client.force_login(StaffFactory())
     topic = TopicFactory()
     article = ArticleFactory()
     article.topics.set([topic])
     sub = SubscriberFactory(openid="o_topic1")
-    fake.add_users([{"openid": sub.openid, "subscribe": 1}])
+    fake_sending.add_users([{"openid": sub.openid, "subscribe": 1}])
     send_now(PushFactory(article=article))
     page = client.get(f"/admin/content/topic/{topic.pk}/change/").content.decode()
     assert "<th>" in page and "0.00%" in page  # one push, one recipient, no clicks yet
 
 
-def test_admin_pages_show_counts_sample_progress_and_buttons(client, fake):
+def test_admin_pages_show_counts_sample_progress_and_buttons(client, fake_sending):
     staff = StaffFactory()
     client.force_login(staff)
     SubscriberFactory(nickname="Alice")

@@ -8,9 +8,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import Subscriber, Tag
-from campaigns.models import Channel
 from content.errors import SegmentInvalid
 from content.services.segments import rules_validate, segment_create, segment_subscribers
+from tests.campaigns.factories import ChannelFactory
 
 from .factories import SubscriberFactory, TopicFactory
 
@@ -24,14 +24,14 @@ def members(rules) -> set[str]:
 
 
 @pytest.fixture
-def people():
+def audience():
     """a: tags vip+news, engaged, followed 3 days ago, active today, city Beijing, age 30, prefers topic t1
     b: tag news, followed 40 days ago, active 60 days ago, city Shanghai, age 20
     c: no tags, converted, never active, no attributes, channel poster
     gone: tag vip, not following"""
     vip, news = Tag.objects.create(name="vip"), Tag.objects.create(name="news")
     t1, t2 = TopicFactory(), TopicFactory()
-    poster = Channel.objects.create(name="poster", scene_str="poster-1")
+    poster = ChannelFactory(name="poster", scene_str="poster-1")
     a = SubscriberFactory(
         nickname="a",
         stage="engaged",
@@ -57,22 +57,22 @@ def people():
     return {"vip": vip.pk, "news": news.pk, "t1": t1.pk, "t2": t2.pk, "poster": poster.pk}  # fmt: skip
 
 
-def test_empty_rules_select_every_follower_and_never_the_unfollowed(people):
+def test_empty_rules_select_every_follower_and_never_the_unfollowed(audience):
     assert members({}) == {"a", "b", "c"}
 
 
-def test_tags_any_all_none(people):
-    assert members([{"type": "tags", "match": "any", "tags": [people["vip"], people["news"]]}]) == {"a", "b"}
-    assert members([{"type": "tags", "match": "all", "tags": [people["vip"], people["news"]]}]) == {"a"}
-    assert members([{"type": "tags", "match": "none", "tags": [people["vip"]]}]) == {"b", "c"}
+def test_tags_any_all_none(audience):
+    assert members([{"type": "tags", "match": "any", "tags": [audience["vip"], audience["news"]]}]) == {"a", "b"}
+    assert members([{"type": "tags", "match": "all", "tags": [audience["vip"], audience["news"]]}]) == {"a"}
+    assert members([{"type": "tags", "match": "none", "tags": [audience["vip"]]}]) == {"b", "c"}
 
 
-def test_stage_and_source_channel(people):
+def test_stage_and_source_channel(audience):
     assert members([{"type": "stage", "in": ["engaged", "converted"]}]) == {"a", "c"}
-    assert members([{"type": "source_channel", "in": [people["poster"]]}]) == {"c"}
+    assert members([{"type": "source_channel", "in": [audience["poster"]]}]) == {"c"}
 
 
-def test_follow_date_and_last_interaction(people):
+def test_follow_date_and_last_interaction(audience):
     assert members([{"type": "followed", "within_days": 7}]) == {"a"}
     assert members([{"type": "followed", "older_than_days": 30}]) == {"b", "c"}
     day = (NOW - dt.timedelta(days=100)).date().isoformat()
@@ -83,12 +83,12 @@ def test_follow_date_and_last_interaction(people):
     assert members([{"type": "last_interaction", "older_than_days": 30}]) == {"b", "c"}
 
 
-def test_topic_preferences(people):
-    assert members([{"type": "topics_preferred", "match": "any", "topics": [people["t1"]]}]) == {"a"}
-    assert members([{"type": "topics_preferred", "match": "none", "topics": [people["t1"]]}]) == {"b", "c"}
+def test_topic_preferences(audience):
+    assert members([{"type": "topics_preferred", "match": "any", "topics": [audience["t1"]]}]) == {"a"}
+    assert members([{"type": "topics_preferred", "match": "none", "topics": [audience["t1"]]}]) == {"b", "c"}
 
 
-def test_custom_attributes(people):
+def test_custom_attributes(audience):
     assert members([{"type": "attribute", "key": "city", "op": "eq", "value": "Beijing"}]) == {"a"}
     assert members([{"type": "attribute", "key": "city", "op": "ne", "value": "Beijing"}]) == {"b", "c"}
     assert members([{"type": "attribute", "key": "city", "op": "in", "value": ["Beijing", "Shanghai"]}]) == {"a", "b"}
@@ -99,13 +99,13 @@ def test_custom_attributes(people):
     assert members([{"type": "attribute", "key": "age", "op": "missing"}]) == {"c"}
 
 
-def test_and_or_nested_groups(people):
+def test_and_or_nested_groups(audience):
     rules = {
         "op": "or",
         "rules": [
             {"type": "stage", "in": ["converted"]},
             {"op": "and", "rules": [
-                {"type": "tags", "match": "any", "tags": [people["news"]]},
+                {"type": "tags", "match": "any", "tags": [audience["news"]]},
                 {"type": "last_interaction", "older_than_days": 30},
             ]},
         ],
@@ -114,10 +114,10 @@ def test_and_or_nested_groups(people):
     assert members({"op": "and", "rules": rules["rules"]}) == set()
 
 
-def test_segment_compiles_to_one_query(people):
+def test_segment_compiles_to_one_query(audience):
     rules = {"op": "or", "rules": [
-        {"type": "tags", "match": "all", "tags": [people["vip"], people["news"]]},
-        {"type": "topics_preferred", "match": "any", "topics": [people["t2"]]},
+        {"type": "tags", "match": "all", "tags": [audience["vip"], audience["news"]]},
+        {"type": "topics_preferred", "match": "any", "topics": [audience["t2"]]},
         {"type": "attribute", "key": "city", "op": "eq", "value": "Shanghai"},
     ]}  # fmt: skip
     with CaptureQueriesContext(connection) as ctx:
@@ -151,9 +151,9 @@ def test_invalid_rules_are_refused_with_where(rules, where):
     assert where in exc.value.message
 
 
-def test_segment_save_refuses_invalid_rules_and_stores_the_normal_form(people):
+def test_segment_save_refuses_invalid_rules_and_stores_the_normal_form(audience):
     with pytest.raises(SegmentInvalid):
         segment_create(name="bad", rules=[{"type": "stage", "in": []}])
-    segment = segment_create(name="vips", rules=[{"type": "tags", "tags": [people["vip"]]}])
-    assert segment.rules == {"op": "and", "rules": [{"type": "tags", "match": "any", "tags": [people["vip"]]}]}
+    segment = segment_create(name="vips", rules=[{"type": "tags", "tags": [audience["vip"]]}])
+    assert segment.rules == {"op": "and", "rules": [{"type": "tags", "match": "any", "tags": [audience["vip"]]}]}
     assert Subscriber.objects.count() == 4

@@ -11,10 +11,10 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Interaction, Subscriber
 from accounts.tasks import interaction_process
-from campaigns.models import Channel
 from content.models import Article, Topic
 from conversations.models import AutoReplyRule, Conversation, OutboundMessage
 from conversations.services import outbound_send
+from tests.campaigns.factories import ChannelFactory
 from tests.content.factories import MessageTemplateFactory
 from tests.fixtures.wechat_payloads import build_message
 from wechat_crm.wechat import xml
@@ -105,9 +105,9 @@ def test_active_hours_are_shanghai_time(poster):
 @pytest.mark.django_db
 @pytest.mark.parametrize("mode", ["plain", "safe"])
 def test_a_rule_for_a_channel_beats_its_welcome_which_beats_a_generic_follow_rule(poster, mode):
-    Channel.objects.create(name="Fair", scene_str="fair", welcome_reply="channel welcome")
-    booth = Channel.objects.create(name="Booth", scene_str="booth", welcome_reply="booth welcome")
-    Channel.objects.create(name="Quiet", scene_str="quiet", welcome_reply="")
+    ChannelFactory(name="Fair", scene_str="fair", welcome_reply="channel welcome")
+    booth = ChannelFactory(name="Booth", scene_str="booth", welcome_reply="booth welcome")
+    ChannelFactory(name="Quiet", scene_str="quiet", welcome_reply="")
     _rule(trigger="follow", reply_text="generic follow")
     _rule(trigger="follow", channel=booth, reply_text="booth rule")
 
@@ -135,10 +135,10 @@ def test_unmatched_messages_wait_unanswered_in_the_inbox_and_answered_ones_do_no
 
 
 @pytest.mark.django_db
-def test_a_template_rule_is_sent_after_the_callback(poster, fake_wechat):
+def test_a_template_rule_is_sent_after_the_callback(poster, fake_with_token):
     template = MessageTemplateFactory(wechat_template_id="TPL_ORDER", fields=[{"key": "first", "value": "订单已收到"}])
     _rule(trigger="text_exact", pattern="查订单", reply_kind="template", template=template)
-    fake_wechat.add_users([{"openid": OPENID, "subscribe": 1}])
+    fake_with_token.add_users([{"openid": OPENID, "subscribe": 1}])
 
     response = poster.post(build_message("text", openid=OPENID, Content="查订单"), "safe")
     assert response.content == b"success"  # not a passive reply
@@ -148,7 +148,7 @@ def test_a_template_rule_is_sent_after_the_callback(poster, fake_wechat):
     outbound_send(message_id=message.pk)
     outbound_send(message_id=message.pk)
 
-    (call,) = fake_wechat.calls("/cgi-bin/message/template/send")
+    (call,) = fake_with_token.calls("/cgi-bin/message/template/send")
     assert call["body"]["touser"] == OPENID and call["body"]["template_id"] == "TPL_ORDER"
     assert call["body"]["data"] == {"first": {"value": "订单已收到"}}
     message.refresh_from_db()

@@ -24,10 +24,11 @@ from conversations.models import (
     Menu,
     Notification,
     OutboundMessage,
-    ScoreRule,
 )
+from tests.campaigns.factories import ChannelFactory, ConversionTypeFactory
 from tests.content.factories import MessageTemplateFactory
 from tests.content.push_factories import PushFactory, SegmentFactory, policy, send_now
+from tests.conversations.factories import JourneyFactory, JourneyStepFactory, ScoreRuleFactory
 from tests.fixtures.wechat_payloads import build_message
 from tests.helpers import wait_for
 
@@ -88,10 +89,10 @@ def test_three_messages_within_a_minute_after_a_follow_scan_or_menu_click():
 
 @pytest.mark.django_db(transaction=True)
 def test_operator_replies_are_sent_by_the_worker_and_their_status_shows_in_the_thread(
-    celery_worker, fake_wechat, staff_client
+    celery_worker, fake_with_token, staff_client
 ):
     sub = _sub("oInbox_0000000000000000001", nickname="小王")
-    fake_wechat.add_users([{"openid": sub.openid, "subscribe": 1}])
+    fake_with_token.add_users([{"openid": sub.openid, "subscribe": 1}])
     _interaction(sub, "text", timezone.now(), content="我的订单呢")
     conversation = Conversation.objects.create(subscriber=sub, unanswered=1, last_inbound_at=timezone.now())
     url = f"/admin/conversations/conversation/{conversation.pk}/thread/"
@@ -100,14 +101,14 @@ def test_operator_replies_are_sent_by_the_worker_and_their_status_shows_in_the_t
     assert "我的订单呢" in page and "小王" in page and "5 more customer-service messages" in page
     staff_client.post(url, {"text": "马上为您查询"})
 
-    wait_for(lambda: fake_wechat.count(CUSTOM, errcode=0) == 1, timeout=60, message="no custom/send")
-    (call,) = fake_wechat.calls(CUSTOM, errcode=0)
+    wait_for(lambda: fake_with_token.count(CUSTOM, errcode=0) == 1, timeout=60, message="no custom/send")
+    (call,) = fake_with_token.calls(CUSTOM, errcode=0)
     assert call["body"] == {"touser": sub.openid, "msgtype": "text", "text": {"content": "马上为您查询"}}
     wait_for(lambda: OutboundMessage.objects.get().status == "sent", timeout=30)
     assert Conversation.objects.get().unanswered == 0
 
     # WeChat says the window is closed (the fake does not model it): the reply fails with the reason.
-    fake_wechat.configure(faults=[{"path": CUSTOM, "errcode": 45015, "times": 1}])
+    fake_with_token.configure(faults=[{"path": CUSTOM, "errcode": 45015, "times": 1}])
     staff_client.post(url, {"text": "还在吗"})
     wait_for(lambda: OutboundMessage.objects.filter(status="failed").exists(), timeout=60)
     page = staff_client.get(url).content.decode()
@@ -115,13 +116,13 @@ def test_operator_replies_are_sent_by_the_worker_and_their_status_shows_in_the_t
 
 
 @pytest.mark.django_db
-def test_a_reply_whose_answer_timed_out_is_unknown_and_never_sent_twice(fake_wechat, settings):
+def test_a_reply_whose_answer_timed_out_is_unknown_and_never_sent_twice(fake_with_token, settings):
     settings.WECHAT_HTTP_TIMEOUT = 1.0
     sub = _sub("oLate_000000000000000000001")
-    fake_wechat.add_users([{"openid": sub.openid, "subscribe": 1}])
+    fake_with_token.add_users([{"openid": sub.openid, "subscribe": 1}])
     _interaction(sub, "text", timezone.now(), content="在吗")
     # WeChat takes the message and answers after our timeout: it may well have been delivered.
-    fake_wechat.configure(faults=[{"path": CUSTOM, "timeout": 2.5, "mode": "answer", "times": 1}])
+    fake_with_token.configure(faults=[{"path": CUSTOM, "timeout": 2.5, "mode": "answer", "times": 1}])
     message = services.operator_reply(subscriber=sub, text="在的")
 
     _send_all()
@@ -131,13 +132,13 @@ def test_a_reply_whose_answer_timed_out_is_unknown_and_never_sent_twice(fake_wec
     assert "not sent again" in message.reason
     services.outbound_resend_stuck(now=timezone.now() + dt.timedelta(hours=1))
     _send_all()
-    assert fake_wechat.count(CUSTOM) == 1
+    assert fake_with_token.count(CUSTOM) == 1
 
 
 @pytest.mark.django_db
-def test_a_send_left_sending_by_a_dead_worker_becomes_unknown_while_a_lost_enqueue_is_sent(fake_wechat):
+def test_a_send_left_sending_by_a_dead_worker_becomes_unknown_while_a_lost_enqueue_is_sent(fake_with_token):
     sub = _sub("oDead_000000000000000000001")
-    fake_wechat.add_users([{"openid": sub.openid, "subscribe": 1}])
+    fake_with_token.add_users([{"openid": sub.openid, "subscribe": 1}])
     now = timezone.now()
     payload = {"touser": sub.openid, "msgtype": "text", "text": {"content": "x"}}
     common = {"subscriber": sub, "kind": "custom", "source": "operator", "payload": payload, "created_at": now}
@@ -150,13 +151,13 @@ def test_a_send_left_sending_by_a_dead_worker_becomes_unknown_while_a_lost_enque
 
     statuses = dict(OutboundMessage.objects.values_list("pk", "status"))
     assert statuses == {stuck.pk: "unknown", in_flight.pk: "sending", lost.pk: "sent"}
-    assert fake_wechat.count(CUSTOM, errcode=0) == 1
+    assert fake_with_token.count(CUSTOM, errcode=0) == 1
 
 
 @pytest.mark.django_db
-def test_outside_the_window_the_reply_box_offers_a_template_message(staff_client, fake_wechat):
+def test_outside_the_window_the_reply_box_offers_a_template_message(staff_client, fake_with_token):
     sub = _sub("oOld_000000000000000000001")
-    fake_wechat.add_users([{"openid": sub.openid, "subscribe": 1}])
+    fake_with_token.add_users([{"openid": sub.openid, "subscribe": 1}])
     _interaction(sub, "text", timezone.now() - dt.timedelta(days=3), content="old")
     conversation = Conversation.objects.create(subscriber=sub, unanswered=1)
     template = MessageTemplateFactory(wechat_template_id="TPL_FOLLOWUP", fields=[{"key": "first", "value": "你好"}])
@@ -168,7 +169,7 @@ def test_outside_the_window_the_reply_box_offers_a_template_message(staff_client
     assert not OutboundMessage.objects.exists()
     staff_client.post(url, {"template": template.pk})
     _send_all()
-    (call,) = fake_wechat.calls(TEMPLATE)
+    (call,) = fake_with_token.calls(TEMPLATE)
     assert call["body"]["template_id"] == "TPL_FOLLOWUP" and call["body"]["touser"] == sub.openid
 
 
@@ -180,26 +181,26 @@ def _welcome_series(channel: Channel | None = None):
     digest = MessageTemplateFactory(
         wechat_template_id="TPL_DIGEST", fields=[{"key": "first", "value": "{{ article.title }}"}]
     )
-    journey = Journey.objects.create(name="Welcome", trigger="follow", channel=channel)
-    JourneyStep.objects.create(journey=journey, position=0, action="message", text="欢迎 {nickname}!")
-    JourneyStep.objects.create(journey=journey, position=1, wait=dt.timedelta(days=2), action="message",
+    journey = JourneyFactory(name="Welcome", trigger="follow", channel=channel)
+    JourneyStepFactory(journey=journey, position=0, action="message", text="欢迎 {nickname}!")
+    JourneyStepFactory(journey=journey, position=1, wait=dt.timedelta(days=2), action="message",
                                content="topic_best", template=digest, text="")  # fmt: skip
-    JourneyStep.objects.create(journey=journey, position=2, wait=dt.timedelta(days=5), action="message",
+    JourneyStepFactory(journey=journey, position=2, wait=dt.timedelta(days=5), action="message",
                                text="offer", template=offer, condition="not_converted")  # fmt: skip
     return journey
 
 
 @pytest.mark.django_db
-def test_a_welcome_series_runs_each_step_once_as_time_moves_forward(poster, fake_wechat, settings):
+def test_a_welcome_series_runs_each_step_once_as_time_moves_forward(poster, fake_with_token, settings):
     settings.PUBLIC_BASE_URL = "https://crm.example.com"
     tech = Topic.objects.create(name="科技", slug="tech")
     best = Article.objects.create(title="AI 入门", status=Article.Status.PUBLISHED, published_at=timezone.now())
     best.topics.set([tech])
-    channel = Channel.objects.create(name="Tech fair", scene_str="techfair")
+    channel = ChannelFactory(name="Tech fair", scene_str="techfair")
     ChannelTopic.objects.create(channel=channel, topic=tech)
     journey = _welcome_series(channel)
     openid = "oJourney_00000000000000001"
-    fake_wechat.add_users([{"openid": openid, "subscribe": 1}])
+    fake_with_token.add_users([{"openid": openid, "subscribe": 1}])
 
     poster.post(build_message("subscribe", openid=openid, EventKey="qrscene_techfair"), "safe")
     for pk in Interaction.objects.filter(processed_at__isnull=True).values_list("pk", flat=True):
@@ -213,13 +214,13 @@ def test_a_welcome_series_runs_each_step_once_as_time_moves_forward(poster, fake
     assert journeys.journeys_advance(now=now) == 1
     assert journeys.journeys_advance(now=now) == 0  # nothing fires twice
     _send_all()
-    (welcome,) = fake_wechat.calls(CUSTOM)  # inside the minute after the follow: customer-service
+    (welcome,) = fake_with_token.calls(CUSTOM)  # inside the minute after the follow: customer-service
     assert welcome["body"] == {"touser": openid, "msgtype": "text", "text": {"content": "欢迎 Li!"}}
 
     assert journeys.journeys_advance(now=now + dt.timedelta(days=1)) == 0  # still waiting
     assert journeys.journeys_advance(now=now + dt.timedelta(days=2, minutes=1)) == 1
     _send_all()
-    (digest,) = fake_wechat.calls(TEMPLATE)  # outside the window now: the template, about the channel's topic
+    (digest,) = fake_with_token.calls(TEMPLATE)  # outside the window now: the template, about the channel's topic
     assert digest["body"]["template_id"] == "TPL_DIGEST"
     assert digest["body"]["data"] == {"first": {"value": "AI 入门"}}
     assert digest["body"]["url"].startswith("https://crm.example.com/r/")
@@ -228,7 +229,7 @@ def test_a_welcome_series_runs_each_step_once_as_time_moves_forward(poster, fake
     Subscriber.objects.filter(openid=openid).update(stage="converted")
     assert journeys.journeys_advance(now=now + dt.timedelta(days=8)) == 1
     _send_all()
-    assert fake_wechat.count(TEMPLATE) == 1  # converted: the offer is skipped
+    assert fake_with_token.count(TEMPLATE) == 1  # converted: the offer is skipped
     report = journeys.journey_report(journey)
     assert (report["entered"], report["completed"], report["converted"]) == (1, 1, 1)
     assert [(s["done"], s["skipped"]) for s in report["steps"]] == [(1, 0), (1, 0), (0, 1)]
@@ -237,8 +238,8 @@ def test_a_welcome_series_runs_each_step_once_as_time_moves_forward(poster, fake
 @pytest.mark.django_db
 def test_a_subscriber_enters_a_journey_once_per_period():
     sub = _sub()
-    journey = Journey.objects.create(name="Weekly", trigger="stage", stage="engaged", period="week")
-    JourneyStep.objects.create(journey=journey, action="score", score_delta=5)
+    journey = JourneyFactory(name="Weekly", trigger="stage", stage="engaged", period="week")
+    JourneyStepFactory(journey=journey, action="score", score_delta=5)
     monday = dt.datetime(2026, 11, 23, 4, tzinfo=dt.UTC)
     assert journeys.journeys_on_stage(sub.pk, "engaged", now=monday)
     assert not journeys.journeys_on_stage(sub.pk, "engaged", now=monday + dt.timedelta(days=2))
@@ -250,12 +251,12 @@ def test_a_subscriber_enters_a_journey_once_per_period():
 def test_tag_score_and_notify_actions_with_conditions():
     sub = _sub()
     vip, lead = Tag.objects.create(name="vip"), Tag.objects.create(name="lead")
-    journey = Journey.objects.create(name="Hot lead", trigger="conversion")
-    JourneyStep.objects.create(journey=journey, position=0, action="add_tag", tag=lead)
-    JourneyStep.objects.create(journey=journey, position=1, action="score", score_delta=20)
-    JourneyStep.objects.create(journey=journey, position=2, action="notify", text="call {nickname}",
+    journey = JourneyFactory(name="Hot lead", trigger="conversion")
+    JourneyStepFactory(journey=journey, position=0, action="add_tag", tag=lead)
+    JourneyStepFactory(journey=journey, position=1, action="score", score_delta=20)
+    JourneyStepFactory(journey=journey, position=2, action="notify", text="call {nickname}",
                                condition="score_gte", condition_value="20")  # fmt: skip
-    JourneyStep.objects.create(journey=journey, position=3, action="remove_tag", tag=lead, condition="has_tag",
+    JourneyStepFactory(journey=journey, position=3, action="remove_tag", tag=lead, condition="has_tag",
                                condition_tag=vip)  # fmt: skip
     journeys.journeys_on_conversion(sub.pk, now=NOW)
     journeys.journeys_advance(now=NOW)
@@ -268,13 +269,13 @@ def test_tag_score_and_notify_actions_with_conditions():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_worker_advances_a_due_step_stored_in_the_database(celery_worker, fake_wechat):
+def test_the_worker_advances_a_due_step_stored_in_the_database(celery_worker, fake_with_token):
     """The wait is in the row (due_at), not in a countdown: a step due while no worker ran is sent once."""
     sub = _sub("oDue_000000000000000000001")
-    fake_wechat.add_users([{"openid": sub.openid, "subscribe": 1}])
+    fake_with_token.add_users([{"openid": sub.openid, "subscribe": 1}])
     template = MessageTemplateFactory(wechat_template_id="TPL_LATE", fields=[{"key": "first", "value": "hi"}])
-    journey = Journey.objects.create(name="Late", trigger="stage", stage="engaged")
-    step = JourneyStep.objects.create(journey=journey, action="message", text="x", template=template)
+    journey = JourneyFactory(name="Late", trigger="stage", stage="engaged")
+    step = JourneyStepFactory(journey=journey, action="message", text="x", template=template)
     JourneyEnrollment.objects.create(journey=journey, subscriber=sub, period_key="ever", entered_at=NOW,
                                      due_at=timezone.now() - dt.timedelta(days=3))  # fmt: skip
     from conversations.tasks import journeys_advance_task
@@ -282,17 +283,17 @@ def test_the_worker_advances_a_due_step_stored_in_the_database(celery_worker, fa
     journeys_advance_task.delay()
     journeys_advance_task.delay()
     try:
-        wait_for(lambda: fake_wechat.count(TEMPLATE, errcode=0) == 1, timeout=60)
+        wait_for(lambda: fake_with_token.count(TEMPLATE, errcode=0) == 1, timeout=60)
     except AssertionError:
-        raise AssertionError(f"not sent: {fake_wechat.calls()} {list(OutboundMessage.objects.values())}") from None
+        raise AssertionError(f"not sent: {fake_with_token.calls()} {list(OutboundMessage.objects.values())}") from None
     wait_for(lambda: OutboundMessage.objects.filter(status="sent").exists(), timeout=30)
     assert JourneyStepRun.objects.filter(step=step).count() == 1
-    (call,) = fake_wechat.calls(TEMPLATE, errcode=0)  # (a call refused with 40001 may precede: a token refresh)
+    (call,) = fake_with_token.calls(TEMPLATE, errcode=0)  # (a call refused with 40001 may precede: a token refresh)
     assert call["body"] == {"touser": sub.openid, "template_id": "TPL_LATE", "data": {"first": {"value": "hi"}}}
 
 
 @pytest.mark.django_db
-def test_a_dormant_lead_gets_a_message_about_the_topic_they_last_read(fake_wechat, settings):
+def test_a_dormant_lead_gets_a_message_about_the_topic_they_last_read(fake_with_token, settings):
     settings.PUBLIC_BASE_URL = "https://crm.example.com"
     finance = Topic.objects.create(name="财经", slug="finance")
     article = Article.objects.create(title="理财", status=Article.Status.PUBLISHED)
@@ -300,11 +301,11 @@ def test_a_dormant_lead_gets_a_message_about_the_topic_they_last_read(fake_wecha
     template = MessageTemplateFactory(
         wechat_template_id="TPL_DORMANT", fields=[{"key": "first", "value": "好久不见,{{ article.title }}"}]
     )
-    journey = Journey.objects.create(name="Dormant", trigger="dormant", dormant_days=30)
-    JourneyStep.objects.create(journey=journey, action="message", content="topic_best", template=template,
+    journey = JourneyFactory(name="Dormant", trigger="dormant", dormant_days=30)
+    JourneyStepFactory(journey=journey, action="message", content="topic_best", template=template,
                                text="最近{topic}有新内容")  # fmt: skip
     active, silent_never_active = _sub("oActive_0000000000000000001"), _sub("oSilent_0000000000000000001")
-    fake_wechat.add_users([{"openid": active.openid, "subscribe": 1}])
+    fake_with_token.add_users([{"openid": active.openid, "subscribe": 1}])
     old = NOW - dt.timedelta(days=31)
     _interaction(active, "link_click", old, data={"content_id": article.pk})
     Subscriber.objects.filter(pk__in=[active.pk, silent_never_active.pk]).update(last_interaction_at=old)
@@ -313,7 +314,7 @@ def test_a_dormant_lead_gets_a_message_about_the_topic_they_last_read(fake_wecha
     assert journeys.journeys_enter_dormant(now=NOW + dt.timedelta(hours=1)) == 0  # one quiet spell, one entry
     journeys.journeys_advance(now=NOW)
     _send_all()
-    (call,) = fake_wechat.calls(TEMPLATE)
+    (call,) = fake_with_token.calls(TEMPLATE)
     assert call["body"]["touser"] == active.openid
     assert call["body"]["data"] == {"first": {"value": "好久不见,理财"}}
 
@@ -322,10 +323,10 @@ def test_a_dormant_lead_gets_a_message_about_the_topic_they_last_read(fake_wecha
 
 
 @pytest.mark.django_db
-def test_a_push_after_td_skips_the_subscriber(poster, fake_wechat):
+def test_a_push_after_td_skips_the_subscriber(poster, fake_with_token):
     policy()
     openid, other = "oTD_0000000000000000000001", "oOK_0000000000000000000001"
-    fake_wechat.add_users([{"openid": openid, "subscribe": 1}, {"openid": other, "subscribe": 1}])
+    fake_with_token.add_users([{"openid": openid, "subscribe": 1}, {"openid": other, "subscribe": 1}])
     poster.post(build_message("subscribe", openid=openid), "plain")
     poster.post(build_message("subscribe", openid=other), "plain")
     poster.post(build_message("text", openid=openid, Content="TD"), "safe")
@@ -333,12 +334,12 @@ def test_a_push_after_td_skips_the_subscriber(poster, fake_wechat):
     push = PushFactory(segment=SegmentFactory())
     send_now(push)
 
-    assert [c["body"]["touser"] for c in fake_wechat.calls(TEMPLATE)] == [other]
+    assert [c["body"]["touser"] for c in fake_with_token.calls(TEMPLATE)] == [other]
     assert Delivery.objects.get(subscriber__openid=openid).reason == "paused"
 
 
 @pytest.mark.django_db
-def test_the_menu_is_validated_and_published_from_the_admin(staff_client, fake_wechat):
+def test_the_menu_is_validated_and_published_from_the_admin(staff_client, fake_with_token):
     too_long = {"name": "m", "buttons": '[{"type": "click", "name": "一二三四五六", "key": "K"}]'}
     response = staff_client.post("/admin/conversations/menu/add/", too_long)
     assert response.status_code == 200 and "longer than 16 bytes" in response.content.decode()
@@ -354,9 +355,9 @@ def test_the_menu_is_validated_and_published_from_the_admin(staff_client, fake_w
         "/admin/conversations/menu/", {"action": "publish", "_selected_action": [menu.pk]}, follow=True
     )
     assert "The menu is published on WeChat." in response.content.decode()
-    assert fake_wechat.menu()["button"] == buttons
+    assert fake_with_token.menu()["button"] == buttons
 
-    fake_wechat.configure(faults=[{"path": "/cgi-bin/menu/create", "errcode": 40018, "times": 1}])
+    fake_with_token.configure(faults=[{"path": "/cgi-bin/menu/create", "errcode": 40018, "times": 1}])
     response = staff_client.post(
         "/admin/conversations/menu/", {"action": "publish", "_selected_action": [menu.pk]}, follow=True
     )
@@ -366,8 +367,8 @@ def test_the_menu_is_validated_and_published_from_the_admin(staff_client, fake_w
 @pytest.mark.django_db
 def test_the_score_counts_points_per_interaction_and_decays(poster, staff_client, settings):
     settings.SCORE_HALF_LIFE_DAYS = 10
-    ScoreRule.objects.create(kind="text", points=4)
-    ScoreRule.objects.create(kind="click", points=2)
+    ScoreRuleFactory(kind="text", points=4)
+    ScoreRuleFactory(kind="click", points=2)
     openid = "oScore_000000000000000000001"
     poster.post(build_message("text", openid=openid, Content="hi"), "plain")
     poster.post(build_message("CLICK", openid=openid, EventKey="X"), "plain")
@@ -392,14 +393,13 @@ def test_the_score_counts_points_per_interaction_and_decays(poster, staff_client
 @pytest.mark.django_db
 def test_a_recorded_conversion_enters_conversion_journeys_and_counts_as_converted():
     from campaigns.conversions import ConversionInput, conversions_record
-    from campaigns.models import ConversionType
 
     sub = _sub("oBuyer_00000000000000000001")
-    ConversionType.objects.create(slug="order", name="Order")
-    welcome = Journey.objects.create(name="Welcome", trigger="stage", stage="followed")
-    JourneyStep.objects.create(journey=welcome, action="score", score_delta=1, wait=dt.timedelta(days=9))
-    thanks = Journey.objects.create(name="Thanks", trigger="conversion")
-    JourneyStep.objects.create(journey=thanks, action="notify", text="new customer")
+    ConversionTypeFactory(slug="order", name="Order")
+    welcome = JourneyFactory(name="Welcome", trigger="stage", stage="followed")
+    JourneyStepFactory(journey=welcome, action="score", score_delta=1, wait=dt.timedelta(days=9))
+    thanks = JourneyFactory(name="Thanks", trigger="conversion")
+    JourneyStepFactory(journey=thanks, action="notify", text="new customer")
     journeys.journeys_on_stage(sub.pk, "followed", now=NOW)
 
     item = ConversionInput(index=0, type="order", external_id="A1", occurred_at=NOW, openid=sub.openid)
@@ -414,8 +414,8 @@ def test_a_recorded_conversion_enters_conversion_journeys_and_counts_as_converte
 
 @pytest.mark.django_db
 def test_reaching_a_stage_through_interactions_enters_the_stage_journey(poster):
-    journey = Journey.objects.create(name="Engaged", trigger="stage", stage="followed")
-    JourneyStep.objects.create(journey=journey, action="score", score_delta=7)
+    journey = JourneyFactory(name="Engaged", trigger="stage", stage="followed")
+    JourneyStepFactory(journey=journey, action="score", score_delta=7)
     openid = "oStage_00000000000000000001"
     poster.post(build_message("subscribe", openid=openid), "plain")
     poster.post(build_message("text", openid=openid, Content="hello"), "plain")

@@ -24,7 +24,7 @@ def var_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def embedded_env(var_dir):
+def fresh_embedded_env(var_dir):
     """The environment of `make run` on a fresh machine, with every migration applied to a new SQLite file."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(WECHAT_CRM_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="wechat_crm.settings.local")
@@ -41,13 +41,13 @@ def manage(env, *args, timeout=120):
     )
 
 
-def test_without_database_url_or_redis_url_a_worker_runs_tasks_from_the_embedded_broker(embedded_env, var_dir):
+def test_without_database_url_or_redis_url_a_worker_runs_tasks_from_the_embedded_broker(fresh_embedded_env, var_dir):
     assert (var_dir / "wechat_crm.sqlite3").exists()
 
     worker = subprocess.Popen(
         [CELERY, "-A", "wechat_crm", "worker", "-Q", "inbound,outbound,reports,default", "-c", "1", "-l", "INFO"],
         cwd=ROOT,
-        env=embedded_env,
+        env=fresh_embedded_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -55,7 +55,7 @@ def test_without_database_url_or_redis_url_a_worker_runs_tasks_from_the_embedded
     beat = subprocess.Popen(
         [CELERY, "-A", "wechat_crm", "beat", "-l", "INFO"],
         cwd=ROOT,
-        env=embedded_env,
+        env=fresh_embedded_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -68,7 +68,7 @@ def test_without_database_url_or_redis_url_a_worker_runs_tasks_from_the_embedded
             "    if cache.get('ping:embedded'): print('PONG'); break\n"
             "    time.sleep(0.25)\n"
         )
-        shell = manage(embedded_env, "shell", "-v0", "-c", code)
+        shell = manage(fresh_embedded_env, "shell", "-v0", "-c", code)
         assert "PONG" in shell.stdout, shell.stderr
         assert (var_dir / "celery-broker.sqlite3").exists()
         time.sleep(1)
@@ -83,7 +83,7 @@ def test_without_database_url_or_redis_url_a_worker_runs_tasks_from_the_embedded
                 proc.kill()
 
 
-def test_sqlite_computes_the_funnel_step_delays_to_the_microsecond(embedded_env):
+def test_sqlite_computes_the_funnel_step_delays_to_the_microsecond(fresh_embedded_env):
     # The funnel report reads generated columns; on SQLite they come from accounts.expressions.StageDelay's SQLite SQL.
     code = (
         "import datetime as dt\n"
@@ -98,7 +98,7 @@ def test_sqlite_computes_the_funnel_step_delays_to_the_microsecond(embedded_env)
         "s.engaged_at = None; s.save(); s = Subscriber.objects.get(pk=s.pk)\n"
         "print('CLEARED', s.engaged_delay_us, s.interactive_delay_us, s.converted_delay_us)\n"
     )
-    shell = manage(embedded_env, "shell", "-v0", "-c", code)
+    shell = manage(fresh_embedded_env, "shell", "-v0", "-c", code)
     assert shell.returncode == 0, shell.stderr
     lines = dict(line.split(" ", 1) for line in shell.stdout.splitlines() if line.startswith(("DELAYS", "CLEARED")))
     # Engaged 1 h after the follow; interactive before engaged counts as 0; converted 2 days - 1 h + 0.75 s after.

@@ -156,7 +156,8 @@ WECHAT_HTTP_MAX_RETRIES = env.int("WECHAT_HTTP_MAX_RETRIES", default=3)
 WECHAT_HTTP_BACKOFF_BASE = env.float("WECHAT_HTTP_BACKOFF_BASE", default=0.25)
 WECHAT_HTTP_BACKOFF_CAP = env.float("WECHAT_HTTP_BACKOFF_CAP", default=5.0)
 # The shared access token (wechat_crm/wechat/tokens.py) is refreshed this many seconds before it expires (inside
-# the last 5 minutes, when stable_token hands out the next token; capped at a third of the token's lifetime).
+# the last 5 minutes, when WeChat's stable token call hands out the next token; capped at a third of the token's
+# lifetime).
 WECHAT_TOKEN_REFRESH_MARGIN = env.int("WECHAT_TOKEN_REFRESH_MARGIN", default=180)
 # Outbound rate limit per API group, shared by all workers through Redis: (requests per second, burst); rate 0 = off.
 # Override groups with e.g. WECHAT_RATE_LIMITS="template=500:200,custom=100:50".
@@ -182,7 +183,7 @@ WECHAT_RATE_LIMIT_MAX_WAIT = env.float("WECHAT_RATE_LIMIT_MAX_WAIT", default=5.0
 AUTO_REPLY_REGEX_TIMEOUT = env.float("AUTO_REPLY_REGEX_TIMEOUT", default=0.05)
 # Lead score (conversations.services): each interaction's points halve every this many days.
 SCORE_HALF_LIFE_DAYS = env.float("SCORE_HALF_LIFE_DAYS", default=30.0)
-# Pushes (content/services/deliveries.py): messages sent in parallel by one page task over the kept-alive pool, and
+# Pushes (content/services/deliveries/): messages sent in parallel by one page task over the kept-alive pool, and
 # deliveries per page task, e.g. PUSH_PAGE_SIZES="template=500,custom=500".
 PUSH_SEND_THREADS = env.int("PUSH_SEND_THREADS", default=4)
 PUSH_PAGE_SIZES = {}
@@ -195,7 +196,7 @@ for _item in env.list("PUSH_PAGE_SIZES", default=[]):
 # A page task writes its rows' outcomes after every PUSH_WRITE_EVERY messages: a worker killed mid-page leaves at most
 # that many rows "sending", which the beat marks unknown (never resent).
 PUSH_WRITE_EVERY = env.int("PUSH_WRITE_EVERY", default=50)
-# Profile fetch after a follow (accounts.profiles): wait this long to batch follows into one user/info/batchget,
+# Profile fetch after a follow (accounts.profiles): wait this long to batch follows into one batch profile call,
 # and retry a failed batch after at most this many seconds (45009 would otherwise wait until midnight).
 PROFILE_FETCH_DELAY = env.float("PROFILE_FETCH_DELAY", default=1.0)
 PROFILE_FETCH_RETRY_MAX_DELAY = env.float("PROFILE_FETCH_RETRY_MAX_DELAY", default=900.0)

@@ -1,7 +1,7 @@
 """Every JSON payload we send to WeChat, built from plain values.
 
 Pure functions: no I/O, no settings, no models. Apps hand the client domain values (an openid, a text, the articles
-of a card, a template's rendered fields, a tag id); the client's methods (client.py) call these builders, and apps
+of a card, a template's rendered fields, a tag id); the client's methods (client/) call these builders, and apps
 that keep a message to send later (conversations' outbound messages) store what a builder returned.
 
 Shapes follow WeChat's documentation of each call:
@@ -158,9 +158,10 @@ def mass_to_all(content: Payload, *, clientmsgid: str = "") -> Payload:
 
 
 def mass_to_openids(content: Payload, *, openids: Sequence[str], clientmsgid: str = "") -> Payload:
-    """To a list of followers (at most 10,000 openids; WeChat's documentation asks for at least two)."""
-    if not 1 <= len(openids) <= MASS_MAX_OPENIDS:
-        raise ValueError(f"a mass send goes to 1 to {MASS_MAX_OPENIDS} openids, not {len(openids)}")
+    """To a list of followers: WeChat takes 2 to MASS_MAX_OPENIDS (10,000) openids and refuses other lists with
+    its own error, which the caller handles like any refusal; only an empty list is a mistake of ours."""
+    if not openids:
+        raise ValueError("a mass send needs at least one openid")
     return _with_clientmsgid({"touser": list(openids), **content}, clientmsgid)
 
 

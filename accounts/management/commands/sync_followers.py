@@ -1,4 +1,5 @@
-"""Import the Official Account's existing followers from WeChat (user/get pages + user/info/batchget).
+"""Import the Official Account's existing followers from WeChat (pages of its follower list, then
+the profiles of each page).
 
     python manage.py sync_followers              # resume the unfinished sync, or start one
     python manage.py sync_followers --restart    # abandon the unfinished sync and start from the first page

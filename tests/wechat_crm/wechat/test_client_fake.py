@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import wechat_shared_state_clear
 from wechat_crm.wechat.client import get_client
 from wechat_crm.wechat.errors import (
     Outcome,
@@ -19,16 +18,6 @@ from wechat_crm.wechat.errors import (
 )
 
 TEMPLATE = "/cgi-bin/message/template/send"
-
-
-@pytest.fixture
-def fake(fake_wechat, settings):
-    settings.WECHAT_HTTP_BACKOFF_BASE = 0.01
-    settings.WECHAT_HTTP_BACKOFF_CAP = 0.05
-    wechat_shared_state_clear(settings.WECHAT_APP_ID)
-    get_client().tokens.clear()  # the fake forgot its tokens: so do we
-    yield fake_wechat
-    wechat_shared_state_clear(settings.WECHAT_APP_ID)
 
 
 def _template(openid: str) -> dict:

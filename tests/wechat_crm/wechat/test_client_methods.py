@@ -87,6 +87,10 @@ def test_followers_profiles_and_tags(stub):  # noqa: F811
     assert _last(stub, "/cgi-bin/tags/members/batchtagging") == {"tagid": 101, "openid_list": ["o1", "o2"]}
     client.untag_users(101, ["o3"])
     assert _last(stub, "/cgi-bin/tags/members/batchuntagging") == {"tagid": 101, "openid_list": ["o3"]}
+    client.tag_rename(101, "renamed")
+    assert _last(stub, "/cgi-bin/tags/update") == {"tag": {"id": 101, "name": "renamed"}}
+    client.tag_delete(101)
+    assert _last(stub, "/cgi-bin/tags/delete") == {"tag": {"id": 101}}
 
 
 def test_qrcodes_and_the_menu(stub):  # noqa: F811

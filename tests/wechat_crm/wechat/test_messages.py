@@ -116,11 +116,9 @@ def test_mass_send_to_a_tag_to_everyone_and_to_openids():
     assert content == {"msgtype": "text", "text": {"content": "hi"}}  # builders never change their input
 
 
-def test_mass_send_to_openids_refuses_an_empty_or_oversized_list():
+def test_mass_send_to_openids_refuses_an_empty_list():
     with pytest.raises(ValueError):
         messages.mass_to_openids(messages.mass_text("hi"), openids=[])
-    with pytest.raises(ValueError):
-        messages.mass_to_openids(messages.mass_text("hi"), openids=[f"o{i}" for i in range(10_001)])
 
 
 def test_mass_preview_goes_to_an_openid_or_a_wechat_id():

@@ -16,30 +16,11 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connections
 
-from wechat_crm.wechat import ratelimit
 from wechat_crm.wechat.client import get_client
-from wechat_crm.wechat.tokens import TokenStore, cache_key, lock_key
+from wechat_crm.wechat.tokens import TokenStore, cache_key
 
 ROOT = Path(__file__).resolve().parents[3]
 STABLE = "/cgi-bin/stable_token"
-
-
-def _clear(appid: str) -> None:
-    cache.delete(cache_key(appid))
-    cache.delete(lock_key(appid))
-    client = ratelimit.redis_client()
-    if client is not None:
-        client.delete(lock_key(appid))
-
-
-@pytest.fixture
-def fake(fake_wechat, settings):
-    settings.WECHAT_HTTP_BACKOFF_BASE = 0.01
-    _clear(settings.WECHAT_APP_ID)
-    get_client().tokens.clear()
-    yield fake_wechat
-    if settings.REDIS_URL:  # the database cache is emptied by its own fixture
-        _clear(settings.WECHAT_APP_ID)
 
 
 @pytest.fixture

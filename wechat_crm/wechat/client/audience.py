@@ -41,6 +41,14 @@ class AudienceMixin:
         result = self.post("tags/create", data={"tag": {"name": name}})
         return int(result["tag"]["id"])
 
+    def tag_rename(self, tag_id: int, name: str) -> None:
+        """Renames a tag on WeChat."""
+        self.post("tags/update", data={"tag": {"id": tag_id, "name": name}})
+
+    def tag_delete(self, tag_id: int) -> None:
+        """Deletes a tag on WeChat (its followers lose it)."""
+        self.post("tags/delete", data={"tag": {"id": tag_id}})
+
     def tag_members_page(self, tag_id: int, next_openid: str = "") -> OpenidPage:
         """One page of the followers with a tag."""
         data: dict[str, Any] = {"tagid": tag_id}

@@ -301,11 +301,6 @@ def next_counter(conn: sqlite3.Connection, name: str, step: int = 1) -> int:
     return row[0]
 
 
-def read_counter(conn: sqlite3.Connection, name: str) -> int:
-    row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-    return row[0] if row else 0
-
-
 def next_msgid(conn: sqlite3.Connection) -> int:
     base = conn.execute("SELECT msgid_base FROM config WHERE id = 1").fetchone()[0]
     return base + next_counter(conn, "msgid")

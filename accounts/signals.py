@@ -1,0 +1,8 @@
+"""What accounts announces to the apps built on it (accounts imports none of them)."""
+
+from django.dispatch import Signal
+
+# Sent after the follower import stored new followers whose WeChat profile names the QR scene they followed through
+# (qr_scene_str), inside the import's transaction, with `openids`: those followers. The campaigns app attributes
+# them to the channel of that scene.
+followers_imported_with_scene = Signal()

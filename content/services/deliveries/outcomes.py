@@ -1,0 +1,107 @@
+"""What WeChat answered becomes each row's outcome, written a chunk at a time in one statement; messages WeChat asked
+to send later wait with exponential backoff."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from django.db import connection
+from django.utils import timezone
+
+from accounts.models import Subscriber
+
+from ...models import Delivery, SendPolicy
+from .rows import ChunkResult, D, DeliveryUpdate, Retry, Sendable
+
+
+def retry_delay(*, retry_after: float | None, attempt: int, cap: float) -> float:
+    """Exponential backoff with jitter, at least what WeChat suggested, at most `cap`."""
+    base = max(1.0, retry_after or 1.0, 2.0 ** max(0, attempt - 1))
+    high = min(cap, base)
+    return max(0.5, random.uniform(high / 2, high))
+
+
+def updates_write(updates: Sequence[DeliveryUpdate]) -> None:
+    """Every row's outcome in ONE statement; only rows still "sending" (claimed by this task) are written."""
+    if not updates:
+        return
+    table = Delivery._meta.db_table
+    if connection.vendor == "postgresql":
+        one = "(%s::bigint, %s::varchar, %s::varchar, %s::integer, %s::bigint, %s::timestamptz, %s::timestamptz, " \
+              "%s::timestamptz)"  # fmt: skip
+        sql = (
+            f"UPDATE {table} AS d SET status = v.status, reason = v.reason, errcode = v.errcode, "  # noqa: S608
+            "msgid = COALESCE(v.msgid, d.msgid), sent_at = COALESCE(v.sent_at, d.sent_at), "
+            "not_before = v.not_before, finished_at = v.finished_at "
+            f"FROM (VALUES {', '.join([one] * len(updates))}) AS v(id, status, reason, errcode, msgid, sent_at, "
+            "not_before, finished_at) WHERE d.id = v.id AND d.status = %s"
+        )
+        params = [value for update in updates for value in update]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, D.SENDING])
+        return
+    objs = [
+        Delivery(pk=u.delivery_id, status=u.status, reason=u.reason, errcode=u.errcode, msgid=u.msgid,
+                 sent_at=u.sent_at, not_before=u.not_before, finished_at=u.finished_at)
+        for u in updates
+    ]  # fmt: skip
+    Delivery.objects.bulk_update(objs, ["status", "reason", "errcode", "msgid", "sent_at", "not_before", "finished_at"])
+
+
+def mark_not_following(subscriber_ids: Iterable[int], now: dt.datetime) -> None:
+    """43004: WeChat says they left. accounts has no service for an unfollow without its event, so one UPDATE."""
+    ids = list(subscriber_ids)
+    if ids:
+        Subscriber.objects.filter(pk__in=ids, is_following=True).update(is_following=False, unsubscribed_at=now)
+
+
+def results_classify(sendable: Sequence[Sendable], results: Sequence[Any], policy: SendPolicy) -> ChunkResult:
+    """Each result of a chunk (the client's SendResult) becomes its row's outcome, or a retry later."""
+    from wechat_crm.wechat.errors import Outcome
+
+    out = ChunkResult()
+    sent_at = timezone.now()
+    for (delivery_id, sub, attempts), result in zip(sendable, results, strict=True):
+        c = result.classification
+        if c.outcome in (Outcome.SENT, Outcome.SENT_ALREADY):
+            out.updates.append(DeliveryUpdate(delivery_id, D.SENT, msgid=result.msgid, sent_at=sent_at))
+        elif c.outcome == Outcome.NOT_FOLLOWING:
+            out.updates.append(DeliveryUpdate(delivery_id, D.FAILED, "not_following", c.errcode, finished_at=sent_at))
+            out.gone.append(sub["id"])
+        elif c.outcome == Outcome.UNKNOWN:
+            out.updates.append(DeliveryUpdate(delivery_id, D.UNKNOWN, c.reason[:64], c.errcode, finished_at=sent_at))
+        elif c.outcome == Outcome.OUTSIDE_WINDOW:
+            update = DeliveryUpdate(delivery_id, D.SKIPPED, "outside_window", c.errcode, finished_at=sent_at)
+            out.updates.append(update)
+        elif c.outcome == Outcome.RETRY_LATER:
+            if attempts >= policy.max_attempts:
+                reason = f"retries_exhausted:{c.reason}"[:64]
+                out.updates.append(DeliveryUpdate(delivery_id, D.ERROR, reason, c.errcode, finished_at=sent_at))
+            else:
+                out.retries.append(Retry(delivery_id, c.retry_after or 1.0, c.reason, attempts))
+        else:
+            out.updates.append(DeliveryUpdate(delivery_id, D.ERROR, c.reason[:64], c.errcode, finished_at=sent_at))
+    return out
+
+
+class Requeue(NamedTuple):
+    """When a chunk's retries run again (seconds from now; None without retries), and their rows back to queued."""
+
+    delay: float | None
+    updates: list[DeliveryUpdate]
+
+
+def retries_requeue(retries: Sequence[Retry], policy: SendPolicy) -> Requeue:
+    """The delay before the chunk's retries (the longest any of them needs) and their rows back to queued then."""
+    if not retries:
+        return Requeue(None, [])
+    delay = retry_delay(
+        retry_after=max(r.retry_after for r in retries),
+        attempt=max(r.attempts for r in retries),
+        cap=float(policy.max_retry_delay_seconds),
+    )
+    when = timezone.now() + dt.timedelta(seconds=delay)
+    return Requeue(delay, [DeliveryUpdate(r.delivery_id, D.QUEUED, r.reason[:64], not_before=when) for r in retries])

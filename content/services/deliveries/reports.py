@@ -1,0 +1,84 @@
+"""WeChat's reports on what we sent: TEMPLATESENDJOBFINISH (each template message delivered or failed) and
+MASSSENDJOBFINISH (a mass send's totals), matched by WeChat's msgid."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from django.db import transaction
+from django.utils import timezone
+
+from ...models import Delivery, MassBatch
+from .rows import D
+
+JOB_FINISH_ATTEMPTS = 8
+
+
+class JobFinish(NamedTuple):
+    """What a template report changed: rows updated, and whether its msgid is known at all (when not, the page that
+    sent the message may not have written it yet)."""
+
+    updated: int
+    matched: bool
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def delivery_job_finish(interaction: Any) -> int:
+    """TEMPLATESENDJOBFINISH: success -> delivered; "failed:user block" / "failed: system failed" -> failed.
+
+    Matched by msgid. WeChat may report before the page that sent the message has written its msgid: then the
+    update is tried again by content.tasks.delivery_job_finish_later a few seconds later (for about 5 minutes)."""
+    result = _job_finish_apply(interaction)
+    if not result.matched and getattr(interaction, "pk", None):
+        from ...tasks import delivery_job_finish_later
+
+        interaction_id = interaction.pk
+        transaction.on_commit(lambda: delivery_job_finish_later.apply_async((interaction_id, 1), countdown=2))
+    return result.updated
+
+
+def delivery_job_finish_retry(*, interaction_id: int, attempt: int) -> bool:
+    """The later try of an unmatched report. True when it is done (matched, or given up after 8 attempts)."""
+    from accounts.models import Interaction
+
+    interaction = Interaction.objects.filter(pk=interaction_id).first()
+    if interaction is None:
+        return True
+    return _job_finish_apply(interaction).matched or attempt >= JOB_FINISH_ATTEMPTS
+
+
+def _job_finish_apply(interaction: Any) -> JobFinish:
+    data = interaction.data or {}
+    msgid = _int(interaction.msg_id or data.get("MsgID"))
+    status = (getattr(interaction, "status", "") or data.get("Status") or "").strip()
+    if msgid is None:
+        return JobFinish(0, True)
+    if status == "success":
+        new, reason = D.DELIVERED, ""
+    else:
+        new, reason = D.FAILED, (status.replace("failed:", "").strip().replace(" ", "_") or "failed")[:64]
+    updated = Delivery.objects.filter(msgid=msgid, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
+        status=new, reason=reason, finished_at=timezone.now()
+    )
+    return JobFinish(updated, bool(updated) or Delivery.objects.filter(msgid=msgid).exists())
+
+
+def mass_job_finish(interaction: Any) -> int:
+    """MASSSENDJOBFINISH: the batch's totals (set, not added: a repeated report changes nothing)."""
+    data = interaction.data or {}
+    msg_id = _int(interaction.msg_id or data.get("MsgID"))
+    if msg_id is None:
+        return 0
+    return MassBatch.objects.filter(msg_id=msg_id).update(
+        job_status=(data.get("Status") or "")[:64],
+        total_count=_int(data.get("TotalCount")),
+        filter_count=_int(data.get("FilterCount")),
+        sent_count=_int(data.get("SentCount")),
+        error_count=_int(data.get("ErrorCount")),
+    )

@@ -1,0 +1,225 @@
+"""Sending one page of a push's deliveries (one page task = one call of `deliveries_send_page`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ...models import Delivery, MassBatch, Push, SendPolicy
+from .outcomes import mark_not_following, results_classify, retries_requeue, updates_write
+from .progress import push_finish_if_done
+from .quotas import quiet_hours_end, quotas_apply, recipients, skip_reason
+from .rendering import Renderer
+from .rows import ChunkResult, Claim, D, DeliveryUpdate, Retry, Sendable, skipped
+from .start_marks import StartMarks
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PageOutcome:
+    claimed: int = 0
+    sent: int = 0
+    skipped: int = 0
+    retry_in: float | None = None  # seconds: re-queue the page
+    defer_until: dt.datetime | None = None  # quiet hours: run the page again then
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _claim(push_id: int, lo: int, hi: int | None, now: dt.datetime, limit: int | None = None) -> list[Claim]:
+    """queued -> sending for the range's due rows (at most `limit`, lowest ids first), atomically: two copies of a
+    page task never claim the same row."""
+    table = Delivery._meta.db_table
+    upper = "AND id < %s " if hi is not None else ""
+    where = f"push_id = %s AND id >= %s {upper}AND status = %s AND (not_before IS NULL OR not_before <= %s)"
+    params: list[Any] = [D.SENDING, now, push_id, lo, *([hi] if hi is not None else []), D.QUEUED, now]
+    if limit is None:
+        sql = f"UPDATE {table} SET status = %s, claimed_at = %s, attempts = attempts + 1 WHERE {where} "  # noqa: S608
+    else:
+        lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+        sql = (
+            f"UPDATE {table} SET status = %s, claimed_at = %s, attempts = attempts + 1 "  # noqa: S608
+            f"WHERE id IN (SELECT id FROM {table} WHERE {where} ORDER BY id LIMIT %s{lock}) AND status = %s "
+        )
+        params += [limit, D.QUEUED]
+    with connection.cursor() as cursor:
+        cursor.execute(sql + "RETURNING id, subscriber_id, attempts", params)
+        return [Claim._make(row) for row in sorted(cursor.fetchall())]
+
+
+def _range(qs, lo: int, hi: int | None):
+    qs = qs.filter(id__gte=lo)
+    return qs.filter(id__lt=hi) if hi is not None else qs
+
+
+def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int | None = None) -> PageOutcome:
+    """Send the page [lo, hi) of a push's deliveries:
+
+    1. the push's state is checked (cancelled: the page's queued rows are skipped; quiet hours: deferred);
+    2. the page's queued rows are CLAIMED with one UPDATE ... RETURNING (queued -> sending): two copies of the task
+       cannot both send a row; a row left in "sending" by a dead worker becomes unknown, never resent;
+    3. one SELECT loads the recipients with everything the caps need (quotas.py); skips are decided with their
+       reasons, quotas counted from our rows;
+    4. the rest is sent through the client (a page of template or customer-service messages over its kept-alive
+       pool, or one mass send);
+    5. the outcomes are written with one statement (outcomes.py) per PUSH_WRITE_EVERY messages sent, so that a
+       worker killed mid-page leaves few rows whose outcome is unknown;
+    6. rows WeChat asked to retry later go back to queued with not_before, and the task re-queues itself.
+    """
+    out = PageOutcome()
+    push = (
+        Push.objects.select_related("article", "template", "template__article", "mass_tag").filter(pk=push_id).first()
+    )
+    now = timezone.now()
+    if push is None:  # deleted since the task was queued
+        return out
+    if push.status == Push.Status.CANCELLED:
+        _range(Delivery.objects.filter(push_id=push_id, status=D.QUEUED), lo, hi).update(
+            status=D.SKIPPED, reason="cancelled", finished_at=now
+        )
+        return out
+    if push.status != Push.Status.SENDING:
+        return out
+    policy = SendPolicy.current()
+    quiet_end = None if push.ignore_quiet_hours else quiet_hours_end(policy, now)
+    if quiet_end is not None:
+        _range(Delivery.objects.filter(push_id=push_id, status=D.QUEUED), lo, hi).update(not_before=quiet_end)
+        out.defer_until = quiet_end
+        return out
+
+    # Claimed a chunk at a time (PUSH_WRITE_EVERY rows; a mass send's whole page at once) and each chunk's outcomes
+    # written before the next is claimed: a worker killed mid-page leaves at most one chunk "sending" (unknown,
+    # never resent); the rest of the page stays queued for the task's next delivery or the beat.
+    every = None if push.is_mass else max(1, int(getattr(settings, "PUSH_WRITE_EVERY", 50)))
+    renderer: Renderer | None = None
+    retry_in: float | None = None
+    while True:
+        with transaction.atomic():  # the claim commits only once its start marks exist (see StartMarks)
+            claimed = _claim(push_id, lo, hi, now, limit=every)
+            marks = StartMarks.begin(push_id, [(c.delivery_id, c.attempts) for c in claimed]) if every else None
+        if not claimed:
+            break
+        out.claimed += len(claimed)
+        renderer = renderer or Renderer(push)
+        chunk_retry = _send_chunk(push, policy, renderer, claimed, now, threads, out, marks)
+        if chunk_retry is not None:
+            retry_in = chunk_retry if retry_in is None else max(retry_in, chunk_retry)
+        if every is None or not Push.objects.filter(pk=push_id, status=Push.Status.SENDING).exists():
+            break  # a mass page is one call; a push cancelled meanwhile sends no further chunk
+        now = timezone.now()
+    if out.claimed:
+        Push.objects.filter(pk=push_id).update(updated_at=timezone.now())
+    out.sent = out.counts.get(D.SENT, 0)
+    out.skipped = out.counts.get(D.SKIPPED, 0)
+    out.retry_in = retry_in
+    if retry_in is None:
+        push_finish_if_done(push_id=push_id)
+    return out
+
+
+def _send_chunk(
+    push: Push,
+    policy: SendPolicy,
+    renderer: Renderer,
+    claimed: Sequence[Claim],
+    now: dt.datetime,
+    threads: int | None,
+    out: PageOutcome,
+    marks: StartMarks | None = None,
+) -> float | None:
+    """Skip, send and write the outcomes of one claimed chunk. Returns the retry delay when some must retry."""
+    subs = recipients(push, policy, [c.subscriber_id for c in claimed], now)
+    result = ChunkResult()
+    sendable: list[Sendable] = []
+    for claim in claimed:
+        reason = skip_reason(push, policy, subs.get(claim.subscriber_id), now)
+        if reason:
+            result.updates.append(skipped(claim.delivery_id, reason, now))
+        else:
+            sendable.append(Sendable(claim.delivery_id, subs[claim.subscriber_id], claim.attempts))
+    split = quotas_apply(push, policy, sendable, now, claimed=len(claimed))
+    result.updates += split.over
+    if split.sendable and not push.is_mass:
+        result.extend(_send_messages(push, policy, renderer, split.sendable, threads, marks))
+    elif split.sendable:
+        result.extend(_send_mass(push, renderer, split.sendable, policy))
+    requeue = retries_requeue(result.retries, policy)
+    updates = result.updates + requeue.updates
+    updates_write(updates)
+    if marks is not None:
+        marks.forget()
+    mark_not_following(result.gone, now)
+    for update in updates:
+        out.counts[update.status] = out.counts.get(update.status, 0) + 1
+    return requeue.delay
+
+
+def _send_messages(
+    push: Push,
+    policy: SendPolicy,
+    renderer: Renderer,
+    sendable: Sequence[Sendable],
+    threads: int | None,
+    marks: StartMarks | None,
+) -> ChunkResult:
+    """Template or customer-service messages, one per recipient, over the client's kept-alive pool."""
+    from wechat_crm.wechat.client import get_client
+
+    client = get_client()
+    if push.channel == Push.Channel.TEMPLATE:
+        build, send = renderer.template, client.send_template_many
+    else:
+        build, send = renderer.custom, client.send_custom_many
+    payloads = [build(s.recipient) for s in sendable]
+    block = threads or settings.PUSH_SEND_THREADS
+    hooks = marks.hooks([(s.delivery_id, s.attempts) for s in sendable], block=block) if marks else {}
+    results = send(payloads, threads=threads, **hooks)
+    return results_classify(sendable, results, policy)
+
+
+def _send_mass(push: Push, renderer: Renderer, sendable: Sequence[Sendable], policy: SendPolicy) -> ChunkResult:
+    """One mass send for the page (up to 10,000 openids, or the tag), idempotent through its clientmsgid."""
+    from wechat_crm.wechat.client import get_client
+    from wechat_crm.wechat.errors import Outcome, WeChatError, classify
+
+    client = get_client()
+    content = renderer.mass_content()
+    if push.channel == Push.Channel.MASS_TAG:
+        clientmsgid = f"push{push.pk}-tag"
+    else:
+        clientmsgid = f"push{push.pk}-d{sendable[0].delivery_id}"
+    batch, _created = MassBatch.objects.get_or_create(push=push, clientmsgid=clientmsgid)
+    attempts = max(s.attempts for s in sendable)
+    now = timezone.now()
+    msg_id = batch.msg_id
+    if batch.sent_at is not None:
+        c = classify(None)
+    else:
+        try:
+            if push.channel == Push.Channel.MASS_TAG:
+                sent = client.mass_send_to_tag(content, tag_id=push.mass_tag.wechat_tag_id, clientmsgid=clientmsgid)
+            else:
+                openids = [s.recipient["openid"] for s in sendable]
+                sent = client.mass_send_to_openids(content, openids=openids, clientmsgid=clientmsgid)
+            msg_id, c = sent.msg_id, classify(None)
+        except WeChatError as exc:
+            msg_id, c = None, classify(exc)
+    out = ChunkResult()
+    if c.outcome in (Outcome.SENT, Outcome.SENT_ALREADY):
+        MassBatch.objects.filter(pk=batch.pk).update(sent_at=batch.sent_at or now, msg_id=msg_id)
+        out.updates += [DeliveryUpdate(s.delivery_id, D.SENT, msgid=msg_id, sent_at=now) for s in sendable]
+    elif c.outcome == Outcome.RETRY_LATER and attempts < policy.max_attempts:
+        out.retries += [Retry(s.delivery_id, c.retry_after or 1.0, c.reason, s.attempts) for s in sendable]
+    else:
+        status = D.UNKNOWN if c.outcome == Outcome.UNKNOWN else D.ERROR
+        out.updates += [
+            DeliveryUpdate(s.delivery_id, status, c.reason[:64], c.errcode, finished_at=now) for s in sendable
+        ]
+    return out
