@@ -25,6 +25,8 @@ env = environ.Env(
 )
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-dev-key-change-me-in-production-0123456789")
+# Previous secret keys, still accepted for signatures (sessions, tracked links) while rotating (README, Security).
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 DEBUG = env("DJANGO_DEBUG")
 IS_PRODUCTION = False  # True only in settings/production.py
 ALLOWED_HOSTS = env("DJANGO_ALLOWED_HOSTS")
