@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
+# Where the SQLite files, the broker, the beat schedule and the static files live (settings read the same variable).
+VAR_DIR := $(or $(WECHAT_CRM_VAR_DIR),var)
 PY := $(VENV)/bin/python
 
 export PORT ?= 8000
@@ -30,7 +32,7 @@ run: export WECHAT_API_BASE_URL ?= http://127.0.0.1:$(FAKE_WECHAT_PORT)/
 # honcho gives each process its own PORT; the fake server and the demo traffic reach the web server through WEB_URL.
 run: export WEB_URL := http://127.0.0.1:$(PORT)
 run: install
-	mkdir -p "$${WECHAT_CRM_VAR_DIR:-var}"
+	mkdir -p "$(VAR_DIR)"
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py createcachetable
 	$(PY) manage.py collectstatic --noinput >/dev/null
@@ -68,4 +70,4 @@ bench-webhook: install-dev
 	$(PY) bench/webhook.py
 
 clean:
-	VAR="$${WECHAT_CRM_VAR_DIR:-var}"; rm -rf $(VENV) "$$VAR"/*.sqlite3* "$$VAR"/celerybeat-schedule* "$$VAR"/static
+	rm -rf $(VENV) "$(VAR_DIR)"/*.sqlite3* "$(VAR_DIR)"/celerybeat-schedule* "$(VAR_DIR)"/static

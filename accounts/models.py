@@ -4,6 +4,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from accounts.expressions import StageDelay
+from accounts.kinds import InteractionKind
 from wechat_crm.models import Timestamped
 
 
@@ -263,7 +264,14 @@ class Interaction(models.Model):
         db_index=False,  # covered by interaction_sub_created_idx
         help_text=_("Empty for system events that no subscriber sent (MASSSENDJOBFINISH)."),
     )
-    kind = models.CharField(_("kind"), max_length=64, help_text=_("Lowercase message type or event name."))
+    Kind = InteractionKind
+
+    kind = models.CharField(
+        _("kind"),
+        max_length=64,
+        choices=InteractionKind.choices,
+        help_text=_("Lowercase message type or event name (accounts.kinds); kinds WeChat adds later are kept as sent."),
+    )
     dedupe_key = models.CharField(_("dedupe key"), max_length=255)  # unique: see Meta.constraints
     msg_id = models.CharField(_("message ID"), max_length=64, blank=True, default="")
     event_key = models.CharField(_("event key"), max_length=2048, blank=True, default="")

@@ -281,10 +281,8 @@ def _scrub_column(model, field: models.Field, old: str, new: str, *, is_json: bo
 
 def _link_click_markers(subscriber: Subscriber) -> list[str]:
     """The cache keys that stop repeated clicks (content.services.link_click_record) of this subscriber's links."""
-    from content.selectors import LINK_CLICK_KIND
-
     pairs = (
-        Interaction.objects.filter(subscriber=subscriber, kind=LINK_CLICK_KIND)
+        Interaction.objects.filter(subscriber=subscriber, kind=Interaction.Kind.LINK_CLICK)
         .values_list("data__link_id", "data__push_id")
         .distinct()
     )

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models.functions import Coalesce, Greatest
@@ -173,7 +173,21 @@ class BatchResult:
     invalid: list[str] = field(default_factory=list)
 
 
-def batchget(openids: Sequence[str], *, client=None) -> tuple[list[dict[str, Any]], list[str]]:
+class ProfileBatch(NamedTuple):
+    """WeChat's profiles of a batch of openids, and the openids it does not know."""
+
+    infos: list[dict[str, Any]]
+    invalid: list[str]
+
+
+class Upserted(NamedTuple):
+    """Followers stored by an upsert, and how many of them are new subscribers."""
+
+    stored: int
+    created: int
+
+
+def batchget(openids: Sequence[str], *, client=None) -> ProfileBatch:
     """WeChat's profiles of `openids` (at most 100) and the openids it does not know (40003).
 
     batchget refuses the whole batch for one unknown openid: the batch is then split in halves until the unknown
@@ -181,24 +195,24 @@ def batchget(openids: Sequence[str], *, client=None) -> tuple[list[dict[str, Any
     """
     client = client or _client()
     if not openids:
-        return [], []
+        return ProfileBatch([], [])
     if len(openids) > BATCHGET_SIZE:
         raise ValueError(f"batchget takes at most {BATCHGET_SIZE} openids")
     try:
-        return client.users_info(openids), []
+        return ProfileBatch(client.users_info(openids), [])
     except WeChatNotFollowing:
         if len(openids) == 1:
-            return [{"openid": openids[0], "subscribe": 0}], []
+            return ProfileBatch([{"openid": openids[0], "subscribe": 0}], [])
         raise
     except WeChatPermanent as exc:
         if exc.errcode != INVALID_OPENID:
             raise
         if len(openids) == 1:
-            return [], list(openids)
+            return ProfileBatch([], list(openids))
     middle = len(openids) // 2
-    left, left_invalid = batchget(openids[:middle], client=client)
-    right, right_invalid = batchget(openids[middle:], client=client)
-    return left + right, left_invalid + right_invalid
+    left = batchget(openids[:middle], client=client)
+    right = batchget(openids[middle:], client=client)
+    return ProfileBatch(left.infos + right.infos, left.invalid + right.invalid)
 
 
 def profiles_apply(
@@ -288,12 +302,14 @@ def profiles_fetch_batch(*, limit: int = BATCHGET_SIZE, client=None) -> BatchRes
     if not subscribers:
         return None
     try:
-        infos, invalid = batchget([s.openid for s in subscribers], client=client)
+        batch = batchget([s.openid for s in subscribers], client=client)
     except BaseException:
         Subscriber.objects.filter(pk__in=[s.pk for s in subscribers]).update(profile_claimed_until=None)
         raise
     with transaction.atomic():
-        return profiles_apply(subscribers=subscribers, infos=infos, invalid=invalid, now=timezone.now(), client=client)
+        return profiles_apply(
+            subscribers=subscribers, infos=batch.infos, invalid=batch.invalid, now=timezone.now(), client=client
+        )
 
 
 def profiles_fetch_pending(*, max_batches: int = 1000, client=None) -> int:
@@ -390,11 +406,11 @@ def follower_sync_current(*, restart: bool = False) -> FollowerSync:
         return FollowerSync.objects.get(status=FollowerSync.Status.RUNNING)
 
 
-def followers_upsert(*, infos: Sequence[dict[str, Any]], now: datetime, client=None) -> tuple[int, int]:
-    """Create or update subscribers from user_info items of current followers. Returns (stored, created)."""
+def followers_upsert(*, infos: Sequence[dict[str, Any]], now: datetime, client=None) -> Upserted:
+    """Create or update subscribers from WeChat's profiles of current followers."""
     following = [i for i in infos if i.get("subscribe") and i.get("openid")]
     if not following:
-        return 0, 0
+        return Upserted(0, 0)
     openids = [i["openid"] for i in following]
     existing = set(Subscriber.objects.filter(openid__in=openids).values_list("openid", flat=True))
     new = [
@@ -414,7 +430,7 @@ def followers_upsert(*, infos: Sequence[dict[str, Any]], now: datetime, client=N
     scened = [s.openid for s in new if s.qr_scene_str]
     if scened:  # followed through a QR code before we saw it: WeChat's qr_scene_str names the channel
         followers_imported_with_scene.send(sender=Subscriber, openids=scened)
-    return len(following), len(new)
+    return Upserted(len(following), len(new))
 
 
 ProgressCallback = Callable[[int, int | None], None]  # (followers imported so far, total on WeChat)
@@ -446,11 +462,11 @@ def _follower_sync_run(
             openids = page.openids
             stored = created = 0
             for start in range(0, len(openids), BATCHGET_SIZE):
-                infos, _invalid = batchget(openids[start : start + BATCHGET_SIZE], client=client)
+                batch = batchget(openids[start : start + BATCHGET_SIZE], client=client)
                 with transaction.atomic():
-                    s, c = followers_upsert(infos=infos, now=timezone.now(), client=client)
-                stored += s
-                created += c
+                    upserted = followers_upsert(infos=batch.infos, now=timezone.now(), client=client)
+                stored += upserted.stored
+                created += upserted.created
                 if on_progress is not None:
                     on_progress(sync.imported + stored, page.total or None)
         except WeChatError as exc:

@@ -103,6 +103,7 @@ class InteractionSerializer(serializers.ModelSerializer):
         fields = ["id", "openid", "kind", "event_key", "content", "msg_id", "created_at", "received_at"]
         read_only_fields = fields
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_openid(self, interaction: Interaction) -> str | None:
         """Empty (null) for system events that no subscriber sent."""
         return interaction.subscriber.openid if interaction.subscriber_id else None

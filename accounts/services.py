@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 import psycopg.sql
@@ -50,6 +50,11 @@ INTERACTION_ATTRIBUTES = (
 )
 
 
+class Statement(NamedTuple):
+    sql: str
+    params: list[Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Recorded:
     interaction_id: int
@@ -69,7 +74,7 @@ def _default(field: models.Field) -> Any:
 
 def _insert_statement(
     model: type[models.Model], values: dict[str, Any], now: datetime, *, expressions: dict[str, str] | None = None
-) -> tuple[str, list[Any]]:
+) -> Statement:
     """`INSERT INTO table (every concrete column) VALUES (...)` with the model's defaults for the columns not given.
 
     `expressions` gives raw SQL for some columns (e.g. a subquery); everything else is passed as parameters.
@@ -93,7 +98,7 @@ def _insert_statement(
         params.append(f.get_db_prep_save(value, connection))
     table = connection.ops.quote_name(model._meta.db_table)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(placeholders)})"  # noqa: S608 - identifiers from the model, values as parameters
-    return sql, params
+    return Statement(sql, params)
 
 
 def _greatest() -> str:
@@ -448,7 +453,7 @@ def interaction_process(*, interaction_id: int, follow_ups_for: Callable[[str], 
         if interaction is None:
             return False
         for follow_up in follow_ups_for(interaction.kind):
-            follow_up(interaction)
+            follow_up([interaction])
         interaction.processed_at = timezone.now()
         interaction.save(update_fields=["processed_at"])
     return True

@@ -16,7 +16,7 @@ statement per batch. Reports read these columns, never the interactions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from django.db import connection
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 
+from . import kinds
 from .models import Interaction, Subscriber
 
 logger = logging.getLogger(__name__)
@@ -36,31 +37,6 @@ STAGE_FIELDS: dict[str, str] = {
     Stage.INTERACTIVE: "interactive_at",
     Stage.CONVERTED: "converted_at",
 }
-
-LINK_CLICK = "link_click"
-MENU_KINDS = ("click", "view")
-# What a subscriber does themselves (messages, menu use, scans, tracked-link clicks); not follows, automatic
-# location reports or WeChat's reports about our sends.
-SUBSCRIBER_KINDS: tuple[str, ...] = (
-    "text",
-    "image",
-    "voice",
-    "video",
-    "shortvideo",
-    "location",
-    "link",
-    "miniprogrampage",
-    "click",
-    "view",
-    "scancode_push",
-    "scancode_waitmsg",
-    "pic_sysphoto",
-    "pic_photo_or_album",
-    "pic_weixin",
-    "location_select",
-    "scan",
-    LINK_CLICK,
-)
 
 
 def funnel_settings() -> Any:
@@ -106,7 +82,7 @@ def interactive_reached(*, subscriber_id: int, at: datetime, settings: Any) -> b
     """Whether the interactions in the D days up to `at` make the subscriber interactive (one indexed query)."""
     rows = Interaction.objects.filter(
         subscriber_id=subscriber_id,
-        kind__in=SUBSCRIBER_KINDS,
+        kind__in=kinds.SUBSCRIBER_ORIGINATED,
         created_at__gte=at - timedelta(days=settings.interactive_window_days),
         created_at__lte=at,
     ).values_list(TruncDate("created_at"), flat=True)
@@ -164,7 +140,7 @@ def _stages_convert_portable(first_conversion: Mapping[int, datetime]) -> int:
     return updated
 
 
-# --- Follow-ups (registered in campaigns.apps) -------------------------------------------------------------------
+# --- Follow-ups (accounts.events) --------------------------------------------------------------------------------
 
 
 def on_follow(interaction: Interaction) -> None:
@@ -179,10 +155,10 @@ def on_subscriber_interaction(interaction: Interaction) -> None:
     if subscriber is None:
         return
     settings = None
-    engaging = interaction.kind == LINK_CLICK or interaction.kind in MENU_KINDS
+    engaging = interaction.kind in kinds.ENGAGING or interaction.kind in kinds.MENU_CLICKS
     if engaging and (subscriber.engaged_at is None or subscriber.engaged_at > interaction.created_at):
         settings = funnel_settings()
-        if interaction.kind == LINK_CLICK or settings.menu_click_engages:
+        if interaction.kind in kinds.ENGAGING or settings.menu_click_engages:
             data = interaction.data or {}
             stage_engage(
                 subscriber_id=subscriber.pk,
@@ -190,16 +166,10 @@ def on_subscriber_interaction(interaction: Interaction) -> None:
                 content_id=data.get("content_id"),
                 push_id=data.get("push_id"),
             )
-    if interaction.kind in SUBSCRIBER_KINDS and (
+    if interaction.kind in kinds.SUBSCRIBER_ORIGINATED and (
         subscriber.interactive_at is None or subscriber.interactive_at > interaction.created_at
     ):
         stage_interact(subscriber_id=subscriber.pk, at=interaction.created_at, settings=settings)
-
-
-def register(register_follow_up: Any, kinds: Iterable[str] = SUBSCRIBER_KINDS) -> None:
-    register_follow_up("subscribe", on_follow)
-    for kind in kinds:
-        register_follow_up(kind, on_subscriber_interaction)
 
 
 def stages_backfill(*, now: datetime | None = None) -> int:
@@ -214,11 +184,9 @@ def stages_backfill(*, now: datetime | None = None) -> int:
 __all__ = [
     "ORDER",
     "STAGE_FIELDS",
-    "SUBSCRIBER_KINDS",
     "funnel_settings",
     "on_follow",
     "on_subscriber_interaction",
-    "register",
     "stage_engage",
     "stage_follow",
     "stage_interact",

@@ -1,4 +1,5 @@
-"""What several benchmarks share: a free port, their own migrated database, a tight loop of template sends."""
+"""What several benchmarks share: a free port, their own migrated database, a tight loop of template sends, and the
+referee: the fake WeChat's log of accepted calls, per openid."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -65,3 +67,58 @@ def tight_loop(url: str, token: str, openids: list[str], threads: int, message: 
     elapsed = run_threads(threads, work)
     assert not errors, errors[:3]
     return len(openids) / elapsed
+
+
+def _tight_loop_process(url, token, openids, threads, message_path, results) -> None:
+    import importlib
+
+    module, name = message_path.rsplit(":", 1)
+    message = getattr(importlib.import_module(module), name)
+    started = time.perf_counter()
+    tight_loop(url, token, openids, threads, message)
+    results.put((started, time.perf_counter()))
+
+
+def tight_loop_processes(url: str, token: str, openids: list[str], processes: int, threads: int, message: str) -> float:
+    """Messages/s of the tight loop run by `processes` processes x `threads` threads, the same requests in flight as
+    a Celery worker of that many processes sending with that many threads each. `message` is "module:function".
+    The rate is all messages over the time from the first process's start to the last one's end."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # not fork: kombu's after-fork hooks hang on a parent's broker connection
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_tight_loop_process, args=(url, token, openids[k::processes], threads, message, results))
+        for k in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    spans = [results.get(timeout=3600) for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise SystemExit(f"tight loop process exited with {p.exitcode}")
+    return len(openids) / (max(end for _, end in spans) - min(start for start, _ in spans))
+
+
+def accepted_per_openid(fake, path: str) -> Counter:
+    """The referee: how many calls to `path` the fake WeChat accepted (errcode 0) for each openid (`touser`)."""
+    accepted: Counter = Counter()
+    since = 0
+    while True:
+        page = fake.calls(path, errcode=0, since_id=since, limit=20000)
+        if not page:
+            return accepted
+        accepted.update(call["body"].get("touser") for call in page)
+        since = page[-1]["id"]
+
+
+def exactly_once(accepted: Counter, recipients: list[str]) -> dict[str, list[str]]:
+    """Recipients the fake accepted no call for, more than one, and openids it accepted a call for that are no
+    recipients."""
+    wanted = set(recipients)
+    return {
+        "missing": [o for o in recipients if not accepted[o]],
+        "duplicated": [o for o in recipients if accepted[o] > 1],
+        "strangers": [o for o in accepted if o not in wanted],
+    }

@@ -329,7 +329,7 @@ FROM steps3 GROUP BY {grouping}
 def hand_report(query) -> tuple[float, dict]:
     from django.db import connection
 
-    from accounts.stages import SUBSCRIBER_KINDS
+    from accounts.kinds import SUBSCRIBER_ORIGINATED as SUBSCRIBER_KINDS
 
     lo, hi = query.bounds()
     kinds = ", ".join(f"'{k}'" for k in SUBSCRIBER_KINDS)

@@ -5,7 +5,7 @@
     .venv/bin/python bench/push.py --sizes 20000 --concurrency 2 --threads 6 --page 500
 
 What it does, per size (10,000 and 100,000 by default):
-  1. fills a database of its own (DATABASE_URL, default .../wechat_crm_f_bench, created and migrated) with N
+  1. fills a database of its own (DATABASE_URL, default .../wcrm_bench_push, created and migrated) with N
      following subscribers (bulk insert), and the fake WeChat server (manage.py fake_wechat, --fake-workers gunicorn
      workers, job-finish events off) with the same N followers;
   2. starts a Celery worker (--concurrency processes on the `outbound` queue) and schedules one template push to
@@ -14,14 +14,16 @@ What it does, per size (10,000 and 100,000 by default):
      page tasks, and sends each page over one kept-alive pool with --threads in flight, writing statuses in one
      statement per page;
   3. measures messages/s from the claim to the last delivery row written, and the worker's peak memory (RSS of the
-     main process and its pool children, sampled from /proc every 50 ms), and checks that the fake recorded exactly
-     one successful call per subscriber;
-  4. baseline: posts the same number of template messages from a tight urllib3 loop (--baseline-threads, keep-alive,
-     one token) to the same fake server: the ceiling the fake allows.
+     main process and its pool children, sampled from /proc every 50 ms), and checks per openid, from the fake's
+     log of accepted calls (the referee, not our delivery rows), that each recipient got exactly one message and
+     nobody else got any;
+  4. baseline: posts the same number of template messages from a tight urllib3 loop (keep-alive, one token) to the
+     same fake server, with the pipeline's concurrency: --concurrency processes x --threads threads in flight, as
+     the worker's processes x each page task's threads: the ceiling the fake allows at that concurrency.
 Prints both rates and the ratio per size, and the memory at the largest size against the smallest.
 Targets: ratio >= 0.5; peak worker memory at 100,000 within 20% of that at 10,000.
 
-REDIS_URL (default redis://127.0.0.1:6379/6) is the broker, cache, token store and rate-limit store of the run.
+REDIS_URL (default redis://127.0.0.1:6379/7) is the broker, cache, token store and rate-limit store of the run.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CELERY = str(Path(sys.executable).with_name("celery"))
 
-from bench.common import ensure_database, free_port, tight_loop  # noqa: E402
+from bench.common import accepted_per_openid, ensure_database, exactly_once, free_port, tight_loop_processes  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
@@ -193,11 +195,12 @@ def run_push(n: int, args, env: dict, fake, url: str) -> dict:
     finally:
         sampler.stop.set()
         stop_worker(worker)
-    ok = fake.count("/cgi-bin/message/template/send", errcode=0)
     statuses = dict(Delivery.objects.filter(push=push).order_by().values_list("status").annotate(n=Count("id")))
-    assert ok == n, f"fake recorded {ok} successful sends for {n} recipients"
+    check = exactly_once(accepted_per_openid(fake, "/cgi-bin/message/template/send"), openids)
     fake.clear_calls()
-    rate_base = tight_loop(url, fake.fetch_token(), openids, args.baseline_threads, message)
+    token = fake.fetch_token()
+    rate_base = tight_loop_processes(url, token, openids, args.concurrency, args.threads, "bench.push:message")
+    base_check = exactly_once(accepted_per_openid(fake, "/cgi-bin/message/template/send"), openids)
     fake.clear_calls()
     return {
         "n": n,
@@ -208,6 +211,8 @@ def run_push(n: int, args, env: dict, fake, url: str) -> dict:
         "peak_mb": sampler.peak_total / 1024,
         "peak_one_mb": sampler.peak_one / 1024,
         "statuses": statuses,
+        "check": {k: len(v) for k, v in check.items()},
+        "base_check": {k: len(v) for k, v in base_check.items()},
     }
 
 
@@ -218,13 +223,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="requests in flight per page task")
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--fake-workers", type=int, default=2)
-    parser.add_argument("--baseline-threads", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the worker and the fake when killed
 
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/6")
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wechat_crm_f_bench")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/7")
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wcrm_bench_push")
     os.environ["DJANGO_SETTINGS_MODULE"] = "wechat_crm.settings.base"
     os.environ["LOG_LEVEL"] = "WARNING"
     port = free_port()
@@ -257,7 +261,8 @@ def main() -> None:
         fake.reset(appid=settings.WECHAT_APP_ID, secret=settings.WECHAT_APP_SECRET, job_finish_events=False)
         print(
             f"fake WeChat at {url} ({args.fake_workers} workers); worker: {args.concurrency} processes x "
-            f"{args.threads} threads, pages of {args.page}; baseline: {args.baseline_threads} threads",
+            f"{args.threads} threads, pages of {args.page}; tight loop: the same {args.concurrency} processes x "
+            f"{args.threads} threads",
             flush=True,
         )
         results = []
@@ -268,7 +273,8 @@ def main() -> None:
                 f"  {n:>7} recipients: pipeline {res['rate']:7.0f} msg/s ({res['elapsed']:.1f} s)  "
                 f"tight loop {res['base']:7.0f} msg/s  ratio {res['rate'] / res['base']:.2f}  "
                 f"worker RSS peak {res['peak_mb']:.0f} MB (idle {res['idle_mb']:.0f} MB, largest process "
-                f"{res['peak_one_mb']:.0f} MB)  deliveries {res['statuses']}",
+                f"{res['peak_one_mb']:.0f} MB)  deliveries {res['statuses']}; per openid from the fake's log: "
+                f"pipeline {res['check']}, tight loop {res['base_check']}",
                 flush=True,
             )
         if len(results) > 1:
@@ -276,7 +282,14 @@ def main() -> None:
             growth = large["peak_mb"] / small["peak_mb"] - 1
             print(
                 f"memory: peak at {large['n']} is {growth * 100:+.1f}% of the peak at {small['n']} "
-                f"(target within 20%); ratio at {large['n']}: {large['rate'] / large['base']:.2f} (target >= 0.5)"
+                f"(target within 20%: {'met' if growth <= 0.2 else 'MISSED'})"
+            )
+        for res in results:
+            ratio = res["rate"] / res["base"]
+            once = not any(res["check"].values())
+            print(
+                f"{res['n']}: ratio {ratio:.2f} (target >= 0.7: {'met' if ratio >= 0.7 else 'MISSED'}); exactly one "
+                f"accepted call per recipient and none for anyone else: {'yes' if once else 'NO'}"
             )
     finally:
         fake_proc.terminate()

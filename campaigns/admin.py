@@ -8,6 +8,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 
+from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError
 
 from . import qr, selectors, services
@@ -52,6 +53,9 @@ class ChannelAdminForm(forms.ModelForm):
         return cleaned
 
 
+CREATE_FIELDS = ("name", "scene_str", "kind", "expire_seconds", "welcome_reply", "is_active")
+
+
 @admin.register(Channel)
 class ChannelAdmin(ModelAdmin):
     form = ChannelAdminForm
@@ -92,9 +96,20 @@ class ChannelAdmin(ModelAdmin):
         ]
 
     def save_model(self, request: HttpRequest, obj: Channel, form: ChannelAdminForm, change: bool) -> None:
-        if not change and form.qrcode is not None:
-            services.channel_apply_qrcode(channel=obj, qrcode=form.qrcode)
-        super().save_model(request, obj, form, change)
+        """A new channel goes through channel_create, as in the API, with the QR code the form obtained."""
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = {name: form.cleaned_data[name] for name in CREATE_FIELDS if name in form.cleaned_data}
+        channel = services.channel_create(**data, tags=list(form.cleaned_data.get("tags") or []), qrcode=form.qrcode)
+        adopt_saved(obj, channel)
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        if change:
+            super().save_related(request, form, formsets, change)
+            return
+        for formset in formsets:  # the tags were set by channel_create
+            self.save_formset(request, form, formset, change=change)
 
     @admin.action(description=_("Renew the QR codes of the selected temporary channels"), permissions=["change"])
     def renew_qrcodes(self, request: HttpRequest, queryset) -> None:

@@ -6,7 +6,13 @@ import io
 from django.http import HttpResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import generics, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -16,6 +22,7 @@ from rest_framework.views import APIView
 
 from content.api import IsStaffOrReadOnly
 from wechat_crm import exports
+from wechat_crm.db import reports_database
 from wechat_crm.permissions import WRITE_ADMIN, WRITE_INTEGRATION, WRITE_OPERATOR, RolePermission
 
 from . import conversions, funnel, selectors, services
@@ -80,6 +87,61 @@ class ConversionTypeViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "head", "options"]
 
 
+CONVERSION_EXAMPLES = [
+    OpenApiExample(
+        "One purchase",
+        request_only=True,
+        value={
+            "openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+            "type": "purchase",
+            "external_id": "order-20260302-0042",
+            "value": "199.00",
+            "currency": "CNY",
+            "occurred_at": "2026-03-02T10:15:00+08:00",
+            "attributes": {"sku": "TEA-250G", "store": "Hangzhou West Lake"},
+        },
+    ),
+    OpenApiExample(
+        "A batch",
+        request_only=True,
+        value={
+            "events": [
+                {
+                    "openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+                    "type": "register",
+                    "external_id": "user-881",
+                    "occurred_at": "2026-03-02T09:00:00+08:00",
+                },
+                {
+                    "unionid": "o6_bmasdasdsad6_2sgVt7hMZOPfL",
+                    "type": "download",
+                    "external_id": "app-5521",
+                    "occurred_at": "2026-03-02T09:30:00+08:00",
+                },
+            ]
+        },
+    ),
+    OpenApiExample(
+        "Stored",
+        response_only=True,
+        status_codes=["201"],
+        value={"received": 2, "created": 2, "duplicates": 0, "errors": []},
+    ),
+    OpenApiExample(
+        "One refused",
+        response_only=True,
+        status_codes=["422"],
+        value={
+            "message": "1 of 2 events were refused; the others were kept.",
+            "received": 2,
+            "created": 1,
+            "duplicates": 0,
+            "errors": [{"index": 1, "message": "No subscriber with this openid or unionid."}],
+        },
+    ),
+]
+
+
 class ConversionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Conversions. POST one event, or {"events": [...]} with up to 1,000: idempotent on (type, external_id);
     invalid events are reported one by one (422, with their index) and the valid ones are kept. Admins and the
@@ -103,6 +165,7 @@ class ConversionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             422: ConversionResultSerializer,
             400: OpenApiResponse(description=_("Not an event, or more than 1,000 events.")),
         },
+        examples=CONVERSION_EXAMPLES,
     )
     def create(self, request: Request) -> Response:
         result = conversions.conversions_record_batch(body=request.data)
@@ -186,8 +249,9 @@ def _csv_response(queryset, *, filename: str) -> HttpResponse:
     buffer = io.StringIO()
     writer = exports.writer(buffer)  # neutralises formulas (CSV injection)
     writer.writerow(DROPOFF_COLUMNS)
-    for row in DropoffSubscriberSerializer(queryset.iterator(chunk_size=2000), many=True).data:
-        writer.writerow(["" if row[c] is None else row[c] for c in DROPOFF_COLUMNS])
+    with reports_database():  # an export reads the replica when there is one
+        for row in DropoffSubscriberSerializer(queryset.iterator(chunk_size=2000), many=True).data:
+            writer.writerow(["" if row[c] is None else row[c] for c in DROPOFF_COLUMNS])
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

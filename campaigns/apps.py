@@ -21,11 +21,6 @@ class CampaignsConfig(AppConfig):
     verbose_name = _("Campaigns")
 
     def ready(self) -> None:
-        # The funnel's stages follow the events as they arrive (in Celery, after the interaction is committed).
-        from accounts import stages
-        from wechat_crm.wechat.dispatch import register_follow_up
-
-        stages.register(register_follow_up)
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="campaigns_sync_roles")
 
         from accounts.signals import followers_imported_with_scene

@@ -14,7 +14,6 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 from rest_framework import status
 
-from accounts import stages
 from accounts.models import Subscriber
 from wechat_crm.exceptions import ApplicationError
 
@@ -137,7 +136,7 @@ def _last_clicked_pushes_portable(pairs: Sequence[tuple[int, datetime]]) -> dict
 
     result = {}
     for sub, at in pairs:
-        clicks = Interaction.objects.filter(subscriber_id=sub, created_at__lte=at, kind="link_click")
+        clicks = Interaction.objects.filter(subscriber_id=sub, created_at__lte=at, kind=Interaction.Kind.LINK_CLICK)
         for data in clicks.order_by("-created_at").values_list("data", flat=True).iterator():
             data = data if isinstance(data, dict) else {}
             if data.get("push_id") is not None:  # as PostgreSQL's data->>'push_id': text, JSON null is NULL
@@ -221,8 +220,8 @@ def conversions_record(*, items: Sequence[ConversionInput], errors: list[dict[st
             first[sub.pk] = item.occurred_at
     Conversion.objects.bulk_create(rows, ignore_conflicts=True, batch_size=BATCH_MAX)
     result.created = len(rows)
-    stages.stages_convert(first_conversion=first)
-    from conversations.journeys import journeys_on_conversions
+    from .events import CONVERSION_FOLLOW_UPS  # imported here: the events modules reach the conversations app
 
-    journeys_on_conversions(first_conversion=first)  # the conversion trigger; "converted" in journey reports
+    for follow_up in CONVERSION_FOLLOW_UPS:
+        follow_up(first_conversion=first)
     return result

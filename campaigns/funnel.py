@@ -15,13 +15,14 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connections, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Subscriber
 from accounts.stages import ORDER, STAGE_FIELDS
+from wechat_crm.db import reads_reports, reports_alias
 from wechat_crm.exceptions import ApplicationError
 
 from .models import Campaign, Channel, Conversion
@@ -173,11 +174,12 @@ def _steps(counts: list[int], medians: list[float | None]) -> list[dict[str, Any
 PARTITIONS = ("channel", "content", "cohort_week")
 
 
+@reads_reports
 def funnel_report(*, query: FunnelQuery) -> dict[str, Any]:
     """Per step: count, conversion from the previous and the first step, median seconds from the previous step,
     drop-off to the next; with `breakdown`, the same per group (a subscriber may be in several campaigns)."""
     breakdown = query.breakdown
-    if connection.vendor == "postgresql":
+    if connections[reports_alias()].vendor == "postgresql":
         overall_rows, grouped = _report_rows_postgresql(query)
     else:  # the embedded default (SQLite): the same numbers, aggregated in Python
         overall_rows, grouped = _report_rows_portable(query)
@@ -298,7 +300,7 @@ def _report_rows_portable(query: FunnelQuery) -> tuple[list, list]:
 
 def _campaigns_partition_channels() -> bool:
     """Whether no channel belongs to two campaigns."""
-    with connection.cursor() as cursor:
+    with connections[reports_alias()].cursor() as cursor:
         cursor.execute(
             "SELECT NOT EXISTS (SELECT 1 FROM campaigns_campaign_channels GROUP BY channel_id HAVING count(*) > 1)"
         )
@@ -313,7 +315,8 @@ def _run(sql: str, where: str, params: dict[str, Any], breakdown: str | None, *,
         )
     else:
         text = sql.format(group=group, join=join, where=where, grouping=group, total="0")
-    with transaction.atomic(), connection.cursor() as cursor:
+    alias = reports_alias()
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         # The medians sort up to a million values each: in memory, not on disk. The covering index is a third of the
         # table, so an index-only scan beats a sequential one even over the whole range; JIT only adds start-up time.
         cursor.execute("SET LOCAL work_mem = '128MB'")
@@ -389,6 +392,7 @@ def funnel_dropoffs(*, query: FunnelQuery, step: str) -> QuerySet[Subscriber]:
 # --- Attribution -------------------------------------------------------------------------------------------------
 
 
+@reads_reports
 def attribution_report(*, query: FunnelQuery, by: str) -> list[dict[str, Any]]:
     """Conversions (occurred in [start, end]) and revenue per first-touch channel, campaign (its channels or its
     pushes) or last-touch content, with the conversion rate: converting subscribers / subscribers followed in the
@@ -446,6 +450,7 @@ def _attribution_by_campaign(conversions: QuerySet, followers: QuerySet) -> list
     return result
 
 
+@reads_reports
 def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
     """Follows through the campaign's channels in its period, their current stages, conversions and revenue."""
     channel_ids = list(campaign.channels.values_list("pk", flat=True))

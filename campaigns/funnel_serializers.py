@@ -54,6 +54,7 @@ class ConversionTypeSerializer(serializers.ModelSerializer):
 class ConversionSerializer(serializers.ModelSerializer):
     type = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     openid = serializers.CharField(source="subscriber.openid", read_only=True)
+    attributes = serializers.DictField(read_only=True, help_text=_("What the sending system attached (JSON values)."))
 
     class Meta:
         model = Conversion

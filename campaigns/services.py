@@ -76,9 +76,11 @@ def channel_create(
     welcome_reply: str = "",
     is_active: bool = True,
     tags: list[Tag] | None = None,
+    qrcode: QRCode | None = None,
     client=None,
 ) -> Channel:
-    """Create a channel and its QR code on WeChat. Raises ApplicationError for bad input or a WeChat error."""
+    """Create a channel and its QR code on WeChat (or `qrcode`, when the caller asked WeChat for it already, as the
+    admin form does while it validates). Raises ApplicationError for bad input or a WeChat error."""
     channel = Channel(
         name=name,
         scene_str=scene_str,
@@ -93,9 +95,10 @@ def channel_create(
         raise ApplicationError(
             "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()), {"fields": exc.message_dict}
         ) from exc
-    qrcode = channel_qrcode_request(
-        scene_str=scene_str, kind=kind, expire_seconds=channel.expire_seconds, client=client
-    )
+    if qrcode is None:
+        qrcode = channel_qrcode_request(
+            scene_str=scene_str, kind=kind, expire_seconds=channel.expire_seconds, client=client
+        )
     channel_apply_qrcode(channel=channel, qrcode=qrcode)
     channel.save()
     if tags:

@@ -2,7 +2,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin
 
+from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError
 
 from . import selectors, services, templating
@@ -18,14 +19,6 @@ from .errors import ArticleStatusError, SegmentInvalid, TemplateInvalid
 from .models import Article, Delivery, MessageTemplate, OperatorProfile, Push, Segment, SendPolicy, Topic
 from .reasons import reason_label
 from .services import deliveries, pushes, segments
-
-
-def _adopt(obj: Model, saved: Model) -> None:
-    """Make the admin's unsaved instance the row a service created: the admin goes on with `obj` (its log entry, its
-    redirect), so it takes the saved row's primary key and fields."""
-    obj.pk = saved.pk
-    obj._state.adding = False
-    obj.refresh_from_db()
 
 
 @admin.register(Topic)
@@ -113,7 +106,7 @@ class ArticleAdmin(ModelAdmin):
             services.article_update(article=obj, data=changed)
         else:
             article = services.article_create(**data, topics=form.cleaned_data.get("topics", ()), by=request.user)
-            _adopt(obj, article)
+            adopt_saved(obj, article)
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         for formset in formsets:  # the topics were set by the service
@@ -396,7 +389,7 @@ class PushAdmin(ModelAdmin):
             pushes.push_update(push=obj, data=data)
         else:
             data = {name: form.cleaned_data[name] for name in pushes.PUSH_FIELDS if name in form.cleaned_data}
-            _adopt(obj, pushes.push_create(by=request.user, **data))
+            adopt_saved(obj, pushes.push_create(by=request.user, **data))
 
     def _button(self, request: HttpRequest, push: Push) -> HttpResponse | None:
         try:

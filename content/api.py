@@ -5,7 +5,7 @@ Articles are published and unpublished through their own actions, never by writi
 """
 
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -18,6 +18,7 @@ from . import selectors, services
 from .filters import ArticleFilter, MessageTemplateFilter
 from .models import Segment, Topic
 from .serializers import (
+    SEGMENT_RULES_EXAMPLE,
     ArticleSerializer,
     MessageTemplateSerializer,
     PushReportSerializer,
@@ -109,6 +110,38 @@ class MessageTemplateViewSet(_ListRetrieveCreateUpdate):
         serializer.instance = services.template_update(template=serializer.instance, data=serializer.validated_data)
 
 
+SEGMENT_EXAMPLES = [
+    OpenApiExample(
+        "Engaged tagged followers active lately",
+        value={
+            "name": "Engaged VIPs, active or in Hangzhou",
+            "description": "Tagged vip or trial, engaged or interactive, active in 30 days or living in Hangzhou.",
+            "rules": SEGMENT_RULES_EXAMPLE,
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "The segment with its live count",
+        value={
+            "id": 4,
+            "name": "Engaged VIPs, active or in Hangzhou",
+            "description": "Tagged vip or trial, engaged or interactive, active in 30 days or living in Hangzhou.",
+            "rules": SEGMENT_RULES_EXAMPLE,
+            "recipients": 1280,
+            "created_at": "2026-03-02T10:00:00+08:00",
+            "updated_at": "2026-03-02T10:00:00+08:00",
+        },
+        response_only=True,
+    ),
+]
+
+
+@extend_schema_view(
+    create=extend_schema(examples=SEGMENT_EXAMPLES),
+    partial_update=extend_schema(examples=SEGMENT_EXAMPLES),
+    update=extend_schema(examples=SEGMENT_EXAMPLES),
+    retrieve=extend_schema(examples=SEGMENT_EXAMPLES[1:]),
+)
 class SegmentViewSet(_ListRetrieveCreateUpdate):
     """Segments: who receives a push. `rules` is validated on save (400 naming the bad rule); `recipients` is the
     live count of followers matching it."""

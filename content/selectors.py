@@ -7,14 +7,11 @@ from typing import Any
 
 from django.db.models import Min, QuerySet
 
+from accounts import kinds
 from accounts.models import Interaction
+from wechat_crm.db import reads_reports
 
 from .models import Article, MessageTemplate
-
-LINK_CLICK_KIND = "link_click"
-# Interaction kinds that mean "opened tracked content". Whether menu clicks also count as engaged in the funnel is
-# the funnel's stage rule (FunnelSettings.menu_click_engages).
-ENGAGED_KINDS: tuple[str, ...] = (LINK_CLICK_KIND,)
 
 
 def articles_list(*, topic: str | None = None, status: str | None = None) -> QuerySet[Article]:
@@ -44,7 +41,7 @@ def templates_list() -> QuerySet[MessageTemplate]:
 
 def link_clicks(*, push_id: int | None = None, content_id: int | None = None) -> QuerySet[Interaction]:
     """Click interactions of tracked links, optionally of one push and/or one content."""
-    qs = Interaction.objects.filter(kind=LINK_CLICK_KIND)
+    qs = Interaction.objects.filter(kind=Interaction.Kind.LINK_CLICK)
     if push_id is not None:
         qs = qs.filter(data__push_id=push_id)
     if content_id is not None:
@@ -54,7 +51,7 @@ def link_clicks(*, push_id: int | None = None, content_id: int | None = None) ->
 
 def subscriber_engaged_at(*, subscriber_id: int) -> datetime | None:
     """When the subscriber first opened tracked content (first tracked-link click), or None."""
-    return Interaction.objects.filter(subscriber_id=subscriber_id, kind__in=ENGAGED_KINDS).aggregate(
+    return Interaction.objects.filter(subscriber_id=subscriber_id, kind__in=kinds.ENGAGING).aggregate(
         first=Min("created_at")
     )["first"]
 
@@ -83,6 +80,7 @@ def baseline_unfollow_rate(*, before: datetime, days: int = BASELINE_DAYS) -> fl
     return unfollows / followers / days if followers else 0.0
 
 
+@reads_reports
 def push_report(*, push: Any) -> dict[str, Any]:
     """Recipients, skipped by reason, sent, delivered, failed, unknown, clicks, click-through rate, and unfollows
     within 24 h and 72 h of delivery against the account's baseline over the same windows."""
@@ -164,6 +162,7 @@ def mass_totals(*, push_id: int) -> dict[str, int] | None:
     return agg if agg["batches"] else None
 
 
+@reads_reports
 def topic_report(*, topic_id: int | None = None) -> list[dict[str, Any]]:
     """Per content topic, the sums over the pushes of its articles (a push counts for each of its article's topics)."""
     from .models import Push, Topic

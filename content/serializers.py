@@ -1,4 +1,6 @@
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import Article, MessageTemplate, Push, Segment, Topic
@@ -82,8 +84,43 @@ class MessageTemplateSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "version", "created_at", "updated_at"]
 
 
+SEGMENT_RULE_SCHEMA = {
+    "type": "object",
+    "description": "A rule {\"type\": ...} or a group {\"op\": \"and\"|\"or\", \"rules\": [...]} (groups nest).",
+    "properties": {
+        "op": {"type": "string", "enum": ["and", "or"]},
+        "rules": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+        "type": {
+            "type": "string",
+            "enum": [
+                "tags", "stage", "source_channel", "followed", "last_interaction", "topics_preferred", "attribute",
+                "score",
+            ],
+        },
+    },
+    "additionalProperties": True,
+}  # fmt: skip
+SEGMENT_RULES_EXAMPLE = {
+    "op": "and",
+    "rules": [
+        {"type": "tags", "match": "any", "tags": [3, 7]},
+        {"type": "stage", "in": ["engaged", "interactive"]},
+        {"op": "or", "rules": [
+            {"type": "last_interaction", "within_days": 30},
+            {"type": "attribute", "key": "city", "op": "eq", "value": "Hangzhou"},
+        ]},
+        {"type": "score", "gte": 20},
+    ],
+}  # fmt: skip
+
+
+@extend_schema_field(SEGMENT_RULE_SCHEMA)
+class SegmentRulesField(serializers.JSONField):
+    """The segment rule language (content.services.segments): groups of typed rules."""
+
+
 class SegmentSerializer(serializers.ModelSerializer):
-    rules = serializers.JSONField(
+    rules = SegmentRulesField(
         required=False, help_text=_("The rules as JSON data (see the segment rule language in the docs).")
     )
     recipients = serializers.SerializerMethodField(help_text=_("Followers matching the rules now."))
@@ -93,6 +130,7 @@ class SegmentSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "rules", "recipients", "created_at", "updated_at"]
         read_only_fields = ["id", "recipients", "created_at", "updated_at"]
 
+    @extend_schema_field(OpenApiTypes.INT)
     def get_recipients(self, segment: Segment) -> int:
         from .services.segments import segment_subscribers
 

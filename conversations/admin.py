@@ -4,22 +4,17 @@ their report, notifications and the lead score rules."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.shortcuts import get_object_or_404, redirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from unfold.admin import ModelAdmin, StackedInline
 
-from content.models import MessageTemplate
 from wechat_crm.exceptions import ApplicationError
 
-from . import journeys, menus, services
+from . import journeys, menus
 from .models import (
     AutoReplyRule,
     ChannelTopic,
-    Conversation,
     Journey,
     JourneyEnrollment,
     JourneyStep,
@@ -77,75 +72,6 @@ class MenuAdmin(ModelAdmin):
             self.message_user(request, exc.message, messages.ERROR)
             return
         self.message_user(request, _("The menu is published on WeChat."), messages.SUCCESS)
-
-
-@admin.register(Conversation)
-class ConversationAdmin(ModelAdmin):
-    """The operator inbox: unanswered conversations first; a conversation shows the subscriber and the thread."""
-
-    list_display = ("subscriber", "unanswered", "last_inbound_at", "last_outbound_at", "stage", "score")
-    list_select_related = ("subscriber",)
-    search_fields = ("subscriber__nickname", "subscriber__openid")
-    ordering = ("-unanswered", "-last_inbound_at")
-
-    def has_add_permission(self, request):
-        return False
-
-    @admin.display(description=gettext_lazy("stage"))
-    def stage(self, obj):
-        return obj.subscriber.get_stage_display()
-
-    @admin.display(description=gettext_lazy("score"))
-    def score(self, obj):
-        return obj.subscriber.score
-
-    def get_urls(self):
-        return [
-            path("<int:pk>/thread/", self.admin_site.admin_view(self.thread_view), name="conversations_thread"),
-            *super().get_urls(),
-        ]
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        return redirect(reverse("admin:conversations_thread", args=[object_id]))
-
-    def thread_view(self, request, pk: int):
-        conversation = get_object_or_404(Conversation.objects.select_related("subscriber"), pk=pk)
-        subscriber = conversation.subscriber
-        if not self.has_view_permission(request, conversation):
-            return redirect("admin:index")
-        if request.method == "POST" and self.has_change_permission(request, conversation):
-            try:
-                if request.POST.get("template"):
-                    template = get_object_or_404(MessageTemplate, pk=request.POST["template"])
-                    services.template_send(subscriber=subscriber, template=template, by=request.user)
-                    self.message_user(request, _("The template message is queued."), messages.SUCCESS)
-                else:
-                    services.operator_reply(subscriber=subscriber, text=request.POST.get("text", ""), by=request.user)
-                    self.message_user(request, _("The reply is queued."), messages.SUCCESS)
-            except ApplicationError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
-            return redirect(reverse("admin:conversations_thread", args=[pk]))
-        interactions = list(subscriber.interactions.order_by("-created_at", "-id")[:30])
-        outbound = list(subscriber.outbound_messages.order_by("-created_at", "-id")[:30])
-        thread = sorted(
-            [{"at": i.created_at, "inbound": True, "kind": i.kind, "text": i.content or i.event_key or i.kind,
-              "reply": i.reply if i.reply not in ("", "success") else ""} for i in interactions]
-            + [{"at": o.created_at, "inbound": False, "kind": o.get_kind_display(), "text": o.text,
-                "status": o.get_status_display(), "reason": o.reason, "errcode": o.errcode} for o in outbound],
-            key=lambda item: item["at"],
-        )  # fmt: skip
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Conversation with %(name)s") % {"name": subscriber},
-            "opts": self.model._meta,
-            "conversation": conversation,
-            "subscriber": subscriber,
-            "tags": list(subscriber.tags.values_list("name", flat=True)),
-            "thread": thread,
-            "window": services.cs_window(subscriber),
-            "templates": MessageTemplate.objects.order_by("title")[:100],
-        }
-        return TemplateResponse(request, "admin/conversations/thread.html", context)
 
 
 class JourneyStepInline(StackedInline):
@@ -230,3 +156,6 @@ class ScoreEntryAdmin(ModelAdmin):
 @admin.register(ChannelTopic)
 class ChannelTopicAdmin(ModelAdmin):
     list_display = ("channel", "topic")
+
+
+from . import admin_inbox  # noqa: E402,F401  (registers the inbox and the quick replies)

@@ -9,6 +9,3 @@ class ConversationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import signals  # noqa: F401  (cache invalidation)
-        from .wiring import register
-
-        register()

@@ -21,7 +21,10 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts import kinds
+from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
+from wechat_crm.db import reads_reports
 
 from . import services
 from .models import (
@@ -37,7 +40,8 @@ from .models import (
 logger = logging.getLogger(__name__)
 ADVANCE_BATCH = 200
 E = JourneyEnrollment.Status
-ACTIVE_KINDS = (*services.MESSAGE_KINDS, "click", "view", "link_click")
+# Having been active, for the dormant trigger: a message, a menu click or an opened tracked link.
+ACTIVE_KINDS = kinds.MESSAGES | kinds.MENU_CLICKS | kinds.ENGAGING
 
 
 def period_key(journey: Journey, now: dt.datetime) -> str:
@@ -190,7 +194,7 @@ def last_read_topic(subscriber_id: int) -> int | None:
     from content.models import Article
 
     for data in (
-        Interaction.objects.filter(subscriber_id=subscriber_id, kind="link_click")
+        Interaction.objects.filter(subscriber_id=subscriber_id, kind=Kind.LINK_CLICK)
         .order_by("-created_at")
         .values_list("data", flat=True)[:20]
     ):
@@ -241,7 +245,7 @@ def _topic_articles(topic_id: int | None, limit: int = 3) -> list[Any]:
         Article.objects.filter(status=Article.Status.PUBLISHED, topics=topic_id).order_by("-published_at", "-id")[:50]
     )
     clicks = Counter(
-        Interaction.objects.filter(kind="link_click", data__content_id__in=[a.pk for a in candidates]).values_list(
+        Interaction.objects.filter(kind=Kind.LINK_CLICK, data__content_id__in=[a.pk for a in candidates]).values_list(
             "data__content_id", flat=True
         )
     )
@@ -368,6 +372,7 @@ def journeys_advance(*, now: dt.datetime | None = None, limit: int = ADVANCE_BAT
             return done
 
 
+@reads_reports
 def journey_report(journey: Journey) -> dict[str, Any]:
     """Entered, completed each step (done / skipped), finished and converted."""
     enrollments = JourneyEnrollment.objects.filter(journey=journey)

@@ -3,11 +3,8 @@
 The active rules are loaded in ONE query and kept in the process for RULES_CACHE_SECONDS (saving a rule clears
 this process's copy at once; other processes see it within seconds). Matching is pure Python.
 
-Order per kind (see wiring.register):
-  subscribe, scan   rules that target the scene's channel > the channel's own welcome reply > other rules
-  text              preference keywords > rules
-  click             preference menu keys > rules
-A template-message rule answers "success" here (a template is not a passive reply): the follow-up sends it.
+The order in which they are tried for each kind is in the table of wechat_crm.wechat.dispatch. A template-message
+rule answers "success" here (a template is not a passive reply): the follow-up (conversations.events) sends it.
 """
 
 from __future__ import annotations
@@ -28,8 +25,9 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from wechat_crm.wechat import dispatch
+from accounts.kinds import InteractionKind as Kind
 from wechat_crm.wechat.inbound import SUCCESS, InboundMessage
+from wechat_crm.wechat.replies import reply_image, reply_news, reply_text
 
 from .models import AutoReplyRule
 
@@ -66,7 +64,7 @@ class CachedRule:
 
     def matches(self, *, kind: str, content: str, event_key: str, scene: str) -> bool:
         if self.trigger in TEXT_TRIGGERS:
-            if kind != "text":
+            if kind != Kind.TEXT:
                 return False
             text = content.strip()
             if self.trigger == T.TEXT_EXACT:
@@ -75,10 +73,10 @@ class CachedRule:
                 return self.pattern.casefold() in text.casefold()
             return bool(self.regex and regex_search(self, text))
         if self.trigger == T.CLICK:
-            return kind == "click" and event_key == self.pattern
-        if self.trigger == T.FOLLOW and kind != "subscribe":
+            return kind == Kind.CLICK and event_key == self.pattern
+        if self.trigger == T.FOLLOW and kind != Kind.SUBSCRIBE:
             return False
-        if self.trigger == T.SCAN and kind != "scan":
+        if self.trigger == T.SCAN and kind != Kind.SCAN:
             return False
         return not self.scene or self.scene == scene
 
@@ -161,9 +159,9 @@ def _render(message: InboundMessage, rule: CachedRule | None) -> str:
     if rule is None or rule.reply_kind == AutoReplyRule.ReplyKind.TEMPLATE:
         return SUCCESS
     if rule.reply_kind == AutoReplyRule.ReplyKind.TEXT:
-        return dispatch.reply_text(message, rule.reply_text)
+        return reply_text(message, rule.reply_text)
     if rule.reply_kind == AutoReplyRule.ReplyKind.IMAGE:
-        return dispatch.reply_image(message, rule.media_id)
+        return reply_image(message, rule.media_id)
     card = dict(rule.article or {})
     from accounts.models import Subscriber
     from content.services import link_track
@@ -171,7 +169,7 @@ def _render(message: InboundMessage, rule: CachedRule | None) -> str:
     subscriber_id = Subscriber.objects.filter(openid=message.openid).values_list("pk", flat=True).first()
     if subscriber_id is not None and card.get("url"):
         card["url"] = link_track(card["url"], subscriber_id=subscriber_id, content_id=card["id"])
-    return dispatch.reply_news(message, [card])
+    return reply_news(message, [card])
 
 
 def _match(message: InboundMessage, channel_only: bool | None) -> CachedRule | None:
@@ -298,12 +296,12 @@ def preference_apply(*, openid: str, command: PreferenceCommand) -> str:
 
 def reply_preferences(message: InboundMessage) -> str:
     """A preference keyword (text) or a preference menu key (click): stored, then confirmed."""
-    if message.kind == "text":
+    if message.kind == Kind.TEXT:
         command = preference_parse(message.attributes.get("content", ""))
-    elif message.kind == "click":
+    elif message.kind == Kind.CLICK:
         command = preference_from_menu_key(message.event_key)
     else:
         command = None
     if command is None:
         return SUCCESS
-    return dispatch.reply_text(message, preference_apply(openid=message.openid, command=command))
+    return reply_text(message, preference_apply(openid=message.openid, command=command))

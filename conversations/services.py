@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -15,7 +15,10 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts import kinds
+from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
+from wechat_crm.exceptions import ApplicationError
 from wechat_crm.wechat import messages
 from wechat_crm.wechat.messages import Payload
 
@@ -24,10 +27,8 @@ from .models import Conversation, OutboundMessage, ScoreEntry, ScoreRule
 
 logger = logging.getLogger(__name__)
 
-# WeChat's customer-service window: after a message from the subscriber, 5 messages within 48 hours; after a
-# follow, a scan or a menu click, 3 messages within a minute.
-MESSAGE_KINDS = ("text", "image", "voice", "video", "shortvideo", "location", "link", "miniprogrampage")
-EVENT_KINDS = ("subscribe", "scan", "click", "view")
+# WeChat's customer-service window (accounts.kinds.WINDOW_OPENING): after a message from the subscriber, 5 messages
+# within 48 hours; after a follow, a scan or a menu click, 3 messages within a minute.
 MESSAGE_WINDOW = dt.timedelta(hours=48)
 MESSAGE_LIMIT = 5
 EVENT_WINDOW = dt.timedelta(minutes=1)
@@ -55,8 +56,8 @@ def cs_window(subscriber: Subscriber, now: dt.datetime | None = None) -> Window:
     last = Interaction.objects.filter(
         subscriber_id=subscriber.pk, created_at__gte=now - MESSAGE_WINDOW, created_at__lte=now
     ).aggregate(
-        message=Max("created_at", filter=Q(kind__in=MESSAGE_KINDS)),
-        event=Max("created_at", filter=Q(kind__in=EVENT_KINDS)),
+        message=Max("created_at", filter=Q(kind__in=kinds.MESSAGES)),
+        event=Max("created_at", filter=Q(kind__in=kinds.WINDOW_OPENING_EVENTS)),
     )
     windows = []
     if last["message"] is not None:
@@ -215,15 +216,23 @@ def _failure_reason(outcome: str, exc: Any) -> str:
     return _("WeChat refused the message: %(code)s %(message)s") % {"code": exc.errcode, "message": exc.errmsg}
 
 
-def outbound_send(*, message_id: int, client=None) -> tuple[str, float | None]:
-    """Send one queued message. Safe to run twice: the row is claimed (queued -> sending) first.
-    Returns (status, retry_after): a message WeChat asks to retry later goes back to queued."""
+class OutboundResult(NamedTuple):
+    """The message's status after a send ("" when another worker had claimed it), and when a message WeChat asked
+    to retry later (back to queued) should be tried again (seconds)."""
+
+    status: str
+    retry_after: float | None = None
+
+
+def outbound_send(*, message_id: int, client=None) -> OutboundResult:
+    """Send one queued message. Safe to run twice: the row is claimed (queued -> sending) first. A message WeChat
+    asks to retry later goes back to queued."""
     from wechat_crm.wechat.client import get_client
     from wechat_crm.wechat.errors import Outcome
 
     now = timezone.now()
     if not OutboundMessage.objects.filter(pk=message_id, status=S.QUEUED).update(status=S.SENDING, claimed_at=now):
-        return "", None
+        return OutboundResult("")
     message = OutboundMessage.objects.get(pk=message_id)
     client = client or get_client()
     if message.kind == OutboundMessage.Kind.CUSTOM:
@@ -246,7 +255,8 @@ def outbound_send(*, message_id: int, client=None) -> tuple[str, float | None]:
             Subscriber.objects.filter(pk=message.subscriber_id).update(is_following=False)
     OutboundMessage.objects.filter(pk=message_id, status=S.SENDING).update(**fields)
     logger.info("outbound message %s: %s %s", message_id, fields["status"], fields.get("reason", ""))
-    return fields["status"], result.classification.retry_after if fields["status"] == S.QUEUED else None
+    retry_after = result.classification.retry_after if fields["status"] == S.QUEUED else None
+    return OutboundResult(fields["status"], retry_after)
 
 
 def outbound_resend_stuck(*, now: dt.datetime | None = None, older_than: dt.timedelta = dt.timedelta(minutes=2)):
@@ -274,6 +284,15 @@ def conversation_answered(*, subscriber: Subscriber, at: dt.datetime) -> None:
     Conversation.objects.update_or_create(subscriber=subscriber, defaults={"unanswered": 0, "last_outbound_at": at})
 
 
+def conversation_assign(*, conversation: Conversation, to: Any) -> Conversation:
+    """Give the conversation to an operator (a staff user), or to nobody (`to=None`)."""
+    if to is not None and not (to.is_active and to.is_staff):
+        raise ApplicationError(_("Only an active staff user can be given a conversation."))
+    conversation.assigned_to = to
+    conversation.save(update_fields=["assigned_to"])
+    return conversation
+
+
 def conversation_record_inbound(*, interaction: Interaction, answered: bool) -> None:
     """A message from the subscriber: unanswered (first in the inbox) unless an auto-reply answered it."""
     if interaction.subscriber_id is None:
@@ -292,7 +311,7 @@ def conversation_record_inbound(*, interaction: Interaction, answered: bool) -> 
 
 # --- the lead score -------------------------------------------------------------------------------------------------
 
-DEFAULT_SCORE_POINTS = {"subscribe": 5, "text": 3, "click": 2, "view": 2, "link_click": 4, "scan": 2}
+DEFAULT_SCORE_POINTS = {Kind.SUBSCRIBE: 5, Kind.TEXT: 3, Kind.CLICK: 2, Kind.VIEW: 2, Kind.LINK_CLICK: 4, Kind.SCAN: 2}
 
 
 def _points_for(kind: str) -> int:

@@ -14,10 +14,10 @@ def outbound_send_task(self, message_id: int) -> str:
     """Send one queued customer-service or template message. Safe to run twice (claimed first)."""
     from .services import outbound_send
 
-    status, retry_after = outbound_send(message_id=message_id)
-    if status == "queued":
-        raise self.retry(countdown=min(retry_after or 30.0, 300.0))
-    return status
+    result = outbound_send(message_id=message_id)
+    if result.status == "queued":
+        raise self.retry(countdown=min(result.retry_after or 30.0, 300.0))
+    return result.status
 
 
 @shared_task(name="conversations.tasks.journeys_advance")

@@ -45,6 +45,9 @@ OPERATOR_WRITES = (
     "content.trackedlink",
     "campaigns.channel",
     "campaigns.campaign",
+    # The inbox: operators answer conversations, assign them and keep the quick replies.
+    "conversations.conversation",
+    "conversations.quickreply",
 )
 
 WRITE_OPERATOR = (OPERATOR, ADMIN)

@@ -28,7 +28,6 @@ from accounts.models import Interaction, Subscriber
 from .. import links, templating
 from ..errors import ArticleStatusError, LinkTokenInvalid
 from ..models import Article, MessageTemplate, Topic
-from ..selectors import LINK_CLICK_KIND
 from ..slugs import short_id, slug_unique
 
 logger = logging.getLogger(__name__)
@@ -283,15 +282,15 @@ def link_click_record(*, token: str, at: datetime | None = None) -> str:
     if not updated:
         logger.info("tracked link clicked for a subscriber that no longer exists; not recorded")
         return url
-    has_follow_ups = bool(_follow_ups_for(LINK_CLICK_KIND))
+    has_follow_ups = bool(_follow_ups_for(Interaction.Kind.LINK_CLICK))
     # Inside a transaction a duplicate must not break it: a savepoint. In autocommit (the view) the INSERT alone.
     guard = transaction.atomic() if transaction.get_connection().in_atomic_block else contextlib.nullcontext()
     try:
         with guard:
             interaction = Interaction.objects.create(
                 subscriber_id=payload.subscriber_id,
-                kind=LINK_CLICK_KIND,
-                dedupe_key=f"{LINK_CLICK_KIND}:{clicker}:{int(now.timestamp()) // window}",
+                kind=Interaction.Kind.LINK_CLICK,
+                dedupe_key=f"link_click:{clicker}:{int(now.timestamp()) // window}",
                 url=url[:2048],
                 data={
                     "push_id": payload.push_id,
@@ -323,7 +322,7 @@ def _click_first_in_window(clicker: str, window: int) -> bool:
 
 
 def _follow_ups_for(kind: str) -> list:
-    """Follow-ups registered for the kind in wechat_crm.wechat.dispatch (the funnel registers its stage update)."""
+    """The follow-ups of the kind in the table of wechat_crm.wechat.dispatch."""
     from wechat_crm.wechat.dispatch import follow_ups_for
 
     return follow_ups_for(kind)

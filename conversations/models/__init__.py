@@ -1,7 +1,7 @@
 """What we say to a subscriber and when, by concern: auto-replies and the custom menu (rules), the inbox and its
 outbound messages and operator notifications (inbox), journeys (journeys) and the lead score (scores)."""
 
-from .inbox import Conversation, Notification, OutboundMessage
+from .inbox import Conversation, Notification, OutboundMessage, QuickReply
 from .journeys import ChannelTopic, Journey, JourneyEnrollment, JourneyStep, JourneyStepRun
 from .rules import AutoReplyRule, Menu
 from .scores import ScoreEntry, ScoreRule
@@ -17,6 +17,7 @@ __all__ = [
     "Menu",
     "Notification",
     "OutboundMessage",
+    "QuickReply",
     "ScoreEntry",
     "ScoreRule",
 ]

@@ -19,6 +19,15 @@ class Conversation(models.Model):
     unanswered = models.PositiveIntegerField(_("unanswered messages"), default=0)
     last_inbound_at = models.DateTimeField(_("last message at"), null=True, blank=True)
     last_outbound_at = models.DateTimeField(_("last reply at"), null=True, blank=True)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_conversations",
+        verbose_name=_("assigned to"),
+        help_text=_("The operator who answers this subscriber."),
+    )
 
     class Meta:
         verbose_name = _("conversation")
@@ -84,6 +93,22 @@ class OutboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.get_status_display()})"
+
+
+class QuickReply(models.Model):
+    """A ready-made answer operators insert into a reply with one click (then edit if they like)."""
+
+    title = models.CharField(_("title"), max_length=60)
+    text = models.TextField(_("text"))
+    position = models.PositiveSmallIntegerField(_("position"), default=0, help_text=_("Lower first."))
+
+    class Meta:
+        verbose_name = _("quick reply")
+        verbose_name_plural = _("quick replies")
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.title
 
 
 class Notification(models.Model):

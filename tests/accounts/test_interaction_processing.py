@@ -15,8 +15,13 @@ from wechat_crm.wechat import dispatch
 pytestmark = pytest.mark.django_db
 
 
+def _recorder(seen: list):
+    """A follow-up that notes the ids of the interactions it was given."""
+    return lambda interactions: seen.extend(interaction.pk for interaction in interactions)
+
+
 def test_only_interactions_with_follow_ups_wait(wechat_callback, monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setitem(dispatch.ROUTES, "subscribe", dispatch.Route(follow_ups=[lambda interaction: None]))
+    monkeypatch.setitem(dispatch.ROUTES, "subscribe", dispatch.Route(follow_ups=[lambda interactions: None]))
     monkeypatch.setitem(dispatch.ROUTES, "text", dispatch.Route())  # no follow-up work
     with django_capture_on_commit_callbacks() as callbacks:
         wechat_callback.post(build_message("subscribe"))
@@ -29,7 +34,7 @@ def test_only_interactions_with_follow_ups_wait(wechat_callback, monkeypatch, dj
 
 def test_processing_runs_the_registered_follow_ups_once(monkeypatch):
     seen = []
-    monkeypatch.setitem(dispatch.ROUTES, "subscribe", dispatch.Route(follow_ups=[lambda i: seen.append(i.pk)]))
+    monkeypatch.setitem(dispatch.ROUTES, "subscribe", dispatch.Route(follow_ups=[_recorder(seen)]))
     interaction = InteractionFactory(kind="subscribe", processed_at=None)
 
     assert tasks.interaction_process(interaction.pk) is True
@@ -41,7 +46,7 @@ def test_processing_runs_the_registered_follow_ups_once(monkeypatch):
 
 
 def test_a_failing_follow_up_leaves_the_interaction_pending(monkeypatch):
-    def broken(interaction):
+    def broken(interactions):
         raise RuntimeError("profile service down")
 
     monkeypatch.setitem(dispatch.ROUTES, "subscribe", dispatch.Route(follow_ups=[broken]))
@@ -57,10 +62,10 @@ def test_a_failing_follow_up_leaves_the_interaction_pending(monkeypatch):
 def test_a_batch_handed_over_after_commit_is_processed_even_if_one_fails(monkeypatch):
     seen = []
 
-    def follow_up(interaction):
-        if interaction.content == "bad":
+    def follow_up(interactions):
+        if any(interaction.content == "bad" for interaction in interactions):
             raise RuntimeError("boom")
-        seen.append(interaction.pk)
+        seen.extend(interaction.pk for interaction in interactions)
 
     monkeypatch.setitem(dispatch.ROUTES, "subscribe", dispatch.Route(follow_ups=[follow_up]))
     first, bad, last = (InteractionFactory(kind="subscribe", processed_at=None, content=c) for c in ("a", "bad", "b"))
@@ -74,7 +79,7 @@ def test_a_batch_handed_over_after_commit_is_processed_even_if_one_fails(monkeyp
 
 def test_the_sweeper_processes_interactions_left_pending_for_over_30_seconds(monkeypatch):
     seen = []
-    monkeypatch.setitem(dispatch.ROUTES, "subscribe", dispatch.Route(follow_ups=[lambda i: seen.append(i.pk)]))
+    monkeypatch.setitem(dispatch.ROUTES, "subscribe", dispatch.Route(follow_ups=[_recorder(seen)]))
     old = InteractionFactory(kind="subscribe", processed_at=None, received_at=timezone.now() - timedelta(minutes=2))
     fresh = InteractionFactory(kind="subscribe", processed_at=None, received_at=timezone.now())
     done = InteractionFactory(kind="text")

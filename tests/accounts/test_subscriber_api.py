@@ -201,3 +201,23 @@ def test_roles(django_user_model, people, role, read, write):
         "/api/subscribers/tags/", {"action": "add", "tag": "vip", "openids": ["o_api_2"]}, format="json"
     )
     assert response.status_code == write
+
+
+def test_the_list_takes_the_same_queries_for_two_or_fifty_subscribers(admin_api, people, django_assert_max_num_queries):
+    def queries_for_list() -> int:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_api.get("/api/subscribers/").status_code == 200
+        return len(captured)
+
+    few = queries_for_list()
+    topic = Topic.objects.get(slug="travel")
+    for i in range(47):
+        sub = Subscriber.objects.create(openid=f"o_more_{i}", attributes={"i": i})
+        sub.tags.add(*Tag.objects.all())
+        sub.topics_preferred.add(topic)
+    assert queries_for_list() == few
+    with django_assert_max_num_queries(8):
+        admin_api.get("/api/subscribers/")

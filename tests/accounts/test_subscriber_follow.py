@@ -165,7 +165,7 @@ def test_typed_fields_are_stored(wechat_callback):
         20,
         "广州市天河区",
     )
-    event = Interaction.objects.get(kind="location", data__MsgType="event")
+    event = Interaction.objects.get(kind="location_event", data__MsgType="event")
     assert (event.latitude, event.longitude, event.precision) == (23.137466, 113.352425, 119.38504)
     assert Interaction.objects.get(kind="view").url == "https://example.com/menu/shop"
     image = Interaction.objects.get(kind="image")

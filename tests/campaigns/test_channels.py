@@ -172,6 +172,28 @@ def test_the_api_lists_channels_to_users_and_lets_operators_create_them(client, 
 
 
 @pytest.mark.django_db
+def test_creating_a_channel_in_the_admin_and_in_the_api_gives_the_same_channel(
+    staff_client, staff_api, fake_with_token
+):
+    vip = Tag.objects.create(name="vip")
+    values = {"kind": "temporary", "expire_seconds": 3600, "welcome_reply": "Welcome!"}
+    resp = staff_client.post(ADD_URL, _form(name="By admin", scene_str="by-admin", tags=[vip.pk], **values))
+    assert resp.status_code == 302
+    created = staff_api.post(
+        "/api/channels/", {"name": "By API", "scene_str": "by-api", "tags": ["vip"], **values}, format="json"
+    )
+    assert created.status_code == 201, created.json()
+
+    fields = ("kind", "expire_seconds", "welcome_reply", "is_active")
+    by_admin, by_api = Channel.objects.get(scene_str="by-admin"), Channel.objects.get(scene_str="by-api")
+    assert [getattr(by_admin, f) for f in fields] == [getattr(by_api, f) for f in fields]
+    assert by_admin.ticket and by_api.ticket and by_admin.url and by_api.url
+    assert abs((by_admin.expires_at - by_api.expires_at).total_seconds()) < 60
+    assert list(by_admin.tags.all()) == list(by_api.tags.all()) == [vip]
+    assert len(fake_with_token.calls(QRCODE_CREATE)) == 2
+
+
+@pytest.mark.django_db
 def test_the_api_answers_json_errors_for_bad_input_and_wechat_refusals(admin_client, fake_with_token):
     bad = admin_client.post("/api/channels/", {"name": "x", "scene_str": "x", "kind": "temporary"}, "application/json")
     assert bad.status_code == 400 and "expire_seconds" in bad.json()["extra"]["fields"]

@@ -135,6 +135,15 @@ def app(tmp_path_factory):
         print(f"embedded acceptance: {time.monotonic() - started:.1f} s")
 
 
+def test_make_run_creates_the_var_dir_the_setting_names(tmp_path):
+    target = tmp_path / "elsewhere" / "var"
+    env = embedded_environ(target)
+    dry_run = subprocess.run(["make", "-n", "run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert f'mkdir -p "{target}"' in dry_run.stdout, dry_run.stdout + dry_run.stderr
+    clean = subprocess.run(["make", "-n", "clean"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert f'"{target}"/*.sqlite3*' in clean.stdout
+
+
 def test_every_command_writes_under_wechat_crm_var_dir(app):
     assert (app.var_dir / "wechat_crm.sqlite3").exists()
     assert (app.var_dir / "static" / "admin").is_dir()
@@ -161,14 +170,13 @@ def test_follow_on_the_callback_then_the_worker_fetches_the_profile(app):
 
 
 def test_the_welcome_journey_sends_its_first_step(app):
-    def step_ran():
-        return app.value(
-            "list(__import__('conversations.models', fromlist=['JourneyStepRun']).JourneyStepRun.objects"
-            f".filter(enrollment__subscriber__openid='{OPENID}').values_list('outcome', flat=True))"
-        )
+    (welcome,) = [j for j in app.get("/api/journeys/").json()["results"] if j["trigger"] == "follow"]
 
-    outcomes = wait_for(step_ran, timeout=90, message="no journey step ran")
-    assert "done" in outcomes or "sent" in outcomes, outcomes
+    def first_step_done() -> bool:
+        return app.get(f"/api/journeys/{welcome['id']}/report/").json()["steps"][0]["done"] >= 1
+
+    wait_for(first_step_done, timeout=90, message="the welcome journey's first step did not run")
+    assert app.get(f"/api/journeys/{welcome['id']}/report/").json()["entered"] == 1
     wait_for(lambda: app.fake.count("/cgi-bin/message/custom/send") >= 1, timeout=60)
 
 

@@ -112,6 +112,13 @@ else:
     # every request. Django's own queries bind client-side and are never prepared, whatever the threshold.
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2**31 - 1)
+# Reports and exports read from a replica when REPORTS_DATABASE_URL is set (wechat_crm/db.py); writes never go there.
+if env.str("REPORTS_DATABASE_URL", default=""):
+    DATABASES["reports"] = env.db_url("REPORTS_DATABASE_URL")
+    for key in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "OPTIONS"):
+        if key in DATABASES["default"]:
+            DATABASES["reports"].setdefault(key, DATABASES["default"][key])
+DATABASE_ROUTERS = ["wechat_crm.db.ReportsRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: REDIS_URL, empty means the embedded default (database cache, SQLite broker) -------

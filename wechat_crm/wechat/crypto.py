@@ -17,6 +17,7 @@ import hmac
 import os
 import struct
 from functools import lru_cache
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -109,14 +110,19 @@ def cipher_for(encoding_aes_key: str) -> MessageCipher:
     return MessageCipher(encoding_aes_key)
 
 
-def decrypt_with_any(encrypted: str, app_id: str, keys: list[str]) -> tuple[bytes, str]:
-    """(plaintext, the key that worked): the current key first, then the previous one during a rotation."""
+class Decrypted(NamedTuple):
+    plain: bytes
+    key: str  # the EncodingAESKey that worked (the reply is encrypted with it)
+
+
+def decrypt_with_any(encrypted: str, app_id: str, keys: list[str]) -> Decrypted:
+    """The plaintext and the key that worked: the current key first, then the previous one during a rotation."""
     error: Exception = DecryptionError("no EncodingAESKey configured")
     for key in keys:
         if not key:
             continue
         try:
-            return cipher_for(key).decrypt(encrypted, app_id), key
+            return Decrypted(cipher_for(key).decrypt(encrypted, app_id), key)
         except (DecryptionError, InvalidKeyError) as exc:
             error = exc
     raise DecryptionError(str(error)) from error

@@ -1,108 +1,46 @@
-"""What the product does on each message and event: one table from kind to route. Read this to know the product.
+"""What the product does on each message and event: one table from kind to route. Read it to know the product.
 
 A route has three parts:
   record      runs in the request: stores the interaction (exactly once) and its effect on the subscriber.
-  replies     run in the request, in order: the passive reply builders; the first one that answers something else
-              than "success" (or "") wins (conversations' channel rules, the channel's welcome, auto-reply rules,
-              preference keywords...). None answering: "success".
-  follow_ups  run later in Celery (accounts.tasks.interaction_process), after the interaction is committed.
-              An interaction whose kind has follow-ups is stored with processed_at empty (the outbox);
-              the others are stored as already processed.
+  replies     run in the request, in order: passive reply builders; the first that answers something other than
+              "success" (or "") wins. None answering: "success".
+  follow_ups  run later in Celery (accounts.tasks.interactions_process), after the interaction is committed, in
+              order, each once on a batch of interactions. An interaction whose kind has follow-ups is stored with
+              processed_at empty (the outbox); the others are stored as already processed.
 
-Later work adds entries with `register_follow_up(kind, handler)` / `register_reply(kind, builder, before=...)`.
-`kind` is the lowercase MsgType, or the lowercase Event name for events ("text", "subscribe", "scan", ...).
+Kinds are accounts.kinds.InteractionKind. The handlers come from each app's `events` module; this table is the
+only place that says which kind gets which, so nothing depends on the order of INSTALLED_APPS.
+
+Two routes start elsewhere than the callback:
+  link_click  recorded by the tracked-link redirect (content.services.link_click_record); its follow-ups are here.
+  conversions are not WeChat events: what follows them is the table campaigns.events.CONVERSION_FOLLOW_UPS.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ImproperlyConfigured
 
-from accounts import profiles as accounts_profiles
-from accounts import services as accounts_services
-from campaigns import selectors as campaigns_selectors
-from campaigns import services as campaigns_services
+from accounts import events as accounts
+from accounts.kinds import InteractionKind as K
+from campaigns import events as campaigns
+from content import events as content
+from conversations import events as conversations
 
-from . import xml
 from .inbound import SUCCESS, InboundMessage
 
-logger = logging.getLogger(__name__)
-
 ReplyBuilder = Callable[[InboundMessage], str]
-FollowUp = Callable[[Any], None]  # receives the accounts.Interaction
+FollowUp = Callable[[Sequence[Any]], None]  # receives a batch of accounts.Interaction rows of the route's kinds
 
 
-def reply_success(message: InboundMessage) -> str:
-    return SUCCESS
-
-
-def reply_text(message: InboundMessage, content: str) -> str:
-    """A passive text reply (the callback's reply path encrypts it in safe mode)."""
-    return xml.render(
-        {
-            "ToUserName": message.openid,
-            "FromUserName": message.to_user,
-            "CreateTime": int(time.time()),
-            "MsgType": "text",
-            "Content": content,
-        }
-    )
-
-
-def reply_channel_welcome(message: InboundMessage) -> str:
-    """A follow or scan through an active channel (QR scene) with a welcome reply gets it. At most one indexed
-    query, none for a follow without a scene (channels are cached by scene for a few seconds)."""
-    welcome = campaigns_selectors.channel_welcome_for_scene(scene=message.scene) if message.scene else ""
-    return reply_text(message, welcome) if welcome else SUCCESS
-
-
-def reply_image(message: InboundMessage, media_id: str) -> str:
-    """A passive image reply (a permanent or temporary media_id)."""
-    return xml.render(
-        {
-            "ToUserName": message.openid,
-            "FromUserName": message.to_user,
-            "CreateTime": int(time.time()),
-            "MsgType": "image",
-            "Image": {"MediaId": media_id},
-        }
-    )
-
-
-def reply_news(message: InboundMessage, articles: list[dict[str, str]]) -> str:
-    """A passive article card reply: items with title, description, pic_url and url (at most 1 shown by WeChat)."""
-    items = [
-        {"Title": a.get("title", ""), "Description": a.get("description", ""), "PicUrl": a.get("pic_url", ""),
-         "Url": a.get("url", "")}
-        for a in articles[:8]
-    ]  # fmt: skip
-    return xml.render(
-        {
-            "ToUserName": message.openid,
-            "FromUserName": message.to_user,
-            "CreateTime": int(time.time()),
-            "MsgType": "news",
-            "ArticleCount": len(items),
-            "Articles": {"item": items},
-        }
-    )
-
-
-@dataclass
+@dataclass(frozen=True)
 class Route:
-    record: Callable[..., accounts_services.Recorded] = accounts_services.interaction_record_message
-    replies: list[ReplyBuilder] = field(default_factory=list)
-    follow_ups: list[FollowUp] = field(default_factory=list)
-    reply: ReplyBuilder | None = None  # one builder, put first in `replies` (kept for the existing callers)
-
-    def __post_init__(self) -> None:
-        if self.reply is not None and self.reply not in self.replies:
-            self.replies.insert(0, self.reply)
+    record: Callable[..., Any] = accounts.record_message
+    replies: Sequence[ReplyBuilder] = ()
+    follow_ups: Sequence[FollowUp] = ()
 
     def answer(self, message: InboundMessage) -> str:
         """The first builder's answer that is not "success" or empty; "success" when none answers."""
@@ -113,60 +51,134 @@ class Route:
         return SUCCESS
 
 
-def profile_fetch_later(interaction: Any) -> None:
-    """Fetch the profile (user/info/batchget) about a second later, batched with the other follows of that second."""
-    transaction.on_commit(accounts_profiles.profile_fetch_schedule)
+# Reply builders shared by several kinds.
+FOLLOW_OR_SCAN_REPLIES = (
+    conversations.reply_channel_rules,  # a rule that targets the scene's channel beats the channel's own welcome
+    campaigns.reply_channel_welcome,
+    conversations.reply_rules,
+)
+TEXT_OR_CLICK_REPLIES = (conversations.reply_preferences, conversations.reply_rules)
 
-
-def channel_attribute(interaction: Any) -> None:
-    """A follow or scan with a channel's scene: touch recorded, first touch kept, the channel's tags applied."""
-    campaigns_services.channel_attribute(interaction=interaction)
-
+# What follows any message the subscriber sends: the funnel, the lead score, the stage journeys, the inbox.
+MESSAGE_FOLLOW_UPS = (
+    accounts.stage_advance,
+    conversations.score,
+    conversations.journeys_current_stage,
+    conversations.inbox_record,
+)
 
 ROUTES: dict[str, Route] = {
-    # Follows: create or reactivate the subscriber, record the follow in the history, reply with the channel's
-    # welcome; later the profile fetch and the channel attribution.
-    "subscribe": Route(
-        record=accounts_services.interaction_record_follow,
-        replies=[reply_channel_welcome],
-        follow_ups=[profile_fetch_later, channel_attribute],
+    # --- Messages: last_interaction_at moves forward. -----------------------------------------------------------
+    K.TEXT: Route(
+        replies=TEXT_OR_CLICK_REPLIES,
+        follow_ups=(
+            accounts.stage_advance,
+            conversations.score,
+            conversations.template_auto_reply,
+            conversations.journeys_current_stage,
+            conversations.inbox_record,
+        ),
     ),
-    "unsubscribe": Route(record=accounts_services.interaction_record_unfollow),
-    # A follower scans a channel's QR code: welcome reply, then the touch is recorded and the channel's tags applied.
-    "scan": Route(replies=[reply_channel_welcome], follow_ups=[channel_attribute]),
-    # Reports that WeChat sends about our own sends: not something the subscriber did.
-    "templatesendjobfinish": Route(record=accounts_services.interaction_record_report),
-    "masssendjobfinish": Route(record=accounts_services.interaction_record_system_event),
-    # Everything else (text, image, voice, video, shortvideo, location, link, miniprogrampage, location
-    # events, click, view, subscribe_msg_popup_event, unknown types): the default route, stored and touching
-    # the subscriber's last_interaction_at.
+    K.IMAGE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.VOICE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.VIDEO: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.SHORTVIDEO: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.LOCATION: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.LINK: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.MINIPROGRAMPAGE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    # --- Follows. ------------------------------------------------------------------------------------------------
+    # Creates or reactivates the subscriber and adds the follow to the history (the first follow's scene is the
+    # source scene); replies with the channel's rule or welcome; later fetches the profile, attributes the channel
+    # (touch, first touch, tags), keeps the first follow in the funnel, scores, and enters the journeys.
+    K.SUBSCRIBE: Route(
+        record=accounts.record_follow,
+        replies=FOLLOW_OR_SCAN_REPLIES,
+        follow_ups=(
+            accounts.profile_fetch_later,
+            campaigns.channel_attribute,
+            accounts.stage_follow,
+            conversations.score,
+            conversations.template_auto_reply,
+            conversations.journeys_current_stage,
+            conversations.journeys_follow,
+        ),
+    ),
+    # Not following any more (last_interaction_at is not touched); the history keeps the unfollow.
+    K.UNSUBSCRIBE: Route(record=accounts.record_unfollow),
+    # A follower scans a channel's QR code.
+    K.SCAN: Route(
+        replies=FOLLOW_OR_SCAN_REPLIES,
+        follow_ups=(
+            campaigns.channel_attribute,
+            accounts.stage_advance,
+            conversations.score,
+            conversations.template_auto_reply,
+            conversations.journeys_current_stage,
+        ),
+    ),
+    # --- The custom menu. ----------------------------------------------------------------------------------------
+    K.CLICK: Route(
+        replies=TEXT_OR_CLICK_REPLIES,
+        follow_ups=(
+            accounts.stage_advance,
+            conversations.score,
+            conversations.template_auto_reply,
+            conversations.journeys_current_stage,
+        ),
+    ),
+    K.VIEW: Route(follow_ups=(accounts.stage_advance, conversations.score, conversations.journeys_current_stage)),
+    K.SCANCODE_PUSH: Route(follow_ups=(accounts.stage_advance,)),
+    K.SCANCODE_WAITMSG: Route(follow_ups=(accounts.stage_advance,)),
+    K.PIC_SYSPHOTO: Route(follow_ups=(accounts.stage_advance,)),
+    K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(accounts.stage_advance,)),
+    K.PIC_WEIXIN: Route(follow_ups=(accounts.stage_advance,)),
+    K.LOCATION_SELECT: Route(follow_ups=(accounts.stage_advance,)),
+    # --- Tracked links (recorded by the redirect, not the callback). --------------------------------------------
+    K.LINK_CLICK: Route(
+        follow_ups=(
+            accounts.stage_advance,
+            conversations.score,
+            conversations.journeys_current_stage,
+            conversations.journeys_topic_click,
+        ),
+    ),
+    # --- Stored, touching last_interaction_at, nothing more. -----------------------------------------------------
+    K.LOCATION_EVENT: Route(),  # the client's automatic location report
+    K.SUBSCRIBE_MSG_POPUP_EVENT: Route(),
+    # --- WeChat's reports about our sends: not something the subscriber did. ------------------------------------
+    K.TEMPLATESENDJOBFINISH: Route(record=accounts.record_report, follow_ups=(content.delivery_job_finish,)),
+    K.MASSSENDJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(content.mass_job_finish,)),
 }
+# A type WeChat added since (stored as it came, touching last_interaction_at).
 DEFAULT_ROUTE = Route()
+
+
+def follow_up_order(routes: Iterable[Route]) -> tuple[FollowUp, ...]:
+    """Every follow-up of the routes once, in an order that agrees with each route's own (the worker runs each one
+    once on a batch of interactions of several kinds). Raises ImproperlyConfigured when two routes disagree."""
+    before: dict[FollowUp, set[FollowUp]] = {}
+    for route in routes:
+        for position, follow_up in enumerate(route.follow_ups):
+            before.setdefault(follow_up, set()).update(route.follow_ups[:position])
+    order: list[FollowUp] = []
+    while before:
+        ready = next((f for f, earlier in before.items() if earlier <= set(order)), None)
+        if ready is None:
+            raise ImproperlyConfigured(f"two routes run these follow-ups in opposite orders: {list(before)}")
+        order.append(ready)
+        del before[ready]
+    return tuple(order)
+
+
+FOLLOW_UP_ORDER = follow_up_order(ROUTES.values())
 
 
 def route_for(kind: str) -> Route:
     return ROUTES.get(kind, DEFAULT_ROUTE)
 
 
-def register_follow_up(kind: str, handler: FollowUp) -> None:
-    route = ROUTES.setdefault(kind, Route())
-    if handler not in route.follow_ups:
-        route.follow_ups.append(handler)
-
-
-def register_reply(kind: str, builder: ReplyBuilder, *, before: ReplyBuilder | None = None) -> None:
-    """Add a reply builder for the kind: last, or just before `before` when that one is registered. Idempotent."""
-    replies = ROUTES.setdefault(kind, Route()).replies
-    if builder in replies:
-        return
-    if before is not None and before in replies:
-        replies.insert(replies.index(before), builder)
-    else:
-        replies.append(builder)
-
-
-def follow_ups_for(kind: str) -> list[FollowUp]:
-    return list(route_for(kind).follow_ups)
+def follow_ups_for(kind: str) -> Sequence[FollowUp]:
+    return route_for(kind).follow_ups
 
 
 def handle(message: InboundMessage) -> str:

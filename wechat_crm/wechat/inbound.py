@@ -26,6 +26,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
+from accounts.kinds import InteractionKind as Kind
+
 from . import crypto
 from . import xml as wxml
 
@@ -61,6 +63,8 @@ _FLOAT_FIELDS = {
 }
 _INT_FIELDS = {"Scale": "scale"}
 SCENE_PREFIX = "qrscene_"
+# Events whose lowercase name is also a message type get a kind of their own (accounts.kinds).
+_EVENT_KINDS = {"location": Kind.LOCATION_EVENT.value}
 
 
 class MessageError(ValueError):
@@ -69,7 +73,8 @@ class MessageError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
-    """One message or event, parsed and typed. `kind` is the lowercase MsgType, or the lowercase Event for events."""
+    """One message or event, parsed and typed. `kind` is an accounts.kinds.InteractionKind value (the lowercase
+    MsgType, or the lowercase Event for events), or the lowercase name of a type WeChat added since."""
 
     kind: str
     openid: str
@@ -129,12 +134,13 @@ def build_message(fields: dict[str, Any], *, raw_xml: str, received_at: datetime
         raise MessageError("invalid field MsgId")
     scene = ""
     if msg_type == "event":
-        kind = _identifier(fields, "Event").lower()
-        if kind == "subscribe" and event_key.startswith(SCENE_PREFIX):
+        event = _identifier(fields, "Event").lower()
+        kind = _EVENT_KINDS.get(event, event)
+        if kind == Kind.SUBSCRIBE and event_key.startswith(SCENE_PREFIX):
             scene = event_key[len(SCENE_PREFIX) :]
-        elif kind == "scan":
+        elif kind == Kind.SCAN:
             scene = event_key
-        dedupe_key = f"evt:{openid}:{create_time}:{kind}:{event_key}"
+        dedupe_key = f"evt:{openid}:{create_time}:{event}:{event_key}"
         if msg_id:  # TEMPLATESENDJOBFINISH and MASSSENDJOBFINISH carry the MsgID of the send
             dedupe_key += f":{msg_id}"
     else:
@@ -156,7 +162,7 @@ def build_message(fields: dict[str, Any], *, raw_xml: str, received_at: datetime
         elif name in _INT_FIELDS:
             with contextlib.suppress(ValueError):
                 attributes[_INT_FIELDS[name]] = int(value)
-    if kind == "view" and event_key:
+    if kind == Kind.VIEW and event_key:
         attributes.setdefault("url", event_key)
 
     return InboundMessage(

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from typing import NamedTuple
 
 import redis
 from django.conf import settings
@@ -80,11 +81,16 @@ def redis_client() -> redis.Redis | None:
     return client
 
 
-def group_limits(group: str) -> tuple[float, int]:
-    """(rate per second, burst) configured for `group` (falls back on "default"); rate 0 means unlimited."""
+class Limits(NamedTuple):
+    rate: float  # per second; 0 means unlimited
+    burst: int
+
+
+def group_limits(group: str) -> Limits:
+    """The limits configured for `group` (falls back on "default")."""
     limits = settings.WECHAT_RATE_LIMITS
     rate, burst = limits.get(group) or limits.get("default") or (0.0, 0)
-    return float(rate), max(1, int(burst))
+    return Limits(float(rate), max(1, int(burst)))
 
 
 class _LocalBucket:

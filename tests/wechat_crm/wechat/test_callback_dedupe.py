@@ -85,7 +85,7 @@ def test_a_retry_gets_the_stored_reply_encrypted_in_safe_mode(wechat_callback, m
             }
         )
 
-    monkeypatch.setitem(dispatch.ROUTES, "text", dispatch.Route(reply=numbered_reply))
+    monkeypatch.setitem(dispatch.ROUTES, "text", dispatch.Route(replies=[numbered_reply]))
     xml = build_message("text")
 
     first = wechat_callback.post(xml, mode=mode)
@@ -100,7 +100,7 @@ def test_a_retry_gets_the_stored_reply_encrypted_in_safe_mode(wechat_callback, m
 @pytest.mark.django_db
 def test_an_xml_reply_is_plain_in_plain_mode(wechat_callback, monkeypatch):
     reply = "<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content></xml>"
-    monkeypatch.setitem(dispatch.ROUTES, "text", dispatch.Route(reply=lambda message: reply))
+    monkeypatch.setitem(dispatch.ROUTES, "text", dispatch.Route(replies=[lambda message: reply]))
 
     response = wechat_callback.post(build_message("text"), mode="plain")
 

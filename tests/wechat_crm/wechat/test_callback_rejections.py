@@ -278,7 +278,7 @@ def test_a_reply_during_rotation_is_encrypted_with_the_key_the_message_came_with
 
     settings.WECHAT_ENCODING_AES_KEY_PREVIOUS = PREVIOUS_AES_KEY
     reply = "<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content></xml>"
-    monkeypatch.setitem(dispatch.ROUTES, "text", dispatch.Route(reply=lambda message: reply))
+    monkeypatch.setitem(dispatch.ROUTES, "text", dispatch.Route(replies=[lambda message: reply]))
 
     response = wechat_callback.post(build_message("text"), aes_key=PREVIOUS_AES_KEY)
 

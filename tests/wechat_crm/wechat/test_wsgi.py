@@ -6,6 +6,7 @@ import pytest
 from accounts.models import Interaction
 from tests.fixtures.wechat_payloads import MODES, CallbackPoster, build_message, sign_callback
 from wechat_crm.wechat import dispatch
+from wechat_crm.wechat.replies import reply_text
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def test_a_message_through_the_wsgi_application_is_stored_once(wsgi_callback, mo
 
 @pytest.mark.django_db
 def test_a_passive_reply_through_the_wsgi_application_is_encrypted(wsgi_callback, monkeypatch):
-    monkeypatch.setitem(dispatch.ROUTES, "text", dispatch.Route(reply=lambda m: dispatch.reply_text(m, "你好")))
+    monkeypatch.setitem(dispatch.ROUTES, "text", dispatch.Route(replies=[lambda m: reply_text(m, "你好")]))
 
     response = wsgi_callback.post(build_message("text"), mode="safe")
 

@@ -11,8 +11,9 @@ WeChat endpoint or build WeChat JSON (the payloads come from `wechat_crm.wechat.
   `tag_users`, `untag_users`;
 * the account's set-up (account.py): `create_qrcode` (a `QRCodeTicket`), `menu_create`;
 * publishing (publishing.py): `material_add`, `body_image_upload`, `material_count`, `material_page`,
-  `material_delete`, `draft_add`, `draft_update`, `draft_get`, `draft_delete`, `publish_submit`, `publish_get`
-  (a `PublishState`), `mass_news_send`, `mass_news_preview` and `datacube_report(report, begin=, end=)`.
+  `material_delete`, `media_get` (a subscriber's image or voice), `draft_add`, `draft_update`, `draft_get`,
+  `draft_delete`, `publish_submit`, `publish_get` (a `PublishState`), `mass_news_send`, `mass_news_preview` and
+  `datacube_report(report, begin=, end=)`.
 
 Underneath (core.py) it is wechatpy's client (whose API groups such as `client.datacube` stay available) with
 wechatpy's transport, token handling and retries replaced by ours:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import messages
-from ..errors import WeChatUnauthorized
+from ..errors import WeChatError, WeChatUnauthorized
 from ..messages import DraftArticle
 
 if TYPE_CHECKING:
@@ -105,6 +105,14 @@ class PublishingMixin:
     def body_image_upload(self, *, filename: str, content: bytes) -> str:
         """An image for an article's body (media/uploadimg): the URL to put in the content."""
         return str(self._publishing("post", "media/uploadimg", files={"media": (filename, content)})["url"])
+
+    def media_get(self, *, media_id: str) -> tuple[bytes, str]:
+        """A temporary media a subscriber sent (an image, a voice message; WeChat keeps them 3 days): its bytes and
+        content type. An unknown or expired media_id raises the typed error of its errcode (40007)."""
+        result = self._request("get", "media/get", params={"media_id": media_id}, idempotent=True)  # type: ignore[attr-defined]
+        if isinstance(result, dict):  # JSON without an errcode: not media
+            raise WeChatError(-1, "media/get answered JSON instead of the media")
+        return result.content, result.headers.get("Content-Type", "application/octet-stream")
 
     def material_count(self) -> dict[str, int]:
         return self._publishing("get", "material/get_materialcount", idempotent=True)

@@ -62,6 +62,16 @@ class FakeWeChat:
                 raise FakeWeChatError(f"fake WeChat at {self.url} did not become healthy in {timeout} s")
             time.sleep(0.05)
 
+    def add_media(self, media_id: str, data: bytes, content_type: str) -> None:
+        """A subscriber's image or voice, served by media/get under `media_id` (what an inbound message names)."""
+        import base64
+
+        self._control(
+            "POST",
+            "media",
+            json_body={"media_id": media_id, "content_type": content_type, "data": base64.b64encode(data).decode()},
+        )
+
     def reset(self, **config: Any) -> dict[str, Any]:
         """Everything back to the start (tokens, users, tags, calls, quotas, faults); ``config`` applied on top."""
         return self._control("POST", "reset", json_body=config)

@@ -10,6 +10,7 @@ under ``/_fake/`` (see :class:`FakeWeChatApp` for the list).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -100,6 +101,8 @@ class FakeWeChatApp:
             time.sleep(cfg["latency_ms"] / 1000)
         if path == "/cgi-bin/showqrcode":
             return self._showqrcode(query)
+        if path == "/cgi-bin/media/get":
+            return self._media_get(query)
         handler = api.ROUTES.get(path)
         late: tuple[float, str] | None = None
         status = 200
@@ -230,6 +233,17 @@ class FakeWeChatApp:
         segno.make(qrcode["url"], error="m").save(buf, kind="png", scale=4)
         return 200, [("Content-Type", "image/png")], buf.getvalue()
 
+    def _media_get(self, query: dict[str, str]):
+        """A subscriber's image or voice (registered with POST /_fake/media), as WeChat serves temporary media."""
+        row = (
+            self.store.connection()
+            .execute("SELECT content_type, data FROM inbound_media WHERE media_id = ?", (query.get("media_id", ""),))
+            .fetchone()
+        )
+        if row is None:
+            return 200, JSON, _dumps({"errcode": 40007, "errmsg": "invalid media_id"})
+        return 200, [("Content-Type", row[0])], bytes(row[1])
+
     # --- control API -------------------------------------------------------------------------------------------
     def control(self, method: str, path: str, query: dict[str, str], raw: bytes):
         try:
@@ -298,6 +312,13 @@ class FakeWeChatApp:
             with store.write() as c:
                 column = "expires_at" if path.endswith("expire") else "invalid_after"
                 c.execute(f"UPDATE tokens SET {column} = ?", (now,))  # noqa: S608 - fixed column names
+            return 200, {"ok": True}
+        if path == "/_fake/media" and method == "POST":
+            with store.write() as c:
+                c.execute(
+                    "INSERT OR REPLACE INTO inbound_media (media_id, content_type, data) VALUES (?, ?, ?)",
+                    (payload["media_id"], payload["content_type"], base64.b64decode(payload["data"])),
+                )
             return 200, {"ok": True}
         if path == "/_fake/menu":
             row = conn.execute("SELECT data FROM menu WHERE id = 1").fetchone()

@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS menu (id INTEGER PRIMARY KEY CHECK (id = 1), data TEX
 CREATE TABLE IF NOT EXISTS materials (media_id TEXT PRIMARY KEY, type TEXT NOT NULL, name TEXT NOT NULL,
     url TEXT NOT NULL, size INTEGER NOT NULL, update_time INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS body_images (url TEXT PRIMARY KEY, size INTEGER NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS inbound_media (media_id TEXT PRIMARY KEY, content_type TEXT NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS drafts (media_id TEXT PRIMARY KEY, data TEXT NOT NULL, update_time INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS publishes (publish_id TEXT PRIMARY KEY, media_id TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS mass_sends (msg_id INTEGER PRIMARY KEY, day TEXT NOT NULL, month TEXT NOT NULL,
@@ -97,7 +98,7 @@ CREATE TABLE IF NOT EXISTS deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, at 
 """
 
 _DATA_TABLES = ("tokens", "users", "tags", "user_tags", "qrcodes", "counters", "clientmsgids", "mass_jobs", "menu",
-                "calls", "deliveries", "materials", "body_images", "drafts", "publishes", "mass_sends",
+                "calls", "deliveries", "materials", "body_images", "inbound_media", "drafts", "publishes", "mass_sends",
                 "mass_receipts", "article_stats")  # fmt: skip
 
 RESERVED_TAGS = {2: "星标组"}

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0002_outbound_unknown_claimed_at'),
+        ('conversations', '0003_inbox_assignment_and_quick_replies'),
     ]
 
     operations = [

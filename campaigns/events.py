@@ -1,0 +1,43 @@
+"""The campaigns app's part in what happens on each message and event (the table is wechat_crm.wechat.dispatch),
+and the table of what follows a conversion (conversions are not WeChat events: they arrive through the API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from accounts import events as accounts_events
+from conversations import events as conversations_events
+from wechat_crm.wechat.inbound import SUCCESS, InboundMessage
+from wechat_crm.wechat.replies import reply_text
+
+from . import selectors, services
+
+# --- Passive replies -----------------------------------------------------------------------------------------------
+
+
+def reply_channel_welcome(message: InboundMessage) -> str:
+    """A follow or scan through an active channel (QR scene) with a welcome reply gets it. At most one indexed
+    query, none for a follow without a scene (channels are cached by scene for a few seconds)."""
+    welcome = selectors.channel_welcome_for_scene(scene=message.scene) if message.scene else ""
+    return reply_text(message, welcome) if welcome else SUCCESS
+
+
+# --- Follow-ups ----------------------------------------------------------------------------------------------------
+
+
+def channel_attribute(interactions: Sequence[Any]) -> None:
+    """A follow or scan with a channel's scene: the touch recorded, the first touch kept, the channel's tags applied."""
+    for interaction in interactions:
+        services.channel_attribute(interaction=interaction)
+
+
+# --- Conversions ---------------------------------------------------------------------------------------------------
+
+# What follows a batch of conversions recorded by campaigns.conversions.conversions_record, in this order. Each
+# takes first_conversion: {subscriber id: the earliest conversion time of the batch}.
+CONVERSION_FOLLOW_UPS = (
+    accounts_events.stage_convert,  # the funnel's "converted" (stages never go back)
+    conversations_events.journeys_conversion,  # enrollments marked converted; the conversion journeys entered
+)
