@@ -187,6 +187,8 @@ OPERATOR_MODELS = {
     "content.trackedlink",
     "campaigns.channel",
     "campaigns.campaign",
+    "conversations.conversation",
+    "conversations.quickreply",
 }
 OPERATOR_API_PREFIXES = (
     "/api/topics/",
@@ -357,8 +359,8 @@ def test_the_push_and_article_buttons_refuse_readers(admin_as, role):
     assert push.status == Push.Status.DRAFT and article.status == Article.Status.DRAFT
 
 
-@pytest.mark.parametrize("role", ["marketer", "operator", "no_role"])
-def test_only_admins_reply_from_the_inbox(admin_as, role):
+@pytest.mark.parametrize("role", ["marketer", "integration", "no_role"])
+def test_readers_cannot_reply_from_the_inbox(admin_as, role):
     from conversations.models import Conversation, OutboundMessage
 
     subscriber = Subscriber.objects.create(openid="o_inbox")
