@@ -28,8 +28,9 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 def demo_refuse_unsafe(*, uses_api: bool = True) -> None:
     """The fake WeChat server, the simulator and the demo commands sign callbacks with our token, make a superuser
-    with a known password and create QR codes: never under the production settings, and (`uses_api`) never against
-    a WECHAT_API_BASE_URL that is not our fake on this machine (the real account would get the demo's QR codes)."""
+    with a known password and create QR codes: never under the production settings, and (`uses_api`) never while
+    WECHAT_API_BASE_URL names a server that is not on this machine: that is a real account's configuration (the
+    real account would get the demo's QR codes, and its token would sign the fake's callbacks)."""
     if getattr(settings, "IS_PRODUCTION", False):
         raise CommandError(_("Refused: this command is for the demo and the tests, not for the production settings."))
     host = urlsplit(settings.WECHAT_API_BASE_URL).hostname or ""

@@ -4,16 +4,21 @@ never slows another user down."""
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.models import Subscriber
+from wechat_crm.settings import base
 
 pytestmark = pytest.mark.django_db
 
-RATES = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+RATES = base.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]  # the product's rates (the test settings raise them)
+
+
+@pytest.fixture(autouse=True)
+def product_rates(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": RATES}
 
 
 def _limit(scope: str) -> int:

@@ -49,18 +49,18 @@ def test_demo_traffic_creates_channels_with_qr_codes_and_followers_who_scanned_t
     wait_for(lambda: ChannelTouch.objects.filter(channel__in=channels).exists(), timeout=60)
 
 
+EXTRA_ARGS = {"demo_traffic": ["--exit"], "simulate_subscribers": ["--count", "1"]}
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("command", ["demo_setup", "demo_traffic"])
-def test_the_demo_commands_refuse_a_real_wechat_api(settings, command):
+@pytest.mark.parametrize("command", ["demo_setup", "demo_traffic", "fake_wechat", "simulate_subscribers"])
+def test_the_demo_commands_and_the_fake_server_refuse_a_real_wechat_api(settings, command):
     from django.core.management.base import CommandError
 
     settings.WECHAT_API_BASE_URL = "https://api.weixin.qq.com/"
     with pytest.raises(CommandError, match="not the fake WeChat server"):
-        call_command(command, exit=True, stdout=io.StringIO()) if command == "demo_traffic" else call_command(command)
+        call_command(command, *EXTRA_ARGS.get(command, []), stdout=io.StringIO())
     assert not get_user_model().objects.filter(username="admin").exists()
-
-
-EXTRA_ARGS = {"demo_traffic": ["--exit"], "simulate_subscribers": ["--count", "1"]}
 
 
 @pytest.mark.parametrize("command", ["demo_setup", "demo_traffic", "fake_wechat", "simulate_subscribers"])

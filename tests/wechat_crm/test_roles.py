@@ -385,3 +385,22 @@ def test_the_same_action_posts_work_for_an_admin(admin_as, fake_wechat):
     push.refresh_from_db()
     assert push.status == Push.Status.SCHEDULED
     assert Menu.objects.get().published_at is not None and fake_wechat.count("/cgi-bin/menu/create") == 1
+
+
+def test_the_shops_integration_token_posts_conversions_and_can_do_nothing_else(django_user_model):
+    """The shop's token no longer needs the admin role: with `integration` it records conversions, and cannot read,
+    export or erase anyone."""
+    from rest_framework.authtoken.models import Token
+
+    subscriber = Subscriber.objects.create(openid="o_shop_buyer")
+    shop = make_user(django_user_model, "integration")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=shop).key}")
+    event = {"openid": "o_shop_buyer", "type": "purchase", "external_id": "A-1", "occurred_at": "2026-03-01T00:00:00Z"}
+    assert client.post("/api/conversions/", event, format="json").status_code == 201
+    assert client.get(f"/api/subscribers/{subscriber.pk}/export/").status_code == 403
+    assert client.post(f"/api/subscribers/{subscriber.pk}/erase/").status_code == 403
+    assert client.get("/api/subscribers/").status_code == 403
+    assert client.get("/api/conversions/").status_code == 403
+    subscriber.refresh_from_db()
+    assert subscriber.openid == "o_shop_buyer"

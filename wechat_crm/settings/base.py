@@ -275,9 +275,9 @@ REST_FRAMEWORK = {
     # Per user (per address when anonymous), counted in the cache; the funnel reports and the exports, which cost
     # the database the most, have their own tighter scopes (views' `throttle_scope`). Over the rate: 429.
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.ScopedRateThrottle",
+        "wechat_crm.throttling.AnonRateThrottle",
+        "wechat_crm.throttling.UserRateThrottle",
+        "wechat_crm.throttling.ScopedRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("API_THROTTLE_ANON", default="60/min"),

@@ -35,7 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="Do not log one line per call.")
 
     def handle(self, *args, **options) -> None:
-        demo_refuse_unsafe(uses_api=False)
+        demo_refuse_unsafe()
         config = {
             "callback_url": options["callback"],
             "token": options["token"] if options["token"] is not None else settings.WECHAT_TOKEN,

@@ -39,7 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--fail-on-error", action="store_true", help="Exit non-zero if any event failed.")
 
     def handle(self, *args, **options) -> None:
-        demo_refuse_unsafe(uses_api=False)
+        demo_refuse_unsafe()
         if options["count"] < 0:
             raise CommandError(_("--count must not be negative."))
         if not 0 <= options["unfollow_share"] <= 1:
