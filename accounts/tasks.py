@@ -85,7 +85,7 @@ def follower_sync_task(self, restart: bool = False) -> int:
     long). A WeChat error that may pass retries the task, which resumes from the saved cursor."""
     from wechat_crm.wechat.errors import Outcome, classify
 
-    from .profiles import FollowerSyncBusy, FollowerSyncError, follower_sync_run
+    from .followers import FollowerSyncBusy, FollowerSyncError, follower_sync_run
 
     try:
         return follower_sync_run(restart=restart).imported

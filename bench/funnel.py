@@ -9,7 +9,7 @@
    wechat_crm_funnel_bench) and fills it with COPY: 20 channels, 50 articles, N subscribers who followed over the last
    365 days (80% through a channel), about 10 interactions each (messages, menu clicks, tracked-link clicks with push
    and content, WeChat's send reports; their follow), and conversions for about 10% of them, some outside the window.
-   The subscribers' stage columns are computed here from the generated events with the rules of accounts.stages
+   The subscribers' stage columns are computed here from the generated events with the rules of campaigns.stages
    (defaults 3 interactions / 2 days / 30 days), as the follow-ups would have stored them.
 2. Times campaigns.funnel.funnel_report (best of 3) without a breakdown and with each breakdown, and in the same
    run a hand-written SQL query over the raw interactions and conversions that computes the same numbers (follow =
@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/wechat_crm_funnel_bench"
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/wcrm_bench_funnel"
 SHANGHAI = timedelta(hours=8)  # Asia/Shanghai has no DST: local dates are UTC + 8 h
 SUBSCRIBER_KINDS_SAMPLE = [("text", 50), ("link_click", 14), ("click", 6), ("view", 4), ("image", 6)]
 OTHER_KINDS = [("templatesendjobfinish", 20)]
@@ -72,7 +72,7 @@ def model_columns(model, given: list[str]) -> tuple[list[str], list[str]]:
 
 
 def interactive_at(times: list[datetime], *, n: int = 3, m: int = 2, days: int = 30) -> datetime | None:
-    """accounts.stages' rule over sorted times: the first t with >= n interactions in [t - days, t] on >= m dates."""
+    """campaigns.stages' rule over sorted times: the first t with >= n interactions in [t - days, t] on >= m dates."""
     window = timedelta(days=days)
     for index, t in enumerate(times):
         inside = [x for x in times[: index + 1] if x >= t - window]

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from accounts.models import Subscriber
-from accounts.stages import stage_engage, stage_follow, stages_convert
+from campaigns.stages import stage_engage, stage_follow, stages_convert
 from tests.accounts.factories import SubscriberFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -38,8 +38,8 @@ _seq = count(1)
 
 def interaction(sub, kind: str, at: datetime, **data) -> None:
     """Store an interaction and run the stage follow-ups Celery would run for it."""
-    from accounts import stages
     from accounts.models import Interaction
+    from campaigns import stages
 
     row = Interaction.objects.create(
         subscriber=sub, kind=kind, dedupe_key=f"t:{next(_seq)}", raw_xml="", created_at=at, received_at=at, data=data

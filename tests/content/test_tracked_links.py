@@ -67,6 +67,7 @@ def test_repeated_clicks_within_the_window_count_once_and_later_visits_count_aga
     assert len({c.dedupe_key for c in clicks}) == 2
 
 
+@pytest.mark.django_db(transaction=True)  # the view runs in autocommit, as in production
 def test_without_the_cache_the_time_slot_still_counts_a_repeat_once(client, settings):
     settings.TRACKED_LINK_CLICK_WINDOW = 300
     subscriber = SubscriberFactory()

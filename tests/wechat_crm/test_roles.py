@@ -189,6 +189,10 @@ OPERATOR_MODELS = {
     "campaigns.campaign",
     "conversations.conversation",
     "conversations.quickreply",
+    "publishing.mediaasset",
+    "publishing.articlewechat",
+    "publishing.draft",
+    "publishing.pushnews",
 }
 OPERATOR_API_PREFIXES = (
     "/api/topics/",
@@ -198,6 +202,9 @@ OPERATOR_API_PREFIXES = (
     "/api/pushes/",
     "/api/channels/",
     "/api/campaigns/",
+    "/api/media/",
+    "/api/drafts/",
+    "/api/wechat-stats/",
 )
 
 
@@ -257,6 +264,7 @@ def test_every_api_write_checks_the_role(api_as, role):
     """Each write is sent with an empty body or an absent id: a refused role gets 403 (401 anonymous) before anything
     is looked up; an allowed one gets past the permission check (400, 404, 405, 422 ...)."""
     client = api_as(role)
+    client.raise_request_exception = False  # a 500 behind the permission check is another test's business
     wrong = []
     for path, method in api_writes():
         response = client.generic(method.upper(), path, "{}", content_type="application/json")

@@ -29,6 +29,7 @@ from accounts.kinds import InteractionKind as K
 from campaigns import events as campaigns
 from content import events as content
 from conversations import events as conversations
+from publishing import events as publishing
 
 from .inbound import SUCCESS, InboundMessage
 
@@ -61,7 +62,7 @@ TEXT_OR_CLICK_REPLIES = (conversations.reply_preferences, conversations.reply_ru
 
 # What follows any message the subscriber sends: the funnel, the lead score, the stage journeys, the inbox.
 MESSAGE_FOLLOW_UPS = (
-    accounts.stage_advance,
+    campaigns.stage_advance,
     conversations.score,
     conversations.journeys_current_stage,
     conversations.inbox_record,
@@ -72,7 +73,7 @@ ROUTES: dict[str, Route] = {
     K.TEXT: Route(
         replies=TEXT_OR_CLICK_REPLIES,
         follow_ups=(
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
@@ -96,7 +97,7 @@ ROUTES: dict[str, Route] = {
         follow_ups=(
             accounts.profile_fetch_later,
             campaigns.channel_attribute,
-            accounts.stage_follow,
+            campaigns.stage_follow,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
@@ -110,7 +111,7 @@ ROUTES: dict[str, Route] = {
         replies=FOLLOW_OR_SCAN_REPLIES,
         follow_ups=(
             campaigns.channel_attribute,
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
@@ -120,23 +121,23 @@ ROUTES: dict[str, Route] = {
     K.CLICK: Route(
         replies=TEXT_OR_CLICK_REPLIES,
         follow_ups=(
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
         ),
     ),
-    K.VIEW: Route(follow_ups=(accounts.stage_advance, conversations.score, conversations.journeys_current_stage)),
-    K.SCANCODE_PUSH: Route(follow_ups=(accounts.stage_advance,)),
-    K.SCANCODE_WAITMSG: Route(follow_ups=(accounts.stage_advance,)),
-    K.PIC_SYSPHOTO: Route(follow_ups=(accounts.stage_advance,)),
-    K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(accounts.stage_advance,)),
-    K.PIC_WEIXIN: Route(follow_ups=(accounts.stage_advance,)),
-    K.LOCATION_SELECT: Route(follow_ups=(accounts.stage_advance,)),
+    K.VIEW: Route(follow_ups=(campaigns.stage_advance, conversations.score, conversations.journeys_current_stage)),
+    K.SCANCODE_PUSH: Route(follow_ups=(campaigns.stage_advance,)),
+    K.SCANCODE_WAITMSG: Route(follow_ups=(campaigns.stage_advance,)),
+    K.PIC_SYSPHOTO: Route(follow_ups=(campaigns.stage_advance,)),
+    K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(campaigns.stage_advance,)),
+    K.PIC_WEIXIN: Route(follow_ups=(campaigns.stage_advance,)),
+    K.LOCATION_SELECT: Route(follow_ups=(campaigns.stage_advance,)),
     # --- Tracked links (recorded by the redirect, not the callback). --------------------------------------------
     K.LINK_CLICK: Route(
         follow_ups=(
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.journeys_current_stage,
             conversations.journeys_topic_click,
@@ -148,6 +149,8 @@ ROUTES: dict[str, Route] = {
     # --- WeChat's reports about our sends: not something the subscriber did. ------------------------------------
     K.TEMPLATESENDJOBFINISH: Route(record=accounts.record_report, follow_ups=(content.delivery_job_finish,)),
     K.MASSSENDJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(content.mass_job_finish,)),
+    # A publication (发布) finished: its article_id and permanent URLs, or its failure.
+    K.PUBLISHJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(publishing.publish_job_finish,)),
 }
 # A type WeChat added since (stored as it came, touching last_interaction_at).
 DEFAULT_ROUTE = Route()

@@ -1,11 +1,12 @@
-"""The funnel's stages, defined in one place, and their incremental maintenance.
+"""The funnel's stages, defined in one place with their settings (FunnelSettings), and their incremental
+maintenance on the subscribers' stage columns (accounts.Subscriber).
 
     followed     the first follow (Subscriber.followed_at)
     engaged      opened tracked content (a "link_click" interaction) or, if the settings say so, clicked a menu
                  ("click" / "view" events)
     interactive  at least N subscriber-originated interactions on at least M different days within D days
-                 (campaigns.FunnelSettings, default 3 / 2 / 30)
-    converted    any conversion (campaigns.Conversion)
+                 (FunnelSettings, default 3 / 2 / 30)
+    converted    any conversion (Conversion)
 
 Each reached stage keeps the first time it was reached (`<stage>_at`, never cleared) and `stage` is the furthest one
 reached: stages only move forward. The follow-ups below run in Celery after the callback (or the link redirect)
@@ -24,8 +25,10 @@ from django.db import connection
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 
-from . import kinds
-from .models import Interaction, Subscriber
+from accounts import kinds
+from accounts.models import Interaction, Subscriber
+
+from .models import FunnelSettings
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +42,7 @@ STAGE_FIELDS: dict[str, str] = {
 }
 
 
-def funnel_settings() -> Any:
-    from campaigns.models import FunnelSettings
-
+def funnel_settings() -> FunnelSettings:
     return FunnelSettings.objects.get_or_create(pk=1)[0]
 
 
@@ -140,7 +141,7 @@ def _stages_convert_portable(first_conversion: Mapping[int, datetime]) -> int:
     return updated
 
 
-# --- Follow-ups (accounts.events) --------------------------------------------------------------------------------
+# --- Follow-ups (campaigns.events) -------------------------------------------------------------------------------
 
 
 def on_follow(interaction: Interaction) -> None:
@@ -172,10 +173,9 @@ def on_subscriber_interaction(interaction: Interaction) -> None:
         stage_interact(subscriber_id=subscriber.pk, at=interaction.created_at, settings=settings)
 
 
-def stages_backfill(*, now: datetime | None = None) -> int:
+def stages_backfill() -> int:
     """Subscribers imported without a follow event (sync_followers) get their first follow from WeChat's
     subscribe_time. Returns the rows updated."""
-    del now  # kept for a scheduled call's signature
     return Subscriber.objects.filter(followed_at__isnull=True, subscribed_at__isnull=False).update(
         followed_at=F("subscribed_at")
     )
