@@ -76,7 +76,7 @@ class SubscriberAdmin(FollowerImportMixin, ModelAdmin):
     list_filter_submit = True
     search_fields = ["openid", "unionid", "remark", "nickname"]  # see get_search_results
     search_help_text = _("Exact OpenID or UnionID, or part of the remark or nickname.")
-    date_hierarchy = "subscribed_at"
+    # No date_hierarchy: its years are a DISTINCT over the whole table (0.5 s at 1M rows); the date filters stay.
     show_full_result_count = False
     paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
     inlines = [FollowEventInline]
@@ -159,7 +159,7 @@ class InteractionAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_select_related = ["subscriber"]
     search_fields = ["subscriber__openid", "msg_id"]  # see get_search_results
     search_help_text = _("Exact OpenID or message ID.")
-    date_hierarchy = "created_at"
+    # No date_hierarchy: its years are a DISTINCT over the whole table (13 s at 10M rows); the date filters stay.
     show_full_result_count = False
     paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
     list_per_page = 50

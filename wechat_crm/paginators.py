@@ -1,4 +1,5 @@
-"""A paginator for the admin's lists of huge tables (interactions, subscribers, deliveries, the inbox).
+"""A paginator for the lists of huge tables (the admin's interactions, subscribers, deliveries and inbox; the API's
+interactions).
 
 Django's changelist counts its queryset for the paginator: on a table of ten million rows that count is most of the
 page's time (seconds), and nobody pages to the end of it. Here:
@@ -14,6 +15,7 @@ from __future__ import annotations
 from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
+from rest_framework.pagination import PageNumberPagination
 
 ESTIMATE_ABOVE = 100_000
 COUNT_CAP = 10_000
@@ -41,3 +43,10 @@ class EstimatedCountPaginator(Paginator):
             if estimate is not None and estimate > ESTIMATE_ABOVE:
                 return estimate
         return queryset.order_by()[: COUNT_CAP + 1].count()
+
+
+class EstimatedCountPagination(PageNumberPagination):
+    """The API's page-number pagination with the same counts: `count` is the planner's estimate for an unfiltered
+    huge table, and at most COUNT_CAP + 1 for a filtered list."""
+
+    django_paginator_class = EstimatedCountPaginator
