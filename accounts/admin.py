@@ -3,6 +3,9 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.filters.admin import RangeDateTimeFilter, RangeNumericFilter, RelatedDropdownFilter
+
+from wechat_crm.paginators import EstimatedCountPaginator
 
 from . import selectors
 from .models import FollowerSync, FollowEvent, Interaction, Subscriber, Tag
@@ -49,12 +52,26 @@ class FollowEventInline(ReadOnlyAdminMixin, TabularInline):
 
 @admin.register(Subscriber)
 class SubscriberAdmin(ModelAdmin):
-    list_display = ["openid", "nickname", "is_following", "subscribed_at", "source_scene", "last_interaction_at"]
-    list_filter = ["is_following", "subscribed_at", "last_interaction_at", "stage", "source_channel", "tags"]
-    search_fields = ["openid", "unionid", "nickname"]  # see get_search_results
-    search_help_text = _("Exact OpenID or UnionID, or part of the nickname.")
-    date_hierarchy = "subscribed_at"
+    list_display = ["name", "openid", "is_following", "stage", "score", "subscribed_at", "source_channel",
+                    "last_interaction_at"]  # fmt: skip
+    list_display_links = ["name", "openid"]
+    list_select_related = ["source_channel"]
+    list_filter = [
+        "is_following",
+        "stage",
+        ("source_channel", RelatedDropdownFilter),
+        "tags",
+        ("subscribed_at", RangeDateTimeFilter),
+        ("last_interaction_at", RangeDateTimeFilter),
+        ("score", RangeNumericFilter),
+        "pushes_paused",
+    ]
+    list_filter_submit = True
+    search_fields = ["openid", "unionid", "remark", "nickname"]  # see get_search_results
+    search_help_text = _("Exact OpenID or UnionID, or part of the remark or nickname.")
+    # No date_hierarchy: its years are a DISTINCT over the whole table (0.5 s at 1M rows); the date filters stay.
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
     inlines = [FollowEventInline]
     actions = [start_follower_sync, "refetch_profiles", export_personal_data, erase_personal_data]
     filter_horizontal = ["tags", "topics_opted_out", "topics_preferred"]
@@ -105,6 +122,10 @@ class SubscriberAdmin(ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # subscribers come from WeChat
 
+    @admin.display(description=_("name"), ordering="remark")
+    def name(self, obj: Subscriber) -> str:
+        return str(obj)  # the remark, the nickname, or the openid
+
     @admin.action(description=_("Fetch the selected subscribers' profiles from WeChat again"))
     def refetch_profiles(self, request: HttpRequest, queryset: QuerySet) -> None:
         from .profiles import profile_fetch_schedule
@@ -117,23 +138,28 @@ class SubscriberAdmin(ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.filter(Q(openid=term) | Q(unionid=term) | Q(nickname__icontains=term)), False
+        return (
+            queryset.filter(Q(openid=term) | Q(unionid=term) | Q(remark__icontains=term) | Q(nickname__icontains=term)),
+            False,
+        )
 
 
 @admin.register(Interaction)
 class InteractionAdmin(ReadOnlyAdminMixin, ModelAdmin):
-    list_display = ["id", "kind", "subscriber_openid", "event_key", "short_content", "created_at", "received_at"]
-    list_filter = ["kind", "created_at", "received_at"]
+    list_display = ["id", "kind", "subscriber_name", "event_key", "short_content", "created_at", "received_at"]
+    list_filter = ["kind", ("created_at", RangeDateTimeFilter), ("received_at", RangeDateTimeFilter)]
+    list_filter_submit = True
     list_select_related = ["subscriber"]
     search_fields = ["subscriber__openid", "msg_id"]  # see get_search_results
     search_help_text = _("Exact OpenID or message ID.")
-    date_hierarchy = "created_at"
+    # No date_hierarchy: its years are a DISTINCT over the whole table (13 s at 10M rows); the date filters stay.
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
     list_per_page = 50
 
-    @admin.display(description=_("OpenID"), ordering="subscriber__openid")
-    def subscriber_openid(self, obj: Interaction) -> str:
-        return obj.subscriber.openid if obj.subscriber_id else ""
+    @admin.display(description=_("subscriber"), ordering="subscriber__openid")
+    def subscriber_name(self, obj: Interaction) -> str:
+        return str(obj.subscriber) if obj.subscriber_id else ""
 
     @admin.display(description=_("content"))
     def short_content(self, obj: Interaction) -> str:
@@ -184,5 +210,6 @@ class TagAdmin(ModelAdmin):
 @admin.register(FollowerSync)
 class FollowerSyncAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["started_at", "status", "imported", "total", "created", "pages", "finished_at", "error"]
-    list_filter = ["status"]
+    list_filter = ["status", ("started_at", RangeDateTimeFilter)]
+    list_filter_submit = True
     actions = [start_follower_sync]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from django.db import transaction
 
-from . import profiles, services, stages
+from . import profiles, services
 from .models import Interaction
 
 # --- Recorders -----------------------------------------------------------------------------------------------------
@@ -26,22 +26,5 @@ record_system_event = services.interaction_record_system_event
 
 
 def profile_fetch_later(interactions: Sequence[Interaction]) -> None:
-    """Fetch the profiles (user/info/batchget) about a second later, batched with the other follows of that second."""
+    """Fetch the profiles (one batch request) about a second later, batched with the other follows of that second."""
     transaction.on_commit(profiles.profile_fetch_schedule)
-
-
-def stage_follow(interactions: Sequence[Interaction]) -> None:
-    """The funnel's "followed": the first follow is kept."""
-    for interaction in interactions:
-        stages.on_follow(interaction)
-
-
-def stage_advance(interactions: Sequence[Interaction]) -> None:
-    """The funnel's "engaged" (tracked-link click, or menu click if the settings say so) and "interactive"."""
-    for interaction in interactions:
-        stages.on_subscriber_interaction(interaction)
-
-
-def stage_convert(*, first_conversion: dict) -> None:
-    """The funnel's "converted": subscriber id -> earliest conversion time of the batch."""
-    stages.stages_convert(first_conversion=first_conversion)

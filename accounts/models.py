@@ -113,7 +113,7 @@ class Subscriber(Timestamped):
     # Funnel.
     stage = models.CharField(_("stage"), max_length=16, choices=Stage.choices, default=Stage.FOLLOWED, db_index=True)
     score = models.IntegerField(_("score"), default=0)
-    # The first time each stage was reached (accounts.stages keeps them current, incrementally; never cleared).
+    # The first time each stage was reached (campaigns.stages keeps them current, incrementally; never cleared).
     followed_at = models.DateTimeField(
         _("first followed at"), null=True, blank=True, help_text=_("The first follow; later follows keep it.")
     )

@@ -7,6 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import RangeDateTimeFilter
 
 from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError
@@ -60,7 +61,8 @@ CREATE_FIELDS = ("name", "scene_str", "kind", "expire_seconds", "welcome_reply",
 class ChannelAdmin(ModelAdmin):
     form = ChannelAdminForm
     list_display = ["name", "scene_str", "kind", "is_active", "follow_count", "first_touch_count", "expires_at"]
-    list_filter = ["kind", "is_active"]
+    list_filter = ["kind", "is_active", ("expires_at", RangeDateTimeFilter), ("created_at", RangeDateTimeFilter)]
+    list_filter_submit = True
     search_fields = ["name", "scene_str"]
     filter_horizontal = ["tags"]
     readonly_fields = [

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import RangeDateFilter, RangeDateTimeFilter, RangeNumericFilter
 
 from wechat_crm.exceptions import ApplicationError
 
@@ -27,6 +28,8 @@ from .models import Campaign, Channel, Conversion, ConversionType, FunnelReport,
 @admin.register(Campaign)
 class CampaignAdmin(ModelAdmin):
     list_display = ["name", "starts_on", "ends_on", "created_at"]
+    list_filter = [("starts_on", RangeDateFilter), ("ends_on", RangeDateFilter)]
+    list_filter_submit = True
     search_fields = ["name"]
     filter_horizontal = ["channels", "pushes"]
     readonly_fields = ["summary"]
@@ -59,8 +62,9 @@ class ConversionTypeAdmin(ModelAdmin):
 @admin.register(Conversion)
 class ConversionAdmin(ModelAdmin):
     list_display = ["type", "external_id", "subscriber", "value", "currency", "occurred_at", "channel", "push"]
-    list_filter = ["type", "channel"]
-    search_fields = ["external_id"]
+    list_filter = ["type", "channel", ("occurred_at", RangeDateTimeFilter), ("value", RangeNumericFilter)]
+    list_filter_submit = True
+    search_fields = ["external_id", "subscriber__openid", "subscriber__remark", "subscriber__nickname"]
     list_select_related = ["type", "subscriber", "channel", "push"]
     raw_id_fields = ["subscriber", "channel", "push", "content"]
     date_hierarchy = "occurred_at"

@@ -14,9 +14,11 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 from rest_framework import status
 
-from accounts.models import Subscriber
+from accounts.models import Interaction, Subscriber
+from content.models import Article, Push
 from wechat_crm.exceptions import ApplicationError
 
+from .events import CONVERSION_FOLLOW_UPS
 from .funnel_serializers import ConversionInputSerializer
 from .models import CONVERSION_BATCH_MAX, Conversion, ConversionType
 
@@ -132,8 +134,6 @@ def last_clicked_pushes(*, pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[
 
 def _last_clicked_pushes_portable(pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[int, datetime], tuple]:
     """The embedded default (SQLite has no LATERAL): one indexed query per pair."""
-    from accounts.models import Interaction
-
     result = {}
     for sub, at in pairs:
         clicks = Interaction.objects.filter(subscriber_id=sub, created_at__lte=at, kind=Interaction.Kind.LINK_CLICK)
@@ -155,8 +155,6 @@ def _existing_ids(model: Any, ids: set[Any]) -> set[int]:
 def conversions_record(*, items: Sequence[ConversionInput], errors: list[dict[str, Any]] | None = None) -> IngestResult:
     """Store the valid items (unknown subscriber or type becomes a per-item error), skip those already stored, and
     move their subscribers to `converted`. A handful of queries whatever the batch size."""
-    from content.models import Article, Push
-
     result = IngestResult(errors=list(errors or []))
     types = {t.slug: t for t in ConversionType.objects.filter(slug__in={i.type for i in items}, is_active=True)}
     openids = {i.openid for i in items if i.openid}
@@ -220,8 +218,6 @@ def conversions_record(*, items: Sequence[ConversionInput], errors: list[dict[st
             first[sub.pk] = item.occurred_at
     Conversion.objects.bulk_create(rows, ignore_conflicts=True, batch_size=BATCH_MAX)
     result.created = len(rows)
-    from .events import CONVERSION_FOLLOW_UPS  # imported here: the events modules reach the conversations app
-
     for follow_up in CONVERSION_FOLLOW_UPS:
         follow_up(first_conversion=first)
     return result

@@ -7,12 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from accounts import events as accounts_events
 from conversations import events as conversations_events
 from wechat_crm.wechat.inbound import SUCCESS, InboundMessage
 from wechat_crm.wechat.replies import reply_text
 
-from . import selectors, services
+from . import selectors, services, stages
 
 # --- Passive replies -----------------------------------------------------------------------------------------------
 
@@ -27,17 +26,34 @@ def reply_channel_welcome(message: InboundMessage) -> str:
 # --- Follow-ups ----------------------------------------------------------------------------------------------------
 
 
+def stage_follow(interactions: Sequence[Any]) -> None:
+    """The funnel's "followed": the first follow is kept (one statement for the batch)."""
+    stages.stages_on_follows(interactions)
+
+
+def stage_advance(interactions: Sequence[Any]) -> None:
+    """The funnel's "engaged" (tracked-link click, or menu click if the settings say so) and "interactive" (a few
+    statements for the batch, none when every subscriber reached both)."""
+    stages.stages_on_interactions(interactions)
+
+
 def channel_attribute(interactions: Sequence[Any]) -> None:
-    """A follow or scan with a channel's scene: the touch recorded, the first touch kept, the channel's tags applied."""
-    for interaction in interactions:
-        services.channel_attribute(interaction=interaction)
+    """A follow or scan with a channel's scene: the touch recorded, the first touch kept, the channel's tags applied
+    (a few statements for the batch)."""
+    services.channels_attribute(interactions=interactions)
 
 
 # --- Conversions ---------------------------------------------------------------------------------------------------
 
+
+def stage_convert(*, first_conversion: dict) -> None:
+    """The funnel's "converted": subscriber id -> earliest conversion time of the batch."""
+    stages.stages_convert(first_conversion=first_conversion)
+
+
 # What follows a batch of conversions recorded by campaigns.conversions.conversions_record, in this order. Each
 # takes first_conversion: {subscriber id: the earliest conversion time of the batch}.
 CONVERSION_FOLLOW_UPS = (
-    accounts_events.stage_convert,  # the funnel's "converted" (stages never go back)
+    stage_convert,  # the funnel's "converted" (stages never go back)
     conversations_events.journeys_conversion,  # enrollments marked converted; the conversion journeys entered
 )

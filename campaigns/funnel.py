@@ -1,6 +1,6 @@
 """Funnel selectors: the report by step (optionally broken down), the drop-off lists and the attribution tables.
 
-They read the subscribers' stage columns (kept current by accounts.stages), through the covering index
+They read the subscribers' stage columns (kept current by campaigns.stages), through the covering index
 subscriber_funnel_idx, never the interactions. A step counts for a subscriber who followed in [start, end] and
 reached it and every earlier step within `window_days` after the first follow; the moment a step is reached is the
 latest of its own time and the previous step's (so times from the previous step are never negative).
@@ -21,11 +21,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Subscriber
-from accounts.stages import ORDER, STAGE_FIELDS
+from content.models import Article
 from wechat_crm.db import reads_reports, reports_alias
 from wechat_crm.exceptions import ApplicationError
 
 from .models import Campaign, Channel, Conversion
+from .stages import ORDER, STAGE_FIELDS, funnel_settings
 
 BREAKDOWNS = ("channel", "campaign", "content", "cohort_week")
 STEP_LABELS = {
@@ -65,8 +66,6 @@ def funnel_query(
     tag: str | None = None,
 ) -> FunnelQuery:
     """Checked parameters with defaults: the last 30 days, the settings' conversion window."""
-    from accounts.stages import funnel_settings
-
     today = timezone.localdate()
     end = end or today
     start = start or end - timedelta(days=29)
@@ -354,8 +353,6 @@ def _labels(breakdown: str, keys: list[str | None]) -> dict[str | None, str]:
     if breakdown == "campaign":
         return {str(pk): name for pk, name in Campaign.objects.filter(pk__in=ids).values_list("pk", "name")}
     if breakdown == "content":
-        from content.models import Article
-
         return {str(pk): title for pk, title in Article.objects.filter(pk__in=ids).values_list("pk", "title")}
     return {k: k for k in keys if k is not None}
 

@@ -101,7 +101,7 @@ class ChannelTouch(models.Model):
 
 
 class FunnelSettings(models.Model):
-    """The funnel's stage rules, one row (pk=1), edited in the admin. Read through accounts.stages.funnel_settings()."""
+    """The funnel's stage rules, one row (pk=1), edited in the admin. Read through stages.funnel_settings()."""
 
     interactive_min_interactions = models.PositiveSmallIntegerField(
         _("interactive: interactions"),

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from accounts import stages
+from . import stages
 
 
 @shared_task(name="campaigns.tasks.stages_backfill")

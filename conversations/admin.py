@@ -8,6 +8,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from unfold.admin import ModelAdmin, StackedInline
+from unfold.contrib.filters.admin import RangeDateTimeFilter, RangeNumericFilter
 
 from wechat_crm.exceptions import ApplicationError
 
@@ -94,7 +95,10 @@ class JourneyAdmin(ModelAdmin):
 @admin.register(JourneyEnrollment)
 class JourneyEnrollmentAdmin(ModelAdmin):
     list_display = ("journey", "subscriber", "period_key", "status", "next_position", "due_at", "converted_at")
-    list_filter = ("journey", "status")
+    list_filter = ("journey", "status", ("due_at", RangeDateTimeFilter), ("converted_at", RangeDateTimeFilter))
+    list_filter_submit = True
+    list_select_related = ("journey", "subscriber")
+    search_fields = ("subscriber__openid", "subscriber__remark", "subscriber__nickname")
     raw_id_fields = ("subscriber",)
 
     def has_add_permission(self, request):
@@ -104,7 +108,11 @@ class JourneyEnrollmentAdmin(ModelAdmin):
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(ModelAdmin):
     list_display = ("subscriber", "kind", "source", "status", "reason", "created_at", "sent_at")
-    list_filter = ("kind", "source", "status")
+    list_filter = ("kind", "source", "status", ("created_at", RangeDateTimeFilter), ("sent_at", RangeDateTimeFilter))
+    list_filter_submit = True
+    list_select_related = ("subscriber",)
+    search_fields = ("subscriber__openid", "subscriber__remark", "subscriber__nickname")
+    show_full_result_count = False
     raw_id_fields = ("subscriber",)
     readonly_fields = [f.name for f in OutboundMessage._meta.fields]
 
@@ -115,7 +123,9 @@ class OutboundMessageAdmin(ModelAdmin):
 @admin.register(Notification)
 class NotificationAdmin(ModelAdmin):
     list_display = ("text", "subscriber", "journey", "created_at", "read_at")
-    list_filter = ("read_at",)
+    list_filter = ("journey", ("created_at", RangeDateTimeFilter), ("read_at", RangeDateTimeFilter))
+    list_filter_submit = True
+    list_select_related = ("subscriber", "journey")
     raw_id_fields = ("subscriber",)
 
 
@@ -128,6 +138,11 @@ class ScoreRuleAdmin(ModelAdmin):
 @admin.register(ScoreEntry)
 class ScoreEntryAdmin(ModelAdmin):
     list_display = ("subscriber", "points", "reason", "at")
+    list_filter = (("at", RangeDateTimeFilter), ("points", RangeNumericFilter))
+    list_filter_submit = True
+    list_select_related = ("subscriber",)
+    search_fields = ("subscriber__openid", "subscriber__remark", "subscriber__nickname", "reason")
+    show_full_result_count = False
     raw_id_fields = ("subscriber", "interaction")
 
     def has_add_permission(self, request):

@@ -67,7 +67,10 @@ def thread_items(*, subscriber: Subscriber, limit: int = 30) -> list[dict[str, A
     """The subscriber's latest messages and events and our latest outbound messages, oldest first. Each item has a
     stable `key`, and for images, voice and video the `media` to show (`interaction` id, WeChat `media_id`, the
     stored `pic_url`, the voice `format`)."""
-    interactions = list(subscriber.interactions.order_by("-created_at", "-id")[:limit])
+    # WeChat's reports about our own sends (TEMPLATESENDJOBFINISH ...) are not part of the conversation.
+    interactions = list(
+        subscriber.interactions.exclude(kind__endswith="jobfinish").order_by("-created_at", "-id")[:limit]
+    )
     outbound = list(subscriber.outbound_messages.order_by("-created_at", "-id")[:limit])
     items = []
     for i in interactions:

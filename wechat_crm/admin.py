@@ -3,6 +3,7 @@ from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
 from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import RangeDateTimeFilter
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from .models import AuditLog
@@ -17,7 +18,9 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):
     form = UserChangeForm
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm
-    list_filter = ["is_staff", "is_superuser", "is_active", "groups", "last_login", "date_joined"]
+    list_filter = ["is_staff", "is_superuser", "is_active", "groups", ("last_login", RangeDateTimeFilter),
+                   ("date_joined", RangeDateTimeFilter)]  # fmt: skip
+    list_filter_submit = True
 
 
 @admin.register(Group)
@@ -30,7 +33,8 @@ class AuditLogAdmin(ModelAdmin):
     """Read-only: the audit log is written by the services that it audits, never by hand."""
 
     list_display = ["at", "actor_username", "action", "target_type", "target_id", "via"]
-    list_filter = ["action", "via", "at"]
+    list_filter = ["action", "via", ("at", RangeDateTimeFilter)]
+    list_filter_submit = True
     search_fields = ["actor_username", "target_id"]
     readonly_fields = [f.name for f in AuditLog._meta.fields]
 

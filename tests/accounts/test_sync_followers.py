@@ -110,7 +110,7 @@ def test_a_second_import_while_one_runs_exits_with_a_message(fake, settings):
     import psycopg
     from django.db import connection
 
-    from accounts.profiles import FOLLOWER_SYNC_LOCK
+    from accounts.followers import FOLLOWER_SYNC_LOCK
 
     params = connection.get_connection_params()
     with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}, autocommit=True) as other:

@@ -1,31 +1,13 @@
 """The admin funnel page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright's Python package):
 a marketer logs in, opens the report and sees the charts drawn by our own static JavaScript with the right counts."""
 
-import os
-import shutil
-
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connections
 
 from tests.campaigns.test_funnel import population  # noqa: F401  (the fixture)
 from tests.helpers import migration_data_restore
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.usefixtures("english"),
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Chromium is not installed (.ci/run installs Debian's)"),
-]
+pytestmark = [pytest.mark.usefixtures("english"), pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
@@ -34,23 +16,13 @@ def _migration_data(transactional_db):
     migration_data_restore()
 
 
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the fixtures happen outside it.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-            # The ORM calls made while Playwright's loop ran have a connection of their own: closed here, or the
-            # test database could not be dropped at the end of the session ("being accessed by other users").
-            connections.close_all()
-
-
-def test_marketer_sees_the_funnel_chart_with_the_step_counts(live_server, django_user_model, population, browser):  # noqa: F811
+def test_marketer_sees_the_funnel_chart_with_the_step_counts(
+    live_server,
+    django_user_model,
+    population,  # noqa: F811
+    browser,
+    screenshot,
+):
     user = django_user_model.objects.create_user(username="mia", password="s3cret-pass", is_staff=True)
     user.groups.add(Group.objects.get(name="marketer"))
     page = browser.new_page()
@@ -80,6 +52,7 @@ def test_marketer_sees_the_funnel_chart_with_the_step_counts(live_server, django
     first_week = weeks.nth(0).locator("rect.bar")
     assert [first_week.nth(i).get_attribute("data-count") for i in range(4)] == ["4", "2", "1", "1"]
     assert "Poster A" in page.locator("#channel-table").inner_text()
+    screenshot(page, "funnel-report")
     assert external == []  # everything from our own server: no CDN
     # A marketer cannot change data: no add button on campaigns, and the add page is refused.
     page.goto(f"{live_server.url}/admin/campaigns/campaign/")

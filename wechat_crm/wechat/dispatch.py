@@ -4,9 +4,11 @@ A route has three parts:
   record      runs in the request: stores the interaction (exactly once) and its effect on the subscriber.
   replies     run in the request, in order: passive reply builders; the first that answers something other than
               "success" (or "") wins. None answering: "success".
-  follow_ups  run later in Celery (accounts.tasks.interactions_process), after the interaction is committed, in
-              order, each once on a batch of interactions. An interaction whose kind has follow-ups is stored with
-              processed_at empty (the outbox); the others are stored as already processed.
+  follow_ups  run later in Celery (accounts.tasks.interactions_process, follow_ups_run below), after the
+              interaction is committed: the worker claims a batch of pending interactions, and each follow-up runs
+              once on the batch's interactions of the kinds that have it, in order, with a few statements per
+              batch. An interaction whose kind has follow-ups is stored with processed_at empty (the outbox); the
+              others are stored as already processed.
 
 Kinds are accounts.kinds.InteractionKind. The handlers come from each app's `events` module; this table is the
 only place that says which kind gets which, so nothing depends on the order of INSTALLED_APPS.
@@ -29,6 +31,7 @@ from accounts.kinds import InteractionKind as K
 from campaigns import events as campaigns
 from content import events as content
 from conversations import events as conversations
+from publishing import events as publishing
 
 from .inbound import SUCCESS, InboundMessage
 
@@ -61,31 +64,14 @@ TEXT_OR_CLICK_REPLIES = (conversations.reply_preferences, conversations.reply_ru
 
 # What follows any message the subscriber sends: the funnel, the lead score, the stage journeys, the inbox.
 MESSAGE_FOLLOW_UPS = (
-    accounts.stage_advance,
+    campaigns.stage_advance,
     conversations.score,
     conversations.journeys_current_stage,
     conversations.inbox_record,
 )
 
+# Follows come first: a batch of interactions runs its follow-ups in the order this table first names them.
 ROUTES: dict[str, Route] = {
-    # --- Messages: last_interaction_at moves forward. -----------------------------------------------------------
-    K.TEXT: Route(
-        replies=TEXT_OR_CLICK_REPLIES,
-        follow_ups=(
-            accounts.stage_advance,
-            conversations.score,
-            conversations.template_auto_reply,
-            conversations.journeys_current_stage,
-            conversations.inbox_record,
-        ),
-    ),
-    K.IMAGE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.VOICE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.VIDEO: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.SHORTVIDEO: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.LOCATION: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.LINK: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.MINIPROGRAMPAGE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
     # --- Follows. ------------------------------------------------------------------------------------------------
     # Creates or reactivates the subscriber and adds the follow to the history (the first follow's scene is the
     # source scene); replies with the channel's rule or welcome; later fetches the profile, attributes the channel
@@ -96,7 +82,7 @@ ROUTES: dict[str, Route] = {
         follow_ups=(
             accounts.profile_fetch_later,
             campaigns.channel_attribute,
-            accounts.stage_follow,
+            campaigns.stage_follow,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
@@ -110,33 +96,51 @@ ROUTES: dict[str, Route] = {
         replies=FOLLOW_OR_SCAN_REPLIES,
         follow_ups=(
             campaigns.channel_attribute,
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
         ),
     ),
+    # --- Messages: last_interaction_at moves forward. -----------------------------------------------------------
+    K.TEXT: Route(
+        replies=TEXT_OR_CLICK_REPLIES,
+        follow_ups=(
+            campaigns.stage_advance,
+            conversations.score,
+            conversations.template_auto_reply,
+            conversations.journeys_current_stage,
+            conversations.inbox_record,
+        ),
+    ),
+    K.IMAGE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.VOICE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.VIDEO: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.SHORTVIDEO: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.LOCATION: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.LINK: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.MINIPROGRAMPAGE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
     # --- The custom menu. ----------------------------------------------------------------------------------------
     K.CLICK: Route(
         replies=TEXT_OR_CLICK_REPLIES,
         follow_ups=(
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
         ),
     ),
-    K.VIEW: Route(follow_ups=(accounts.stage_advance, conversations.score, conversations.journeys_current_stage)),
-    K.SCANCODE_PUSH: Route(follow_ups=(accounts.stage_advance,)),
-    K.SCANCODE_WAITMSG: Route(follow_ups=(accounts.stage_advance,)),
-    K.PIC_SYSPHOTO: Route(follow_ups=(accounts.stage_advance,)),
-    K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(accounts.stage_advance,)),
-    K.PIC_WEIXIN: Route(follow_ups=(accounts.stage_advance,)),
-    K.LOCATION_SELECT: Route(follow_ups=(accounts.stage_advance,)),
+    K.VIEW: Route(follow_ups=(campaigns.stage_advance, conversations.score, conversations.journeys_current_stage)),
+    K.SCANCODE_PUSH: Route(follow_ups=(campaigns.stage_advance,)),
+    K.SCANCODE_WAITMSG: Route(follow_ups=(campaigns.stage_advance,)),
+    K.PIC_SYSPHOTO: Route(follow_ups=(campaigns.stage_advance,)),
+    K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(campaigns.stage_advance,)),
+    K.PIC_WEIXIN: Route(follow_ups=(campaigns.stage_advance,)),
+    K.LOCATION_SELECT: Route(follow_ups=(campaigns.stage_advance,)),
     # --- Tracked links (recorded by the redirect, not the callback). --------------------------------------------
     K.LINK_CLICK: Route(
         follow_ups=(
-            accounts.stage_advance,
+            campaigns.stage_advance,
             conversations.score,
             conversations.journeys_current_stage,
             conversations.journeys_topic_click,
@@ -148,6 +152,8 @@ ROUTES: dict[str, Route] = {
     # --- WeChat's reports about our sends: not something the subscriber did. ------------------------------------
     K.TEMPLATESENDJOBFINISH: Route(record=accounts.record_report, follow_ups=(content.delivery_job_finish,)),
     K.MASSSENDJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(content.mass_job_finish,)),
+    # A publication (发布) finished: its article_id and permanent URLs, or its failure.
+    K.PUBLISHJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(publishing.publish_job_finish,)),
 }
 # A type WeChat added since (stored as it came, touching last_interaction_at).
 DEFAULT_ROUTE = Route()
@@ -173,12 +179,31 @@ def follow_up_order(routes: Iterable[Route]) -> tuple[FollowUp, ...]:
 FOLLOW_UP_ORDER = follow_up_order(ROUTES.values())
 
 
+def _table_position(kind: str) -> int:
+    return list(ROUTES).index(kind) if kind in ROUTES else len(ROUTES)
+
+
 def route_for(kind: str) -> Route:
     return ROUTES.get(kind, DEFAULT_ROUTE)
 
 
 def follow_ups_for(kind: str) -> Sequence[FollowUp]:
     return route_for(kind).follow_ups
+
+
+def follow_ups_run(interactions: Sequence[Any]) -> None:
+    """The follow-ups of a batch of interactions (oldest first): each follow-up of their routes runs once, on the
+    batch's interactions whose route has it, in an order that agrees with every route."""
+    routes = {kind: route_for(kind) for kind in {interaction.kind for interaction in interactions}}
+    needed = {follow_up for route in routes.values() for follow_up in route.follow_ups}
+    if needed <= set(FOLLOW_UP_ORDER):
+        order: Sequence[FollowUp] = [follow_up for follow_up in FOLLOW_UP_ORDER if follow_up in needed]
+    else:  # routes that are not the table's (tests)
+        order = follow_up_order(routes[kind] for kind in sorted(routes, key=_table_position))
+    for follow_up in order:
+        batch = [interaction for interaction in interactions if follow_up in routes[interaction.kind].follow_ups]
+        if batch:
+            follow_up(batch)
 
 
 def handle(message: InboundMessage) -> str:

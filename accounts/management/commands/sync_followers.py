@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 from tqdm import tqdm
 
-from accounts.profiles import FollowerSyncBusy, FollowerSyncError, follower_sync_run, follower_sync_unfinished
+from accounts.followers import FollowerSyncBusy, FollowerSyncError, follower_sync_run, follower_sync_unfinished
 
 
 class Command(BaseCommand):

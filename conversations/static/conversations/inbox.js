@@ -34,7 +34,7 @@
               .then(function (r) { return r.text(); })
               .then(function (html) {
                 var doc = new DOMParser().parseFromString(html, "text/html");
-                var fresh = doc.getElementById("result_list"), old = document.getElementById("result_list");
+                var fresh = doc.getElementById("inbox-results"), old = document.getElementById("inbox-results");
                 if (fresh && old) old.replaceWith(fresh);
               });
           }

@@ -1,0 +1,85 @@
+"""A subscriber's story, newest first: follows and unfollows, messages and menu clicks, tracked-link clicks, pushes
+received, our replies, conversions, funnel stages reached and score changes. Read for the subscriber's admin page.
+
+Each source is read with one query limited to its latest `limit` rows (every one through an index on the
+subscriber), so a subscriber with a million interactions costs the same as one with ten."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils.translation import gettext as _
+
+from .models import Subscriber
+
+STAGE_COLUMNS = (
+    ("followed_at", "followed"),
+    ("engaged_at", "engaged"),
+    ("interactive_at", "interactive"),
+    ("converted_at", "converted"),
+)
+EVENT_KINDS = {"subscribe", "unsubscribe"}
+
+
+def _event(at: datetime | None, kind: str, icon: str, title: str, detail: str = "") -> dict[str, Any]:
+    return {"at": at, "kind": kind, "icon": icon, "title": title, "detail": detail}
+
+
+def subscriber_timeline(*, subscriber: Subscriber, limit: int = 50) -> list[dict[str, Any]]:
+    """At most `limit` entries, newest first: `at`, `kind` (follow, unfollow, message, click, link_click, push,
+    reply, conversion, stage, score), a Material Symbols `icon`, a `title` and a `detail`."""
+    from campaigns.models import Conversion
+    from content.models import Delivery
+    from conversations.models import OutboundMessage, ScoreEntry
+
+    from .models import FollowEvent
+
+    events: list[dict[str, Any]] = []
+    for f in FollowEvent.objects.filter(subscriber=subscriber).order_by("-at", "-id")[:limit]:
+        follow = f.kind == FollowEvent.Kind.FOLLOW
+        scene = _("scene %(scene)s") % {"scene": f.scene} if f.scene else ""
+        events.append(_event(f.at, "follow" if follow else "unfollow", "person_add" if follow else "person_remove",
+                             _("Followed") if follow else _("Unfollowed"), scene))  # fmt: skip
+    interactions = (
+        subscriber.interactions.exclude(kind__in=EVENT_KINDS)
+        .only("kind", "content", "event_key", "created_at", "data")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    for i in interactions:
+        if i.kind == "link_click":
+            data = i.data if isinstance(i.data, dict) else {}
+            events.append(_event(i.created_at, "link_click", "ads_click", _("Opened a tracked link"),
+                                 str(data.get("url") or data.get("content_title") or "")))  # fmt: skip
+        elif i.kind in ("click", "view", "scan"):
+            events.append(_event(i.created_at, "click", "touch_app", _("Menu or QR code: %(kind)s") % {"kind": i.kind},
+                                 i.event_key))  # fmt: skip
+        else:
+            events.append(_event(i.created_at, "message", "chat", _("Message (%(kind)s)") % {"kind": i.kind},
+                                 i.content))  # fmt: skip
+    deliveries = (
+        Delivery.objects.filter(subscriber=subscriber)
+        .select_related("push")
+        .only("status", "sent_at", "created_at", "reason", "push__name")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    for d in deliveries:
+        events.append(_event(d.sent_at or d.created_at, "push", "campaign", _("Push: %(name)s") % {"name": d.push.name},
+                             d.get_status_display()))  # fmt: skip
+    for o in OutboundMessage.objects.filter(subscriber=subscriber).order_by("-created_at", "-id")[:limit]:
+        events.append(_event(o.created_at, "reply", "reply", _("We wrote: %(kind)s") % {"kind": o.get_kind_display()},
+                             f"{o.text} · {o.get_status_display()}"))  # fmt: skip
+    conversions = Conversion.objects.filter(subscriber=subscriber).select_related("type")
+    for c in conversions.order_by("-occurred_at", "-id")[:limit]:
+        events.append(_event(c.occurred_at, "conversion", "paid", _("Conversion: %(type)s") % {"type": c.type.name},
+                             f"{c.value} {c.currency}"))  # fmt: skip
+    stage_names = dict(Subscriber.Stage.choices)
+    for column, stage in STAGE_COLUMNS:
+        at = getattr(subscriber, column)
+        if at is not None:
+            events.append(_event(at, "stage", "flag", _("Stage reached: %(stage)s") % {"stage": stage_names[stage]}))
+    for s in ScoreEntry.objects.filter(subscriber=subscriber).order_by("-at", "-id")[:limit]:
+        events.append(_event(s.at, "score", "trending_up" if s.points >= 0 else "trending_down",
+                             _("Score %(points)+d") % {"points": s.points}, s.reason))  # fmt: skip
+    events.sort(key=lambda e: e["at"] or datetime.min.replace(tzinfo=subscriber.created_at.tzinfo), reverse=True)
+    return events[:limit]

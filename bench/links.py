@@ -1,0 +1,227 @@
+#!/usr/bin/env python
+"""Benchmark of tracked-link redirects (/r/<token>), the hot path after a push to many people, against a bare view
+served the same way.
+
+    .venv/bin/python bench/links.py            # DATABASE_URL default .../wcrm_bench_links, REDIS_URL default db 7
+
+What it does:
+  1. creates and migrates its own database, empties the accounts tables and seeds --subscribers followers (COPY,
+     analysed), an article and a push; signs one tracked-link token per subscriber (content.links.token_make, as a
+     push does), so that every request is a different person's click;
+  2. starts gunicorn (2 sync workers, the product's wechat_crm.wsgi application with settings bench.settings): the
+     redirect and the bare view (/bench/bare/, answers "success") both go through URL resolution and the whole
+     middleware chain, as every path but the WeChat callback does in the product;
+  3. drives both in alternating rounds (--rounds of --duration seconds after a warm-up) from --processes load
+     processes x --threads connections (raw sockets; gunicorn's sync workers close each connection);
+  4. prints req/s, p50 and p99 of each and the ratio redirect/bare, and checks that every redirect answered (302) is
+     stored exactly once: the link_click interactions in the database equal the 302s counted by the clients.
+Target (issue 15): redirect >= 0.5 x the bare view; each click stored once. Exits 1 when missed.
+
+The clicks' follow-ups are handed to the Celery broker (REDIS_URL, flushed at the end); no worker runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_database, free_port  # noqa: E402
+from bench.webhook import send, start_server  # noqa: E402
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wcrm_bench_links"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
+
+
+def get_bytes(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode("ascii")
+
+
+def load_process(port, paths, threads, warmup, duration, ready, start, results) -> None:
+    requests = [get_bytes(p) for p in paths]
+    ready.put(1)
+    start.wait()
+    measure_from, stop_at = time.time() + warmup, time.time() + warmup + duration
+    cursor, lock = iter(requests), threading.Lock()
+    totals = {"ok": 0, "measured": 0, "errors": 0, "exhausted": 0, "latencies": []}
+
+    def worker() -> None:
+        ok = measured = errors = 0
+        latencies = []
+        while time.time() < stop_at:
+            with lock:
+                raw = next(cursor, None)
+            if raw is None:
+                totals["exhausted"] = 1
+                break
+            t0 = time.perf_counter()
+            try:
+                status = send(port, raw)
+            except OSError:
+                status = 0
+            if status in (200, 302):
+                ok += 1
+                if time.time() >= measure_from:
+                    measured += 1
+                    latencies.append((time.perf_counter() - t0) * 1000)
+            else:
+                errors += 1
+        with lock:
+            totals["ok"] += ok
+            totals["measured"] += measured
+            totals["errors"] += errors
+            totals["latencies"] += latencies
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    results.put(totals)
+
+
+def drive(port: int, paths: list[str], args) -> dict:
+    """One round: `paths` shared out among the load processes, each request sent once."""
+    ctx = mp.get_context("spawn")
+    ready, results, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [
+        ctx.Process(
+            target=load_process,
+            args=(port, paths[k :: args.processes], args.threads, args.warmup, args.duration, ready, start, results),
+        )
+        for k in range(args.processes)
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=120)
+    start.set()
+    out = {"ok": 0, "measured": 0, "errors": 0, "exhausted": 0, "latencies": []}
+    for _ in procs:
+        r = results.get(timeout=args.warmup + args.duration + 120)
+        for key in out:
+            out[key] += r[key]
+    for p in procs:
+        p.join()
+    return out
+
+
+def summarize(rounds: list[dict], seconds: float) -> dict:
+    latencies = sorted(x for r in rounds for x in r["latencies"])
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    return {
+        "rps": sum(r["measured"] for r in rounds) / (seconds * len(rounds)),
+        "per_round": [r["measured"] / seconds for r in rounds],
+        "p50": pct(0.5),
+        "p99": pct(0.99),
+        "ok": sum(r["ok"] for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+        "exhausted": any(r["exhausted"] for r in rounds),
+    }
+
+
+def prepare(subscribers: int) -> list[str]:
+    """Seed followers, an article and a push; one signed token per follower."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from bench.webhook import seed
+    from content import links
+    from content.models import Article, Push
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE accounts_followevent, accounts_interaction, accounts_subscriber, content_push, content_article "
+            "RESTART IDENTITY CASCADE"
+        )
+    seed(subscribers, 0)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    article = Article.objects.create(title="Bench article", slug="bench-article", body="# Bench")
+    push = Push.objects.create(name="Bench push", article=article)
+    link_id = links.link_id_for("https://example.com/articles/bench?from=push")
+    tokens = [
+        links.token_make(links.LinkPayload(subscriber_id=s, push_id=push.pk, content_id=article.pk, link_id=link_id))
+        for s in range(1, subscribers + 1)
+    ]
+    random.Random(7).shuffle(tokens)
+    return tokens
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--subscribers", type=int, default=100_000, help="followers, one token each (100,000)")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    database_url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    redis_url = os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        DJANGO_DEBUG="false",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
+    ensure_database(database_url)
+    tokens = prepare(args.subscribers)
+    import redis as redis_lib
+
+    from accounts.models import Interaction
+
+    redis_lib.Redis.from_url(redis_url).flushdb()
+    port = free_port()
+    load_before = os.getloadavg()[0]
+    server = start_server(port, {**os.environ})
+    rounds: dict[str, list[dict]] = {"bare": [], "redirect": []}
+    chunk = len(tokens) // args.rounds  # each round clicks its own tokens: no click is ever a replay
+    try:
+        for k in range(args.rounds):
+            rounds["bare"].append(drive(port, ["/bench/bare/"] * 50_000, args))
+            rounds["redirect"].append(drive(port, [f"/r/{t}" for t in tokens[k * chunk : (k + 1) * chunk]], args))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    load_after = os.getloadavg()[0]
+    stored = Interaction.objects.filter(kind="link_click").count()
+    redis_lib.Redis.from_url(redis_url).flushdb()
+    bare, redirect = summarize(rounds["bare"], args.duration), summarize(rounds["redirect"], args.duration)
+    print(
+        f"gunicorn 2 sync workers, the whole middleware chain for both; {args.processes} load processes x "
+        f"{args.threads} connections; {args.rounds} alternating rounds of {args.duration:.0f} s after "
+        f"{args.warmup:.0f} s warm-up; {args.subscribers:,} followers; load average {load_before:.1f} -> "
+        f"{load_after:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}   req/s per round")
+    for name, r in (("bare view", bare), ("redirect", redirect)):
+        per_round = " ".join(f"{x:.0f}" for x in r["per_round"])
+        print(f"{name:10} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d}   {per_round}")
+    ratio = redirect["rps"] / bare["rps"] if bare["rps"] else 0.0
+    once = stored == redirect["ok"]
+    print(f"ratio redirect/bare: {ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'})")
+    print(f"clicks stored: {stored} for {redirect['ok']} redirects answered (each stored once: {once})")
+    if redirect["exhausted"]:
+        print("note: the load ran out of tokens; raise --subscribers")
+    return 0 if ratio >= 0.5 and once and not redirect["errors"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
