@@ -89,7 +89,7 @@ class SubscriberAdmin(ModelAdmin):
     date_hierarchy = "subscribed_at"
     show_full_result_count = False
     actions = [start_follower_sync, "refetch_profiles", export_personal_data, erase_personal_data]
-    filter_horizontal = ["tags", "topics_opted_out", "topics_preferred"]
+    autocomplete_fields = ["tags", "topics_preferred", "topics_opted_out"]
     # What WeChat and the product write; operators edit only the tags and preferences.
     _record_fields = [
         "openid",
@@ -138,7 +138,10 @@ class SubscriberAdmin(ModelAdmin):
     def timeline(self, obj: Subscriber) -> str:
         if obj.pk is None:
             return "-"
-        events = subscriber_timeline(subscriber=obj)
+        # unfold may render a read-only field more than once: compute the timeline once per page.
+        if getattr(obj, "_timeline", None) is None:
+            obj._timeline = subscriber_timeline(subscriber=obj)
+        events = obj._timeline
         if not events:
             return _("Nothing yet.")
         return render_to_string("admin/accounts/subscriber/timeline.html", {"events": events})

@@ -43,7 +43,8 @@ def subscriber_timeline(*, subscriber: Subscriber, limit: int = 50) -> list[dict
                              _("Followed") if follow else _("Unfollowed"), scene))  # fmt: skip
     interactions = (
         subscriber.interactions.exclude(kind__in=EVENT_KINDS)
-        .only("kind", "content", "event_key", "created_at", "data")
+        .exclude(kind__endswith="jobfinish")  # WeChat's reports about our own sends
+        .only("subscriber_id", "kind", "content", "event_key", "created_at", "data")
         .order_by("-created_at", "-id")[:limit]
     )
     for i in interactions:

@@ -41,7 +41,9 @@ def story():
     _interaction(sub, "link_click", T0 + 3 * H, data={"url": "https://example.com/a", "push_id": 1})
     push = Push.objects.create(name="春季推送", status="sent")
     at = T0 + timedelta(minutes=150)
-    Delivery.objects.create(push=push, subscriber=sub, channel="template", status="delivered", created_at=at, sent_at=at)
+    Delivery.objects.create(
+        push=push, subscriber=sub, channel="template", status="delivered", created_at=at, sent_at=at
+    )
     OutboundMessage.objects.create(subscriber=sub, kind="custom", source="operator", text="有的,请看菜单",
                                    status="sent", created_at=T0 + timedelta(minutes=90))  # fmt: skip
     kind = ConversionType.objects.get_or_create(slug="purchase", defaults={"name": "Purchase"})[0]
