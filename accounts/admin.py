@@ -9,6 +9,7 @@ from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateTimeFilter, RangeNumericFilter, RelatedDropdownFilter
 
 from wechat_crm.exceptions import ApplicationError
+from wechat_crm.paginators import EstimatedCountPaginator
 
 from . import selectors
 from .models import FollowerSync, Interaction, Subscriber, Tag
@@ -86,8 +87,9 @@ class SubscriberAdmin(ModelAdmin):
     list_filter_submit = True
     search_fields = ["openid", "unionid", "remark", "nickname"]  # see get_search_results
     search_help_text = _("Exact OpenID or UnionID, or part of the remark or nickname.")
-    date_hierarchy = "subscribed_at"
+    # No date_hierarchy: its years are a DISTINCT over the whole table (0.5 s at 1M rows); the date filters stay.
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
     actions = [start_follower_sync, "refetch_profiles", export_personal_data, erase_personal_data]
     autocomplete_fields = ["tags", "topics_preferred", "topics_opted_out"]
     # What WeChat and the product write; operators edit only the tags and preferences.
@@ -205,8 +207,9 @@ class InteractionAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_select_related = ["subscriber"]
     search_fields = ["subscriber__openid", "msg_id"]  # see get_search_results
     search_help_text = _("Exact OpenID or message ID.")
-    date_hierarchy = "created_at"
+    # No date_hierarchy: its years are a DISTINCT over the whole table (13 s at 10M rows); the date filters stay.
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
     list_per_page = 50
 
     @admin.display(description=_("subscriber"), ordering="subscriber__openid")

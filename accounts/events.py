@@ -26,5 +26,5 @@ record_system_event = services.interaction_record_system_event
 
 
 def profile_fetch_later(interactions: Sequence[Interaction]) -> None:
-    """Fetch the profiles (user/info/batchget) about a second later, batched with the other follows of that second."""
+    """Fetch the profiles (one batch request) about a second later, batched with the other follows of that second."""
     transaction.on_commit(profiles.profile_fetch_schedule)

@@ -40,6 +40,7 @@ class InteractionKind(models.TextChoices):
     SUBSCRIBE_MSG_POPUP_EVENT = "subscribe_msg_popup_event", _("Subscription notice consent")
     TEMPLATESENDJOBFINISH = "templatesendjobfinish", _("Template message report")
     MASSSENDJOBFINISH = "masssendjobfinish", _("Mass send report")
+    PUBLISHJOBFINISH = "publishjobfinish", _("Publishing report")
     # Ours.
     LINK_CLICK = "link_click", _("Tracked link click")
 
@@ -70,4 +71,4 @@ ENGAGING: frozenset[str] = frozenset({K.LINK_CLICK})
 MENU_CLICKS: frozenset[str] = frozenset({K.CLICK, K.VIEW})
 
 # WeChat's reports about our own sends: nothing the subscriber did.
-SYSTEM_REPORTS: frozenset[str] = frozenset({K.TEMPLATESENDJOBFINISH, K.MASSSENDJOBFINISH})
+SYSTEM_REPORTS: frozenset[str] = frozenset({K.TEMPLATESENDJOBFINISH, K.MASSSENDJOBFINISH, K.PUBLISHJOBFINISH})

@@ -14,10 +14,12 @@ from unfold.contrib.filters.admin import RangeDateTimeFilter
 
 from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError
+from wechat_crm.paginators import EstimatedCountPaginator
 
 from . import selectors, services, templating
 from .errors import ArticleStatusError, SegmentInvalid, TemplateInvalid
 from .models import Article, Delivery, MessageTemplate, OperatorProfile, Push, Segment, SendPolicy, Topic
+from .reasons import LABELS as REASON_LABELS
 from .reasons import reason_label
 from .services import deliveries, pushes, segments
 
@@ -331,7 +333,8 @@ class PushAdmin(ModelAdmin):
     search_fields = ["name"]
     list_select_related = ["segment"]
     autocomplete_fields = ["article", "template", "segment"]
-    readonly_fields = ["status", "recipients", "started_at", "finished_at", "report", "created_by", "created_at"]
+    readonly_fields = ["status", "recipients", "started_at", "finished_at", "report", "wechat_report", "created_by",
+                       "created_at"]  # fmt: skip
     actions = ["schedule_selected", "cancel_selected", "send_test_selected"]
     change_form_template = "content/admin/push_change_form.html"
 
@@ -385,6 +388,31 @@ class PushAdmin(ModelAdmin):
              f" ({_('baseline')} {pct(r['baseline_unfollow_rate_72h'])})"),
         ]  # fmt: skip
         return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+
+    @admin.display(description=_("WeChat's figures"))
+    def wechat_report(self, push: Push) -> str:
+        """WeChat's reads and shares of a news push's articles (datacube, from the day after the send)."""
+        if not push.pk or push.channel != Push.Channel.NEWS:
+            return "-"
+        from publishing.selectors import push_wechat_figures
+
+        figures = push_wechat_figures(push=push)
+        rows = [
+            (a["index"], a["title"], a["read_user"], a["read_count"], a["share_user"], a["share_count"],
+             "-" if a["read_from_session"] is None else a["read_from_session"],
+             "-" if a["read_from_other"] is None else a["read_from_other"], a["url"] or "-")
+            for a in figures["articles"]
+        ]  # fmt: skip
+        head = format_html(
+            "<tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            _("title"), _("readers"), _("reads"), _("sharers"), _("shares"), _("readers from the chat"),
+            _("readers from other sources"), _("URL"),
+        )  # fmt: skip
+        body = format_html_join("", "<tr>" + "<td>{}</td>" * 9 + "</tr>", rows)
+        failure = format_html("<p>{}: {}</p>", _("Failed"), figures["failure"]) if figures["failure"] else ""
+        if not rows:
+            return format_html("{}<p>{}</p>", failure, _("WeChat's figures come the day after the send."))
+        return format_html("{}<table>{}{}</table>", failure, head, body)
 
     def save_model(self, request: HttpRequest, obj: Push, form, change: bool) -> None:
         """Through push_create / push_update, as the API does."""
@@ -446,17 +474,34 @@ class PushAdmin(ModelAdmin):
                    _("%(count)d test messages sent."))  # fmt: skip
 
 
+class ReasonFilter(admin.SimpleListFilter):
+    """The reasons the product writes (content.reasons), listed without a DISTINCT over millions of deliveries."""
+
+    title = _("reason")
+    parameter_name = "reason"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [*((code, str(label)) for code, label in REASON_LABELS.items()), ("wechat:", _("WeChat errors"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(reason__startswith=value) if value.endswith(":") else queryset.filter(reason=value)
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(ModelAdmin):
     list_display = [
         "id", "push", "subscriber", "status", "reason_text", "errcode", "attempts", "sent_at", "finished_at"
     ]  # fmt: skip
-    list_filter = ["status", "channel", "reason", ("sent_at", RangeDateTimeFilter)]
+    list_filter = ["status", "channel", ReasonFilter, ("sent_at", RangeDateTimeFilter)]
     list_filter_submit = True
     list_select_related = ["push", "subscriber"]
     search_fields = ["push__name", "subscriber__openid"]
     raw_id_fields = ["push", "subscriber"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
 
     @admin.display(description=_("reason"), ordering="reason")
     def reason_text(self, delivery: Delivery) -> str:

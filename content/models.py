@@ -113,8 +113,21 @@ class Article(Authored):
     def is_published(self) -> bool:
         return self.status == self.Status.PUBLISHED
 
+    def cover_url(self) -> str:
+        """The cover's absolute URL (on PUBLIC_BASE_URL): WeChat fetches pictures of messages from it. "" without."""
+        if not self.cover:
+            return ""
+        url = self.cover.url
+        if url.startswith(("http://", "https://")):
+            return url
+        return settings.PUBLIC_BASE_URL.rstrip("/") + "/" + url.lstrip("/")
+
     def public_url(self) -> str:
-        """The absolute address of the page (PUBLIC_BASE_URL + /c/<slug>/), the target of tracked links."""
+        """The target of tracked links and templates: the permanent WeChat URL once the article is published on
+        WeChat (publishing.ArticleWeChat), else the absolute address of our page (PUBLIC_BASE_URL + /c/<slug>/)."""
+        wechat = getattr(self, "wechat", None) if self.pk else None
+        if wechat is not None and wechat.wechat_url:
+            return wechat.wechat_url
         return settings.PUBLIC_BASE_URL.rstrip("/") + self.get_absolute_url()
 
 
@@ -332,6 +345,7 @@ class Push(Authored):
         CUSTOM = "custom", _("Customer-service message (48-hour window)")
         MASS_TAG = "mass_tag", _("Mass send to a tag")
         MASS_OPENID = "mass_openid", _("Mass send to an openid list")
+        NEWS = "news", _("News (the article as a WeChat draft, mass-sent)")
 
     name = models.CharField(_("name"), max_length=200)
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices, default=Channel.TEMPLATE)
@@ -394,7 +408,7 @@ class Push(Authored):
 
     @property
     def is_mass(self) -> bool:
-        return self.channel in (self.Channel.MASS_TAG, self.Channel.MASS_OPENID)
+        return self.channel in (self.Channel.MASS_TAG, self.Channel.MASS_OPENID, self.Channel.NEWS)
 
 
 class Delivery(models.Model):
@@ -463,6 +477,15 @@ class MassBatch(models.Model):
     filter_count = models.PositiveIntegerField(_("after filtering"), null=True, blank=True)
     sent_count = models.PositiveIntegerField(_("sent"), null=True, blank=True)
     error_count = models.PositiveIntegerField(_("errors"), null=True, blank=True)
+    msg_data_id = models.BigIntegerField(_("WeChat msg_data_id"), null=True, blank=True, db_index=True)
+    refused_at = models.DateTimeField(
+        _("refused by WeChat at"),
+        null=True,
+        blank=True,
+        help_text=_("When WeChat answered that the mass-send quota is used up."),
+    )
+    article_urls = models.JSONField(_("article URLs"), default=dict, blank=True, help_text=_("By article index."))
+    copyright_check = models.JSONField(_("copyright check"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("mass-send batch")

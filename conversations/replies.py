@@ -92,7 +92,7 @@ def _article_card(article) -> dict[str, Any]:
     cover = ""
     if article.cover:
         try:
-            cover = article.cover.url
+            cover = article.cover_url()
         except ValueError:
             cover = ""
     return {"id": article.pk, "title": article.title, "description": article.digest, "pic_url": cover,

@@ -126,7 +126,7 @@ def custom_news_payload(subscriber: Subscriber, articles: list[Any], *, descript
             title=article.title,
             description=description or article.digest,
             url=link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk),
-            picurl=article.cover.url if article.cover else "",
+            picurl=article.cover_url(),
         )
         for article in articles[: messages.NEWS_MAX_ARTICLES]
     ]

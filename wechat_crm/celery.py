@@ -13,6 +13,8 @@ app.conf.task_routes = {
     "wechat_crm.tasks.*": {"queue": "inbound"},
     "content.tasks.*": {"queue": "outbound"},
     "campaigns.tasks.*": {"queue": "reports"},
+    "publishing.tasks.stats_*": {"queue": "reports"},
+    "publishing.tasks.*": {"queue": "outbound"},
     # Replies and journey steps are conversations: they must not wait behind a push.
     "conversations.tasks.*": {"queue": "inbound"},
 }

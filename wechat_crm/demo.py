@@ -64,3 +64,44 @@ def demo_channels_create() -> list[str]:
         if campaign is not None:
             campaign.channels.add(channel)
     return [scene_str for scene_str, *_rest in CHANNELS]
+
+
+def _demo_cover(article) -> None:
+    """A generated JPEG cover for a demo article (WeChat needs one for a draft)."""
+    import io
+
+    from django.core.files.base import ContentFile
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (900, 383), "#07c160")
+    ImageDraw.Draw(image).rectangle((40, 40, 860, 343), outline="white", width=6)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    article.cover.save(f"{article.slug}.jpg", ContentFile(out.getvalue()), save=False)
+    article.save(update_fields=["cover", "updated_at"])
+
+
+def demo_publish() -> dict[str, int]:
+    """On the (fake) WeChat: publish the first demo article (发布) and send one news push of the second to every
+    follower (material upload, its draft, a mass send of mpnews). Safe to run again: each is done once."""
+    from content.models import Article, Push
+    from content.services import pushes
+    from publishing.models import Publication, PushNews
+    from publishing.services.publish import article_publish
+
+    articles = {a.slug: a for a in Article.objects.filter(slug__in=[slug for _t, slug, *_r in ARTICLES])}
+    for article in articles.values():
+        if not article.cover:
+            _demo_cover(article)
+    done = {"published": 0, "news_pushes": 0}
+    first, second = articles.get(ARTICLES[0][1]), articles.get(ARTICLES[1][1])
+    if first is not None and not Publication.objects.filter(draft__items__article=first).exists():
+        article_publish(article=first)
+        done["published"] = 1
+    name = _("Demo news push")
+    if second is not None and not Push.objects.filter(name=name).exists():
+        push = pushes.push_create(name=name, channel=Push.Channel.NEWS, article=second)
+        PushNews.objects.create(push=push, to_all=True, send_ignore_reprint=True)
+        pushes.push_schedule(push=push, send_at=timezone.now())
+        done["news_pushes"] = 1
+    return done

@@ -19,7 +19,7 @@ ADMIN = "admin"
 ROLES = (MARKETER, OPERATOR, ADMIN)
 
 # Our apps: their models are what the roles are about (Django's own and third-party apps' belong to admins).
-PROJECT_APPS = ("accounts", "content", "campaigns", "conversations", "wechat_crm")
+PROJECT_APPS = ("accounts", "content", "campaigns", "conversations", "publishing", "wechat_crm")
 # Models an operator writes (app_label.model_name); everything else they only read.
 OPERATOR_WRITES = (
     "content.topic",
@@ -30,6 +30,11 @@ OPERATOR_WRITES = (
     "content.trackedlink",
     "campaigns.channel",
     "campaigns.campaign",
+    # Publishing on WeChat: the media library, articles' WeChat settings, drafts and news options.
+    "publishing.mediaasset",
+    "publishing.articlewechat",
+    "publishing.draft",
+    "publishing.pushnews",
     # The inbox: operators answer conversations, assign them and keep the quick replies.
     "conversations.conversation",
     "conversations.quickreply",

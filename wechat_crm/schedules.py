@@ -43,3 +43,16 @@ BEAT_SCHEDULE["campaigns-stages-backfill"] = {
     "schedule": crontab(minute=20),
     "options": {"expires": 3500},
 }
+
+# Publishing: WeChat's statistics of yesterday (datacube has a day's figures from the next day) at 08:15 Beijing
+# time; publications whose PUBLISHJOBFINISH did not come are asked about every 5 minutes.
+BEAT_SCHEDULE["publishing-stats-pull-daily"] = {
+    "task": "publishing.tasks.stats_pull_daily",
+    "schedule": crontab(minute=15, hour=8),
+    "options": {"expires": 3600},
+}
+BEAT_SCHEDULE["publishing-publications-poll"] = {
+    "task": "publishing.tasks.publications_poll",
+    "schedule": crontab(minute="*/5"),
+    "options": {"expires": 290},
+}

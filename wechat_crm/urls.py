@@ -11,6 +11,7 @@ api_patterns = [
     path("", include("campaigns.urls")),
     path("", include(content_api_urlpatterns)),
     path("", include("conversations.urls")),
+    path("", include("publishing.urls")),
 ]
 
 urlpatterns = [

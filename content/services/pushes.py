@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -39,7 +40,7 @@ TRANSITIONS: dict[str, set[str]] = {
 FINAL_PUSH = {S.SENT, S.PARTIALLY_FAILED, S.CANCELLED}
 PUSH_FIELDS = ("name", "channel", "article", "template", "text", "segment", "mass_tag", "send_at", "frequency_cap",
                "ignore_quiet_hours")  # fmt: skip
-PAGE_SIZE = {"template": 500, "custom": 500, "mass_tag": 10_000, "mass_openid": 10_000}
+PAGE_SIZE = {"template": 500, "custom": 500, "mass_tag": 10_000, "mass_openid": 10_000, "news": 10_000}
 CLAIM_LIMIT = 20
 
 
@@ -83,7 +84,16 @@ def _check_sendable(push: Push) -> None:
     needs_text = push.channel in (Push.Channel.CUSTOM, Push.Channel.MASS_OPENID, Push.Channel.MASS_TAG)
     if needs_text and push.article_id is None and not push.text.strip():
         raise PushInvalid(_("This channel needs an article or a text."))
-    if push.channel == Push.Channel.MASS_TAG:
+    if push.channel == Push.Channel.NEWS:  # WeChat's rules for the account type, before any call
+        from publishing.services.news import by_openid, news_check
+
+        if push.mass_tag_id is not None and push.mass_tag.wechat_tag_id is None:
+            raise PushInvalid(_("A mass send by tag needs a tag that exists on WeChat."))
+        recipients = None
+        if by_openid(push) and push.segment_id is not None:
+            recipients = segment_subscribers(rules=push.segment.rules, now=timezone.now()).count()
+        news_check(push=push, recipients=recipients)
+    elif push.channel == Push.Channel.MASS_TAG:
         if push.mass_tag_id is None or push.mass_tag.wechat_tag_id is None:
             raise PushInvalid(_("A mass send by tag needs a tag that exists on WeChat."))
     elif push.segment_id is None:
@@ -208,9 +218,12 @@ def push_resolve(*, push: Push, now: dt.datetime | None = None) -> int:
     """Write one queued Delivery per recipient with ONE INSERT ... SELECT from the segment query (followers only,
     resolved now). Safe to run twice: the unique (push, subscriber) constraint drops repeats. Returns the count."""
     now = now or timezone.now()
-    if push.channel == Push.Channel.MASS_TAG:
-        from accounts.models import Subscriber
+    from accounts.models import Subscriber
 
+    news_to_all = push.channel == Push.Channel.NEWS and getattr(getattr(push, "news", None), "to_all", False)
+    if news_to_all:  # a news push to every follower (sendall to all)
+        members = Subscriber.objects.filter(is_following=True)
+    elif push.mass_tag_id is not None and push.channel in (Push.Channel.MASS_TAG, Push.Channel.NEWS):
         members = Subscriber.objects.filter(is_following=True, tags=push.mass_tag_id)
     else:
         members = segment_subscribers(rules=push.segment.rules, now=now)
@@ -275,7 +288,8 @@ def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.t
     from .deliveries import StartMarks, deliveries_recover_accepted
 
     now = now or timezone.now()
-    stalled_after = dt.timedelta(minutes=5) if stalled_after is None else stalled_after  # 0 means at once
+    if stalled_after is None:  # 0 means at once
+        stalled_after = dt.timedelta(seconds=settings.PUSH_STALLED_AFTER_SECONDS)
     cutoff = now - stalled_after
     resumed = 0
     for push in Push.objects.filter(status=S.SENDING, started_at__lt=cutoff):
@@ -284,10 +298,11 @@ def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.t
             resumed += 1
             continue
         lost = Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.SENDING, claimed_at__lt=cutoff)
-        unsent, accepted = StartMarks.recover(push.pk, lost.values_list("pk", "attempts"))
-        deliveries_recover_accepted(accepted, at=now)  # WeChat took them before the worker died (see StartMarks)
-        if unsent:  # provably never sent (see StartMarks): back to the queue, sent by the pages enqueued below
-            lost.filter(pk__in=unsent).update(
+        recovered = StartMarks.recover(push.pk, lost.values_list("pk", "attempts"))
+        # WeChat took them before the worker died (see StartMarks)
+        deliveries_recover_accepted(recovered.accepted, at=now)
+        if recovered.unsent:  # provably never sent (see StartMarks): back to the queue, sent by the pages below
+            lost.filter(pk__in=recovered.unsent).update(
                 status=Delivery.Status.QUEUED, not_before=None, attempts=F("attempts") - 1
             )
         lost.update(status=Delivery.Status.UNKNOWN, reason="worker_lost", finished_at=now)

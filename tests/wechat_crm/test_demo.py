@@ -46,3 +46,8 @@ def test_demo_traffic_creates_channels_with_qr_codes_and_followers_who_scanned_t
     assert Subscriber.objects.count() == 12
     # Some followed through a demo QR code; the worker attributes them to the channel.
     wait_for(lambda: ChannelTouch.objects.filter(channel__in=channels).exists(), timeout=60)
+    # One article published on WeChat and one news push sent to every follower, each once.
+    assert fake_wechat.count("/cgi-bin/freepublish/submit") == 1
+    wait_for(lambda: fake_wechat.count("/cgi-bin/message/mass/sendall") == 1, timeout=60)
+    [news] = fake_wechat.calls("/cgi-bin/message/mass/sendall")
+    assert news["body"]["msgtype"] == "mpnews" and news["body"]["filter"] == {"is_to_all": True}

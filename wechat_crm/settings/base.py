@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "content",
     "campaigns",
     "conversations",
+    "publishing",
 ]
 
 MIDDLEWARE = [
@@ -197,6 +198,9 @@ for _item in env.list("PUSH_PAGE_SIZES", default=[]):
 # A page task writes its rows' outcomes after every PUSH_WRITE_EVERY messages: a worker killed mid-page leaves at most
 # that many rows "sending", which the beat marks unknown (never resent).
 PUSH_WRITE_EVERY = env.int("PUSH_WRITE_EVERY", default=50)
+# The beat's safety net treats a push's page as stalled (its worker died, or its task was lost with the broker) when
+# its rows have been queued or sending for this long; a live page sends its rows in seconds.
+PUSH_STALLED_AFTER_SECONDS = env.int("PUSH_STALLED_AFTER_SECONDS", default=300)
 # Profile fetch after a follow (accounts.profiles): wait this long to batch follows into one batch profile call,
 # and retry a failed batch after at most this many seconds (45009 would otherwise wait until midnight).
 PROFILE_FETCH_DELAY = env.float("PROFILE_FETCH_DELAY", default=1.0)
@@ -231,6 +235,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = VAR_DIR / "media"
+# Django serves MEDIA_URL itself when true (a production without a reverse proxy for uploads); under DEBUG it does.
+SERVE_MEDIA = env.bool("SERVE_MEDIA", default=False)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -29,6 +29,7 @@ from accounts.kinds import InteractionKind as K
 from campaigns import events as campaigns
 from content import events as content
 from conversations import events as conversations
+from publishing import events as publishing
 
 from .inbound import SUCCESS, InboundMessage
 
@@ -148,6 +149,8 @@ ROUTES: dict[str, Route] = {
     # --- WeChat's reports about our sends: not something the subscriber did. ------------------------------------
     K.TEMPLATESENDJOBFINISH: Route(record=accounts.record_report, follow_ups=(content.delivery_job_finish,)),
     K.MASSSENDJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(content.mass_job_finish,)),
+    # A publication (发布) finished: its article_id and permanent URLs, or its failure.
+    K.PUBLISHJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(publishing.publish_job_finish,)),
 }
 # A type WeChat added since (stored as it came, touching last_interaction_at).
 DEFAULT_ROUTE = Route()

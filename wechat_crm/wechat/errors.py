@@ -27,6 +27,7 @@ RESPONSE_OUT_OF_TIME_LIMIT = 45015
 RESPONSE_COUNT_LIMIT = 45047
 DUPLICATE_CLIENTMSGID = 45065
 MASS_QUOTA = 45028
+INVALID_MEDIA_ID = 40007
 API_UNAUTHORIZED = 48001
 
 INVALID_TOKEN_CODES = frozenset({INVALID_CREDENTIAL, INVALID_ACCESS_TOKEN, EXPIRED_ACCESS_TOKEN})
@@ -115,6 +116,12 @@ class WeChatMassQuota(WeChatPermanent):
     default_message = _("WeChat refused the mass send: the account's mass-send quota is used up (45028).")
 
 
+class WeChatMediaGone(WeChatPermanent):
+    """40007: WeChat has no media (material, draft) with this media_id (deleted, or consumed by a send)."""
+
+    default_message = _("WeChat no longer has this media (40007).")
+
+
 class WeChatUnauthorized(WeChatPermanent):
     """48001: the account lacks the permission for this API (e.g. publishing on an unverified account).
 
@@ -153,6 +160,8 @@ def error_from_response(errcode: int, errmsg: str = "") -> WeChatError:
         return WeChatDuplicate(errcode, errmsg)
     if errcode == MASS_QUOTA:
         return WeChatMassQuota(errcode, errmsg)
+    if errcode == INVALID_MEDIA_ID:
+        return WeChatMediaGone(errcode, errmsg)
     if errcode == API_UNAUTHORIZED:
         return WeChatUnauthorized(errcode, errmsg)
     if errcode == SYSTEM_BUSY:

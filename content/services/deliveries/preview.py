@@ -14,11 +14,17 @@ from ...models import OperatorProfile, Push
 from .rendering import Renderer
 
 
-def push_send_test(*, push: Push, user: Any) -> int | None:
+def push_send_test(*, push: Push, user: Any, wxname: str = "") -> int | None:
     """Send the rendered message to the operator's own openid (OperatorProfile). Returns WeChat's msgid.
 
-    Raises PushInvalid without a linked openid, or with WeChat's error."""
+    A news push goes through WeChat's own preview of its draft (no 48-hour window), to the openid or to the
+    WeChat ID `wxname`. Raises PushInvalid without a linked openid, or with WeChat's error."""
     from wechat_crm.wechat.client import get_client
+
+    if Push.objects.filter(pk=push.pk, channel=Push.Channel.NEWS).exists():
+        from publishing.services.news import news_preview
+
+        return news_preview(push=Push.objects.select_related("article").get(pk=push.pk), user=user, wxname=wxname)
 
     profile = OperatorProfile.objects.filter(user_id=getattr(user, "pk", None)).first()
     if profile is None or not profile.openid:

@@ -48,7 +48,7 @@ class Renderer:
                 title=article.title,
                 description=article.digest,
                 url=link_track(article.public_url(), subscriber_id=sub["id"], push_id=push.pk, content_id=article.pk),
-                picurl=article.cover.url if article.cover else "",
+                picurl=article.cover_url(),
             )
             return messages.custom_news(openid=sub["openid"], articles=[card])
         text = self._rewrite(push.text, subscriber_id=sub["id"], push_id=push.pk)

@@ -70,12 +70,18 @@ def _job_finish_apply(interaction: Any) -> JobFinish:
 
 
 def mass_job_finish(interaction: Any) -> int:
-    """MASSSENDJOBFINISH: the batch's totals (set, not added: a repeated report changes nothing)."""
+    """MASSSENDJOBFINISH: the batch's totals, and for articles their URLs and WeChat's copyright check (set, not
+    added: a repeated report changes nothing)."""
+    from wechat_crm.wechat.client.publishing import mass_job_articles
+
     data = interaction.data or {}
     msg_id = _int(interaction.msg_id or data.get("MsgID"))
     if msg_id is None:
         return 0
+    article_urls, copyright_check = mass_job_articles(data)
     return MassBatch.objects.filter(msg_id=msg_id).update(
+        article_urls={str(k): v for k, v in article_urls.items()},
+        copyright_check=copyright_check,
         job_status=(data.get("Status") or "")[:64],
         total_count=_int(data.get("TotalCount")),
         filter_count=_int(data.get("FilterCount")),

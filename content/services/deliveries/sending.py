@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -21,6 +22,13 @@ from .rows import ChunkResult, Claim, D, DeliveryUpdate, Retry, Sendable, skippe
 from .start_marks import StartMarks
 
 logger = logging.getLogger(__name__)
+
+
+class ChunkSent(NamedTuple):
+    """A chunk's rows by outcome status, and when its retries run (seconds; None without retries)."""
+
+    counts: Counter[str]
+    retry_in: float | None
 
 
 @dataclass
@@ -108,9 +116,11 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
             break
         out.claimed += len(claimed)
         renderer = renderer or Renderer(push)
-        chunk_retry = _send_chunk(push, policy, renderer, claimed, now, threads, out, marks)
-        if chunk_retry is not None:
-            retry_in = chunk_retry if retry_in is None else max(retry_in, chunk_retry)
+        chunk = _send_chunk(push, policy, renderer, claimed, now, threads, marks)
+        for status, n in chunk.counts.items():
+            out.counts[status] = out.counts.get(status, 0) + n
+        if chunk.retry_in is not None:
+            retry_in = chunk.retry_in if retry_in is None else max(retry_in, chunk.retry_in)
         if every is None or not Push.objects.filter(pk=push_id, status=Push.Status.SENDING).exists():
             break  # a mass page is one call; a push cancelled meanwhile sends no further chunk
         now = timezone.now()
@@ -131,10 +141,9 @@ def _send_chunk(
     claimed: Sequence[Claim],
     now: dt.datetime,
     threads: int | None,
-    out: PageOutcome,
     marks: StartMarks | None = None,
-) -> float | None:
-    """Skip, send and write the outcomes of one claimed chunk. Returns the retry delay when some must retry."""
+) -> ChunkSent:
+    """Skip, send and write the outcomes of one claimed chunk."""
     subs = recipients(push, policy, [c.subscriber_id for c in claimed], now)
     result = ChunkResult()
     sendable: list[Sendable] = []
@@ -156,9 +165,7 @@ def _send_chunk(
     if marks is not None:
         marks.forget()
     mark_not_following(result.gone, now)
-    for update in updates:
-        out.counts[update.status] = out.counts.get(update.status, 0) + 1
-    return requeue.delay
+    return ChunkSent(Counter(update.status for update in updates), requeue.delay)
 
 
 def _send_messages(
@@ -185,13 +192,24 @@ def _send_messages(
 
 
 def _send_mass(push: Push, renderer: Renderer, sendable: Sequence[Sendable], policy: SendPolicy) -> ChunkResult:
-    """One mass send for the page (up to 10,000 openids, or the tag), idempotent through its clientmsgid."""
+    """One mass send for the page (up to 10,000 openids, or the tag), idempotent through its clientmsgid.
+
+    A news push sends its articles' WeChat draft as mpnews (publishing.services.news): to everyone, its tag or the
+    page's openids; a refusal of WeChat's rules before any call ends the page's deliveries in error with the rule."""
+    from wechat_crm.exceptions import ApplicationError
     from wechat_crm.wechat.client import get_client
     from wechat_crm.wechat.errors import Outcome, WeChatError, classify
 
     client = get_client()
-    content = renderer.mass_content()
-    if push.channel == Push.Channel.MASS_TAG:
+    openids: list[str] | None = [s.recipient["openid"] for s in sendable]
+    if push.channel == Push.Channel.NEWS:
+        from publishing.services import news
+
+        if not news.by_openid(push):
+            openids = None
+        target = f"d{sendable[0].delivery_id}" if openids is not None else ("tag" if push.mass_tag_id else "all")
+        clientmsgid = f"push{push.pk}-{target}"
+    elif push.channel == Push.Channel.MASS_TAG:
         clientmsgid = f"push{push.pk}-tag"
     else:
         clientmsgid = f"push{push.pk}-d{sendable[0].delivery_id}"
@@ -203,14 +221,22 @@ def _send_mass(push: Push, renderer: Renderer, sendable: Sequence[Sendable], pol
         c = classify(None)
     else:
         try:
-            if push.channel == Push.Channel.MASS_TAG:
+            if push.channel == Push.Channel.NEWS:
+                sent = news.news_send(push=push, clientmsgid=clientmsgid, openids=openids)
+            elif push.channel == Push.Channel.MASS_TAG:
+                content = renderer.mass_content()
                 sent = client.mass_send_to_tag(content, tag_id=push.mass_tag.wechat_tag_id, clientmsgid=clientmsgid)
             else:
-                openids = [s.recipient["openid"] for s in sendable]
+                content = renderer.mass_content()
                 sent = client.mass_send_to_openids(content, openids=openids, clientmsgid=clientmsgid)
             msg_id, c = sent.msg_id, classify(None)
         except WeChatError as exc:
             msg_id, c = None, classify(exc)
+        except ApplicationError as exc:  # refused before any send: a WeChat rule, an article WeChat would refuse
+            reason, errcode = str(exc.extra.get("rule") or "refused")[:64], exc.extra.get("errcode")
+            return ChunkResult(
+                updates=[DeliveryUpdate(s.delivery_id, D.ERROR, reason, errcode, finished_at=now) for s in sendable]
+            )
     out = ChunkResult()
     if c.outcome in (Outcome.SENT, Outcome.SENT_ALREADY):
         MassBatch.objects.filter(pk=batch.pk).update(sent_at=batch.sent_at or now, msg_id=msg_id)

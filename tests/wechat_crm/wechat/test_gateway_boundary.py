@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-PRODUCT = ("accounts", "campaigns", "content", "conversations", "wechat_crm")
+PRODUCT = ("accounts", "campaigns", "content", "conversations", "publishing", "wechat_crm")
 GATEWAY = ROOT / "wechat_crm" / "wechat"
 
 # WeChat's API paths (relative to https://api.weixin.qq.com/), as code, comments or strings would name them.

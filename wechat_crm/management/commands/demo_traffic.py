@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from wechat_crm.demo import demo_channels_create
+from wechat_crm.demo import demo_channels_create, demo_publish
 from wechat_crm.exceptions import ApplicationError
 
 
@@ -61,6 +61,11 @@ class Command(BaseCommand):
                 callback=f"{web}/wechat/callback/", fake_wechat=fake, channels=",".join(scenes), stdout=self.stdout,
                 stderr=self.stderr,
             )  # fmt: skip
+        try:  # one article published on WeChat and one news push, through the fake's publishing API
+            done = demo_publish()
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(_("Published %(published)s article(s), scheduled %(news_pushes)s news push(es).") % done)
 
     def _wait(self, url: str, seconds: float) -> None:
         http = urllib3.PoolManager(retries=False, timeout=2.0)
