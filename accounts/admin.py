@@ -10,12 +10,12 @@ from unfold.contrib.filters.admin import RangeDateTimeFilter, RangeNumericFilter
 
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.paginators import EstimatedCountPaginator
+from wechat_crm.timeline import subscriber_timeline
 
 from . import selectors
 from .models import FollowerSync, Interaction, Subscriber, Tag
 from .privacy_admin import erase_personal_data, export_personal_data
 from .subscribers import attributes_merged, subscriber_update
-from .timeline import subscriber_timeline
 
 
 def _enqueue(task, request: HttpRequest, admin_obj: admin.ModelAdmin, done: str, **kwargs) -> None:

@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from accounts.models import FollowEvent, Interaction, Subscriber, Tag
-from accounts.timeline import subscriber_timeline
 from campaigns.models import Conversion, ConversionType
 from content.models import Delivery, Push
 from conversations.models import OutboundMessage, ScoreEntry
+from wechat_crm.timeline import subscriber_timeline
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 SH = ZoneInfo("Asia/Shanghai")
