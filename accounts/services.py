@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -419,36 +419,72 @@ def interaction_record_system_event(*, message: InboundMessage, reply: str, has_
 
 # --- Follow-up processing (Celery) -----------------------------------------------------------------------------------
 
-
-def interaction_process(*, interaction_id: int, follow_ups_for: Callable[[str], Iterable[Callable]]) -> bool:
-    """Run the follow-ups of an interaction once. Returns False when it was already processed (or is being)."""
-    with transaction.atomic():
-        interaction = (
-            Interaction.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk=interaction_id, processed_at__isnull=True)
-            .select_related("subscriber")
-            .first()
-        )
-        if interaction is None:
-            return False
-        for follow_up in follow_ups_for(interaction.kind):
-            follow_up([interaction])
-        interaction.processed_at = timezone.now()
-        interaction.save(update_fields=["processed_at"])
-    return True
+FollowUpRunner = Callable[[list[Interaction]], None]  # runs the follow-ups of a batch (wechat_crm.wechat.dispatch)
+PROCESS_BATCH = 100
 
 
-def interactions_process_pending(
-    *, older_than: timedelta, limit: int, follow_ups_for: Callable[[str], Iterable[Callable]]
-) -> int:
-    """The sweeper: process interactions whose task was never enqueued (broker down) or lost. Returns the count."""
-    from .selectors import interactions_pending
+class Processed(NamedTuple):
+    claimed: int  # pending interactions this call locked
+    done: int  # of them, those whose follow-ups ran and that are now processed
 
+
+def _claim(
+    *, interaction_ids: Sequence[int] | None, received_before: datetime | None, limit: int | None
+) -> list[Interaction]:
+    """Lock pending interactions (FOR UPDATE SKIP LOCKED: a concurrent worker skips them, and no one else can mark
+    them processed until this transaction ends), with their subscribers, oldest first."""
+    pending = Interaction.objects.select_for_update(skip_locked=True, of=("self",)).filter(processed_at__isnull=True)
+    if interaction_ids is not None:
+        pending = pending.filter(pk__in=interaction_ids)
+    if received_before is not None:
+        pending = pending.filter(received_at__lt=received_before)
+    pending = pending.select_related("subscriber").order_by("created_at", "id")
+    return list(pending[:limit] if limit else pending)
+
+
+def interactions_process(
+    *,
+    run: FollowUpRunner,
+    interaction_ids: Sequence[int] | None = None,
+    received_before: datetime | None = None,
+    limit: int | None = None,
+) -> Processed:
+    """Claim a batch of pending interactions (the given ids, or the `limit` oldest received before a time), run their
+    follow-ups once for the whole batch and mark them processed, in one transaction: exactly once.
+
+    When the batch fails, each of its interactions is tried again alone, so that one failing interaction does not
+    hold back the others; it stays pending for the sweeper. A batch of one re-raises its error.
+    """
+    claimed: list[int] = []
+    try:
+        with transaction.atomic():
+            batch = _claim(interaction_ids=interaction_ids, received_before=received_before, limit=limit)
+            claimed = [interaction.pk for interaction in batch]
+            if batch:
+                run(batch)
+                Interaction.objects.filter(pk__in=claimed).update(processed_at=timezone.now())
+        return Processed(len(claimed), len(claimed))
+    except Exception:
+        if len(claimed) <= 1:
+            raise
+        logger.warning("a batch of %d interactions failed; processing them one by one", len(claimed), exc_info=True)
     done = 0
-    for interaction_id in interactions_pending(received_before=timezone.now() - older_than, limit=limit):
+    for interaction_id in claimed:
         try:
-            if interaction_process(interaction_id=interaction_id, follow_ups_for=follow_ups_for):
-                done += 1
+            done += interactions_process(run=run, interaction_ids=[interaction_id]).done
         except Exception:
             logger.exception("processing interaction %s failed; it stays pending", interaction_id)
+    return Processed(len(claimed), done)
+
+
+def interactions_process_pending(*, older_than: timedelta, limit: int, run: FollowUpRunner) -> int:
+    """The sweeper: process, by batches, interactions whose task was never enqueued (broker down) or lost. Returns
+    how many were processed."""
+    received_before = timezone.now() - older_than
+    done = 0
+    while done < limit:
+        result = interactions_process(run=run, received_before=received_before, limit=min(PROCESS_BATCH, limit - done))
+        done += result.done
+        if result.claimed < PROCESS_BATCH or not result.done:
+            break
     return done

@@ -221,7 +221,7 @@ def push_resolve(*, push: Push, now: dt.datetime | None = None) -> int:
     from accounts.models import Subscriber
 
     news_to_all = push.channel == Push.Channel.NEWS and getattr(getattr(push, "news", None), "to_all", False)
-    if news_to_all:  # a news push to every follower (sendall to all)
+    if news_to_all:  # a news push to every follower (one mass send to all)
         members = Subscriber.objects.filter(is_following=True)
     elif push.mass_tag_id is not None and push.channel in (Push.Channel.MASS_TAG, Push.Channel.NEWS):
         members = Subscriber.objects.filter(is_following=True, tags=push.mass_tag_id)

@@ -3,9 +3,11 @@ MASSSENDJOBFINISH (a mass send's totals), matched by WeChat's msgid."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from django.db import transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from ...models import Delivery, MassBatch
@@ -30,17 +32,42 @@ def _int(value: Any) -> int | None:
 
 
 def delivery_job_finish(interaction: Any) -> int:
-    """TEMPLATESENDJOBFINISH: success -> delivered; "failed:user block" / "failed: system failed" -> failed.
+    """One TEMPLATESENDJOBFINISH report (see deliveries_job_finish)."""
+    return deliveries_job_finish([interaction])
 
-    Matched by msgid. WeChat may report before the page that sent the message has written its msgid: then the
-    update is tried again by content.tasks.delivery_job_finish_later a few seconds later (for about 5 minutes)."""
-    result = _job_finish_apply(interaction)
-    if not result.matched and getattr(interaction, "pk", None):
-        from ...tasks import delivery_job_finish_later
 
-        interaction_id = interaction.pk
-        transaction.on_commit(lambda: delivery_job_finish_later.apply_async((interaction_id, 1), countdown=2))
-    return result.updated
+def deliveries_job_finish(interactions: Sequence[Any]) -> int:
+    """TEMPLATESENDJOBFINISH reports: success -> delivered; "failed:user block" / "failed: system failed" -> failed.
+
+    Matched by msgid: one UPDATE for the batch, one query for the msgids known at all. WeChat may report before the
+    page that sent the message has written its msgid: then the update is tried again by
+    content.tasks.delivery_job_finish_later a few seconds later (for about 5 minutes). Returns the rows updated."""
+    outcomes: dict[int, tuple[str, str]] = {}
+    reports: list[tuple[Any, int]] = []
+    for interaction in interactions:
+        msgid, outcome = _job_finish_outcome(interaction)
+        if msgid is not None:
+            outcomes.setdefault(msgid, outcome)  # the first report of a msgid; a later copy changes nothing
+            reports.append((interaction, msgid))
+    if not outcomes:
+        return 0
+    updated = Delivery.objects.filter(msgid__in=outcomes, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
+        status=Case(*[When(msgid=m, then=Value(status)) for m, (status, _r) in outcomes.items()]),
+        reason=Case(*[When(msgid=m, then=Value(reason)) for m, (_s, reason) in outcomes.items()]),
+        finished_at=timezone.now(),
+    )
+    known = set(Delivery.objects.filter(msgid__in=outcomes).values_list("msgid", flat=True))
+    for interaction, msgid in reports:
+        if msgid not in known and getattr(interaction, "pk", None):
+            from ...tasks import delivery_job_finish_later
+
+            interaction_id = interaction.pk
+            transaction.on_commit(
+                lambda interaction_id=interaction_id: delivery_job_finish_later.apply_async(
+                    (interaction_id, 1), countdown=2
+                )
+            )
+    return updated
 
 
 def delivery_job_finish_retry(*, interaction_id: int, attempt: int) -> bool:
@@ -53,16 +80,20 @@ def delivery_job_finish_retry(*, interaction_id: int, attempt: int) -> bool:
     return _job_finish_apply(interaction).matched or attempt >= JOB_FINISH_ATTEMPTS
 
 
-def _job_finish_apply(interaction: Any) -> JobFinish:
+def _job_finish_outcome(interaction: Any) -> tuple[int | None, tuple[str, str]]:
+    """The report's msgid and the delivery's new (status, reason)."""
     data = interaction.data or {}
     msgid = _int(interaction.msg_id or data.get("MsgID"))
     status = (getattr(interaction, "status", "") or data.get("Status") or "").strip()
+    if status == "success":
+        return msgid, (D.DELIVERED, "")
+    return msgid, (D.FAILED, (status.replace("failed:", "").strip().replace(" ", "_") or "failed")[:64])
+
+
+def _job_finish_apply(interaction: Any) -> JobFinish:
+    msgid, (new, reason) = _job_finish_outcome(interaction)
     if msgid is None:
         return JobFinish(0, True)
-    if status == "success":
-        new, reason = D.DELIVERED, ""
-    else:
-        new, reason = D.FAILED, (status.replace("failed:", "").strip().replace(" ", "_") or "failed")[:64]
     updated = Delivery.objects.filter(msgid=msgid, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
         status=new, reason=reason, finished_at=timezone.now()
     )
