@@ -114,7 +114,6 @@ def _later(column: str, table: str) -> str:
 _TOUCH = "touch"  # a message or event the subscriber originated: last_interaction_at moves forward
 _FOLLOW = "follow"
 _UNFOLLOW = "unfollow"
-_LINK = "link"  # only make sure the row exists (report events about a subscriber)
 
 
 @lru_cache(maxsize=16)
@@ -142,8 +141,6 @@ def _subscriber_conflict_clause(effect: str, vendor: str) -> str:
             f"ELSE {t}.unsubscribed_at END, "
             "updated_at = EXCLUDED.updated_at"
         )
-    elif effect == _LINK:
-        sets = "openid = EXCLUDED.openid"
     else:  # pragma: no cover - programming error
         raise ValueError(effect)
     return f" ON CONFLICT (openid) DO UPDATE SET {sets} RETURNING id"
@@ -213,7 +210,6 @@ _SUBSCRIBER_PARAMS = {
     _TOUCH: ("openid", "is_following", "last_interaction_at"),
     _FOLLOW: ("openid", "is_following", "subscribed_at", "source_scene", "last_interaction_at"),
     _UNFOLLOW: ("openid", "is_following", "unsubscribed_at"),
-    _LINK: ("openid",),
 }
 _INTERACTION_PARAMS = (
     "subscriber_id",
@@ -308,7 +304,13 @@ def _pg_execute(statement: Callable[[], str], params: dict[str, Any]) -> tuple |
 
 
 def _insert_all_postgresql(
-    *, message: InboundMessage, reply: str, has_follow_ups: bool, effect: str | None, now: datetime
+    *,
+    message: InboundMessage,
+    reply: str,
+    has_follow_ups: bool,
+    effect: str | None,
+    now: datetime,
+    subscriber_id: int | None = None,
 ) -> int | None:
     """One statement, one round trip: upsert the subscriber, insert the interaction, insert the follow event.
 
@@ -323,7 +325,7 @@ def _insert_all_postgresql(
             params["s_" + name] = subscriber[name]
     interaction = {
         **_interaction_param_defaults(),
-        **_interaction_values(message=message, subscriber_id=None, reply=reply, has_follow_ups=has_follow_ups),
+        **_interaction_values(message=message, subscriber_id=subscriber_id, reply=reply, has_follow_ups=has_follow_ups),
     }
     interaction["data"] = Jsonb(interaction["data"])
     for name in _INTERACTION_PARAMS:
@@ -336,11 +338,16 @@ def _insert_all_postgresql(
 
 
 def _insert_all_portable(
-    *, message: InboundMessage, reply: str, has_follow_ups: bool, effect: str | None, now: datetime
+    *,
+    message: InboundMessage,
+    reply: str,
+    has_follow_ups: bool,
+    effect: str | None,
+    now: datetime,
+    subscriber_id: int | None = None,
 ) -> int | None:
     """The same as _insert_all_postgresql in up to three statements (SQLite has no data-modifying CTEs)."""
     with transaction.atomic():
-        subscriber_id = None
         if effect is not None:
             sql, params = _insert_statement(
                 Subscriber,
@@ -374,10 +381,15 @@ def _insert_all_portable(
         return row[0]
 
 
-def _record(*, message: InboundMessage, reply: str, has_follow_ups: bool, effect: str | None) -> Recorded:
+def _record(
+    *, message: InboundMessage, reply: str, has_follow_ups: bool, effect: str | None, subscriber_id: int | None = None
+) -> Recorded:
+    """Store the interaction; `effect` upserts the subscriber by openid, else `subscriber_id` (or none) is linked."""
     now = timezone.now()
     insert_all = _insert_all_postgresql if connection.vendor == "postgresql" else _insert_all_portable
-    interaction_id = insert_all(message=message, reply=reply, has_follow_ups=has_follow_ups, effect=effect, now=now)
+    interaction_id = insert_all(
+        message=message, reply=reply, has_follow_ups=has_follow_ups, effect=effect, now=now, subscriber_id=subscriber_id
+    )
     if interaction_id is None:
         # A retry, or a copy that a concurrent request committed first: answer what the first copy answered.
         existing_id, existing_reply = (
@@ -408,8 +420,17 @@ def interaction_record_unfollow(*, message: InboundMessage, reply: str, has_foll
 
 
 def interaction_record_report(*, message: InboundMessage, reply: str, has_follow_ups: bool = False) -> Recorded:
-    """A report about a send to the subscriber (TEMPLATESENDJOBFINISH): linked, but not an interaction by them."""
-    return _record(message=message, reply=reply, has_follow_ups=has_follow_ups, effect=_LINK)
+    """A report about a send to the subscriber (TEMPLATESENDJOBFINISH): linked, but not an interaction by them.
+
+    A report never creates a subscriber: about an openid we do not hold (an erased subscriber's old openid, or one we
+    never had) nothing is stored, so that a late report cannot bring back what was erased."""
+    subscriber_id = Subscriber.objects.filter(openid=message.openid).values_list("pk", flat=True).first()
+    if subscriber_id is None:
+        logger.info("wechat report about an unknown subscriber: not stored")
+        return Recorded(interaction_id=0, created=False, reply=reply)
+    return _record(
+        message=message, reply=reply, has_follow_ups=has_follow_ups, effect=None, subscriber_id=subscriber_id
+    )
 
 
 def interaction_record_system_event(*, message: InboundMessage, reply: str, has_follow_ups: bool = False) -> Recorded:
