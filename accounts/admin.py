@@ -28,11 +28,18 @@ def _enqueue(task, request: HttpRequest, admin_obj: admin.ModelAdmin, done: str,
     admin_obj.message_user(request, done, messages.SUCCESS)
 
 
-@admin.action(description=_("Import all followers from WeChat (resumes an unfinished import)"))
+@admin.action(description=_("Import all followers from WeChat (resumes an unfinished import)"), permissions=["import"])
 def start_follower_sync(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
     from .tasks import follower_sync_task
 
     _enqueue(follower_sync_task, request, admin_obj, _("The follower import runs in the background."))
+
+
+class FollowerImportMixin:
+    """Who may start the follower import (the action `start_follower_sync`): whoever may change subscribers."""
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.change_subscriber")
 
 
 class ReadOnlyAdminMixin:
@@ -68,7 +75,7 @@ class SubscriberAdminForm(forms.ModelForm):
 
 
 @admin.register(Subscriber)
-class SubscriberAdmin(ModelAdmin):
+class SubscriberAdmin(FollowerImportMixin, ModelAdmin):
     form = SubscriberAdminForm
     list_display = ["name", "openid", "is_following", "stage", "score", "subscribed_at", "source_channel",
                     "last_interaction_at"]  # fmt: skip
@@ -181,7 +188,7 @@ class SubscriberAdmin(ModelAdmin):
     def name(self, obj: Subscriber) -> str:
         return str(obj)  # the remark, the nickname, or the openid
 
-    @admin.action(description=_("Fetch the selected subscribers' profiles from WeChat again"))
+    @admin.action(description=_("Fetch the selected subscribers' profiles from WeChat again"), permissions=["change"])
     def refetch_profiles(self, request: HttpRequest, queryset: QuerySet) -> None:
         from .profiles import profile_fetch_schedule
 
@@ -249,21 +256,21 @@ class TagAdmin(ModelAdmin):
             tags_sync_task, request, self, _("The tag sync with WeChat runs in the background."), direction=direction
         )
 
-    @admin.action(description=_("Sync all tags with WeChat (pull, then push)"))
+    @admin.action(description=_("Sync all tags with WeChat (pull, then push)"), permissions=["change"])
     def sync_with_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._sync(request, "both")
 
-    @admin.action(description=_("Pull all tags and members from WeChat"))
+    @admin.action(description=_("Pull all tags and members from WeChat"), permissions=["change"])
     def pull_from_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._sync(request, "pull")
 
-    @admin.action(description=_("Push all tags and members to WeChat"))
+    @admin.action(description=_("Push all tags and members to WeChat"), permissions=["change"])
     def push_to_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._sync(request, "push")
 
 
 @admin.register(FollowerSync)
-class FollowerSyncAdmin(ReadOnlyAdminMixin, ModelAdmin):
+class FollowerSyncAdmin(FollowerImportMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["started_at", "status", "imported", "total", "created", "pages", "finished_at", "error"]
     list_filter = ["status", ("started_at", RangeDateTimeFilter)]
     list_filter_submit = True

@@ -154,11 +154,11 @@ class ArticleAdmin(ModelAdmin):
                 level=messages.SUCCESS,
             )
 
-    @admin.action(description=_("Publish the selected articles"))
+    @admin.action(description=_("Publish the selected articles"), permissions=["change"])
     def publish_selected(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
         self._set_status(request, queryset, Article.Status.PUBLISHED)
 
-    @admin.action(description=_("Unpublish the selected articles (back to draft)"))
+    @admin.action(description=_("Unpublish the selected articles (back to draft)"), permissions=["change"])
     def unpublish_selected(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
         self._set_status(request, queryset, Article.Status.DRAFT)
 
@@ -459,16 +459,16 @@ class PushAdmin(ModelAdmin):
         if done:
             self.message_user(request, done_message % {"count": done}, level=messages.SUCCESS)
 
-    @admin.action(description=_("Schedule the selected pushes (at their send time)"))
+    @admin.action(description=_("Schedule the selected pushes (at their send time)"), permissions=["change"])
     def schedule_selected(self, request: HttpRequest, queryset: QuerySet[Push]) -> None:
         self._each(request, queryset, lambda p: pushes.push_schedule(push=p, by=request.user),
                    _("%(count)d pushes scheduled."))  # fmt: skip
 
-    @admin.action(description=_("Cancel the selected pushes (stops a send in progress)"))
+    @admin.action(description=_("Cancel the selected pushes (stops a send in progress)"), permissions=["change"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Push]) -> None:
         self._each(request, queryset, lambda p: pushes.push_cancel(push=p), _("%(count)d pushes cancelled."))
 
-    @admin.action(description=_("Send a test of the selected pushes to me"))
+    @admin.action(description=_("Send a test of the selected pushes to me"), permissions=["change"])
     def send_test_selected(self, request: HttpRequest, queryset: QuerySet[Push]) -> None:
         self._each(request, queryset, lambda p: deliveries.push_send_test(push=p, user=request.user),
                    _("%(count)d test messages sent."))  # fmt: skip

@@ -51,6 +51,10 @@ class DraftSerializer(serializers.ModelSerializer):
 
 
 class PublicationSerializer(serializers.ModelSerializer):
+    urls = serializers.DictField(
+        child=serializers.CharField(), read_only=True, help_text=_("The published articles' URLs, by position.")
+    )
+
     class Meta:
         model = Publication
         fields = ["id", "draft", "publish_id", "status", "wechat_status", "article_id", "urls", "created_at",
