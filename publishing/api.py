@@ -225,7 +225,7 @@ class StatsCompareView(APIView):
 class StatsTopicsView(APIView):
     permission_classes = PERMISSIONS
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: {"type": "array", "items": {"type": "object"}}})
     def get(self, request: Request) -> Response:
         """Per topic: our figures and WeChat's reads and shares of its articles' pushes."""
         return Response(selectors.topic_wechat_figures())

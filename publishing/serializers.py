@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from content.models import Article
@@ -50,7 +51,14 @@ class DraftSerializer(serializers.ModelSerializer):
         return value
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
+class ArticleUrlsField(serializers.JSONField):
+    """The published articles' permanent URLs by index ("1", "2" ...)."""
+
+
 class PublicationSerializer(serializers.ModelSerializer):
+    urls = ArticleUrlsField(read_only=True)
+
     class Meta:
         model = Publication
         fields = ["id", "draft", "publish_id", "status", "wechat_status", "article_id", "urls", "created_at",
