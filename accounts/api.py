@@ -6,6 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from wechat_crm.paginators import EstimatedCountPagination
 from wechat_crm.permissions import WRITE_ADMIN, RolePermission
 
 from . import selectors, subscribers, tagging
@@ -73,6 +74,7 @@ class InteractionListApi(generics.ListAPIView):
 
     serializer_class = InteractionSerializer
     filterset_class = InteractionFilter
+    pagination_class = EstimatedCountPagination  # no COUNT(*) of ten million rows per page
 
     def get_queryset(self):
         return selectors.interactions_list()

@@ -24,7 +24,7 @@ def _refuse(admin_obj: admin.ModelAdmin, request: HttpRequest) -> bool:
     return True
 
 
-@admin.action(description=_("Export personal data (JSON)"))
+@admin.action(description=_("Export personal data (JSON)"), permissions=["change"])
 def export_personal_data(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet):
     if _refuse(admin_obj, request):
         return None
@@ -36,7 +36,7 @@ def export_personal_data(admin_obj: admin.ModelAdmin, request: HttpRequest, quer
     return response
 
 
-@admin.action(description=_("Erase personal data (cannot be undone)"))
+@admin.action(description=_("Erase personal data (cannot be undone)"), permissions=["change"])
 def erase_personal_data(admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet):
     """First a page that lists the subscribers and says what erasing does; erased only once that is confirmed."""
     if _refuse(admin_obj, request):

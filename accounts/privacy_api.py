@@ -40,6 +40,7 @@ class IsAdminRole(permissions.BasePermission):
 
 class SubscriberExportApi(APIView):
     permission_classes = [permissions.IsAuthenticated, IsAdminRole]
+    throttle_scope = "exports"
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Everything held about one subscriber (JSON)")
     def get(self, request: Request, pk: int) -> Response:

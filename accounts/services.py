@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -114,7 +114,6 @@ def _later(column: str, table: str) -> str:
 _TOUCH = "touch"  # a message or event the subscriber originated: last_interaction_at moves forward
 _FOLLOW = "follow"
 _UNFOLLOW = "unfollow"
-_LINK = "link"  # only make sure the row exists (report events about a subscriber)
 
 
 @lru_cache(maxsize=16)
@@ -142,8 +141,6 @@ def _subscriber_conflict_clause(effect: str, vendor: str) -> str:
             f"ELSE {t}.unsubscribed_at END, "
             "updated_at = EXCLUDED.updated_at"
         )
-    elif effect == _LINK:
-        sets = "openid = EXCLUDED.openid"
     else:  # pragma: no cover - programming error
         raise ValueError(effect)
     return f" ON CONFLICT (openid) DO UPDATE SET {sets} RETURNING id"
@@ -213,7 +210,6 @@ _SUBSCRIBER_PARAMS = {
     _TOUCH: ("openid", "is_following", "last_interaction_at"),
     _FOLLOW: ("openid", "is_following", "subscribed_at", "source_scene", "last_interaction_at"),
     _UNFOLLOW: ("openid", "is_following", "unsubscribed_at"),
-    _LINK: ("openid",),
 }
 _INTERACTION_PARAMS = (
     "subscriber_id",
@@ -308,7 +304,13 @@ def _pg_execute(statement: Callable[[], str], params: dict[str, Any]) -> tuple |
 
 
 def _insert_all_postgresql(
-    *, message: InboundMessage, reply: str, has_follow_ups: bool, effect: str | None, now: datetime
+    *,
+    message: InboundMessage,
+    reply: str,
+    has_follow_ups: bool,
+    effect: str | None,
+    now: datetime,
+    subscriber_id: int | None = None,
 ) -> int | None:
     """One statement, one round trip: upsert the subscriber, insert the interaction, insert the follow event.
 
@@ -323,7 +325,7 @@ def _insert_all_postgresql(
             params["s_" + name] = subscriber[name]
     interaction = {
         **_interaction_param_defaults(),
-        **_interaction_values(message=message, subscriber_id=None, reply=reply, has_follow_ups=has_follow_ups),
+        **_interaction_values(message=message, subscriber_id=subscriber_id, reply=reply, has_follow_ups=has_follow_ups),
     }
     interaction["data"] = Jsonb(interaction["data"])
     for name in _INTERACTION_PARAMS:
@@ -336,11 +338,16 @@ def _insert_all_postgresql(
 
 
 def _insert_all_portable(
-    *, message: InboundMessage, reply: str, has_follow_ups: bool, effect: str | None, now: datetime
+    *,
+    message: InboundMessage,
+    reply: str,
+    has_follow_ups: bool,
+    effect: str | None,
+    now: datetime,
+    subscriber_id: int | None = None,
 ) -> int | None:
     """The same as _insert_all_postgresql in up to three statements (SQLite has no data-modifying CTEs)."""
     with transaction.atomic():
-        subscriber_id = None
         if effect is not None:
             sql, params = _insert_statement(
                 Subscriber,
@@ -374,10 +381,15 @@ def _insert_all_portable(
         return row[0]
 
 
-def _record(*, message: InboundMessage, reply: str, has_follow_ups: bool, effect: str | None) -> Recorded:
+def _record(
+    *, message: InboundMessage, reply: str, has_follow_ups: bool, effect: str | None, subscriber_id: int | None = None
+) -> Recorded:
+    """Store the interaction; `effect` upserts the subscriber by openid, else `subscriber_id` (or none) is linked."""
     now = timezone.now()
     insert_all = _insert_all_postgresql if connection.vendor == "postgresql" else _insert_all_portable
-    interaction_id = insert_all(message=message, reply=reply, has_follow_ups=has_follow_ups, effect=effect, now=now)
+    interaction_id = insert_all(
+        message=message, reply=reply, has_follow_ups=has_follow_ups, effect=effect, now=now, subscriber_id=subscriber_id
+    )
     if interaction_id is None:
         # A retry, or a copy that a concurrent request committed first: answer what the first copy answered.
         existing_id, existing_reply = (
@@ -408,8 +420,17 @@ def interaction_record_unfollow(*, message: InboundMessage, reply: str, has_foll
 
 
 def interaction_record_report(*, message: InboundMessage, reply: str, has_follow_ups: bool = False) -> Recorded:
-    """A report about a send to the subscriber (TEMPLATESENDJOBFINISH): linked, but not an interaction by them."""
-    return _record(message=message, reply=reply, has_follow_ups=has_follow_ups, effect=_LINK)
+    """A report about a send to the subscriber (TEMPLATESENDJOBFINISH): linked, but not an interaction by them.
+
+    A report never creates a subscriber: about an openid we do not hold (an erased subscriber's old openid, or one we
+    never had) nothing is stored, so that a late report cannot bring back what was erased."""
+    subscriber_id = Subscriber.objects.filter(openid=message.openid).values_list("pk", flat=True).first()
+    if subscriber_id is None:
+        logger.info("wechat report about an unknown subscriber: not stored")
+        return Recorded(interaction_id=0, created=False, reply=reply)
+    return _record(
+        message=message, reply=reply, has_follow_ups=has_follow_ups, effect=None, subscriber_id=subscriber_id
+    )
 
 
 def interaction_record_system_event(*, message: InboundMessage, reply: str, has_follow_ups: bool = False) -> Recorded:
@@ -419,36 +440,107 @@ def interaction_record_system_event(*, message: InboundMessage, reply: str, has_
 
 # --- Follow-up processing (Celery) -----------------------------------------------------------------------------------
 
-
-def interaction_process(*, interaction_id: int, follow_ups_for: Callable[[str], Iterable[Callable]]) -> bool:
-    """Run the follow-ups of an interaction once. Returns False when it was already processed (or is being)."""
-    with transaction.atomic():
-        interaction = (
-            Interaction.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk=interaction_id, processed_at__isnull=True)
-            .select_related("subscriber")
-            .first()
-        )
-        if interaction is None:
-            return False
-        for follow_up in follow_ups_for(interaction.kind):
-            follow_up([interaction])
-        interaction.processed_at = timezone.now()
-        interaction.save(update_fields=["processed_at"])
-    return True
+FollowUpRunner = Callable[[list[Interaction]], None]  # runs the follow-ups of a batch (wechat_crm.wechat.dispatch)
+PROCESS_BATCH = 100
 
 
-def interactions_process_pending(
-    *, older_than: timedelta, limit: int, follow_ups_for: Callable[[str], Iterable[Callable]]
-) -> int:
-    """The sweeper: process interactions whose task was never enqueued (broker down) or lost. Returns the count."""
-    from .selectors import interactions_pending
+class Processed(NamedTuple):
+    claimed: int  # pending interactions this call locked
+    done: int  # of them, those whose follow-ups ran and that are now processed
 
+
+# Interactions whose follow-ups failed alone in this process: the opportunistic claims of interactions_drain leave
+# them to the sweeper, so that one bad interaction does not make every batch fail first.
+_failed: set[int] = set()
+
+
+def _claim(
+    *,
+    interaction_ids: Sequence[int] | None = None,
+    received_before: datetime | None = None,
+    limit: int | None = None,
+    exclude: set[int] | None = None,
+) -> list[Interaction]:
+    """Lock pending interactions (FOR UPDATE SKIP LOCKED: a concurrent worker skips them, and no one else can mark
+    them processed until this transaction ends), with their subscribers. The oldest received are claimed first (the
+    partial index of pending rows); the batch is returned in the order they happened."""
+    pending = Interaction.objects.select_for_update(skip_locked=True, of=("self",)).filter(processed_at__isnull=True)
+    if interaction_ids is not None:
+        pending = pending.filter(pk__in=interaction_ids)
+    if received_before is not None:
+        pending = pending.filter(received_at__lt=received_before)
+    if exclude:
+        pending = pending.exclude(pk__in=exclude)
+    pending = pending.select_related("subscriber").order_by("received_at", "id")
+    batch = list(pending[:limit] if limit else pending)
+    return sorted(batch, key=lambda interaction: (interaction.created_at, interaction.pk))
+
+
+def interactions_process(
+    *,
+    run: FollowUpRunner,
+    interaction_ids: Sequence[int] | None = None,
+    received_before: datetime | None = None,
+    limit: int | None = None,
+    exclude: set[int] | None = None,
+) -> Processed:
+    """Claim a batch of pending interactions (the given ids, or the `limit` oldest, received before a time if given),
+    run their follow-ups once for the whole batch and mark them processed, in one transaction: exactly once.
+
+    When the batch fails, each of its interactions is tried again alone, so that one failing interaction does not
+    hold back the others; it stays pending for the sweeper. A batch of one re-raises its error.
+    """
+    claimed: list[int] = []
+    try:
+        with transaction.atomic():
+            batch = _claim(interaction_ids=interaction_ids, received_before=received_before, limit=limit,
+                           exclude=exclude)  # fmt: skip
+            claimed = [interaction.pk for interaction in batch]
+            if batch:
+                run(batch)
+                Interaction.objects.filter(pk__in=claimed).update(processed_at=timezone.now())
+        return Processed(len(claimed), len(claimed))
+    except Exception:
+        if len(claimed) <= 1:
+            _failed.update(claimed)
+            raise
+        logger.warning("a batch of %d interactions failed; processing them one by one", len(claimed), exc_info=True)
     done = 0
-    for interaction_id in interactions_pending(received_before=timezone.now() - older_than, limit=limit):
+    for interaction_id in claimed:
         try:
-            if interaction_process(interaction_id=interaction_id, follow_ups_for=follow_ups_for):
-                done += 1
+            done += interactions_process(run=run, interaction_ids=[interaction_id]).done
         except Exception:
             logger.exception("processing interaction %s failed; it stays pending", interaction_id)
+    return Processed(len(claimed), done)
+
+
+def interactions_drain(*, run: FollowUpRunner, interaction_ids: Sequence[int], max_batches: int = 20) -> int:
+    """The outbox relay's task: process the given interactions and, by batches of the oldest pending ones, whatever
+    else is pending (up to `max_batches`): when the worker falls behind, the tasks queued behind this one find their
+    interactions done and cost one query each. Returns how many were processed."""
+    if len(_failed) > 10_000:
+        _failed.clear()
+    done = 0
+    for _ in range(max_batches):
+        result = interactions_process(run=run, limit=PROCESS_BATCH, exclude=_failed)
+        done += result.done
+        if result.claimed < PROCESS_BATCH:  # nothing else pending, or locked by a worker that processes it
+            return done
+        if not result.done:
+            break
+    # The backlog goes on (or a batch failed): this task's own interactions are not left waiting behind it.
+    left = [pk for pk in interaction_ids if pk not in _failed]
+    return done + (interactions_process(run=run, interaction_ids=left).done if left else 0)
+
+
+def interactions_process_pending(*, older_than: timedelta, limit: int, run: FollowUpRunner) -> int:
+    """The sweeper: process, by batches, interactions whose task was never enqueued (broker down) or lost. Returns
+    how many were processed."""
+    received_before = timezone.now() - older_than
+    done = 0
+    while done < limit:
+        result = interactions_process(run=run, received_before=received_before, limit=min(PROCESS_BATCH, limit - done))
+        done += result.done
+        if result.claimed < PROCESS_BATCH or not result.done:
+            break
     return done

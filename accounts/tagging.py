@@ -44,16 +44,13 @@ def _subscriber_ids(subscribers: Iterable[Subscriber] | models.QuerySet | Iterab
 
 
 def tag_create(*, name: str) -> Tag:
-    name = name.strip()
-    if not name:
-        raise ApplicationError(str(_("A tag needs a name.")))
-    if len(name.encode()) > 30:
-        raise ApplicationError(str(_("A tag name has at most 30 bytes (10 Chinese characters).")))
+    name = _name_checked(name)
     try:
         with transaction.atomic():
             return Tag.objects.create(name=name)
     except IntegrityError as exc:
-        raise ApplicationError(str(_("A tag with this name exists already."))) from exc
+        message = str(_("A tag with this name exists already."))
+        raise ApplicationError(message, {"fields": {"name": [message]}}) from exc
 
 
 def _name_checked(name: str) -> str:

@@ -15,36 +15,34 @@ SWEEP_AFTER = timedelta(seconds=30)
 SWEEP_BATCH = 500
 
 
-def _follow_ups_for(kind: str):
-    from wechat_crm.wechat.dispatch import follow_ups_for
+def _run_follow_ups(interactions):
+    from wechat_crm.wechat.dispatch import follow_ups_run
 
-    return follow_ups_for(kind)
+    follow_ups_run(interactions)
 
 
 @shared_task(name="accounts.tasks.interaction_process")
 def interaction_process(interaction_id: int) -> bool:
-    """Run the follow-ups that wechat_crm.wechat.dispatch registers for the interaction's kind. Safe to run twice."""
-    return services.interaction_process(interaction_id=interaction_id, follow_ups_for=_follow_ups_for)
+    """Run the follow-ups of one interaction (wechat_crm.wechat.dispatch). Safe to run twice: False the second time."""
+    return bool(services.interactions_process(run=_run_follow_ups, interaction_ids=[interaction_id]).done)
 
 
 @shared_task(name="accounts.tasks.interactions_process")
 def interactions_process(interaction_ids: list[int]) -> int:
-    """A batch handed over by accounts.outbox after commit. Safe to run twice. Returns how many it processed."""
-    done = 0
-    for interaction_id in interaction_ids:
-        try:
-            done += services.interaction_process(interaction_id=interaction_id, follow_ups_for=_follow_ups_for)
-        except Exception:  # the others still run; this one stays pending for the sweeper
-            logger.exception("processing interaction %s failed; it stays pending", interaction_id)
-    return done
+    """Interactions handed over by accounts.outbox after commit, and the other pending ones, by batches: each batch's
+    follow-ups run once for the whole batch. Safe to run twice. Returns how many it processed; one that fails stays
+    pending for the sweeper."""
+    try:
+        return services.interactions_drain(run=_run_follow_ups, interaction_ids=interaction_ids)
+    except Exception:
+        logger.exception("processing interactions %s failed; they stay pending", interaction_ids)
+        return 0
 
 
 @shared_task(name="accounts.tasks.interactions_sweep")
 def interactions_sweep() -> int:
     """Every minute: process interactions left pending for over 30 s (their enqueue failed or the task was lost)."""
-    return services.interactions_process_pending(
-        older_than=SWEEP_AFTER, limit=SWEEP_BATCH, follow_ups_for=_follow_ups_for
-    )
+    return services.interactions_process_pending(older_than=SWEEP_AFTER, limit=SWEEP_BATCH, run=_run_follow_ups)
 
 
 # --- Profiles, follower sync and tags: WeChat calls ----------------------------------------------------------------

@@ -1,30 +1,34 @@
 #!/usr/bin/env python
-"""Chaos run of a push: SIGKILL the Celery worker in the middle of a 10,000-recipient template push, start it
-again, and check with the fake WeChat server's records that nobody got the message twice and nobody was lost.
+"""Chaos runs of a template push, each refereed by the fake WeChat server's log against the full recipient list.
 
-    .venv/bin/python bench/chaos_push.py                      # 10,000 recipients, killed after 30% were sent
-    .venv/bin/python bench/chaos_push.py --n 20000 --kill-at 0.5 --kills 2 --latency-ms 5
+    .venv/bin/python bench/chaos_push.py                                  # the three scenarios, 10,000 recipients
+    .venv/bin/python bench/chaos_push.py --scenarios kill --n 20000 --kills 2
 
-What it does:
-  1. fills a database of its own (DATABASE_URL, default .../wechat_crm_h_chaos, created and migrated) and the fake
-     WeChat server (manage.py fake_wechat) with N following subscribers;
-  2. starts a Celery worker (2 processes), schedules one template push to everyone, and SIGKILLs the worker's whole
-     process group when --kill-at of the recipients have been accepted by the fake (--kills times);
-  3. does what the beat's safety net does after its grace period (content.services.pushes.pushes_resume_stalled:
-     rows left "sending" by the dead worker become unknown, queued pages are enqueued again), starts a new worker
-     and waits for the push to finish;
-  4. prints, from our rows and the fake's records: duplicated (more than one accepted message), lost (no message
-     and not "unknown"), unknown (and how many of those WeChat did accept), and the statuses. Exits 1 on any
-     duplicate or loss.
+Scenarios (--scenarios, default all three):
+  kill    the Celery worker's whole process group is SIGKILLed when --kill-at of the recipients were accepted by
+          the fake (--kills times), and a new worker is started;
+  redis   Redis (a private redis-server on a free port, never the shared one; broker, cache and the push's start
+          marks) is stopped without saving when 30% were accepted, and started again empty 5 s later;
+  faults  10% of WeChat's answers are faults: 5% errcode -1 (system busy), 3% HTTP 503, 2% an answer that comes
+          after the client's timeout (WeChat did take the message: the honest outcome is "unknown").
+Each run: its own database (DATABASE_URL, default .../wcrm_bench_chaos) and fake server with N following subscribers,
+a Celery worker (2 processes) and a real celery beat; the push is claimed as the beat's task would, then left
+alone: nothing calls the recovery, the beat's safety net (content.tasks.pushes_dispatch_due, every minute) finds the
+stalled pages (PUSH_STALLED_AFTER_SECONDS, 15 s here instead of 300) and resumes them.
 
-REDIS_URL (default redis://127.0.0.1:6379/8) is the broker, cache, token store and rate-limit store of the run.
+It counts from the fake's log of accepted calls, per openid, against the full recipient list:
+  duplicated  a recipient with more than one accepted call;
+  lost        a recipient with no accepted call whose delivery is not "unknown" (missing rows count as lost);
+  unknown     deliveries recorded as unknown, and how many of those WeChat did accept;
+  strangers   accepted calls for an openid that is no recipient.
+Target (issue 15): 0 duplicated and 0 lost in every scenario. Exits 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,25 +39,166 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+CELERY = str(Path(sys.executable).with_name("celery"))
 
-from bench.common import ensure_database, free_port  # noqa: E402
+from bench.common import accepted_per_openid, ensure_database, free_port  # noqa: E402
 from bench.push import fill, start_worker, stop_worker  # noqa: E402
 
 TEMPLATE = "/cgi-bin/message/template/send"
+SCENARIOS = ("kill", "redis", "faults")
+FAULTS = [
+    {"path": TEMPLATE, "rate": 0.05, "errcode": -1},
+    {"path": TEMPLATE, "rate": 0.03, "status": 503},
+    {"path": TEMPLATE, "rate": 0.02, "timeout": 3, "mode": "answer"},
+]
+
+
+class PrivateRedis:
+    """A redis-server of the bench's own, without persistence: stopping it loses everything in it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="chaos-redis-")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        import redis
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        raise SystemExit("the private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()  # no shutdown save: the queue, the cache and the start marks are gone
+            self.proc.wait()
+
+
+def start_beat(env: dict, log: Path) -> subprocess.Popen:
+    schedule = Path(tempfile.mkdtemp(prefix="chaos-beat-")) / "schedule"
+    return subprocess.Popen(
+        [CELERY, "-A", "wechat_crm", "beat", "-l", "WARNING", "--schedule", str(schedule)],
+        cwd=ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def run(scenario: str, args, env: dict, fake, redis_server: PrivateRedis) -> dict:
+    from django.utils import timezone
+
+    from content.models import Article, Delivery, MessageTemplate, Push, Segment, SendPolicy
+    from content.services import pushes
+
+    openids = fill(args.n, fake)
+    fake.configure(latency_ms=args.latency_ms, faults=FAULTS if scenario == "faults" else [])
+    policy = SendPolicy.current()
+    policy.quiet_hours_enabled = False
+    policy.template_daily_quota = 10_000_000
+    policy.frequency_cap = 1000
+    policy.save()
+    article = Article.objects.create(title="Chaos", body="# Chaos\n\nHello.", digest="digest")
+    template = MessageTemplate.objects.create(
+        title="Chaos", wechat_template_id="tpl_chaos", article=article,
+        fields=[{"key": "first", "value": "你好 {{ subscriber.nickname }}", "color": ""}],
+    )  # fmt: skip
+    segment = Segment.objects.create(name="everyone", rules={"op": "and", "rules": []})
+    push = Push.objects.create(name=f"chaos {scenario}", channel="template", template=template, segment=segment)
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+
+    log = Path(tempfile.mkstemp(prefix=f"chaos-{scenario}-", suffix=".log")[1])
+    worker = start_worker(env, 2, log, queues="outbound,default")
+    beat = start_beat(env, log)
+    events: list[str] = []
+    try:
+        Push.objects.filter(pk=push.pk).update(status=Push.Status.SCHEDULED, send_at=timezone.now())
+        assert pushes.pushes_claim_due() == [push.pk]  # what the beat's task does; the rest is left to the product
+        started = time.monotonic()
+
+        def wait_accepted(goal: int) -> int:
+            while (done := fake.count(TEMPLATE, errcode=0)) < goal:
+                if time.monotonic() - started > args.timeout:
+                    raise SystemExit(f"{scenario}: the push did not progress\n{log.read_text()[-3000:]}")
+                time.sleep(0.02)
+            return done
+
+        if scenario == "kill":
+            for k in range(1, args.kills + 1):
+                wait_accepted(int(args.n * args.kill_at * k / args.kills))
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+                events.append(f"SIGKILL after {fake.count(TEMPLATE, errcode=0)} accepted")
+                worker = start_worker(env, 2, log, queues="outbound,default")
+        elif scenario == "redis":
+            wait_accepted(int(args.n * 0.3))
+            redis_server.stop()
+            events.append(f"Redis stopped after {fake.count(TEMPLATE, errcode=0)} accepted")
+            time.sleep(5)
+            redis_server.start()
+            events.append(f"Redis started again (empty) after 5 s, {fake.count(TEMPLATE, errcode=0)} accepted")
+        while True:
+            push.refresh_from_db(fields=["status"])
+            open_rows = Delivery.objects.filter(push=push, status__in=["queued", "sending"]).exists()
+            if push.status in (Push.Status.SENT, Push.Status.PARTIALLY_FAILED) and not open_rows:
+                break
+            if time.monotonic() - started > args.timeout:
+                raise SystemExit(f"{scenario}: push did not finish: {push.status}\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+    finally:
+        stop_worker(beat)
+        stop_worker(worker)
+    accepted = accepted_per_openid(fake, TEMPLATE)
+    rows = dict(Delivery.objects.filter(push=push).values_list("subscriber__openid", "status"))
+    unknown = [o for o in openids if rows.get(o) == Delivery.Status.UNKNOWN]
+    wanted = set(openids)
+    return {
+        "scenario": scenario,
+        "elapsed": elapsed,
+        "events": events,
+        "duplicated": sum(1 for o in openids if accepted[o] > 1),
+        "lost": sum(1 for o in openids if not accepted[o] and rows.get(o) != Delivery.Status.UNKNOWN),
+        "unknown": len(unknown),
+        "unknown_accepted": sum(1 for o in unknown if accepted[o]),
+        "strangers": sum(1 for o in accepted if o not in wanted),
+        "statuses": dict(Counter(rows.values())),
+        "accepted": sum(accepted.values()),
+        "faults": Counter(c["fault"] for c in fake.calls(TEMPLATE) if c.get("fault")),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--n", type=int, default=10_000, help="recipients")
     parser.add_argument("--kill-at", type=float, default=0.3, help="fraction accepted by WeChat before each kill")
     parser.add_argument("--kills", type=int, default=1)
     parser.add_argument("--latency-ms", type=int, default=5, help="the fake's latency per call (slows the push)")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if not scenarios or any(s not in SCENARIOS for s in scenarios) or args.n < 1:
+        parser.error(f"--scenarios takes some of {', '.join(SCENARIOS)}; --n at least 1")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/8")
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wechat_crm_h_chaos")
+    redis_server = PrivateRedis()
+    redis_server.start()
+    os.environ["REDIS_URL"] = redis_server.url
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wcrm_bench_chaos")
     os.environ["DJANGO_SETTINGS_MODULE"] = "wechat_crm.settings.base"
     os.environ["LOG_LEVEL"] = "WARNING"
     port = free_port()
@@ -64,88 +209,42 @@ def main() -> int:
         cwd=ROOT, env={**os.environ},
     )  # fmt: skip
     os.environ["WECHAT_API_BASE_URL"] = url
-    env = {**os.environ, "DATABASE_CONN_MAX_AGE": "600"}
-    worker = None
+    env = {
+        **os.environ,
+        "DATABASE_CONN_MAX_AGE": "600",
+        "PUSH_STALLED_AFTER_SECONDS": "15",
+        "WECHAT_HTTP_TIMEOUT": "1.5",  # the late answers (3 s) of the faults scenario time out
+    }
+    results = []
     try:
         ensure_database(os.environ["DATABASE_URL"])
         import django
 
         django.setup()
         from django.conf import settings
-        from django.utils import timezone
 
-        from content.models import Article, Delivery, MessageTemplate, Push, Segment, SendPolicy
-        from content.services import pushes
         from wechat_crm.wechat.fake.control import FakeWeChat
-        from wechat_crm.wechat.ratelimit import redis_client
-        from wechat_crm.wechat.tokens import cache_key
 
         fake = FakeWeChat(url)
         fake.wait_ready(30)
         fake.reset(appid=settings.WECHAT_APP_ID, secret=settings.WECHAT_APP_SECRET, job_finish_events=False)
-        fill(args.n, fake)
-        fake.configure(latency_ms=args.latency_ms)
-        policy = SendPolicy.current()
-        policy.quiet_hours_enabled = False
-        policy.template_daily_quota = 10_000_000
-        policy.frequency_cap = 1000
-        policy.save()
-        article = Article.objects.create(title="Chaos", body="# Chaos\n\nHello.", digest="digest")
-        template = MessageTemplate.objects.create(
-            title="Chaos", wechat_template_id="tpl_chaos", article=article,
-            fields=[{"key": "first", "value": "你好 {{ subscriber.nickname }}", "color": ""}],
-        )  # fmt: skip
-        segment = Segment.objects.create(name="everyone", rules={"op": "and", "rules": []})
-        push = Push.objects.create(name=f"chaos {args.n}", channel="template", template=template, segment=segment)
-        r = redis_client()
-        for key in [*r.scan_iter("wechat:ratelimit:*"), "outbound", "celery", "unacked", "unacked_index"]:
-            r.delete(key)
-        r.delete(cache_key(settings.WECHAT_APP_ID))
-
-        log = Path(tempfile.mkstemp(prefix="chaos-worker-", suffix=".log")[1])
-        worker = start_worker(env, 2, log)
-        Push.objects.filter(pk=push.pk).update(status=Push.Status.SCHEDULED, send_at=timezone.now())
-        assert pushes.pushes_claim_due() == [push.pk]
-        started = time.monotonic()
-        for k in range(1, args.kills + 1):
-            goal = int(args.n * args.kill_at * k / args.kills)
-            while fake.count(TEMPLATE, errcode=0) < goal:
-                if time.monotonic() - started > args.timeout:
-                    raise SystemExit("the push did not progress")
-                time.sleep(0.02)
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-            at_kill = fake.count(TEMPLATE, errcode=0)
-            resumed = pushes.pushes_resume_stalled(
-                now=timezone.now() + dt.timedelta(seconds=1), stalled_after=dt.timedelta(0)
+        for scenario in scenarios:
+            r = run(scenario, args, env, fake, redis_server)
+            results.append(r)
+            print(
+                f"{scenario:7} {args.n} recipients in {r['elapsed']:.1f} s ({'; '.join(r['events']) or 'no event'}"
+                f"{'; faults ' + str(dict(r['faults'])) if r['faults'] else ''}): duplicated {r['duplicated']}, "
+                f"lost {r['lost']}, unknown {r['unknown']} ({r['unknown_accepted']} of them accepted by WeChat), "
+                f"strangers {r['strangers']}; fake accepted {r['accepted']}; statuses {r['statuses']}",
+                flush=True,
             )
-            print(f"kill {k}: SIGKILL after {at_kill} accepted sends; pages enqueued again: {resumed}", flush=True)
-            worker = start_worker(env, 2, log)
-        while True:
-            push.refresh_from_db(fields=["status"])
-            if push.status in (Push.Status.SENT, Push.Status.PARTIALLY_FAILED):
-                break
-            if time.monotonic() - started > args.timeout:
-                raise SystemExit(f"push did not finish: {push.status}")
-            time.sleep(0.5)
-        elapsed = time.monotonic() - started
-
-        accepted = Counter(c["body"]["touser"] for c in fake.calls(TEMPLATE) if c["errcode"] == 0)
-        rows = dict(Delivery.objects.filter(push=push).values_list("subscriber__openid", "status"))
-        duplicated = [o for o, n in accepted.items() if n > 1]
-        unknown = [o for o, s in rows.items() if s == Delivery.Status.UNKNOWN]
-        lost = [o for o, s in rows.items() if accepted[o] == 0 and s != Delivery.Status.UNKNOWN]
-        print(
-            f"{args.n} recipients in {elapsed:.1f} s, {args.kills} SIGKILL(s): duplicated {len(duplicated)}, "
-            f"lost {len(lost)}, unknown {len(unknown)} ({sum(1 for o in unknown if accepted[o])} of them accepted "
-            f"by WeChat), statuses {dict(Counter(rows.values()))}, fake accepted {sum(accepted.values())}"
-        )
-        return 1 if duplicated or lost else 0
     finally:
-        if worker is not None:
-            stop_worker(worker)
         fake_proc.terminate()
         fake_proc.wait(10)
+        redis_server.stop()
+    ok = all(not (r["duplicated"] or r["lost"] or r["strangers"]) for r in results)
+    print(f"target 0 duplicated and 0 lost in every scenario: {'met' if ok else 'MISSED'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def ensure_database(url: str) -> None:
     with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
-    env = {**os.environ, "DATABASE_URL": url}
+    env = {"DJANGO_SETTINGS_MODULE": "wechat_crm.settings.base", **os.environ, "DATABASE_URL": url}  # not production
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
 
 

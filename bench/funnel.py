@@ -5,17 +5,24 @@
     .venv/bin/python bench/funnel.py --skip-generate           # time again on the data already generated (migrated)
     .venv/bin/python bench/funnel.py --subscribers 100000 --interactions 1000000
 
-1. Creates and migrates its own database (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/
-   wechat_crm_funnel_bench) and fills it with COPY: 20 channels, 50 articles, N subscribers who followed over the last
+1. Creates and migrates its own database (FUNNEL_BENCH_DATABASE_URL, default .../wcrm_bench_funnel) and fills it
+   with COPY: 20 channels, 50 articles, N subscribers who followed over the last
    365 days (80% through a channel), about 10 interactions each (messages, menu clicks, tracked-link clicks with push
    and content, WeChat's send reports; their follow), and conversions for about 10% of them, some outside the window.
    The subscribers' stage columns are computed here from the generated events with the rules of campaigns.stages
    (defaults 3 interactions / 2 days / 30 days), as the follow-ups would have stored them.
-2. Times campaigns.funnel.funnel_report (best of 3) without a breakdown and with each breakdown, and in the same
-   run a hand-written SQL query over the raw interactions and conversions that computes the same numbers (follow =
+   No VACUUM: the tables are ANALYZEd, then get a day of messages (1 subscriber in 30 updated) before the timing, and
+   autovacuum runs as configured. The stage columns are still written by this generator, not by the product's stage
+   maintenance (issue 15 asks for the latter; not done).
+2. Times campaigns.funnel.funnel_report (best of 3) without a breakdown and with each breakdown, a hand-written SQL
+   over the same stored columns for each (the baseline), and once (unless --skip-raw) a hand-written SQL query over
+   the raw interactions and conversions that computes the same numbers overall and by channel (follow =
    first subscribe, engaged = first click/view/link_click, interactive = first interaction with >= 3 in the 30 days
    up to it on >= 2 days, converted = first conversion).
-3. Prints both times and exits 1 if the numbers differ (overall and per channel). Target: every report under 1 s.
+3. Prints the times side by side and checks all five breakdowns group by group against the stored-column SQL (and
+   the total and channels against the raw one); exits 1 if a number differs or a report takes over 0.5 s
+   (issue 15's target at 1M subscribers / 10M interactions). The product's own planner settings
+   (campaigns/funnel.py, SET LOCAL) are left as they are; this bench sets none.
 """
 
 from __future__ import annotations
@@ -242,6 +249,9 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
 
 
 def vacuum_analyze() -> None:
+    """ANALYZE only, no VACUUM: the planner gets the statistics autovacuum would have given it, but no page is made
+    all-visible by hand before the timing (a live table has a day of updates since its last VACUUM; autovacuum
+    runs as configured, as in production)."""
     from django.db import connection
 
     connection.ensure_connection()
@@ -249,10 +259,24 @@ def vacuum_analyze() -> None:
     old = raw.autocommit
     raw.autocommit = True
     with raw.cursor() as cur:
-        cur.execute("VACUUM ANALYZE accounts_subscriber")
-        cur.execute("VACUUM ANALYZE accounts_interaction")
-        cur.execute("VACUUM ANALYZE campaigns_conversion")
+        cur.execute("ANALYZE accounts_subscriber")
+        cur.execute("ANALYZE accounts_interaction")
+        cur.execute("ANALYZE campaigns_conversion")
     raw.autocommit = old
+
+
+def day_of_updates() -> int:
+    """A day of the callback's writes since the last VACUUM: one subscriber in 30 sends a message (its
+    last_interaction_at moves), which clears the all-visible bit of most of the table's pages, as on a live account.
+    No VACUUM follows; autovacuum does what it does in production."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE accounts_subscriber SET last_interaction_at = now() "
+            "WHERE id % 30 = (extract(doy FROM now()))::int % 30"
+        )
+        return cursor.rowcount
 
 
 def _drop_indexes(cur, tables: list[str]) -> list[str]:
@@ -326,6 +350,52 @@ FROM steps3 GROUP BY {grouping}
 """
 
 
+# The same numbers, written by hand over the same stored columns the report reads (the stage timestamps): a step is
+# reached within the window when every step up to it is reached by followed_at + window; its delay counts from the
+# latest of the steps before it. Plain GROUP BY, no generated columns, no planner settings.
+STORED_SQL = """
+WITH s AS (
+    SELECT s.followed_at, s.engaged_at, s.interactive_at, s.converted_at, {group} AS grp,
+           s.engaged_at <= s.followed_at + %(w)s AS e_ok,
+           s.engaged_at <= s.followed_at + %(w)s AND s.interactive_at <= s.followed_at + %(w)s AS i_ok,
+           s.engaged_at <= s.followed_at + %(w)s AND s.interactive_at <= s.followed_at + %(w)s
+               AND s.converted_at <= s.followed_at + %(w)s AS c_ok
+    FROM accounts_subscriber s {join}
+    WHERE s.followed_at >= %(lo)s AND s.followed_at < %(hi)s
+)
+SELECT grp, count(*), count(*) FILTER (WHERE e_ok), count(*) FILTER (WHERE i_ok), count(*) FILTER (WHERE c_ok),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM GREATEST(followed_at, engaged_at) - followed_at))
+           FILTER (WHERE e_ok),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM GREATEST(followed_at, engaged_at, interactive_at)
+           - GREATEST(followed_at, engaged_at))) FILTER (WHERE i_ok),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM GREATEST(followed_at, engaged_at, interactive_at,
+           converted_at) - GREATEST(followed_at, engaged_at, interactive_at))) FILTER (WHERE c_ok)
+FROM s GROUP BY grp
+"""
+STORED_GROUPS = {
+    None: ("NULL::text", ""),
+    "channel": ("s.source_channel_id::text", ""),
+    "content": ("s.engaged_content_id::text", ""),
+    "cohort_week": ("to_char(date_trunc('week', s.followed_at AT TIME ZONE 'Asia/Shanghai'), 'YYYY-MM-DD')", ""),
+    "campaign": ("cc.campaign_id::text", "JOIN campaigns_campaign_channels cc ON cc.channel_id = s.source_channel_id"),
+}
+
+
+def stored_report(query, breakdown: str | None) -> tuple[float, dict]:
+    """Seconds and {group: numbers} of the hand-written SQL over the stored stage columns."""
+    from django.db import connection
+
+    lo, hi = query.bounds()
+    group, join = STORED_GROUPS[breakdown]
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            STORED_SQL.format(group=group, join=join), {"lo": lo, "hi": hi, "w": timedelta(days=query.window_days)}
+        )
+        rows = cursor.fetchall()
+    return time.monotonic() - started, {row[0]: _numbers(row[1:]) for row in rows}
+
+
 def hand_report(query) -> tuple[float, dict]:
     from django.db import connection
 
@@ -358,6 +428,7 @@ def main() -> int:
     parser.add_argument("--interactions", type=int, default=10_000_000)
     parser.add_argument("--skip-generate", action="store_true")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--skip-raw", action="store_true", help="skip the (minutes long) SQL over raw interactions")
     args = parser.parse_args()
 
     url = os.environ.get("FUNNEL_BENCH_DATABASE_URL") or DEFAULT_DB
@@ -377,7 +448,8 @@ def main() -> int:
     if not args.skip_generate:
         generate(subscribers=args.subscribers, interactions=args.interactions, seed=args.seed)
     else:
-        vacuum_analyze()  # a migration may have rewritten the table: index-only scans need the visibility map
+        vacuum_analyze()  # a migration may have rewritten the table: fresh statistics (no VACUUM)
+    day_of_updates()
     today = timezone.localdate()
     query = funnel.funnel_query(start=today - timedelta(days=366), end=today, window_days=30)
     timings = {}
@@ -391,16 +463,30 @@ def main() -> int:
             elapsed = time.monotonic() - started
             best = elapsed if best is None else min(best, elapsed)
         timings[breakdown or "none"] = best
-    hand_seconds, hand = hand_report(query)
+    stored = {}
+    for breakdown in (None, *funnel.BREAKDOWNS):
+        best, numbers = None, {}
+        for _ in range(3):
+            seconds, numbers = stored_report(query, breakdown)
+            best = seconds if best is None else min(best, seconds)
+        stored[breakdown] = (best, numbers)
+    hand_seconds, hand = hand_report(query) if not args.skip_raw else (None, {})
 
-    ours = {None: {None: _report_numbers(reports[None]["steps"])}}
-    ours["channel"] = {g["key"]: _report_numbers(g["steps"]) for g in reports["channel"]["groups"]}
+    def ours(breakdown):
+        if breakdown is None:
+            return {None: _report_numbers(reports[None]["steps"])}
+        return {g["key"]: _report_numbers(g["steps"]) for g in reports[breakdown]["groups"]}
+
     differ = []
-    for key in (None, "channel"):
-        if ours[key] != hand[key]:
-            for group in sorted(set(ours[key]) | set(hand[key]), key=str):
-                if ours[key].get(group) != hand[key].get(group):
-                    differ.append((key, group, ours[key].get(group), hand[key].get(group)))
+    for breakdown in (None, *funnel.BREAKDOWNS):
+        mine, theirs = ours(breakdown), stored[breakdown][1]
+        for group in sorted(set(mine) | set(theirs), key=str):
+            if mine.get(group) != theirs.get(group):
+                differ.append(("stored", breakdown, group, mine.get(group), theirs.get(group)))
+        if breakdown in hand:
+            for group in sorted(set(mine) | set(hand[breakdown]), key=str):
+                if mine.get(group) != hand[breakdown].get(group):
+                    differ.append(("raw", breakdown, group, mine.get(group), hand[breakdown].get(group)))
     steps = reports[None]["steps"]
     print("funnel (followers of the last 366 days, 30-day window):")
     for s in steps:
@@ -408,17 +494,25 @@ def main() -> int:
             f"  {s['step']:<12} {s['count']:>9,}  from previous {s['conversion_from_previous']:.1%}  "
             f"median {s['median_seconds_from_previous'] or 0:>10.0f} s"
         )
-    for name, seconds in timings.items():
-        flag = "ok" if seconds < 1 else "OVER 1 s"
-        print(f"report breakdown={name:<12} {seconds * 1000:8.0f} ms  {flag}")
-    print(f"hand-written SQL over raw interactions (overall + by channel): {hand_seconds * 1000:8.0f} ms")
+    print(
+        "tables: no VACUUM before the timing (ANALYZE only), then a day of messages (1 subscriber in 30 updated), "
+        "autovacuum as configured; stage columns written by the generator, NOT by the product's stage maintenance"
+    )
+    print(f"{'breakdown':<12} {'report ms':>10} {'stored-column SQL ms':>21} {'ratio':>6}  target <= 500 ms")
+    for breakdown in (None, *funnel.BREAKDOWNS):
+        name, seconds, base = breakdown or "none", timings[breakdown or "none"], stored[breakdown][0]
+        flag = "met" if seconds <= 0.5 else "MISSED"
+        print(f"{name:<12} {seconds * 1000:10.0f} {base * 1000:21.0f} {seconds / base:6.2f}  {flag}")
+    if hand_seconds is not None:
+        print(f"hand-written SQL over raw interactions (overall + by channel): {hand_seconds * 1000:8.0f} ms")
     if differ:
         print("NUMBERS DIFFER:")
-        for key, group, a, b in differ[:20]:
-            print(f"  breakdown={key} group={group}: report={a} hand={b}")
+        for kind, key, group, a, b in differ[:20]:
+            print(f"  {kind} breakdown={key} group={group}: report={a} hand={b}")
         return 1
-    print("numbers identical (overall and per channel)")
-    return 0
+    checked = "all five breakdowns and the total, group by group, against the stored-column SQL"
+    print(f"numbers identical: {checked}{'' if hand_seconds is None else '; overall and by channel against raw'}")
+    return 0 if all(t <= 0.5 for t in timings.values()) else 1
 
 
 if __name__ == "__main__":

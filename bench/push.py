@@ -81,11 +81,11 @@ class MemorySampler(threading.Thread):
             time.sleep(0.05)
 
 
-def start_worker(env: dict, concurrency: int, log: Path) -> subprocess.Popen:
+def start_worker(env: dict, concurrency: int, log: Path, *, queues: str = "outbound") -> subprocess.Popen:
     proc = subprocess.Popen(
-        [CELERY, "-A", "wechat_crm", "worker", "-Q", "outbound", "-c", str(concurrency), "-l", "WARNING",
+        [CELERY, "-A", "wechat_crm", "worker", "-Q", queues, "-c", str(concurrency), "-l", "WARNING",
          "-n", f"bench-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     from wechat_crm.celery import app  # not a bare Celery(): that would become the current app of .delay()
 

@@ -113,7 +113,7 @@ class ChannelAdmin(ModelAdmin):
         for formset in formsets:  # the tags were set by channel_create
             self.save_formset(request, form, formset, change=change)
 
-    @admin.action(description=_("Renew the QR codes of the selected temporary channels"))
+    @admin.action(description=_("Renew the QR codes of the selected temporary channels"), permissions=["change"])
     def renew_qrcodes(self, request: HttpRequest, queryset) -> None:
         renewed = 0
         for channel in queryset:

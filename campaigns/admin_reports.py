@@ -4,7 +4,6 @@ table, filterable by date range, channel and campaign, with CSV download."""
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Any
 
@@ -19,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateFilter, RangeDateTimeFilter, RangeNumericFilter
 
+from wechat_crm import exports
 from wechat_crm.exceptions import ApplicationError
 
 from . import funnel
@@ -170,7 +170,7 @@ def _with_breakdown(query: funnel.FunnelQuery, breakdown: str) -> funnel.FunnelQ
 
 def _csv(overall: dict, channel_rows: list[dict], cohorts: dict) -> HttpResponse:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = exports.writer(buffer)  # neutralises formulas (CSV injection)
     writer.writerow(
         [
             "section",

@@ -1,7 +1,6 @@
 """REST API of channels (QR codes). Everyone authenticated reads; staff users create (which asks WeChat for the QR
 code: 502 with a JSON message when WeChat refuses)."""
 
-import csv
 import io
 
 from django.http import HttpResponse
@@ -22,8 +21,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from content.api import IsStaffOrReadOnly
+from wechat_crm import exports
 from wechat_crm.db import reports_database
-from wechat_crm.permissions import WRITE_ADMIN, WRITE_OPERATOR, RolePermission
+from wechat_crm.permissions import WRITE_ADMIN, WRITE_INTEGRATION, WRITE_OPERATOR, RolePermission
 
 from . import conversions, funnel, selectors, services
 from .funnel_serializers import (
@@ -144,12 +144,12 @@ CONVERSION_EXAMPLES = [
 
 class ConversionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Conversions. POST one event, or {"events": [...]} with up to 1,000: idempotent on (type, external_id);
-    invalid events are reported one by one (422, with their index) and the valid ones are kept. Admins write
-    (give your shop's service account the admin role)."""
+    invalid events are reported one by one (422, with their index) and the valid ones are kept. Admins and the
+    `integration` role write (give your shop's service account that role: it can do nothing else)."""
 
     serializer_class = ConversionSerializer
     permission_classes = [RolePermission]
-    write_roles = WRITE_ADMIN
+    write_roles = WRITE_INTEGRATION
     queryset = Conversion.objects.select_related("type", "subscriber").order_by("-occurred_at", "-id")
     filterset_fields = ["type__slug", "channel", "push", "content"]
 
@@ -202,6 +202,7 @@ class FunnelApi(APIView):
     the previous and the first step, median time from the previous step and drop-off; with `breakdown`, per group."""
 
     permission_classes = [RolePermission]
+    throttle_scope = "reports"
 
     @extend_schema(parameters=_funnel_parameters(), responses=FunnelReportSerializer)
     def get(self, request: Request) -> Response:
@@ -227,6 +228,7 @@ class FunnelDropoffsApi(generics.ListAPIView):
     list as CSV with ?format=csv or Accept: text/csv."""
 
     permission_classes = [RolePermission]
+    throttle_scope = "reports"
     serializer_class = DropoffSubscriberSerializer
     renderer_classes = [JSONRenderer, CSVRenderer]
     filter_backends: list = []
@@ -245,7 +247,7 @@ class FunnelDropoffsApi(generics.ListAPIView):
 
 def _csv_response(queryset, *, filename: str) -> HttpResponse:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = exports.writer(buffer)  # neutralises formulas (CSV injection)
     writer.writerow(DROPOFF_COLUMNS)
     with reports_database():  # an export reads the replica when there is one
         for row in DropoffSubscriberSerializer(queryset.iterator(chunk_size=2000), many=True).data:
@@ -259,6 +261,7 @@ class AttributionApi(APIView):
     """Conversions, revenue and conversion rate per first-touch channel, campaign or last-touch content."""
 
     permission_classes = [RolePermission]
+    throttle_scope = "reports"
 
     @extend_schema(
         parameters=[

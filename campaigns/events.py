@@ -27,21 +27,20 @@ def reply_channel_welcome(message: InboundMessage) -> str:
 
 
 def stage_follow(interactions: Sequence[Any]) -> None:
-    """The funnel's "followed": the first follow is kept."""
-    for interaction in interactions:
-        stages.on_follow(interaction)
+    """The funnel's "followed": the first follow is kept (one statement for the batch)."""
+    stages.stages_on_follows(interactions)
 
 
 def stage_advance(interactions: Sequence[Any]) -> None:
-    """The funnel's "engaged" (tracked-link click, or menu click if the settings say so) and "interactive"."""
-    for interaction in interactions:
-        stages.on_subscriber_interaction(interaction)
+    """The funnel's "engaged" (tracked-link click, or menu click if the settings say so) and "interactive" (a few
+    statements for the batch, none when every subscriber reached both)."""
+    stages.stages_on_interactions(interactions)
 
 
 def channel_attribute(interactions: Sequence[Any]) -> None:
-    """A follow or scan with a channel's scene: the touch recorded, the first touch kept, the channel's tags applied."""
-    for interaction in interactions:
-        services.channel_attribute(interaction=interaction)
+    """A follow or scan with a channel's scene: the touch recorded, the first touch kept, the channel's tags applied
+    (a few statements for the batch)."""
+    services.channels_attribute(interactions=interactions)
 
 
 # --- Conversions ---------------------------------------------------------------------------------------------------

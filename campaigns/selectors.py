@@ -55,6 +55,8 @@ def channels_list() -> QuerySet[Channel]:
 
 
 def _count(queryset: QuerySet, *, group_by: str) -> Coalesce:
-    """A correlated COUNT(*) subquery per channel (an index range scan each, no join fan-out)."""
-    sub = queryset.order_by().values(group_by).annotate(n=Count("pk")).values("n")[:1]
+    """A correlated COUNT(*) subquery per channel (an index range scan each, no join fan-out). COUNT(*), not
+    COUNT(pk): the primary key is not in the channel's index, so counting it read every matching row from the table
+    (11 s for 20 channels at 1M subscribers, 0.4 s with an index-only scan; bench/admin.py)."""
+    sub = queryset.order_by().values(group_by).annotate(n=Count("*")).values("n")[:1]
     return Coalesce(Subquery(sub, output_field=IntegerField()), 0)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import reduce
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import BigIntegerField, Case, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import status
 
-from accounts.models import Subscriber, Tag
+from accounts.models import Interaction, Subscriber, Tag
 from accounts.tagging import tag_add
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.wechat.errors import WeChatError
@@ -128,40 +132,51 @@ def channel_apply_qrcode(*, channel: Channel, qrcode: QRCode) -> None:
 
 # --- Attribution (a follow-up of subscribe and SCAN interactions, run in Celery) -----------------------------------
 
-_TOUCH_KIND = {"subscribe": ChannelTouch.Kind.FOLLOW, "scan": ChannelTouch.Kind.SCAN}
+_TOUCH_KIND = {Interaction.Kind.SUBSCRIBE: ChannelTouch.Kind.FOLLOW, Interaction.Kind.SCAN: ChannelTouch.Kind.SCAN}
 
 
-def channel_attribute(*, interaction: Any) -> ChannelTouch | None:
-    """Record the touch of the interaction's channel (by scene): a ChannelTouch row (one per interaction), the
-    subscriber's source channel when this is their first follow, and the channel's tags. Safe to run twice."""
-    kind = _TOUCH_KIND.get(interaction.kind)
-    if kind is None or not interaction.scene or not interaction.subscriber_id:
-        return None
-    channel = Channel.objects.filter(scene_str=interaction.scene).first()
-    if channel is None:
-        return None  # an unknown scene (a QR code made elsewhere): the interaction is stored as it is
-    with transaction.atomic():
-        ChannelTouch.objects.bulk_create(
-            [
-                ChannelTouch(
-                    subscriber_id=interaction.subscriber_id,
-                    channel=channel,
-                    kind=kind,
-                    at=interaction.created_at,
-                    interaction_id=interaction.pk,
-                )
-            ],
-            ignore_conflicts=True,
+@transaction.atomic
+def channels_attribute(*, interactions: Sequence[Any]) -> int:
+    """Record the touches of the interactions' channels (by scene): a ChannelTouch row per interaction, the
+    subscriber's source channel when it is their first follow, and the channel's tags. A few statements for the
+    whole batch; safe to run twice. Interactions of an unknown scene (a QR code made elsewhere) are left as they are.
+    Returns how many touches were recorded."""
+    touching = [i for i in interactions if i.kind in _TOUCH_KIND and i.scene and i.subscriber_id]
+    if not touching:
+        return 0
+    channels = {
+        c.scene_str: c
+        for c in Channel.objects.filter(scene_str__in={i.scene for i in touching}).prefetch_related("tags")
+    }
+    touching = [i for i in touching if i.scene in channels]
+    if not touching:
+        return 0
+    ChannelTouch.objects.bulk_create(
+        [
+            ChannelTouch(subscriber_id=i.subscriber_id, channel=channels[i.scene], kind=_TOUCH_KIND[i.kind],
+                         at=i.created_at, interaction_id=i.pk)
+            for i in touching
+        ],
+        ignore_conflicts=True,
+    )  # fmt: skip
+    # First touch: only a follow whose scene became the subscriber's source scene, and only once.
+    follows = {(i.subscriber_id, i.scene) for i in touching if i.kind == Interaction.Kind.SUBSCRIBE}
+    if follows:
+        Subscriber.objects.filter(
+            reduce(operator.or_, (Q(pk=pk, source_scene=scene) for pk, scene in follows)), source_channel__isnull=True
+        ).update(
+            source_channel=Case(
+                *[When(source_scene=scene, then=Value(channels[scene].pk)) for scene in {s for _pk, s in follows}],
+                output_field=BigIntegerField(),
+            )
         )
-        if kind == ChannelTouch.Kind.FOLLOW:
-            # First touch: only the follow whose scene became the subscriber's source scene, and only once.
-            Subscriber.objects.filter(
-                pk=interaction.subscriber_id, source_channel__isnull=True, source_scene=interaction.scene
-            ).update(source_channel=channel)
-        tags = list(channel.tags.all())
-        for tag in tags:
-            tag_add(subscribers=[interaction.subscriber_id], tag=tag)
-    return ChannelTouch.objects.filter(interaction_id=interaction.pk).first()
+    by_tag: dict[Tag, set[int]] = {}
+    for i in touching:
+        for tag in channels[i.scene].tags.all():
+            by_tag.setdefault(tag, set()).add(i.subscriber_id)
+    for tag, subscriber_ids in by_tag.items():
+        tag_add(subscribers=subscriber_ids, tag=tag)
+    return len(touching)
 
 
 def channels_attribute_imported(*, openids: list[str]) -> int:

@@ -17,13 +17,13 @@ statement per batch. Reports read these columns, never the interactions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
-from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import BigIntegerField, Case, DateTimeField, F, Q, Value, When
+from django.db.models.functions import Cast, Coalesce, TruncDate
 
 from accounts import kinds
 from accounts.models import Interaction, Subscriber
@@ -52,57 +52,113 @@ def _advance(stage: str) -> Case:
     return Case(When(stage__in=earlier, then=Value(stage)), default=F("stage"))
 
 
-def stage_follow(*, subscriber_id: int, at: datetime) -> None:
-    """The first follow is kept: later follows (after an unfollow) do not move it."""
-    Subscriber.objects.filter(pk=subscriber_id, followed_at__isnull=True).update(followed_at=at)
+class Engagement(NamedTuple):
+    at: datetime
+    content_id: Any = None  # the engaging content and push, as the tracked link carried them (checked here)
+    push_id: Any = None
 
 
-def stage_engage(*, subscriber_id: int, at: datetime, content_id: int | None = None, push_id: int | None = None):
-    """Engaged at `at` unless engaged earlier; the engaging content and push are those of the first engagement."""
-    updated = Subscriber.objects.filter(Q(engaged_at__isnull=True) | Q(engaged_at__gt=at), pk=subscriber_id).update(
-        engaged_at=at,
-        engaged_content_id=_existing("content.Article", content_id),
-        engaged_push_id=_existing("content.Push", push_id),
-        stage=_advance(Stage.ENGAGED),
-        followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
+def _each(values: Mapping[int, Any], output_field: Any) -> Case:
+    """A per-subscriber value inside one UPDATE: CASE id WHEN ... THEN ... END."""
+    return Case(
+        *[
+            When(pk=pk, then=Cast(Value(value), output_field) if value is None else Value(value))
+            for pk, value in values.items()
+        ],
+        output_field=output_field,
     )
-    return bool(updated)
 
 
-def _existing(model: str, pk: Any) -> int | None:
+def stages_follow(*, first_follow: Mapping[int, datetime]) -> int:
+    """The first follow of each subscriber is kept: later follows (after an unfollow) do not move it. One statement
+    for the batch. Returns the rows updated."""
+    if not first_follow:
+        return 0
+    return Subscriber.objects.filter(pk__in=first_follow, followed_at__isnull=True).update(
+        followed_at=_each(first_follow, DateTimeField())
+    )
+
+
+def stages_engage(*, engagements: Mapping[int, Engagement]) -> int:
+    """Engaged at each subscriber's time unless engaged earlier; the engaging content and push are those of the first
+    engagement. Three statements for the batch at most (two check that the content and push still exist)."""
+    if not engagements:
+        return 0
+    contents = _existing("content.Article", {e.content_id for e in engagements.values()})
+    pushes = _existing("content.Push", {e.push_id for e in engagements.values()})
+    at = _each({pk: e.at for pk, e in engagements.items()}, DateTimeField())
+    return (
+        Subscriber.objects.filter(pk__in=engagements)
+        .filter(Q(engaged_at__isnull=True) | Q(engaged_at__gt=at))
+        .update(
+            engaged_at=at,
+            engaged_content_id=_each(
+                {pk: contents.get(e.content_id) for pk, e in engagements.items()}, BigIntegerField()
+            ),
+            engaged_push_id=_each({pk: pushes.get(e.push_id) for pk, e in engagements.items()}, BigIntegerField()),
+            stage=_advance(Stage.ENGAGED),
+            followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
+        )
+    )
+
+
+def _existing(model: str, pks: set[Any]) -> dict[Any, int]:
+    """{the value as given: its primary key} for the values that are the key of an existing row."""
     from django.apps import apps
 
-    try:
-        pk = int(pk)
-    except (TypeError, ValueError):
-        return None
-    return pk if apps.get_model(model).objects.filter(pk=pk).exists() else None
+    wanted: dict[Any, int] = {}
+    for value in pks:
+        try:
+            wanted[value] = int(value)
+        except (TypeError, ValueError):
+            continue
+    if not wanted:
+        return {}
+    found = set(apps.get_model(model).objects.filter(pk__in=set(wanted.values())).values_list("pk", flat=True))
+    return {value: pk for value, pk in wanted.items() if pk in found}
 
 
-def interactive_reached(*, subscriber_id: int, at: datetime, settings: Any) -> bool:
-    """Whether the interactions in the D days up to `at` make the subscriber interactive (one indexed query)."""
+def interactive_times(*, candidates: Mapping[int, list[datetime]], settings: Any) -> dict[int, datetime]:
+    """For each subscriber, the earliest of the candidate times at which the interactions of the D days up to it make
+    them interactive (N interactions on M different days). One indexed query for the batch."""
+    if not candidates:
+        return {}
+    window = timedelta(days=settings.interactive_window_days)
+    every = [at for times in candidates.values() for at in times]
     rows = Interaction.objects.filter(
-        subscriber_id=subscriber_id,
+        subscriber_id__in=candidates,
         kind__in=kinds.SUBSCRIBER_ORIGINATED,
-        created_at__gte=at - timedelta(days=settings.interactive_window_days),
-        created_at__lte=at,
-    ).values_list(TruncDate("created_at"), flat=True)
-    days = list(rows[:10000])
-    return len(days) >= settings.interactive_min_interactions and len(set(days)) >= settings.interactive_min_days
+        created_at__gte=min(every) - window,
+        created_at__lte=max(every),
+    ).values_list("subscriber_id", "created_at", TruncDate("created_at"))
+    history: dict[int, list[tuple[datetime, Any]]] = {}
+    for subscriber_id, created_at, day in rows:
+        history.setdefault(subscriber_id, []).append((created_at, day))
+    reached = {}
+    for subscriber_id, times in candidates.items():
+        own = history.get(subscriber_id, [])
+        for at in sorted(times):
+            days = [day for created_at, day in own if at - window <= created_at <= at]
+            if len(days) >= settings.interactive_min_interactions and len(set(days)) >= settings.interactive_min_days:
+                reached[subscriber_id] = at
+                break
+    return reached
 
 
-def stage_interact(*, subscriber_id: int, at: datetime, settings: Any = None) -> bool:
-    settings = settings or funnel_settings()
-    if not interactive_reached(subscriber_id=subscriber_id, at=at, settings=settings):
-        return False
-    updated = Subscriber.objects.filter(
-        Q(interactive_at__isnull=True) | Q(interactive_at__gt=at), pk=subscriber_id
-    ).update(
-        interactive_at=at,
-        stage=_advance(Stage.INTERACTIVE),
-        followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
+def stages_interact(*, reached: Mapping[int, datetime]) -> int:
+    """Interactive at each subscriber's time unless interactive earlier. One statement for the batch."""
+    if not reached:
+        return 0
+    at = _each(reached, DateTimeField())
+    return (
+        Subscriber.objects.filter(pk__in=reached)
+        .filter(Q(interactive_at__isnull=True) | Q(interactive_at__gt=at))
+        .update(
+            interactive_at=at,
+            stage=_advance(Stage.INTERACTIVE),
+            followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
+        )
     )
-    return bool(updated)
 
 
 def stages_convert(*, first_conversion: Mapping[int, datetime]) -> int:
@@ -144,33 +200,46 @@ def _stages_convert_portable(first_conversion: Mapping[int, datetime]) -> int:
 # --- Follow-ups (campaigns.events) -------------------------------------------------------------------------------
 
 
-def on_follow(interaction: Interaction) -> None:
-    if interaction.subscriber_id:
-        stage_follow(subscriber_id=interaction.subscriber_id, at=interaction.created_at)
+def stages_on_follows(interactions: Sequence[Interaction]) -> None:
+    """Follows: each subscriber's first follow of the batch, unless an earlier one is kept."""
+    first: dict[int, datetime] = {}
+    for interaction in interactions:
+        sid = interaction.subscriber_id
+        if sid and (sid not in first or interaction.created_at < first[sid]):
+            first[sid] = interaction.created_at
+    stages_follow(first_follow=first)
 
 
-def on_subscriber_interaction(interaction: Interaction) -> None:
-    """Engaged on a tracked-link click (or a menu click); interactive when the rule is met. Cheap when both are
-    already reached: no query at all (the subscriber row comes with the interaction)."""
-    subscriber = interaction.subscriber
-    if subscriber is None:
+def stages_on_interactions(interactions: Sequence[Interaction]) -> None:
+    """Engaged on a tracked-link click (or a menu click); interactive when the rule is met. No query at all when
+    every subscriber reached both already (the subscriber rows come with the interactions); otherwise a few
+    statements for the whole batch."""
+    engaging: dict[int, list[Interaction]] = {}
+    interacting: dict[int, list[datetime]] = {}
+    for interaction in interactions:  # oldest first
+        subscriber = interaction.subscriber
+        if subscriber is None:
+            continue
+        at = interaction.created_at
+        if (interaction.kind in kinds.ENGAGING or interaction.kind in kinds.MENU_CLICKS) and (
+            subscriber.engaged_at is None or subscriber.engaged_at > at
+        ):
+            engaging.setdefault(subscriber.pk, []).append(interaction)
+        if interaction.kind in kinds.SUBSCRIBER_ORIGINATED and (
+            subscriber.interactive_at is None or subscriber.interactive_at > at
+        ):
+            interacting.setdefault(subscriber.pk, []).append(at)
+    if not engaging and not interacting:
         return
-    settings = None
-    engaging = interaction.kind in kinds.ENGAGING or interaction.kind in kinds.MENU_CLICKS
-    if engaging and (subscriber.engaged_at is None or subscriber.engaged_at > interaction.created_at):
-        settings = funnel_settings()
-        if interaction.kind in kinds.ENGAGING or settings.menu_click_engages:
-            data = interaction.data or {}
-            stage_engage(
-                subscriber_id=subscriber.pk,
-                at=interaction.created_at,
-                content_id=data.get("content_id"),
-                push_id=data.get("push_id"),
-            )
-    if interaction.kind in kinds.SUBSCRIBER_ORIGINATED and (
-        subscriber.interactive_at is None or subscriber.interactive_at > interaction.created_at
-    ):
-        stage_interact(subscriber_id=subscriber.pk, at=interaction.created_at, settings=settings)
+    settings = funnel_settings()
+    engagements = {}
+    for subscriber_id, candidates in engaging.items():
+        counted = [i for i in candidates if i.kind in kinds.ENGAGING or settings.menu_click_engages]
+        if counted:  # the first engagement
+            data = counted[0].data or {}
+            engagements[subscriber_id] = Engagement(counted[0].created_at, data.get("content_id"), data.get("push_id"))
+    stages_engage(engagements=engagements)
+    stages_interact(reached=interactive_times(candidates=interacting, settings=settings))
 
 
 def stages_backfill() -> int:
@@ -184,12 +253,14 @@ def stages_backfill() -> int:
 __all__ = [
     "ORDER",
     "STAGE_FIELDS",
+    "Engagement",
     "funnel_settings",
-    "on_follow",
-    "on_subscriber_interaction",
-    "stage_engage",
-    "stage_follow",
-    "stage_interact",
+    "interactive_times",
     "stages_backfill",
     "stages_convert",
+    "stages_engage",
+    "stages_follow",
+    "stages_interact",
+    "stages_on_follows",
+    "stages_on_interactions",
 ]

@@ -14,10 +14,12 @@ from unfold.contrib.filters.admin import RangeDateTimeFilter
 
 from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError
+from wechat_crm.paginators import EstimatedCountPaginator
 
 from . import selectors, services, templating
 from .errors import ArticleStatusError, SegmentInvalid, TemplateInvalid
 from .models import Article, Delivery, MessageTemplate, OperatorProfile, Push, Segment, SendPolicy, Topic
+from .reasons import LABELS as REASON_LABELS
 from .reasons import reason_label
 from .services import deliveries, pushes, segments
 
@@ -152,11 +154,11 @@ class ArticleAdmin(ModelAdmin):
                 level=messages.SUCCESS,
             )
 
-    @admin.action(description=_("Publish the selected articles"))
+    @admin.action(description=_("Publish the selected articles"), permissions=["change"])
     def publish_selected(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
         self._set_status(request, queryset, Article.Status.PUBLISHED)
 
-    @admin.action(description=_("Unpublish the selected articles (back to draft)"))
+    @admin.action(description=_("Unpublish the selected articles (back to draft)"), permissions=["change"])
     def unpublish_selected(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
         self._set_status(request, queryset, Article.Status.DRAFT)
 
@@ -457,19 +459,35 @@ class PushAdmin(ModelAdmin):
         if done:
             self.message_user(request, done_message % {"count": done}, level=messages.SUCCESS)
 
-    @admin.action(description=_("Schedule the selected pushes (at their send time)"))
+    @admin.action(description=_("Schedule the selected pushes (at their send time)"), permissions=["change"])
     def schedule_selected(self, request: HttpRequest, queryset: QuerySet[Push]) -> None:
         self._each(request, queryset, lambda p: pushes.push_schedule(push=p, by=request.user),
                    _("%(count)d pushes scheduled."))  # fmt: skip
 
-    @admin.action(description=_("Cancel the selected pushes (stops a send in progress)"))
+    @admin.action(description=_("Cancel the selected pushes (stops a send in progress)"), permissions=["change"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Push]) -> None:
         self._each(request, queryset, lambda p: pushes.push_cancel(push=p), _("%(count)d pushes cancelled."))
 
-    @admin.action(description=_("Send a test of the selected pushes to me"))
+    @admin.action(description=_("Send a test of the selected pushes to me"), permissions=["change"])
     def send_test_selected(self, request: HttpRequest, queryset: QuerySet[Push]) -> None:
         self._each(request, queryset, lambda p: deliveries.push_send_test(push=p, user=request.user),
                    _("%(count)d test messages sent."))  # fmt: skip
+
+
+class ReasonFilter(admin.SimpleListFilter):
+    """The reasons the product writes (content.reasons), listed without a DISTINCT over millions of deliveries."""
+
+    title = _("reason")
+    parameter_name = "reason"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [*((code, str(label)) for code, label in REASON_LABELS.items()), ("wechat:", _("WeChat errors"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(reason__startswith=value) if value.endswith(":") else queryset.filter(reason=value)
 
 
 @admin.register(Delivery)
@@ -477,12 +495,13 @@ class DeliveryAdmin(ModelAdmin):
     list_display = [
         "id", "push", "subscriber", "status", "reason_text", "errcode", "attempts", "sent_at", "finished_at"
     ]  # fmt: skip
-    list_filter = ["status", "channel", "reason", ("sent_at", RangeDateTimeFilter)]
+    list_filter = ["status", "channel", ReasonFilter, ("sent_at", RangeDateTimeFilter)]
     list_filter_submit = True
     list_select_related = ["push", "subscriber"]
     search_fields = ["push__name", "subscriber__openid"]
     raw_id_fields = ["push", "subscriber"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
 
     @admin.display(description=_("reason"), ordering="reason")
     def reason_text(self, delivery: Delivery) -> str:

@@ -1,6 +1,6 @@
 """REST API of the content library: topics, contents (articles) and message templates.
 
-Everyone authenticated reads; the operator and admin roles write (IsStaffOrReadOnly).
+Marketers, operators and admins read; operators and admins write (wechat_crm.permissions).
 Articles are published and unpublished through their own actions, never by writing `status`.
 """
 
@@ -12,7 +12,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from wechat_crm.permissions import WRITE_OPERATOR, RolePermission, user_can_read, user_can_write
+from wechat_crm.permissions import WRITE_OPERATOR, RolePermission
 
 from . import selectors, services
 from .filters import ArticleFilter, MessageTemplateFilter
@@ -31,13 +31,10 @@ from .services import deliveries, pushes, segments
 
 
 class IsStaffOrReadOnly(RolePermission):
-    """Reads for any authenticated user; writes for the operator and admin roles (wechat_crm.permissions), or the
-    view's own `write_roles`."""
+    """The role rules of wechat_crm.permissions, writes for operators and admins unless the view names its own
+    `write_roles`."""
 
-    def has_permission(self, request: Request, view) -> bool:
-        if request.method in permissions.SAFE_METHODS:
-            return user_can_read(request.user)
-        return user_can_write(request.user, getattr(view, "write_roles", WRITE_OPERATOR))
+    default_write_roles = WRITE_OPERATOR
 
 
 class _ListRetrieveCreateUpdate(

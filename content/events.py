@@ -10,12 +10,12 @@ from .services import deliveries
 
 
 def delivery_job_finish(interactions: Sequence[Any]) -> None:
-    """TEMPLATESENDJOBFINISH: the delivery with that msgid becomes delivered or failed."""
-    for interaction in interactions:
-        deliveries.delivery_job_finish(interaction)
+    """TEMPLATESENDJOBFINISH: the delivery with that msgid becomes delivered or failed (two statements for the
+    batch)."""
+    deliveries.deliveries_job_finish(interactions)
 
 
 def mass_job_finish(interactions: Sequence[Any]) -> None:
-    """MASSSENDJOBFINISH: the mass batch's totals."""
+    """MASSSENDJOBFINISH: the mass batch's totals (one statement per report: a few per mass send)."""
     for interaction in interactions:
         deliveries.mass_job_finish(interaction)

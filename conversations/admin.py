@@ -35,6 +35,25 @@ class AutoReplyRuleAdmin(ModelAdmin):
     list_editable = ("priority", "is_active")
     search_fields = ("name", "pattern", "reply_text")
     autocomplete_fields = ("article", "template")
+    readonly_fields = ("regex_warning",)
+
+    def get_list_display(self, request):
+        return (*super().get_list_display(request), "regex_warning")
+
+    @admin.display(description=gettext_lazy("expression"))
+    def regex_warning(self, obj):
+        if obj.regex_timed_out_at is None:
+            return "-"
+        return format_html(
+            '<strong style="color: #ba2121">{}</strong>',
+            _("Timed out on a message at %(at)s and was skipped: simplify it.")
+            % {"at": obj.regex_timed_out_at.strftime("%Y-%m-%d %H:%M")},
+        )
+
+    def save_model(self, request, obj, form, change):
+        if "pattern" in form.changed_data:
+            obj.regex_timed_out_at = None  # a new expression gets a new chance
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Menu)
@@ -43,7 +62,7 @@ class MenuAdmin(ModelAdmin):
     readonly_fields = ("published_at", "publish_error")
     actions = ["publish"]
 
-    @admin.action(description=gettext_lazy("Publish the selected menu to WeChat"))
+    @admin.action(description=gettext_lazy("Publish the selected menu to WeChat"), permissions=["change"])
     def publish(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, _("Choose exactly one menu to publish."), messages.ERROR)

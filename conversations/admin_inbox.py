@@ -25,6 +25,7 @@ from unfold.contrib.filters.admin import RangeDateTimeFilter, RelatedDropdownFil
 from accounts.models import Interaction
 from content.models import MessageTemplate
 from wechat_crm.exceptions import ApplicationError
+from wechat_crm.paginators import EstimatedCountPaginator
 from wechat_crm.wechat.errors import WeChatError
 
 from . import selectors, services
@@ -89,6 +90,7 @@ class ConversationAdmin(ModelAdmin):
     search_help_text = gettext_lazy("Part of the remark or nickname, or the OpenID.")
     ordering = ("-unanswered", "-last_inbound_at")
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no count of the whole table (wechat_crm/paginators.py)
     actions = ["assign_to_me", "unassign"]
 
     def has_add_permission(self, request):

@@ -8,7 +8,7 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, serializers, viewsets
+from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -44,7 +44,7 @@ class SubscriberScoreSerializer(serializers.Serializer):
 
 
 class SubscriberScoreApi(APIView):
-    permission_classes = [permissions.IsAdminUser]
+    permission_classes = [RolePermission]
 
     @extend_schema(responses=SubscriberScoreSerializer)
     def get(self, request, pk: int):

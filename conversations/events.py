@@ -49,70 +49,80 @@ def _with_subscriber(interactions: Sequence[Any]) -> list[Any]:
 
 
 def score(interactions: Sequence[Any]) -> None:
-    """The lead score: each interaction adds its kind's points (ScoreRule), once."""
-    for interaction in _with_subscriber(interactions):
-        services.score_interaction(interaction=interaction)
+    """The lead score: each interaction adds its kind's points (ScoreRule), once. A few statements for the batch."""
+    services.scores_add(interactions=interactions)
 
 
 def template_auto_reply(interactions: Sequence[Any]) -> None:
-    """An auto-reply rule that answers with a template message sends it (once per interaction)."""
-    from accounts.models import Subscriber
+    """An auto-reply rule that answers with a template message sends it (once per interaction): the rules are matched
+    in memory, then one query for the templates and one INSERT for the batch."""
     from content.models import MessageTemplate
 
     from .models import OutboundMessage
 
-    for interaction in _with_subscriber(interactions):
-        rule = _template_rule(interaction)
-        if rule is None:
-            continue
-        template = MessageTemplate.objects.filter(pk=rule.template_id).first()
-        subscriber = Subscriber.objects.get(pk=interaction.subscriber_id)
-        if template is not None:
-            services.template_send(subscriber=subscriber, template=template, source=OutboundMessage.Source.AUTO_REPLY,
-                                   dedupe_key=f"auto:{interaction.pk}", now=interaction.created_at)  # fmt: skip
+    rules = {i.pk: rule for i in _with_subscriber(interactions) if (rule := _template_rule(i)) is not None}
+    if not rules:
+        return
+    templates = MessageTemplate.objects.in_bulk({rule.template_id for rule in rules.values()})
+    sends = [
+        services.TemplateSend(subscriber=i.subscriber, template=templates[rules[i.pk].template_id],
+                              dedupe_key=f"auto:{i.pk}", at=i.created_at)
+        for i in interactions
+        if i.pk in rules and rules[i.pk].template_id in templates
+    ]  # fmt: skip
+    services.templates_send(sends=sends, source=OutboundMessage.Source.AUTO_REPLY)
 
 
 def journeys_current_stage(interactions: Sequence[Any]) -> None:
-    """The stage journeys of the subscriber's current stage (after the funnel's follow-up moved it)."""
-    for interaction in _with_subscriber(interactions):
-        journeys.journeys_on_current_stage(subscriber_id=interaction.subscriber_id, now=interaction.created_at)
+    """The stage journeys of the stage each subscriber had at each interaction (after the funnel's follow-up)."""
+    journeys.journeys_on_current_stages(
+        touches=[
+            journeys.StageTouch(i.subscriber_id, i.created_at, i.subscriber.stage)
+            for i in _with_subscriber(interactions)
+        ]
+    )
 
 
 def inbox_record(interactions: Sequence[Any]) -> None:
-    """A message waits in the operator inbox, unanswered unless an auto-reply answered it."""
-    for interaction in _with_subscriber(interactions):
-        answered = interaction.reply not in ("", "success") or _template_rule(interaction) is not None
-        services.conversation_record_inbound(interaction=interaction, answered=answered)
+    """Messages wait in the operator inbox, unanswered unless an auto-reply answered them. Two statements."""
+    inbound: dict[int, services.Inbound] = {}
+    for i in _with_subscriber(interactions):
+        answered = i.reply not in ("", "success") or _template_rule(i) is not None
+        before = inbound.get(i.subscriber_id, services.Inbound(0, i.created_at))
+        inbound[i.subscriber_id] = services.Inbound(
+            before.unanswered + (not answered), max(before.last_at, i.created_at)
+        )
+    services.conversations_record_inbound(inbound=inbound)
 
 
 def journeys_follow(interactions: Sequence[Any]) -> None:
     """The follow journeys (of any channel, or of the follow's channel)."""
     from campaigns.models import Channel
 
-    for interaction in _with_subscriber(interactions):
-        channel_id = (
-            Channel.objects.filter(scene_str=interaction.scene).values_list("pk", flat=True).first()
-            if interaction.scene
-            else None
-        )
-        journeys.journeys_on_follow(subscriber_id=interaction.subscriber_id, channel_id=channel_id,
-                                    now=interaction.created_at)  # fmt: skip
+    follows = _with_subscriber(interactions)
+    scenes = {i.scene for i in follows if i.scene}
+    channels = dict(Channel.objects.filter(scene_str__in=scenes).values_list("scene_str", "pk")) if scenes else {}
+    journeys.journeys_on_follows(
+        follows=[journeys.Follow(i.subscriber_id, channels.get(i.scene), i.created_at) for i in follows]
+    )
 
 
 def journeys_topic_click(interactions: Sequence[Any]) -> None:
-    """The topic journeys of the clicked content's topics."""
+    """The topic journeys of the clicked contents' topics."""
     from content.models import Article
 
-    for interaction in _with_subscriber(interactions):
-        content_id = (interaction.data or {}).get("content_id")
-        if not content_id:
-            continue
-        topic_ids = list(
-            Article.topics.through.objects.filter(article_id=content_id).values_list("topic_id", flat=True)
-        )
-        if topic_ids:
-            journeys.journeys_on_topic_click(subscriber_id=interaction.subscriber_id, topic_ids=topic_ids,
-                                             now=interaction.created_at)  # fmt: skip
+    clicks = [(i, (i.data or {}).get("content_id")) for i in _with_subscriber(interactions)]
+    content_ids = {content_id for _i, content_id in clicks if content_id}
+    if not content_ids:
+        return
+    topics: dict[Any, list[int]] = {}
+    for article_id, topic_id in Article.topics.through.objects.filter(article_id__in=content_ids).values_list(
+        "article_id", "topic_id"
+    ):
+        topics.setdefault(article_id, []).append(topic_id)
+    journeys.journeys_on_topic_clicks(
+        clicks=[journeys.TopicClick(i.subscriber_id, topics[c], i.created_at) for i, c in clicks if topics.get(c)]
+    )
 
 
 # --- After a batch of conversions (campaigns.events.CONVERSION_FOLLOW_UPS) -----------------------------------------

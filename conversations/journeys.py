@@ -1,12 +1,13 @@
 """Journeys: trigger -> (wait -> condition -> action) steps.
 
-* Entering: `journey_enter` inserts an enrollment under UNIQUE (journey, subscriber, period_key): at most once per
-  period. The first step's `due_at` is stored in the row.
+* Entering: `journey_enter` (one) and `journeys_enter` (a batch) insert enrollments under UNIQUE (journey,
+  subscriber, period_key): at most once per period. The first step's `due_at` is stored in the row.
 * Advancing: `journeys_advance(now=...)` (beat task every minute, and right after an enrollment) locks due
   enrollments with SELECT ... FOR UPDATE SKIP LOCKED and runs each one's current step in the same transaction as
   its JourneyStepRun (UNIQUE (enrollment, step)) and its effects (outbound rows are sent by Celery after commit):
   waits survive worker and beat restarts, nothing fires twice.
-* Hooks for other apps: journeys_on_follow, journeys_on_topic_click, journeys_on_stage, journeys_on_conversion;
+* Triggers, each for a batch (conversations.events, campaigns.events): journeys_on_follows,
+  journeys_on_topic_clicks, journeys_on_current_stages, journeys_on_conversions; one subscriber: journeys_on_stage;
   dormant subscribers are entered by `journeys_enter_dormant(now=...)` (beat task).
 """
 
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q
@@ -94,26 +96,127 @@ def journey_enter(
     return enrollment
 
 
+class Entry(NamedTuple):
+    journey: Journey
+    subscriber_id: int
+    at: dt.datetime
+    context: dict[str, Any]
+
+
+def journeys_enter(*, entries: Sequence[Entry]) -> int:
+    """Enter subscribers into journeys, each at most once per period (an entry of a period entered already is
+    skipped), a journey without steps never: one query for the journeys' first steps and one INSERT for the batch.
+    Returns how many entries were tried."""
+    if not entries:
+        return 0
+    first_steps: dict[int, JourneyStep] = {}
+    for step in JourneyStep.objects.filter(journey_id__in={e.journey.pk for e in entries}).order_by(
+        "journey_id", "position", "id"
+    ):
+        first_steps.setdefault(step.journey_id, step)
+    rows: dict[tuple[int, int, str], JourneyEnrollment] = {}
+    for entry in entries:
+        step = first_steps.get(entry.journey.pk)
+        if step is None:
+            continue
+        key = (entry.journey.pk, entry.subscriber_id, period_key(entry.journey, entry.at))
+        rows.setdefault(key, JourneyEnrollment(
+            journey=entry.journey, subscriber_id=entry.subscriber_id, period_key=key[2], next_position=0,
+            due_at=entry.at + step.wait, context=entry.context, entered_at=entry.at,
+        ))  # fmt: skip
+    JourneyEnrollment.objects.bulk_create(rows.values(), ignore_conflicts=True)
+    if any(first_steps[journey_id].wait <= dt.timedelta(minutes=1) for journey_id, _s, _k in rows):
+        _enqueue_advance()
+    return len(rows)
+
+
+class Follow(NamedTuple):
+    subscriber_id: int
+    channel_id: int | None
+    at: dt.datetime
+
+
+def journeys_on_follows(*, follows: Sequence[Follow]) -> int:
+    """The follow journeys (of any channel, or of the follow's channel), with the channel's topic in the context.
+    One query when no follow journey exists; a few for the batch otherwise."""
+    journeys = list(Journey.objects.filter(is_active=True, trigger=Journey.Trigger.FOLLOW))
+    if not journeys or not follows:
+        return 0
+    channel_ids = {f.channel_id for f in follows if f.channel_id}
+    topics: dict[int, int] = {}
+    for channel_id, topic_id in (
+        ChannelTopic.objects.filter(channel_id__in=channel_ids).order_by("pk").values_list("channel_id", "topic_id")
+    ):
+        topics.setdefault(channel_id, topic_id)
+    entries = []
+    for follow in follows:
+        context: dict[str, Any] = {"channel_id": follow.channel_id}
+        if follow.channel_id in topics:
+            context["topic_id"] = topics[follow.channel_id]
+        entries += [Entry(j, follow.subscriber_id, follow.at, context) for j in journeys
+                    if j.channel_id is None or j.channel_id == follow.channel_id]  # fmt: skip
+    return journeys_enter(entries=entries)
+
+
+class TopicClick(NamedTuple):
+    subscriber_id: int
+    topic_ids: list[int]
+    at: dt.datetime
+
+
+def journeys_on_topic_clicks(*, clicks: Sequence[TopicClick]) -> int:
+    """The topic journeys of the clicked contents' topics. One query when none exists, a few for the batch."""
+    topic_ids = {t for click in clicks for t in click.topic_ids}
+    if not topic_ids:
+        return 0
+    journeys = list(Journey.objects.filter(is_active=True, trigger=Journey.Trigger.TOPIC_CLICK, topic_id__in=topic_ids))
+    return journeys_enter(
+        entries=[Entry(j, c.subscriber_id, c.at, {"topic_id": j.topic_id}) for c in clicks for j in journeys
+                 if j.topic_id in c.topic_ids]
+    )  # fmt: skip
+
+
+class StageTouch(NamedTuple):
+    subscriber_id: int
+    at: dt.datetime
+    stage_before: str  # the subscriber's stage before the batch moved it
+
+
+def journeys_on_current_stages(*, touches: Sequence[StageTouch]) -> int:
+    """After interactions (once the funnel's follow-up has moved the stages): enter the stage journeys of the stage
+    each subscriber had at each interaction, as if they were processed one by one (oldest first): their stage before
+    the batch, or a further one the batch reached by then. Entering is once per period, so a stage reached long ago
+    does not re-enter a journey that is "once ever". One query when no stage journey exists; three otherwise."""
+    from campaigns.stages import ORDER, STAGE_FIELDS
+
+    journeys = list(Journey.objects.filter(is_active=True, trigger=Journey.Trigger.STAGE))
+    if not journeys or not touches:
+        return 0
+    reached = {
+        row["pk"]: row
+        for row in Subscriber.objects.filter(pk__in={t.subscriber_id for t in touches}).values(
+            "pk", *STAGE_FIELDS.values()
+        )
+    }
+    entries = []
+    for touch in touches:
+        row = reached.get(touch.subscriber_id, {})
+        furthest = max(
+            [ORDER.index(touch.stage_before) if touch.stage_before in ORDER else 0]
+            + [
+                n
+                for n, stage in enumerate(ORDER)
+                if (at := row.get(STAGE_FIELDS[stage])) is not None and at <= touch.at
+            ]
+        )
+        stage = ORDER[furthest]
+        entries += [Entry(j, touch.subscriber_id, touch.at, {"stage": stage}) for j in journeys if j.stage == stage]
+    return journeys_enter(entries=entries)
+
+
 def _enter_all(journeys, subscriber_id: int, now: dt.datetime | None, context: dict) -> list[JourneyEnrollment]:
     return [e for j in journeys if (e := journey_enter(journey=j, subscriber_id=subscriber_id, now=now,
                                                        context=context)) is not None]  # fmt: skip
-
-
-def journeys_on_follow(*, subscriber_id: int, channel_id: int | None = None, now: dt.datetime | None = None):
-    journeys = Journey.objects.filter(is_active=True, trigger=Journey.Trigger.FOLLOW).filter(
-        Q(channel__isnull=True) | Q(channel_id=channel_id)
-    )
-    context: dict[str, Any] = {"channel_id": channel_id}
-    if channel_id:
-        topic_id = ChannelTopic.objects.filter(channel_id=channel_id).values_list("topic_id", flat=True).first()
-        if topic_id:
-            context["topic_id"] = topic_id
-    return _enter_all(journeys, subscriber_id, now, context)
-
-
-def journeys_on_topic_click(*, subscriber_id: int, topic_ids: list[int], now: dt.datetime | None = None):
-    journeys = Journey.objects.filter(is_active=True, trigger=Journey.Trigger.TOPIC_CLICK, topic_id__in=topic_ids)
-    return [e for j in journeys for e in _enter_all([j], subscriber_id, now, {"topic_id": j.topic_id})]
 
 
 def journeys_on_stage(subscriber_id: int, stage: str, *, now: dt.datetime | None = None):
@@ -123,17 +226,6 @@ def journeys_on_stage(subscriber_id: int, stage: str, *, now: dt.datetime | None
     if stage == Subscriber.Stage.CONVERTED:
         entered += journeys_on_conversion(subscriber_id, now=now)
     return entered
-
-
-def journeys_on_current_stage(*, subscriber_id: int, now: dt.datetime | None = None) -> list[JourneyEnrollment]:
-    """After each interaction (once the funnel's follow-up has moved the stage): enter the stage journeys of the
-    subscriber's current stage. Entering is once per period, so a stage reached long ago does not re-enter a
-    journey that is "once ever". One query when no stage journey exists."""
-    journeys = list(Journey.objects.filter(is_active=True, trigger=Journey.Trigger.STAGE))
-    if not journeys:
-        return []
-    stage = Subscriber.objects.filter(pk=subscriber_id).values_list("stage", flat=True).first()
-    return _enter_all([j for j in journeys if j.stage == stage], subscriber_id, now, {"stage": stage})
 
 
 def journeys_on_conversion(subscriber_id: int, *, now: dt.datetime | None = None, **context: Any):
@@ -155,9 +247,7 @@ def journeys_on_conversions(*, first_conversion: dict[int, dt.datetime]) -> int:
         converted_at=timezone.now()
     )
     journeys = list(Journey.objects.filter(is_active=True, trigger=Journey.Trigger.CONVERSION))
-    if not journeys:
-        return 0
-    return sum(len(_enter_all(journeys, sid, at, {})) for sid, at in first_conversion.items())
+    return journeys_enter(entries=[Entry(j, sid, at, {}) for sid, at in first_conversion.items() for j in journeys])
 
 
 def journeys_enter_dormant(*, now: dt.datetime | None = None) -> int:

@@ -18,6 +18,8 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
+import regex
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils.translation import gettext as _
@@ -42,7 +44,7 @@ class CachedRule:
     id: int
     trigger: str
     pattern: str
-    regex: re.Pattern | None
+    regex: regex.Pattern | None
     scene: str  # the channel's scene ("" = any)
     reply_kind: str
     reply_text: str
@@ -69,7 +71,7 @@ class CachedRule:
                 return text.casefold() == self.pattern.strip().casefold()
             if self.trigger == T.TEXT_CONTAINS:
                 return self.pattern.casefold() in text.casefold()
-            return bool(self.regex and self.regex.search(text))
+            return bool(self.regex and regex_search(self, text))
         if self.trigger == T.CLICK:
             return kind == Kind.CLICK and event_key == self.pattern
         if self.trigger == T.FOLLOW and kind != Kind.SUBSCRIBE:
@@ -77,6 +79,19 @@ class CachedRule:
         if self.trigger == T.SCAN and kind != Kind.SCAN:
             return False
         return not self.scene or self.scene == scene
+
+
+def regex_search(rule: CachedRule, text: str) -> bool:
+    """Operators' expressions run on the callback's path with a time limit (AUTO_REPLY_REGEX_TIMEOUT seconds): one
+    that takes longer (catastrophic backtracking) is skipped for this message and flagged on the rule in the admin."""
+    try:
+        return rule.regex.search(text, timeout=settings.AUTO_REPLY_REGEX_TIMEOUT) is not None
+    except TimeoutError:
+        logger.warning("auto-reply rule %s: the expression timed out; skipped", rule.id)
+        from django.utils import timezone
+
+        AutoReplyRule.objects.filter(pk=rule.id).update(regex_timed_out_at=timezone.now())
+        return False
 
 
 _cache: dict[str, Any] = {"until": 0.0, "rules": ()}
@@ -106,16 +121,16 @@ def active_rules() -> tuple[CachedRule, ...]:
     rows = AutoReplyRule.objects.filter(is_active=True).select_related("channel", "article").order_by("-priority", "id")
     rules = []
     for r in rows:
-        regex = None
+        compiled = None
         if r.trigger == T.TEXT_REGEX:
             try:
-                regex = re.compile(r.pattern)
-            except re.error:
+                compiled = regex.compile(r.pattern)
+            except regex.error:
                 logger.warning("auto-reply rule %s has an invalid expression; skipped", r.pk)
                 continue
         rules.append(
             CachedRule(
-                id=r.pk, trigger=r.trigger, pattern=r.pattern, regex=regex,
+                id=r.pk, trigger=r.trigger, pattern=r.pattern, regex=compiled,
                 scene=r.channel.scene_str if r.channel_id and r.channel else "",
                 reply_kind=r.reply_kind, reply_text=r.reply_text, media_id=r.media_id,
                 article=_article_card(r.article) if r.article_id else None, template_id=r.template_id,

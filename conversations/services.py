@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Q
+from django.db.models import Case, DateTimeField, F, IntegerField, Max, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -195,6 +196,34 @@ def template_send(
     return message
 
 
+class TemplateSend(NamedTuple):
+    subscriber: Subscriber
+    template: Any
+    dedupe_key: str
+    at: dt.datetime
+
+
+def templates_send(*, sends: Sequence[TemplateSend], source: str) -> int:
+    """Template messages to several subscribers (no window needed), sent by Celery: one INSERT for the batch (a
+    dedupe key used already is skipped) and one query for the rows to send. Returns how many are queued."""
+    if not sends:
+        return 0
+    OutboundMessage.objects.bulk_create(
+        [OutboundMessage(subscriber=s.subscriber, kind=OutboundMessage.Kind.TEMPLATE, source=source,
+                         text=s.template.title, payload=template_payload(s.subscriber, s.template),
+                         dedupe_key=s.dedupe_key, created_at=s.at) for s in sends],
+        ignore_conflicts=True,
+    )  # fmt: skip
+    queued = list(
+        OutboundMessage.objects.filter(dedupe_key__in=[s.dedupe_key for s in sends], status=S.QUEUED).values_list(
+            "pk", flat=True
+        )
+    )
+    for pk in queued:
+        _enqueue_send(pk)
+    return len(queued)
+
+
 def custom_send(
     *, subscriber: Subscriber, payload: dict[str, Any], text: str, source: str, dedupe_key: str | None = None,
     now: dt.datetime | None = None,
@@ -293,20 +322,26 @@ def conversation_assign(*, conversation: Conversation, to: Any) -> Conversation:
     return conversation
 
 
-def conversation_record_inbound(*, interaction: Interaction, answered: bool) -> None:
-    """A message from the subscriber: unanswered (first in the inbox) unless an auto-reply answered it."""
-    if interaction.subscriber_id is None:
+class Inbound(NamedTuple):
+    unanswered: int  # messages of the batch no auto-reply answered
+    last_at: dt.datetime  # the latest message of the batch
+
+
+def conversations_record_inbound(*, inbound: Mapping[int, Inbound]) -> None:
+    """Messages from subscribers ({subscriber id: their messages of the batch}): the unanswered ones wait in the
+    inbox (first in it). Two statements for the batch."""
+    if not inbound:
         return
-    conv, created = Conversation.objects.get_or_create(
-        subscriber_id=interaction.subscriber_id,
-        defaults={"unanswered": 0 if answered else 1, "last_inbound_at": interaction.created_at},
+    Conversation.objects.bulk_create(
+        [Conversation(subscriber_id=pk, unanswered=0) for pk in inbound], ignore_conflicts=True
     )
-    if created:
-        return
-    Conversation.objects.filter(pk=conv.pk).update(
-        unanswered=F("unanswered") if answered else F("unanswered") + 1,
-        last_inbound_at=interaction.created_at,
-    )
+    Conversation.objects.filter(subscriber_id__in=inbound).update(
+        unanswered=F("unanswered")
+        + Case(*[When(subscriber_id=pk, then=Value(m.unanswered)) for pk, m in inbound.items()],
+               output_field=IntegerField()),
+        last_inbound_at=Case(*[When(subscriber_id=pk, then=Value(m.last_at)) for pk, m in inbound.items()],
+                             output_field=DateTimeField()),
+    )  # fmt: skip
 
 
 # --- the lead score -------------------------------------------------------------------------------------------------
@@ -314,28 +349,30 @@ def conversation_record_inbound(*, interaction: Interaction, answered: bool) -> 
 DEFAULT_SCORE_POINTS = {Kind.SUBSCRIBE: 5, Kind.TEXT: 3, Kind.CLICK: 2, Kind.VIEW: 2, Kind.LINK_CLICK: 4, Kind.SCAN: 2}
 
 
-def _points_for(kind: str) -> int:
-    rules = dict(ScoreRule.objects.values_list("kind", "points"))
-    return rules.get(kind, 0)
-
-
-def score_interaction(*, interaction: Interaction) -> int:
-    """Add the interaction kind's points (ScoreRule) to the subscriber's score, once per interaction."""
-    if interaction.subscriber_id is None:
+def scores_add(*, interactions: Sequence[Interaction]) -> int:
+    """The lead score: each interaction adds its kind's points (ScoreRule) to its subscriber's score, once (one
+    ScoreEntry per interaction). At most four statements for the batch. Returns the points added."""
+    points = dict(ScoreRule.objects.values_list("kind", "points"))
+    scored = [i for i in interactions if i.subscriber_id is not None and points.get(i.kind)]
+    if not scored:
         return 0
-    points = _points_for(interaction.kind)
-    if not points:
+    done = set(
+        ScoreEntry.objects.filter(interaction_id__in=[i.pk for i in scored]).values_list("interaction_id", flat=True)
+    )
+    fresh = [i for i in scored if i.pk not in done]
+    if not fresh:
         return 0
-    try:
-        with transaction.atomic():
-            ScoreEntry.objects.create(
-                subscriber_id=interaction.subscriber_id, points=points, reason=interaction.kind,
-                interaction=interaction, at=interaction.created_at,
-            )  # fmt: skip
-            Subscriber.objects.filter(pk=interaction.subscriber_id).update(score=F("score") + points)
-    except IntegrityError:  # scored already (a follow-up run twice)
-        return 0
-    return points
+    ScoreEntry.objects.bulk_create(
+        [ScoreEntry(subscriber_id=i.subscriber_id, points=points[i.kind], reason=i.kind, interaction_id=i.pk,
+                    at=i.created_at) for i in fresh]
+    )  # fmt: skip
+    totals: dict[int, int] = {}
+    for i in fresh:
+        totals[i.subscriber_id] = totals.get(i.subscriber_id, 0) + points[i.kind]
+    Subscriber.objects.filter(pk__in=totals).update(
+        score=F("score") + Case(*[When(pk=pk, then=Value(n)) for pk, n in totals.items()], output_field=IntegerField())
+    )
+    return sum(totals.values())
 
 
 @transaction.atomic

@@ -77,11 +77,11 @@ class MediaAssetAdmin(ModelAdmin):
         obj.pk, obj.file = created.pk, created.file
         obj._state.adding = False
 
-    @admin.action(description=_("Upload to WeChat"))
+    @admin.action(description=_("Upload to WeChat"), permissions=["change"])
     def upload_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         _each(self, request, queryset, lambda a: media.media_upload(asset=a))
 
-    @admin.action(description=_("Sync the list from WeChat"))
+    @admin.action(description=_("Sync the list from WeChat"), permissions=["change"])
     def sync_from_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
         try:
             result = media.media_sync()
@@ -99,11 +99,11 @@ class ArticleWeChatAdmin(ModelAdmin):
     readonly_fields = ["wechat_article_id", "wechat_url", "published_at"]
     actions = ["upload_draft", "publish_selected"]
 
-    @admin.action(description=_("Upload as a WeChat draft"))
+    @admin.action(description=_("Upload as a WeChat draft"), permissions=["change"])
     def upload_draft(self, request: HttpRequest, queryset: QuerySet) -> None:
         _each(self, request, queryset, lambda o: drafts.draft_for_articles(articles=[o.article]))
 
-    @admin.action(description=_("Publish on WeChat (发布)"))
+    @admin.action(description=_("Publish on WeChat (发布)"), permissions=["change"])
     def publish_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         _each(self, request, queryset, lambda o: publish.article_publish(article=o.article, by=request.user))
 
@@ -118,11 +118,11 @@ class DraftAdmin(ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description=_("Upload or update on WeChat"))
+    @admin.action(description=_("Upload or update on WeChat"), permissions=["change"])
     def upload_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         _each(self, request, queryset, lambda d: drafts.draft_upload(draft=d))
 
-    @admin.action(description=_("Delete on WeChat"))
+    @admin.action(description=_("Delete on WeChat"), permissions=["change"])
     def delete_on_wechat(self, request: HttpRequest, queryset: QuerySet) -> None:
         _each(self, request, queryset, lambda d: drafts.draft_delete(draft=d))
 
@@ -190,7 +190,7 @@ class AccountDailyStatAdmin(ModelAdmin):
             response.context_data.update(context)
         return response
 
-    @admin.action(description=_("Pull yesterday's figures from WeChat now"))
+    @admin.action(description=_("Pull yesterday's figures from WeChat now"), permissions=["change"])
     def pull_yesterday(self, request: HttpRequest, queryset: QuerySet) -> None:
         try:
             counts = stats.stats_pull_yesterday()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from content.models import Article
@@ -51,13 +50,10 @@ class DraftSerializer(serializers.ModelSerializer):
         return value
 
 
-@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
-class ArticleUrlsField(serializers.JSONField):
-    """The published articles' permanent URLs by index ("1", "2" ...)."""
-
-
 class PublicationSerializer(serializers.ModelSerializer):
-    urls = ArticleUrlsField(read_only=True)
+    urls = serializers.DictField(
+        child=serializers.CharField(), read_only=True, help_text=_("The published articles' URLs, by position.")
+    )
 
     class Meta:
         model = Publication

@@ -3,10 +3,27 @@
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.production")  # never debug by default
 
 app = Celery("wechat_crm")
+
+
+@setup_logging.connect
+def _logging_from_settings(loglevel=None, **kwargs) -> None:
+    """Workers and beat log through settings.LOGGING (its handlers mask openids) instead of Celery's own handlers;
+    `-l/--loglevel` still sets the level."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    config = dict(settings.LOGGING)
+    if loglevel:
+        config["root"] = {**config.get("root", {}), "level": loglevel}
+    dictConfig(config)
+
+
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = {
     "accounts.tasks.*": {"queue": "inbound"},

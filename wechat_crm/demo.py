@@ -3,6 +3,10 @@ the fake WeChat server and simulated followers who scan them, write and click (d
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -18,6 +22,23 @@ CHANNELS = (
     ("demo-store-counter", "门店收银台", "life", "感谢在门店扫码关注，回复“TD”可随时停止推送。"),
 )
 CAMPAIGN = "春季上新"
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def demo_refuse_unsafe(*, uses_api: bool = True) -> None:
+    """The fake WeChat server, the simulator and the demo commands sign callbacks with our token, make a superuser
+    with a known password and create QR codes: never under the production settings, and (`uses_api`) never while
+    WECHAT_API_BASE_URL names a server that is not on this machine: that is a real account's configuration (the
+    real account would get the demo's QR codes, and its token would sign the fake's callbacks)."""
+    if getattr(settings, "IS_PRODUCTION", False):
+        raise CommandError(_("Refused: this command is for the demo and the tests, not for the production settings."))
+    host = urlsplit(settings.WECHAT_API_BASE_URL).hostname or ""
+    if uses_api and host not in LOOPBACK_HOSTS:
+        raise CommandError(
+            _("Refused: WECHAT_API_BASE_URL (%(url)s) is not the fake WeChat server on this machine.")
+            % {"url": settings.WECHAT_API_BASE_URL}
+        )
 
 
 @transaction.atomic

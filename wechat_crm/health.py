@@ -1,5 +1,8 @@
 """`/healthz`: is every part the product needs reachable? 200 when all are, 503 otherwise, JSON either way.
 
+The public (a load balancer) gets only `{"ok": true|false}`: which database, cache or broker we run, and which of them
+is down, is for whoever holds the metrics token (`Authorization: Bearer $METRICS_TOKEN`), who gets every check.
+
 The WeChat access token is reported (cached or not, seconds left) without fetching one: a fresh deployment has
 no token until its first call, which is not a failure; an unreadable token cache is.
 """
@@ -64,4 +67,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
             healthy = False
             report[name] = {"ok": False, "error": exc.__class__.__name__}
         report[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
-    return JsonResponse({"ok": healthy, "checks": report}, status=200 if healthy else 503)
+    from django.conf import settings
+
+    from wechat_crm.metrics import bearer_matches
+
+    status = 200 if healthy else 503
+    if not bearer_matches(request, getattr(settings, "METRICS_TOKEN", "")):
+        return JsonResponse({"ok": healthy}, status=status)
+    return JsonResponse({"ok": healthy, "checks": report}, status=status)

@@ -124,14 +124,20 @@ def render() -> bytes:
     return generate_latest(registry)
 
 
+def bearer_matches(request, token: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>` (compared in constant time); never for no token."""
+    if not token:
+        return False
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 def metrics_view(request):
     from django.conf import settings
     from django.http import HttpResponse
     from django.utils.translation import gettext
 
     token = getattr(settings, "METRICS_TOKEN", "")
-    if token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return HttpResponse(gettext("unauthorized"), status=401, content_type="text/plain")
+    if token and not bearer_matches(request, token):
+        return HttpResponse(gettext("unauthorized"), status=401, content_type="text/plain")
     return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

@@ -1,8 +1,18 @@
-"""Roles: marketer (reads everything), operator (also writes content, pushes, channels, campaigns), admin (all).
+"""Roles: the one source of who may do what, in the admin and in the API.
 
-A role is a Django group of that name, created by a migration (campaigns 0003). The same rules hold in the admin,
-through the model permissions given to each group (`role_permissions_sync`, re-run after every migrate so that new
-models get them), and in the API, through `RolePermission` and the view's `write_roles`.
+- `marketer` reads everything (admin pages, reports, the API's GETs);
+- `operator` also writes content, templates, segments, pushes, channels and campaigns (`OPERATOR_WRITES`);
+- `admin` does everything: the menu, tags, follower imports, exports, erasure, conversion types, settings. A superuser
+  is an admin;
+- `integration` (a shop's service account) may only POST conversions: it reads nothing;
+- a user in no role reads and writes nothing of ours (403), staff or not.
+
+A role is a Django group of that name (created after every migrate by `role_permissions_sync`). The admin asks
+`user.has_perm("app.action_model")`, which `RoleBackend` answers from `role_allows` for our apps' models, whatever
+model permissions a group or user holds; the API asks `RolePermission` (the default permission class of every
+view), which answers from the same function with the view's model or its `write_roles`. Admin actions declare the
+permission they need (`allowed_permissions`); the system check `wechat_crm.E001` refuses an action that does not,
+since Django would offer it to anyone who can view the list.
 """
 
 from __future__ import annotations
@@ -10,17 +20,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth.backends import ModelBackend
+from django.core import checks
+from django.utils.translation import gettext_lazy as _
 from rest_framework import permissions
 from rest_framework.request import Request
 
 MARKETER = "marketer"
 OPERATOR = "operator"
 ADMIN = "admin"
-ROLES = (MARKETER, OPERATOR, ADMIN)
+INTEGRATION = "integration"
+ROLES = (MARKETER, OPERATOR, ADMIN, INTEGRATION)
+READ_ROLES = (MARKETER, OPERATOR, ADMIN)
 
 # Our apps: their models are what the roles are about (Django's own and third-party apps' belong to admins).
 PROJECT_APPS = ("accounts", "content", "campaigns", "conversations", "publishing", "wechat_crm")
-# Models an operator writes (app_label.model_name); everything else they only read.
+# Models an operator writes (app_label.model_name); everything else of ours only admins write.
 OPERATOR_WRITES = (
     "content.topic",
     "content.article",
@@ -40,6 +55,10 @@ OPERATOR_WRITES = (
     "conversations.quickreply",
 )
 
+WRITE_OPERATOR = (OPERATOR, ADMIN)
+WRITE_ADMIN = (ADMIN,)
+WRITE_INTEGRATION = (ADMIN, INTEGRATION)
+
 
 def user_roles(user: Any) -> set[str]:
     """The user's roles; a superuser is an admin. Cached on the user object for the request."""
@@ -54,38 +73,81 @@ def user_roles(user: Any) -> set[str]:
     return cached
 
 
-def user_can_write(user: Any, write_roles: Iterable[str]) -> bool:
+def model_write_roles(app_label: str, model_name: str) -> tuple[str, ...]:
+    return WRITE_OPERATOR if f"{app_label}.{model_name}" in OPERATOR_WRITES else WRITE_ADMIN
+
+
+def role_allows(user: Any, app_label: str, action: str, model_name: str) -> bool:
+    """May `user` `action` (view, add, change, delete, or a custom verb: admins only) rows of one of our models?"""
     roles = user_roles(user)
-    if roles:
-        return bool(roles & set(write_roles))
-    # A staff user in no role group (an account made before the roles existed) keeps writing as before; give them a
-    # role to restrict them.
-    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
+    if action == "view":
+        return bool(roles & set(READ_ROLES))
+    if action in ("add", "change", "delete"):
+        return bool(roles & set(model_write_roles(app_label, model_name)))
+    return ADMIN in roles
+
+
+def user_can_write(user: Any, write_roles: Iterable[str]) -> bool:
+    return bool(user_roles(user) & set(write_roles))
 
 
 def user_can_read(user: Any) -> bool:
-    # Authenticated users in no role group keep reading, as before the roles existed; put them in a group to write.
-    return bool(user is not None and user.is_authenticated and user.is_active)
+    return bool(user_roles(user) & set(READ_ROLES))
+
+
+class RoleBackend(ModelBackend):
+    """Authentication as Django's ModelBackend; permissions on our apps' models from the roles (`role_allows`),
+    on Django's own models (users, groups, tokens) from the model permissions as usual."""
+
+    def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
+        if not user_obj.is_active:
+            return False
+        app_label, _sep, codename = perm.partition(".")
+        if app_label not in PROJECT_APPS:
+            return super().has_perm(user_obj, perm, obj)
+        action, _sep, model_name = codename.partition("_")
+        return role_allows(user_obj, app_label, action, model_name)
+
+    def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
+        if app_label not in PROJECT_APPS:
+            return super().has_module_perms(user_obj, app_label)
+        return user_obj.is_active and user_can_read(user_obj)
+
+
+def view_write_roles(view: Any, default: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The view's `write_roles`, else those of its model (`queryset.model`), else admins only."""
+    roles = getattr(view, "write_roles", None)
+    if roles is not None:
+        return tuple(roles)
+    if default is not None:
+        return tuple(default)
+    queryset = getattr(view, "queryset", None)
+    model = getattr(queryset, "model", None)
+    if model is not None:
+        return model_write_roles(model._meta.app_label, model._meta.model_name)
+    return WRITE_ADMIN
 
 
 class RolePermission(permissions.BasePermission):
-    """Reads for every authenticated user; writes for the roles in the view's `write_roles` (default: admin)."""
+    """Every API view's default permission (REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"]): anonymous 401; reads
+    for marketers, operators and admins (or the view's `read_roles`); writes for the view's `write_roles`, else
+    its model's; users in no role and the integration role get 403 on everything else."""
 
-    message = "Your role does not allow this change."
+    message = _("Your role does not allow this.")
+    default_write_roles: tuple[str, ...] | None = None
 
     def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if user is None or not user.is_authenticated:
+            return False
         if request.method in permissions.SAFE_METHODS:
-            return user_can_read(request.user)
-        return user_can_write(request.user, getattr(view, "write_roles", (ADMIN,)))
-
-
-WRITE_OPERATOR = (OPERATOR, ADMIN)
-WRITE_ADMIN = (ADMIN,)
+            return bool(user_roles(user) & set(getattr(view, "read_roles", READ_ROLES)))
+        return user_can_write(user, view_write_roles(view, self.default_write_roles))
 
 
 def role_permissions_sync(*, apps: Any = None, using: str = "default") -> None:
-    """Create the role groups if missing and give them their model permissions (idempotent; adds, never removes
-    what an admin granted by hand except a write the role must not have)."""
+    """Create the role groups if missing and give them their model permissions (idempotent). The permissions on our
+    models only document the roles in the admin's group pages: `RoleBackend` decides from the roles themselves."""
     if apps is None:
         from django.apps import apps as global_apps
 
@@ -93,7 +155,7 @@ def role_permissions_sync(*, apps: Any = None, using: str = "default") -> None:
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     perms = list(Permission.objects.using(using).select_related("content_type"))
-    marketer, operator, admin = (Group.objects.using(using).get_or_create(name=name)[0] for name in ROLES)
+    marketer, operator, admin, _integration = (Group.objects.using(using).get_or_create(name=name)[0] for name in ROLES)
 
     def is_project(p) -> bool:
         return p.content_type.app_label in PROJECT_APPS
@@ -110,3 +172,25 @@ def role_permissions_sync(*, apps: Any = None, using: str = "default") -> None:
     admin.permissions.add(*perms)
     # Marketers never write: remove any write that slipped in.
     marketer.permissions.remove(*[p for p in marketer.permissions.all() if not p.codename.startswith("view_")])
+
+
+@checks.register(checks.Tags.admin)
+def admin_actions_declare_permissions(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Django offers an action without `allowed_permissions` to anyone who can view the list: refuse such actions."""
+    from django.contrib import admin
+
+    errors = []
+    for model, model_admin in admin.site._registry.items():
+        if model._meta.app_label not in PROJECT_APPS:
+            continue  # Django's and third-party admins: only admins see their lists
+        for func, name, _description in model_admin._get_base_actions():
+            if not getattr(func, "allowed_permissions", None):
+                errors.append(
+                    checks.Error(
+                        f"The admin action {name!r} of {model._meta.label} declares no allowed_permissions.",
+                        hint="Add @admin.action(permissions=['change']) (or the permission it needs).",
+                        obj=model_admin.__class__,
+                        id="wechat_crm.E001",
+                    )
+                )
+    return errors

@@ -15,3 +15,20 @@ class LoginThrottleBackend(AxesStandaloneBackend):
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def client_ip(request) -> str:
+    """The client's address for the login lockout (AXES_CLIENT_IP_CALLABLE), so that a lockout is per person and
+    address. Behind TRUSTED_PROXY_COUNT reverse proxies that each append the address they saw to X-Forwarded-For
+    (nginx: `$proxy_add_x_forwarded_for`), the client is that many entries from the right; what the client itself
+    put further left is ignored, so it cannot pose as someone else. Without proxies (0): REMOTE_ADDR."""
+    from django.conf import settings
+
+    remote = request.META.get("REMOTE_ADDR", "")
+    count = getattr(settings, "TRUSTED_PROXY_COUNT", 0)
+    if count <= 0:
+        return remote
+    hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+    if len(hops) < count:
+        return remote  # not through all our proxies: the direct peer is all we know
+    return hops[-count]

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -21,7 +22,8 @@ urlpatterns = [
     path("wechat/", include("wechat_crm.wechat.urls")),
     path("api/", include(api_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Staff only, with Swagger UI's files from drf-spectacular-sidecar (no CDN).
+    path("api/docs/", staff_member_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
     # Public pages: articles /c/<slug>/ and tracked links /r/<token>.
     path("", include("content.urls")),
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -281,41 +280,61 @@ def link_click_record(*, token: str, at: datetime | None = None) -> str:
     Two statements in one transaction (one commit) on the hot path (the target URL is cached per process): one
     UPDATE of the subscriber's last_interaction_at, one INSERT of an accounts.Interaction of kind "link_click" with
     a unique dedupe key and data {push_id, content_id, link_id, engaged: true}. A subscriber who no longer exists
-    (erased) is redirected without a record. Raises LinkTokenInvalid / LinkTokenExpired.
+    (erased) is redirected without a record. Repeated clicks of one link (and push) by one subscriber within
+    TRACKED_LINK_CLICK_WINDOW seconds count once: the first is remembered in the cache for the window, and the dedupe
+    key names the window's time slot, so that even without the cache two clicks of one slot are one row. Raises
+    LinkTokenInvalid / LinkTokenExpired.
     """
     payload = link_target(token)
     url = links.url_for(payload.link_id)
     if url is None or not url.lower().startswith(("http://", "https://")):
         raise LinkTokenInvalid(_("This link is not valid."))
     now = at or timezone.now()
-    # One commit for both statements; no savepoint inside a caller's transaction.
-    with transaction.atomic(savepoint=False):
-        updated = _subscriber_touch(subscriber_id=payload.subscriber_id, at=now)
-        if not updated:
-            logger.info("tracked link clicked for a subscriber that no longer exists; not recorded")
-            return url
-        has_follow_ups = bool(_follow_ups_for(Interaction.Kind.LINK_CLICK))
-        interaction = Interaction.objects.create(
-            subscriber_id=payload.subscriber_id,
-            kind=Interaction.Kind.LINK_CLICK,
-            dedupe_key=f"link_click:{uuid.uuid4().hex}",
-            url=url[:2048],
-            data={
-                "push_id": payload.push_id,
-                "content_id": payload.content_id,
-                "link_id": payload.link_id,
-                "engaged": True,
-            },
-            raw_xml="",
-            reply="",
-            created_at=now,
-            received_at=now,
-            processed_at=None if has_follow_ups else now,
-        )
-        if has_follow_ups:
-            _enqueue_follow_ups(interaction.pk)
+    window = max(1, int(settings.TRACKED_LINK_CLICK_WINDOW))
+    clicker = f"{payload.subscriber_id}:{payload.link_id}:{payload.push_id or 0}"
+    if not _click_first_in_window(clicker, window):
+        return url
+    # One commit for both statements; no savepoint inside a caller's transaction (the view runs in autocommit: a
+    # repeat of the time slot rolls back both and redirects).
+    try:
+        with transaction.atomic(savepoint=False):
+            updated = _subscriber_touch(subscriber_id=payload.subscriber_id, at=now)
+            if not updated:
+                logger.info("tracked link clicked for a subscriber that no longer exists; not recorded")
+                return url
+            has_follow_ups = bool(_follow_ups_for(Interaction.Kind.LINK_CLICK))
+            interaction = Interaction.objects.create(
+                subscriber_id=payload.subscriber_id,
+                kind=Interaction.Kind.LINK_CLICK,
+                dedupe_key=f"link_click:{clicker}:{int(now.timestamp()) // window}",
+                url=url[:2048],
+                data={
+                    "push_id": payload.push_id,
+                    "content_id": payload.content_id,
+                    "link_id": payload.link_id,
+                    "engaged": True,
+                },
+                raw_xml="",
+                reply="",
+                created_at=now,
+                received_at=now,
+                processed_at=None if has_follow_ups else now,
+            )
+            if has_follow_ups:
+                _enqueue_follow_ups(interaction.pk)
+    except IntegrityError:  # a repeat in the same time slot (the cache was unavailable or emptied)
+        return url
     logger.debug("tracked link click recorded: interaction=%s link=%s", interaction.pk, payload.link_id)
     return url
+
+
+def _click_first_in_window(clicker: str, window: int) -> bool:
+    from django.core.cache import cache
+
+    try:
+        return bool(cache.add(f"link_click:{clicker}", 1, timeout=window))
+    except Exception:  # the cache is down: the dedupe key's time slot still stops most repeats
+        return True
 
 
 def _follow_ups_for(kind: str) -> list:

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -220,7 +221,7 @@ def push_resolve(*, push: Push, now: dt.datetime | None = None) -> int:
     from accounts.models import Subscriber
 
     news_to_all = push.channel == Push.Channel.NEWS and getattr(getattr(push, "news", None), "to_all", False)
-    if news_to_all:  # a news push to every follower (sendall to all)
+    if news_to_all:  # a news push to every follower (one mass send to all)
         members = Subscriber.objects.filter(is_following=True)
     elif push.mass_tag_id is not None and push.channel in (Push.Channel.MASS_TAG, Push.Channel.NEWS):
         members = Subscriber.objects.filter(is_following=True, tags=push.mass_tag_id)
@@ -287,7 +288,8 @@ def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.t
     from .deliveries import StartMarks, deliveries_recover_accepted
 
     now = now or timezone.now()
-    stalled_after = dt.timedelta(minutes=5) if stalled_after is None else stalled_after  # 0 means at once
+    if stalled_after is None:  # 0 means at once
+        stalled_after = dt.timedelta(seconds=settings.PUSH_STALLED_AFTER_SECONDS)
     cutoff = now - stalled_after
     resumed = 0
     for push in Push.objects.filter(status=S.SENDING, started_at__lt=cutoff):
@@ -296,10 +298,11 @@ def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.t
             resumed += 1
             continue
         lost = Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.SENDING, claimed_at__lt=cutoff)
-        unsent, accepted = StartMarks.recover(push.pk, lost.values_list("pk", "attempts"))
-        deliveries_recover_accepted(accepted, at=now)  # WeChat took them before the worker died (see StartMarks)
-        if unsent:  # provably never sent (see StartMarks): back to the queue, sent by the pages enqueued below
-            lost.filter(pk__in=unsent).update(
+        recovered = StartMarks.recover(push.pk, lost.values_list("pk", "attempts"))
+        # WeChat took them before the worker died (see StartMarks)
+        deliveries_recover_accepted(recovered.accepted, at=now)
+        if recovered.unsent:  # provably never sent (see StartMarks): back to the queue, sent by the pages below
+            lost.filter(pk__in=recovered.unsent).update(
                 status=Delivery.Status.QUEUED, not_before=None, attempts=F("attempts") - 1
             )
         lost.update(status=Delivery.Status.UNKNOWN, reason="worker_lost", finished_at=now)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
+import regex
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -68,6 +67,16 @@ class AutoReplyRule(Timestamped):
     )
     active_from = models.TimeField(_("active from"), null=True, blank=True, help_text=_("Asia/Shanghai time."))
     active_until = models.TimeField(_("active until"), null=True, blank=True, help_text=_("Asia/Shanghai time."))
+    regex_timed_out_at = models.DateTimeField(
+        _("expression timed out at"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "The last time the regular expression took longer than its time limit on a message: it was skipped for "
+            "that message. Simplify the expression; saving a new pattern clears this."
+        ),
+    )
 
     class Meta:
         verbose_name = _("auto-reply rule")
@@ -84,8 +93,8 @@ class AutoReplyRule(Timestamped):
             errors["pattern"] = [_("Give the text, expression or key to match.")]
         if self.trigger == self.Trigger.TEXT_REGEX and self.pattern:
             try:
-                re.compile(self.pattern)
-            except re.error as exc:
+                regex.compile(self.pattern)
+            except regex.error as exc:
                 errors["pattern"] = [_("Not a valid regular expression: %(error)s") % {"error": exc}]
         if self.channel_id and self.trigger not in (self.Trigger.FOLLOW, self.Trigger.SCAN):
             errors["channel"] = [_("A channel only applies to follows and scans.")]

@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -13,6 +14,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def api_client():
     user = get_user_model().objects.create_user(username="analyst", password="x")
+    user.groups.add(Group.objects.get(name="marketer"))  # a user in no role reads nothing personal
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client

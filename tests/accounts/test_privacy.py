@@ -183,3 +183,123 @@ def test_the_erase_confirmation_speaks_chinese_by_default(client, person, settin
     assert "确定删除 1 位粉丝的个人数据吗？此操作无法撤销。" in page.content.decode()
     person.refresh_from_db()
     assert person.openid == OPENID
+
+
+# --- Erase means everywhere --------------------------------------------------------------------------------------
+
+
+def _text_columns():
+    """Every text and JSON column of every table (every installed app's models): new tables are covered."""
+    from django.apps import apps
+    from django.db import models
+
+    for model in apps.get_models():
+        if model._meta.proxy or not model._meta.managed:
+            continue
+        for field in model._meta.concrete_fields:
+            if field.is_relation:
+                continue
+            if isinstance(field, models.CharField | models.TextField | models.JSONField):
+                yield model, field
+
+
+def _tables_mentioning(needle: str) -> list[str]:
+    from django.db import models
+    from django.db.models.functions import Cast
+
+    found = []
+    for model, field in _text_columns():
+        rows = model._default_manager.annotate(_t=Cast(field.attname, models.TextField()))
+        if rows.filter(_t__contains=needle).exists():
+            found.append(f"{model._meta.label}.{field.name}")
+    return found
+
+
+@pytest.fixture
+def everything(person, client, wechat_callback, settings):
+    """The person went through every feature: a channel follow, messages, a tracked-link click, a conversion with
+    attributes, an operator reply and a template message (queued), a notification, a journey, score entries, a
+    channel touch, deliveries, an operator profile, the admin's change log and an unfinished follower import."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+    from django.core.cache import cache
+
+    from accounts.models import FollowerSync
+    from campaigns.conversions import ConversionInput, conversions_record
+    from campaigns.models import Channel, ChannelTouch
+    from content import services as content_services
+    from content.models import OperatorProfile
+    from conversations.models import Journey, JourneyEnrollment, Notification, OutboundMessage, ScoreEntry
+    from conversations.services import operator_reply
+
+    channel = Channel.objects.create(name="Poster", scene_str="poster")
+    assert wechat_callback.post(build_message("SCAN", openid=OPENID, EventKey="poster")).status_code == 200
+    ChannelTouch.objects.create(subscriber=person, channel=channel, kind="scan", at=timezone.now())
+    Subscriber.objects.filter(pk=person.pk).update(remark="Ming from Shanghai")
+    link = content_services.link_track("https://shop.example.com/x", subscriber_id=person.pk, push_id=None)
+    cache.delete_many([f"link_click:{person.pk}:{n}:0" for n in range(1, 50)])  # ids restart with each test database
+    assert client.get("/r/" + link.rsplit("/r/", 1)[1]).status_code == 302
+    result = conversions_record(
+        items=[
+            ConversionInput(0, "purchase", "order-1", timezone.now(), openid=OPENID,
+                            attributes={"buyer": OPENID, "unionid": "uPriv1", "note": "小明 wants it gift-wrapped"})
+        ]
+    )  # fmt: skip
+    assert result.created == 1, result.errors
+    person.refresh_from_db()
+    operator_reply(subscriber=person, text="你好 小明, your order ships today")
+    OutboundMessage.objects.create(subscriber=person, kind="custom", source="journey", text="Reminder for 小明",
+                                   payload={"touser": OPENID, "text": {"content": "Reminder"}},
+                                   created_at=timezone.now())  # fmt: skip
+    journey = Journey.objects.create(name="Welcome")
+    Notification.objects.create(subscriber=person, journey=journey, text=f"小明 ({OPENID}) asked for a call",
+                                created_at=timezone.now())  # fmt: skip
+    JourneyEnrollment.objects.create(journey=journey, subscriber=person, period_key="once",
+                                     context={"openid": OPENID, "said": "我的电话 13800000000"},
+                                     entered_at=timezone.now(), due_at=timezone.now())  # fmt: skip
+    ScoreEntry.objects.create(subscriber=person, points=5, reason=f"text from {OPENID}"[:100], at=timezone.now())
+    staff = _user("operator-who-follows", role="operator")
+    OperatorProfile.objects.create(user=staff, openid=OPENID)
+    FollowerSync.objects.create(next_openid=OPENID)
+    LogEntry.objects.create(user=staff, content_type=ContentType.objects.get_for_model(Subscriber),
+                            object_id=str(person.pk), object_repr=OPENID, action_flag=CHANGE,
+                            change_message="[]")  # fmt: skip
+    return person
+
+
+def test_erase_leaves_the_openid_in_no_text_column_of_any_table(everything, wechat_callback):
+    from django.core.cache import cache
+
+    from conversations.models import JourneyEnrollment, OutboundMessage
+
+    before = _tables_mentioning(OPENID)
+    expected = {
+        "accounts.Interaction.raw_xml",
+        "conversations.OutboundMessage.payload",
+        "campaigns.Conversion.attributes",
+        "conversations.Notification.text",
+        "conversations.JourneyEnrollment.context",
+    }
+    assert expected <= set(before), before
+    markers = list(cache.get_many([f"link_click:{everything.pk}:{n}:0" for n in range(1, 50)]))
+    assert markers  # the click's repeat marker is cached
+
+    admin = _user("root", superuser=True)
+    assert _api(admin).post(f"/api/subscribers/{everything.pk}/erase/").status_code == 200
+
+    assert _tables_mentioning(OPENID) == []
+    assert _tables_mentioning("uPriv1") == []
+    assert _tables_mentioning("13800000000") == []
+    assert _tables_mentioning("小明") == []
+    assert _tables_mentioning("Ming from Shanghai") == []
+    # Queued and scheduled messages never leave; the journey stops; the cache forgets the clicks.
+    assert not OutboundMessage.objects.filter(subscriber=everything, status="queued").exists()
+    assert set(OutboundMessage.objects.filter(subscriber=everything).values_list("reason", flat=True)) == {"erased"}
+    assert not JourneyEnrollment.objects.filter(subscriber=everything, status="active").exists()
+    assert cache.get_many(markers) == {}
+    # A late report about a send to them re-creates nobody and stores nothing.
+    subscribers, interactions = Subscriber.objects.count(), Interaction.objects.count()
+    late = build_message("TEMPLATESENDJOBFINISH", openid=OPENID, MsgID="200163836", Status="success")
+    assert wechat_callback.post(late).status_code == 200
+    assert (Subscriber.objects.count(), Interaction.objects.count()) == (subscribers, interactions)
+    assert _tables_mentioning(OPENID) == []

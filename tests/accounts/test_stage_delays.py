@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from accounts.models import Subscriber
-from campaigns.stages import stage_engage, stage_follow, stages_convert
+from campaigns.stages import Engagement, stages_convert, stages_engage, stages_follow
 from tests.accounts.factories import SubscriberFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -20,10 +20,10 @@ def _delays(pk: int) -> tuple:
 @pytest.mark.django_db
 def test_delays_follow_the_stage_times_as_they_are_reached():
     subscriber = SubscriberFactory()
-    stage_follow(subscriber_id=subscriber.pk, at=T0)
+    stages_follow(first_follow={subscriber.pk: T0})
     assert _delays(subscriber.pk) == (None, None, None)
 
-    stage_engage(subscriber_id=subscriber.pk, at=T0 + timedelta(seconds=90, microseconds=250))
+    stages_engage(engagements={subscriber.pk: Engagement(at=T0 + timedelta(seconds=90, microseconds=250))})
     assert _delays(subscriber.pk) == (90_000_250, None, None)
 
     # Converted without being interactive: no delay to conversion until the step before it is reached.

@@ -190,3 +190,10 @@ def test_follow_event_history_is_never_overwritten(wechat_callback):
 
     assert FollowEvent.objects.count() == 6
     assert not Subscriber.objects.get(openid=OPENID).is_following
+
+
+def test_a_send_report_about_an_openid_we_do_not_hold_creates_nobody_and_stores_nothing(wechat_callback):
+    response = wechat_callback.post(build_message("TEMPLATESENDJOBFINISH", openid="oNeverFollowed_000000000001"))
+
+    assert response.status_code == 200
+    assert not Subscriber.objects.exists() and not Interaction.objects.exists()

@@ -108,18 +108,21 @@ def test_pull_imports_wechat_tags_and_their_members(fake_with_token):
 
 
 @pytest.mark.django_db
-def test_the_tags_api_lists_with_counts_and_lets_staff_create(client, django_user_model):
+def test_the_tags_api_lists_with_counts_and_lets_admins_create(client, django_user_model):
+    from django.contrib.auth.models import Group
+
     Tag.objects.create(name="b-tag").subscribers.add(Subscriber.objects.create(openid="oApiTag"))
     Tag.objects.create(name="a-tag")
     user = django_user_model.objects.create_user(username="reader", password="pw")
+    user.groups.add(Group.objects.get(name="marketer"))
     client.force_login(user)
 
     listed = client.get("/api/tags/").json()["results"]
     assert [(t["name"], t["subscriber_count"]) for t in listed] == [("a-tag", 0), ("b-tag", 1)]
     assert client.post("/api/tags/", {"name": "x"}, content_type="application/json").status_code == 403
 
-    user.is_staff = True
-    user.save()
+    user.groups.set([Group.objects.get(name="admin")])
+    client.force_login(django_user_model.objects.get(pk=user.pk))
     created = client.post("/api/tags/", {"name": "new"}, content_type="application/json")
     assert created.status_code == 201 and created.json()["name"] == "new"
     duplicate = client.post("/api/tags/", {"name": "new"}, content_type="application/json")

@@ -6,7 +6,8 @@ own language (Simplified Chinese). One module-scoped app; the tests run in order
 2. write and schedule an article push, and watch its progress until it is done;
 3. see a subscriber's messages (text, image) arrive in the inbox, answer with a quick reply, and see the reply's
    status arrive without reloading;
-4. open the funnel report and download its CSV.
+4. read the subscriber's timeline and give them a new remark;
+5. open the funnel report and download its CSV.
 
 Each page is saved as a screenshot under var/screenshots/<test>/ (with the Chinese text rendered)."""
 
@@ -205,6 +206,22 @@ def test_answer_a_conversation_and_see_the_reply_status_arrive_without_reloading
     screenshot(page, "reply-sent")
     calls = [c for c in app.fake.calls(path="/cgi-bin/message/custom/send") if c["body"].get("touser") == OPENID]
     assert calls[-1]["body"]["text"]["content"].startswith("您好,我是客服小张")
+
+
+def test_the_subscriber_page_tells_the_story_and_takes_a_new_remark(app, page, screenshot):
+    subscriber_id = app.value(
+        f"__import__('accounts.models', fromlist=['x']).Subscriber.objects.get(openid='{OPENID}').pk"
+    )
+    page.goto(f"{app.url}/admin/accounts/subscriber/{subscriber_id}/change/")
+    kinds = page.locator("#subscriber-timeline li").evaluate_all("els => els.map(e => e.dataset.kind)")
+    assert {"follow", "message", "push", "reply", "stage"} <= set(kinds), kinds
+    screenshot(page, "subscriber")
+    page.fill("#id_remark", "李老师(续费意向)")
+    with page.expect_navigation():
+        page.click("button[name=_continue]")
+    assert page.input_value("#id_remark") == "李老师(续费意向)"
+    page.goto(f"{app.url}/admin/conversations/conversation/")
+    page.locator("#result_list a.conversation-link", has_text="李老师(续费意向)").wait_for()
 
 
 def test_open_the_funnel_report_and_download_its_csv(app, page, screenshot, tmp_path):

@@ -39,16 +39,16 @@ _seq = count(1)
 def interaction(sub, kind: str, at: datetime, **data) -> None:
     """Store an interaction and run the stage follow-ups Celery would run for it."""
     from accounts.models import Interaction
-    from campaigns import stages
+    from campaigns import events
 
     row = Interaction.objects.create(
         subscriber=sub, kind=kind, dedupe_key=f"t:{next(_seq)}", raw_xml="", created_at=at, received_at=at, data=data
     )
     row = Interaction.objects.select_related("subscriber").get(pk=row.pk)
     if kind == "subscribe":
-        stages.on_follow(row)
+        events.stage_follow([row])
     else:
-        stages.on_subscriber_interaction(row)
+        events.stage_advance([row])
 
 
 def follow(openid: str, channel, at: datetime):

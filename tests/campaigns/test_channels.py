@@ -142,17 +142,19 @@ def test_the_channel_list_shows_follow_counts(staff_client, fake_with_token, set
 
 
 @pytest.mark.django_db
-def test_the_api_lists_channels_to_users_and_lets_staff_create_them(client, django_user_model, fake_with_token):
+def test_the_api_lists_channels_to_users_and_lets_operators_create_them(client, django_user_model, fake_with_token):
+    from django.contrib.auth.models import Group
+
     Tag.objects.create(name="spring")
     user = django_user_model.objects.create_user(username="marketer", password="pw")
+    user.groups.add(Group.objects.get(name="marketer"))
     client.force_login(user)
 
     assert client.get("/api/channels/").status_code == 200
     denied = client.post("/api/channels/", {"name": "x", "scene_str": "x"}, content_type="application/json")
     assert denied.status_code == 403
 
-    user.is_staff = True
-    user.save()
+    user.groups.set([Group.objects.get(name="operator")])
     created = client.post(
         "/api/channels/",
         {"name": "Poster", "scene_str": "api-poster", "kind": "temporary", "expire_seconds": 3600, "tags": ["spring"]},

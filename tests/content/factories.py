@@ -25,6 +25,20 @@ class UserFactory(factory.django.DjangoModelFactory):
     is_staff = False
 
 
+class MarketerFactory(UserFactory):
+    """A user in the marketer role: reads everything, writes nothing (a user in no role reads nothing)."""
+
+    class Meta:
+        skip_postgeneration_save = True
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        from django.contrib.auth.models import Group
+
+        if create:
+            self.groups.add(Group.objects.get(name="marketer"))
+
+
 class StaffFactory(UserFactory):
     is_staff = True
     is_superuser = True

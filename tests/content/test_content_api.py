@@ -8,14 +8,14 @@ from rest_framework.test import APIClient
 from content import services
 from content.models import Article, MessageTemplate
 
-from .factories import ArticleFactory, TopicFactory, UserFactory
+from .factories import ArticleFactory, MarketerFactory, TopicFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def reader(anonymous_api):
-    anonymous_api.force_authenticate(UserFactory())
+    anonymous_api.force_authenticate(MarketerFactory())
     return anonymous_api
 
 
@@ -175,7 +175,7 @@ def test_staff_creates_and_updates_a_template(staff_api):
         f"/api/templates/{template_id}/", {"link_url": "https://x.example.com/"}, format="json"
     )
     reader = APIClient()
-    reader.force_authenticate(UserFactory())
+    reader.force_authenticate(MarketerFactory())
     listed = reader.get("/api/templates/", {"article": article.pk}).json()
 
     assert updated.status_code == 200 and updated.json()["version"] == 2

@@ -13,7 +13,7 @@ from accounts.models import FollowEvent, Interaction, Subscriber, Tag
 from content.models import Delivery, OperatorProfile, Push, Segment
 from content.selectors import push_report, topic_report
 
-from .factories import ArticleFactory, StaffFactory, SubscriberFactory, TopicFactory, UserFactory
+from .factories import ArticleFactory, MarketerFactory, StaffFactory, SubscriberFactory, TopicFactory
 from .push_factories import PushFactory, SegmentFactory, send_now
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def test_segment_api_counts_recipients_and_refuses_bad_rules_with_400(staff_api)
 
 def test_a_reader_cannot_create_pushes():
     api = APIClient()
-    api.force_authenticate(UserFactory())
+    api.force_authenticate(MarketerFactory())
     assert api.post("/api/pushes/", {"name": "x"}, format="json").status_code == 403
     assert api.get("/api/pushes/").status_code == 200
 

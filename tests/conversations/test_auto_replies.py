@@ -230,3 +230,26 @@ def test_the_admin_pages_render(staff_client):
     assert "Entered: 0" in page and "Converted: 0" in page
     assert staff_client.get("/admin/conversations/journey/add/").status_code == 200
     assert staff_client.get("/admin/conversations/autoreplyrule/add/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_catastrophic_regex_is_stopped_skipped_and_flagged_in_the_admin(poster, staff_client, settings):
+    import time
+
+    settings.AUTO_REPLY_REGEX_TIMEOUT = 0.05
+    evil = _rule(trigger="text_regex", pattern=r"^(a|aa)+$", reply_text="never", priority=10)
+    _rule(trigger="text_contains", pattern="aaa", reply_text="fallback")
+
+    started = time.monotonic()
+    response = poster.post(build_message("text", openid=OPENID, Content="a" * 60 + "!"), "plain")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200 and elapsed < 2.0  # unbounded, this expression runs for hours
+    assert _reply(poster, response)["Content"] == "fallback"
+    evil.refresh_from_db()
+    assert evil.regex_timed_out_at is not None
+    listed = staff_client.get("/admin/conversations/autoreplyrule/").content.decode()
+    assert "Timed out on a message" in listed
+    # A new pattern clears the flag.
+    page = staff_client.get(f"/admin/conversations/autoreplyrule/{evil.pk}/change/")
+    assert page.status_code == 200

@@ -192,3 +192,10 @@ def test_roles(django_user_model, url, payload, role, read, write):
 def test_operators_delete_topics(django_user_model, role, write):
     topic = Topic.objects.create(name="Gone", slug="gone")
     assert client_as(django_user_model, role).delete(f"/api/topics/{topic.pk}/").status_code == write
+
+
+@pytest.mark.parametrize("name", ["", "   ", "长" * 11, "vip"])
+def test_a_bad_new_tag_is_a_400_naming_the_field(api, name):
+    Tag.objects.create(name="vip")
+    assert "name" in fields(api.post("/api/tags/", {"name": name}, format="json"))
+    assert Tag.objects.count() == 1

@@ -61,6 +61,9 @@ def _pings(client) -> bool:
         return False
 
 
+METRICS_TOKEN = "reliability-metrics-token"
+
+
 def app_env(connection_settings: dict, **extra: str) -> dict[str, str]:
     """The environment of a subprocess serving the test database with the payload fixtures' WeChat account."""
     return {
@@ -71,6 +74,7 @@ def app_env(connection_settings: dict, **extra: str) -> dict[str, str]:
         "WECHAT_TOKEN": TOKEN,
         "WECHAT_APP_ID": APP_ID,
         "WECHAT_ENCODING_AES_KEY": AES_KEY,
+        "METRICS_TOKEN": METRICS_TOKEN,  # the details of /healthz need it
         **extra,
     }
 

@@ -15,7 +15,7 @@ from django.db import connection
 from accounts.models import Interaction
 from tests.fixtures.wechat_payloads import build_message, sign_callback
 
-from .servers import ROOT, AppServer, app_env, post
+from .servers import METRICS_TOKEN, ROOT, AppServer, app_env, post
 
 CALLBACKS = 24
 SCRAPES = 8
@@ -40,7 +40,8 @@ def test_every_scrape_counts_the_callbacks_of_every_worker(transactional_db, tmp
 
         scrapes = []
         for _ in range(SCRAPES):  # gunicorn hands each connection to whichever worker accepts it first
-            with urllib.request.urlopen(app.url + "/metrics", timeout=10) as response:
+            scrape = urllib.request.Request(app.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+            with urllib.request.urlopen(scrape, timeout=10) as response:
                 scrapes.append(response.read().decode())
     finally:
         app.stop()

@@ -19,7 +19,7 @@ from tests.fixtures.celery_worker import WorkerProcess
 from tests.fixtures.wechat_payloads import build_message, sign_callback
 from tests.helpers import wait_for
 
-from .servers import AppServer, RedisServer, app_env, post
+from .servers import METRICS_TOKEN, AppServer, RedisServer, app_env, post
 
 
 @pytest.fixture
@@ -32,7 +32,8 @@ def private_redis():
 
 def _health(url: str) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url + "/healthz", timeout=10) as response:
+        request = urllib.request.Request(url + "/healthz", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())

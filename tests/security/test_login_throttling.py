@@ -50,3 +50,32 @@ def test_a_success_before_the_limit_resets_the_count(client, throttled):
 
 def test_code_that_authenticates_without_a_request_still_works(client, throttled):
     assert client.login(username="ops", password="right-password-1")
+
+
+# --- Behind the reverse proxy: the client's address comes from X-Forwarded-For -------------------------------------
+
+PROXY = "10.0.0.2"  # every request reaches the app from the proxy
+
+
+def _through_proxy(client, username: str, password: str, forwarded_for: str):
+    return client.post(
+        LOGIN, {"username": username, "password": password}, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forwarded_for
+    )
+
+
+def test_behind_the_proxy_an_attacker_locks_only_their_own_address_out(client, throttled, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    for _ in range(3):
+        _through_proxy(client, "ops", "wrong", "198.51.100.66")
+    assert _through_proxy(client, "ops", "right-password-1", "198.51.100.66").status_code == 429
+    # Posing as the operator's address in the header does not help: our proxy appends the address it saw.
+    assert _through_proxy(client, "ops", "wrong", "203.0.113.7, 198.51.100.66").status_code == 429
+    client.cookies.clear()
+    assert _through_proxy(client, "ops", "right-password-1", "203.0.113.7").status_code == 302
+
+
+def test_without_a_trusted_proxy_the_header_is_ignored(client, throttled, settings):
+    settings.TRUSTED_PROXY_COUNT = 0
+    for n in range(3):
+        _through_proxy(client, "ops", "wrong", f"198.51.100.{n}")  # a different forged address each time
+    assert _through_proxy(client, "ops", "right-password-1", "198.51.100.99").status_code == 429

@@ -86,3 +86,67 @@ def test_a_tracked_link_carries_no_openid(settings):
     sub = SubscriberFactory(openid=OPENIDS[0])
     url = link_track("https://example.com/a", subscriber_id=sub.pk, push_id=1)
     assert "/r/" in url and OPENIDS[0] not in url
+
+
+# --- The real processes: gunicorn (its access and error logs) and a Celery worker --------------------------------
+
+REAL_OPENIDS = ["oLogsGunicornAbCdEfGhIjKlMn0", "oLogsWorkerQrStUvWxYz0123456"]
+
+
+@pytest.mark.slow
+def test_gunicorn_and_a_worker_log_no_openid_signature_or_nonce(transactional_db, fake_wechat_server):
+    """gunicorn and a worker run as in production; callbacks name openids in the URL (WeChat adds &openid=) and in the
+    body, one is refused (a downgrade to plain mode), one is answered; the worker fetches their profiles. Every line
+    of both logs is searched."""
+    from django.db import connection
+
+    from accounts.models import Subscriber
+    from tests.fixtures.celery_worker import WorkerProcess
+    from tests.fixtures.wechat_payloads import AES_KEY, APP_ID, TOKEN, sign_callback
+    from tests.helpers import wait_for
+    from tests.reliability.servers import AppServer, app_env, post
+
+    assert all(len(o) == 28 for o in REAL_OPENIDS)
+    fake_wechat_server.reset(appid=APP_ID, secret="log-test-secret", token=TOKEN, aes_key=AES_KEY)
+    fake_wechat_server.add_users([{"openid": o, "subscribe": 1, "nickname": "Log"} for o in REAL_OPENIDS])
+    env = app_env(
+        connection.settings_dict,
+        WECHAT_API_BASE_URL=fake_wechat_server.url,
+        WECHAT_APP_SECRET="log-test-secret",
+        PROFILE_FETCH_DELAY="0",
+        LOG_LEVEL="DEBUG",
+    )
+    app, worker = AppServer(env), WorkerProcess(env)
+    app.start()
+    worker.start()
+    secrets_seen: list[str] = []
+    try:
+        for openid in REAL_OPENIDS:
+            for xml in (
+                build_message("subscribe", openid=openid),
+                build_message("text", openid=openid, Content=f"my id is {openid}"),
+            ):
+                query, body = sign_callback(xml, mode="safe")
+                assert query["openid"] == openid  # in the URL, as WeChat sends it
+                secrets_seen += [query["signature"], query["msg_signature"], query["nonce"]]
+                assert post(app.url, query, body)[0] == 200
+            query, body = sign_callback(build_message("text", openid=openid, Content="plain"), mode="plain")
+            query["openid"] = openid
+            secrets_seen += [query["signature"], query["nonce"]]
+            assert post(app.url, query, body)[0] == 403  # refused: logged as a rejection
+        wait_for(
+            lambda: Subscriber.objects.filter(openid__in=REAL_OPENIDS, profile_fetched_at__isnull=False).count() == 2,
+            timeout=60,
+            message="the worker did not fetch the profiles",
+        )
+    finally:
+        app.stop()
+        worker.stop()
+    logs = {"gunicorn": app.log(), "worker": worker.log()}
+    assert "POST /wechat/callback/?" in logs["gunicorn"]  # the access log is on
+    assert "callback rejected" in logs["gunicorn"]  # Django's own logs too
+    assert "accounts.tasks" in logs["worker"]  # the worker logged its tasks
+    for name, text in logs.items():
+        for number, line in enumerate(text.splitlines(), 1):
+            for secret in [*REAL_OPENIDS, *secrets_seen]:
+                assert secret not in line, f"{name} log line {number} shows {secret}: {line}"

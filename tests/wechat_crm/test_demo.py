@@ -16,7 +16,8 @@ from wechat_crm.demo import CHANNELS
 
 
 @pytest.mark.django_db
-def test_demo_setup_prints_the_login_and_loads_published_content_twice_without_duplicates(monkeypatch):
+def test_demo_setup_prints_the_login_and_loads_published_content_twice_without_duplicates(monkeypatch, settings):
+    settings.WECHAT_API_BASE_URL = "http://127.0.0.1:8801/"  # the demo's fake WeChat
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "letmein-demo")
     out = io.StringIO()
     call_command("demo_setup", stdout=out)
@@ -51,3 +52,36 @@ def test_demo_traffic_creates_channels_with_qr_codes_and_followers_who_scanned_t
     wait_for(lambda: fake_wechat.count("/cgi-bin/message/mass/sendall") == 1, timeout=60)
     [news] = fake_wechat.calls("/cgi-bin/message/mass/sendall")
     assert news["body"]["msgtype"] == "mpnews" and news["body"]["filter"] == {"is_to_all": True}
+
+
+EXTRA_ARGS = {"demo_traffic": ["--exit"], "simulate_subscribers": ["--count", "1"]}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("command", ["demo_setup", "demo_traffic", "fake_wechat", "simulate_subscribers"])
+def test_the_demo_commands_and_the_fake_server_refuse_a_real_wechat_api(settings, command):
+    from django.core.management.base import CommandError
+
+    settings.WECHAT_API_BASE_URL = "https://api.weixin.qq.com/"
+    with pytest.raises(CommandError, match="not the fake WeChat server"):
+        call_command(command, *EXTRA_ARGS.get(command, []), stdout=io.StringIO())
+    assert not get_user_model().objects.filter(username="admin").exists()
+
+
+@pytest.mark.parametrize("command", ["demo_setup", "demo_traffic", "fake_wechat", "simulate_subscribers"])
+def test_the_demo_commands_and_the_fake_server_refuse_the_production_settings(command):
+    """Run as an operator would, with the production settings and real values: refused with a message."""
+    import subprocess
+    import sys
+
+    from tests.wechat_crm.test_production import ROOT, real_values
+
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("DJANGO_", "WECHAT_"))}
+    env.update(real_values(), DJANGO_SETTINGS_MODULE="wechat_crm.settings.production",
+               WECHAT_API_BASE_URL="http://127.0.0.1:8801/")  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "manage.py", command, *EXTRA_ARGS.get(command, [])],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "not for the production settings" in result.stderr, result.stderr[-500:]

@@ -153,7 +153,8 @@ def test_healthz_reports_the_wechat_token_without_fetching_one(client, settings)
     from wechat_crm.wechat.tokens import cache_key
 
     cache.delete(cache_key(settings.WECHAT_APP_ID))
-    body = client.get("/healthz").json()
+    settings.METRICS_TOKEN = "health-token-0123456789"
+    body = client.get("/healthz", HTTP_AUTHORIZATION="Bearer health-token-0123456789").json()
     assert body["checks"]["wechat_token"]["ok"] is True
     assert body["checks"]["wechat_token"]["cached"] is False
 

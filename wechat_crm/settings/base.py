@@ -25,13 +25,18 @@ env = environ.Env(
 )
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-dev-key-change-me-in-production-0123456789")
+# Previous secret keys, still accepted for signatures (sessions, tracked links) while rotating (README, Security).
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 DEBUG = env("DJANGO_DEBUG")
+IS_PRODUCTION = False  # True only in settings/production.py
 ALLOWED_HOSTS = env("DJANGO_ALLOWED_HOSTS")
 PORT = env("PORT")
 # The public address of this server, for absolute links in outgoing messages (tracked links /r/<token>, /c/<slug>/).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 # Tracked links (/r/<token>) older than this answer 410 Gone instead of redirecting and recording the click.
 TRACKED_LINK_MAX_AGE_DAYS = env.int("TRACKED_LINK_MAX_AGE_DAYS", default=180)
+# Repeated clicks of one tracked link by one subscriber within this many seconds count once.
+TRACKED_LINK_CLICK_WINDOW = env.int("TRACKED_LINK_CLICK_WINDOW", default=300)
 
 INSTALLED_APPS = [
     # django-unfold (the admin's look, its filters and its bundled assets) must come before django.contrib.admin.
@@ -47,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files served by us: no CDN (offline, and reachable from China)
     "axes",
     "wechat_crm",
     "accounts",
@@ -183,6 +189,8 @@ for _item in env.list("WECHAT_RATE_LIMITS", default=[]):
         ) from None
 # Longest a call waits for a rate-limit slot before giving up with WeChatLocalRateLimited.
 WECHAT_RATE_LIMIT_MAX_WAIT = env.float("WECHAT_RATE_LIMIT_MAX_WAIT", default=5.0)
+# Auto-reply rules' regular expressions (conversations.replies) give up after this many seconds on one message.
+AUTO_REPLY_REGEX_TIMEOUT = env.float("AUTO_REPLY_REGEX_TIMEOUT", default=0.05)
 # Lead score (conversations.services): each interaction's points halve every this many days.
 SCORE_HALF_LIFE_DAYS = env.float("SCORE_HALF_LIFE_DAYS", default=30.0)
 # Pushes (content/services/deliveries/): messages sent in parallel by one page task over the kept-alive pool, and
@@ -198,16 +206,23 @@ for _item in env.list("PUSH_PAGE_SIZES", default=[]):
 # A page task writes its rows' outcomes after every PUSH_WRITE_EVERY messages: a worker killed mid-page leaves at most
 # that many rows "sending", which the beat marks unknown (never resent).
 PUSH_WRITE_EVERY = env.int("PUSH_WRITE_EVERY", default=50)
+# The beat's safety net treats a push's page as stalled (its worker died, or its task was lost with the broker) when
+# its rows have been queued or sending for this long; a live page sends its rows in seconds.
+PUSH_STALLED_AFTER_SECONDS = env.int("PUSH_STALLED_AFTER_SECONDS", default=300)
 # Profile fetch after a follow (accounts.profiles): wait this long to batch follows into one batch profile call,
 # and retry a failed batch after at most this many seconds (45009 would otherwise wait until midnight).
 PROFILE_FETCH_DELAY = env.float("PROFILE_FETCH_DELAY", default=1.0)
 PROFILE_FETCH_RETRY_MAX_DELAY = env.float("PROFILE_FETCH_RETRY_MAX_DELAY", default=900.0)
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
-# django-axes throttles admin logins: AXES_FAILURE_LIMIT failures per username and IP lock the pair out for
-# AXES_COOLOFF_HOURS (the pair, so one attacker cannot lock every operator out; behind the proxy REMOTE_ADDR is the
-# proxy's, which makes it a per-username limit).
-AUTHENTICATION_BACKENDS = ["wechat_crm.security.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+# django-axes throttles admin logins: AXES_FAILURE_LIMIT failures per username and client address lock the pair out
+# for AXES_COOLOFF_HOURS (the pair, so one attacker cannot lock every operator out). The client address is read from
+# X-Forwarded-For behind TRUSTED_PROXY_COUNT proxies (wechat_crm.security.client_ip), never the proxy's own.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "wechat_crm.security.client_ip"
+# RoleBackend is Django's ModelBackend with the permissions on our models taken from the roles
+# (wechat_crm/permissions.py), so that the admin and the API apply the same rules.
+AUTHENTICATION_BACKENDS = ["wechat_crm.security.LoginThrottleBackend", "wechat_crm.permissions.RoleBackend"]
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
@@ -256,18 +271,37 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every view checks the roles (wechat_crm/permissions.py) unless it names stricter classes.
+    "DEFAULT_PERMISSION_CLASSES": ["wechat_crm.permissions.RolePermission"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "wechat_crm.exceptions.api_exception_handler",
+    # Per user (per address when anonymous), counted in the cache; the funnel reports and the exports, which cost
+    # the database the most, have their own tighter scopes (views' `throttle_scope`). Over the rate: 429.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "wechat_crm.throttling.AnonRateThrottle",
+        "wechat_crm.throttling.UserRateThrottle",
+        "wechat_crm.throttling.ScopedRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="60/min"),
+        "user": env.str("API_THROTTLE_USER", default="1200/min"),
+        "reports": env.str("API_THROTTLE_REPORTS", default="30/min"),
+        "exports": env.str("API_THROTTLE_EXPORTS", default="10/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "wechat_crm API",
     "DESCRIPTION": "Subscribers, content, pushes, campaigns and the funnel of a WeChat Official Account.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/schema/ and /api/docs/ are for staff (the docs page sends the admin's login there first).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Metrics (/metrics, wechat_crm/metrics.py) ---------------------------------------------------------

@@ -16,6 +16,7 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY")  # no default: a production server nev
 if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("insecure-"):
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 random characters")
 DEBUG = False
+IS_PRODUCTION = True  # the demo commands and the fake WeChat server refuse to run (wechat_crm.demo)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[f"https://{h}" for h in ALLOWED_HOSTS])
 # WeChat's credentials: never the demo values of base.py. AppID and AppSecret are empty until set (calls to WeChat
@@ -50,7 +51,9 @@ if len(METRICS_TOKEN) < 16:
         "METRICS_TOKEN must be at least 16 random characters: /metrics and the details of /healthz need it"
     )
 
-# Behind a reverse proxy that terminates TLS and sets X-Forwarded-Proto (see README, "Production").
+# Behind a reverse proxy that terminates TLS and sets X-Forwarded-Proto (see README, "Production"), and appends the
+# client's address to X-Forwarded-For: the login lockout reads it there (wechat_crm.security.client_ip).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 # WeChat calls the callback over plain HTTP when the account is configured with an http:// URL; the proxy decides.

@@ -4,9 +4,11 @@ A route has three parts:
   record      runs in the request: stores the interaction (exactly once) and its effect on the subscriber.
   replies     run in the request, in order: passive reply builders; the first that answers something other than
               "success" (or "") wins. None answering: "success".
-  follow_ups  run later in Celery (accounts.tasks.interactions_process), after the interaction is committed, in
-              order, each once on a batch of interactions. An interaction whose kind has follow-ups is stored with
-              processed_at empty (the outbox); the others are stored as already processed.
+  follow_ups  run later in Celery (accounts.tasks.interactions_process, follow_ups_run below), after the
+              interaction is committed: the worker claims a batch of pending interactions, and each follow-up runs
+              once on the batch's interactions of the kinds that have it, in order, with a few statements per
+              batch. An interaction whose kind has follow-ups is stored with processed_at empty (the outbox); the
+              others are stored as already processed.
 
 Kinds are accounts.kinds.InteractionKind. The handlers come from each app's `events` module; this table is the
 only place that says which kind gets which, so nothing depends on the order of INSTALLED_APPS.
@@ -68,25 +70,8 @@ MESSAGE_FOLLOW_UPS = (
     conversations.inbox_record,
 )
 
+# Follows come first: a batch of interactions runs its follow-ups in the order this table first names them.
 ROUTES: dict[str, Route] = {
-    # --- Messages: last_interaction_at moves forward. -----------------------------------------------------------
-    K.TEXT: Route(
-        replies=TEXT_OR_CLICK_REPLIES,
-        follow_ups=(
-            campaigns.stage_advance,
-            conversations.score,
-            conversations.template_auto_reply,
-            conversations.journeys_current_stage,
-            conversations.inbox_record,
-        ),
-    ),
-    K.IMAGE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.VOICE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.VIDEO: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.SHORTVIDEO: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.LOCATION: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.LINK: Route(follow_ups=MESSAGE_FOLLOW_UPS),
-    K.MINIPROGRAMPAGE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
     # --- Follows. ------------------------------------------------------------------------------------------------
     # Creates or reactivates the subscriber and adds the follow to the history (the first follow's scene is the
     # source scene); replies with the channel's rule or welcome; later fetches the profile, attributes the channel
@@ -117,6 +102,24 @@ ROUTES: dict[str, Route] = {
             conversations.journeys_current_stage,
         ),
     ),
+    # --- Messages: last_interaction_at moves forward. -----------------------------------------------------------
+    K.TEXT: Route(
+        replies=TEXT_OR_CLICK_REPLIES,
+        follow_ups=(
+            campaigns.stage_advance,
+            conversations.score,
+            conversations.template_auto_reply,
+            conversations.journeys_current_stage,
+            conversations.inbox_record,
+        ),
+    ),
+    K.IMAGE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.VOICE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.VIDEO: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.SHORTVIDEO: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.LOCATION: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.LINK: Route(follow_ups=MESSAGE_FOLLOW_UPS),
+    K.MINIPROGRAMPAGE: Route(follow_ups=MESSAGE_FOLLOW_UPS),
     # --- The custom menu. ----------------------------------------------------------------------------------------
     K.CLICK: Route(
         replies=TEXT_OR_CLICK_REPLIES,
@@ -176,12 +179,31 @@ def follow_up_order(routes: Iterable[Route]) -> tuple[FollowUp, ...]:
 FOLLOW_UP_ORDER = follow_up_order(ROUTES.values())
 
 
+def _table_position(kind: str) -> int:
+    return list(ROUTES).index(kind) if kind in ROUTES else len(ROUTES)
+
+
 def route_for(kind: str) -> Route:
     return ROUTES.get(kind, DEFAULT_ROUTE)
 
 
 def follow_ups_for(kind: str) -> Sequence[FollowUp]:
     return route_for(kind).follow_ups
+
+
+def follow_ups_run(interactions: Sequence[Any]) -> None:
+    """The follow-ups of a batch of interactions (oldest first): each follow-up of their routes runs once, on the
+    batch's interactions whose route has it, in an order that agrees with every route."""
+    routes = {kind: route_for(kind) for kind in {interaction.kind for interaction in interactions}}
+    needed = {follow_up for route in routes.values() for follow_up in route.follow_ups}
+    if needed <= set(FOLLOW_UP_ORDER):
+        order: Sequence[FollowUp] = [follow_up for follow_up in FOLLOW_UP_ORDER if follow_up in needed]
+    else:  # routes that are not the table's (tests)
+        order = follow_up_order(routes[kind] for kind in sorted(routes, key=_table_position))
+    for follow_up in order:
+        batch = [interaction for interaction in interactions if follow_up in routes[interaction.kind].follow_ups]
+        if batch:
+            follow_up(batch)
 
 
 def handle(message: InboundMessage) -> str:

@@ -2,8 +2,13 @@
 
 Rejections, all before anything is written:
   403 missing or wrong signature, or a timestamp more than WECHAT_CALLBACK_MAX_CLOCK_SKEW seconds from now;
+  403 a plain-mode request (no encrypt_type=aes) while an AES key is configured, unless WECHAT_ALLOW_PLAIN_MODE
+      (a downgrade: the body would be trusted on the URL's signature alone, which covers no byte of it);
+  403 a (timestamp, nonce) pair seen in the last WECHAT_CALLBACK_MAX_CLOCK_SKEW seconds with another body (a signed
+      URL replayed with a forged body); the same pair with the same body is WeChat's retry, answered as before;
   413 a body over WECHAT_CALLBACK_MAX_BODY bytes (never read past the limit);
-  400 malformed XML (including any DTD or entity), a missing required field, a decryption failure.
+  400 malformed XML (including any DTD or entity, or nesting deeper than xml.MAX_DEPTH), a missing required field,
+      a decryption failure.
 A database outage answers 503 (not "success") so that WeChat retries; the endpoint never answers 500.
 """
 
@@ -186,6 +191,7 @@ class CallbackConfig:
     aes_keys: list[str]
     max_body: int
     max_clock_skew: int
+    allow_plain: bool = False
 
     @classmethod
     def from_settings(cls) -> CallbackConfig:
@@ -195,6 +201,7 @@ class CallbackConfig:
             aes_keys=[k for k in (settings.WECHAT_ENCODING_AES_KEY, settings.WECHAT_ENCODING_AES_KEY_PREVIOUS) if k],
             max_body=settings.WECHAT_CALLBACK_MAX_BODY,
             max_clock_skew=settings.WECHAT_CALLBACK_MAX_CLOCK_SKEW,
+            allow_plain=getattr(settings, "WECHAT_ALLOW_PLAIN_MODE", False),
         )
 
 
@@ -245,8 +252,11 @@ def _handle(request: HttpRequest, config: CallbackConfig) -> HttpResponse:
     if request.method != "POST":
         return _text("method not allowed", 405)
 
-    body = _read_body(request, config.max_body)
     safe_mode = query.get("encrypt_type", "").lower() == "aes"
+    if config.aes_keys and not safe_mode and not config.allow_plain:
+        raise Rejected(403, "plain mode refused: this account is configured for safe mode")
+    body = _read_body(request, config.max_body)
+    _refuse_replay(timestamp, nonce, body, config)
     try:
         outer = wxml.parse(body)
     except wxml.XMLError as exc:
@@ -282,6 +292,29 @@ def _handle(request: HttpRequest, config: CallbackConfig) -> HttpResponse:
 
     reply = dispatch.handle(message)
     return _reply(reply, config, nonce=nonce, key=key)
+
+
+REPLAY_KEY_PREFIX = "wechat:callback:nonce:"
+
+
+def _refuse_replay(timestamp: str, nonce: str, body: bytes, config: CallbackConfig) -> None:
+    """Remember each (timestamp, nonce) with a digest of its body for the replay window (the clock skew accepted,
+    on both sides). A later request with the same pair must carry the same body (WeChat's retry); any other body is
+    a replay of a signed URL. Without the shared cache (Redis down) the check is skipped: the callback keeps
+    answering, and the signature and timestamp checks still hold."""
+    from django.core.cache import cache
+
+    pair = hashlib.sha256(f"{timestamp}\x00{nonce}".encode()).hexdigest()[:40]
+    digest = hashlib.sha256(body).hexdigest()[:40]
+    try:
+        if cache.add(REPLAY_KEY_PREFIX + pair, digest, timeout=2 * config.max_clock_skew + 1):
+            return
+        seen = cache.get(REPLAY_KEY_PREFIX + pair)
+    except Exception:  # the cache is down: see the docstring
+        logger.warning("wechat callback: replay check skipped, the cache is unavailable")
+        return
+    if seen is not None and seen != digest:
+        raise Rejected(403, "replayed nonce with another body")
 
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:

@@ -14,7 +14,12 @@ from defusedxml.ElementTree import fromstring
 
 
 class XMLError(ValueError):
-    """The body is not a well-formed, DTD-free XML document."""
+    """The body is not a well-formed, DTD-free XML document (or nests deeper than MAX_DEPTH)."""
+
+
+# WeChat's documents nest three levels at most (<xml><ScanCodeInfo><ScanResult>); anything much deeper is an attack
+# on the recursive walk below, refused as malformed (400) instead of exhausting the stack.
+MAX_DEPTH = 16
 
 
 def parse(data: bytes | str) -> dict[str, Any]:
@@ -23,13 +28,15 @@ def parse(data: bytes | str) -> dict[str, Any]:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except (ParseError, DefusedXmlException, ValueError) as exc:
         raise XMLError(str(exc) or exc.__class__.__name__) from exc
-    return _children(root)
+    return _children(root, 1)
 
 
-def _children(element: Element) -> dict[str, Any]:
+def _children(element: Element, depth: int) -> dict[str, Any]:
+    if depth > MAX_DEPTH:
+        raise XMLError(f"nested deeper than {MAX_DEPTH} levels")
     result: dict[str, Any] = {}
     for child in element:
-        value: Any = _children(child) if len(child) else (child.text or "").strip()
+        value: Any = _children(child, depth + 1) if len(child) else (child.text or "").strip()
         if child.tag in result:
             previous = result[child.tag]
             if isinstance(previous, list):

@@ -17,7 +17,7 @@ from .preview import push_send_test
 from .progress import push_finish_if_done, push_progress
 from .quotas import quiet_hours_end
 from .rendering import Renderer
-from .reports import delivery_job_finish, delivery_job_finish_retry, mass_job_finish
+from .reports import deliveries_job_finish, delivery_job_finish, delivery_job_finish_retry, mass_job_finish
 from .sending import PageOutcome, deliveries_send_page
 from .start_marks import StartMarks, deliveries_recover_accepted
 
@@ -25,6 +25,7 @@ __all__ = [
     "PageOutcome",
     "Renderer",
     "StartMarks",
+    "deliveries_job_finish",
     "deliveries_recover_accepted",
     "deliveries_send_page",
     "delivery_job_finish",

@@ -3,9 +3,11 @@ MASSSENDJOBFINISH (a mass send's totals), matched by WeChat's msgid."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from django.db import transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from ...models import Delivery, MassBatch
@@ -30,17 +32,42 @@ def _int(value: Any) -> int | None:
 
 
 def delivery_job_finish(interaction: Any) -> int:
-    """TEMPLATESENDJOBFINISH: success -> delivered; "failed:user block" / "failed: system failed" -> failed.
+    """One TEMPLATESENDJOBFINISH report (see deliveries_job_finish)."""
+    return deliveries_job_finish([interaction])
 
-    Matched by msgid. WeChat may report before the page that sent the message has written its msgid: then the
-    update is tried again by content.tasks.delivery_job_finish_later a few seconds later (for about 5 minutes)."""
-    result = _job_finish_apply(interaction)
-    if not result.matched and getattr(interaction, "pk", None):
-        from ...tasks import delivery_job_finish_later
 
-        interaction_id = interaction.pk
-        transaction.on_commit(lambda: delivery_job_finish_later.apply_async((interaction_id, 1), countdown=2))
-    return result.updated
+def deliveries_job_finish(interactions: Sequence[Any]) -> int:
+    """TEMPLATESENDJOBFINISH reports: success -> delivered; "failed:user block" / "failed: system failed" -> failed.
+
+    Matched by msgid: one UPDATE for the batch, one query for the msgids known at all. WeChat may report before the
+    page that sent the message has written its msgid: then the update is tried again by
+    content.tasks.delivery_job_finish_later a few seconds later (for about 5 minutes). Returns the rows updated."""
+    outcomes: dict[int, JobOutcome] = {}
+    reports: list[tuple[Any, int]] = []
+    for interaction in interactions:
+        outcome = _job_finish_outcome(interaction)
+        if outcome.msgid is not None:
+            outcomes.setdefault(outcome.msgid, outcome)  # the first report of a msgid; a later copy changes nothing
+            reports.append((interaction, outcome.msgid))
+    if not outcomes:
+        return 0
+    updated = Delivery.objects.filter(msgid__in=outcomes, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
+        status=Case(*[When(msgid=m, then=Value(o.status)) for m, o in outcomes.items()]),
+        reason=Case(*[When(msgid=m, then=Value(o.reason)) for m, o in outcomes.items()]),
+        finished_at=timezone.now(),
+    )
+    known = set(Delivery.objects.filter(msgid__in=outcomes).values_list("msgid", flat=True))
+    for interaction, msgid in reports:
+        if msgid not in known and getattr(interaction, "pk", None):
+            from ...tasks import delivery_job_finish_later
+
+            interaction_id = interaction.pk
+            transaction.on_commit(
+                lambda interaction_id=interaction_id: delivery_job_finish_later.apply_async(
+                    (interaction_id, 1), countdown=2
+                )
+            )
+    return updated
 
 
 def delivery_job_finish_retry(*, interaction_id: int, attempt: int) -> bool:
@@ -53,20 +80,31 @@ def delivery_job_finish_retry(*, interaction_id: int, attempt: int) -> bool:
     return _job_finish_apply(interaction).matched or attempt >= JOB_FINISH_ATTEMPTS
 
 
-def _job_finish_apply(interaction: Any) -> JobFinish:
+class JobOutcome(NamedTuple):
+    """What a template report says about the delivery with its msgid."""
+
+    msgid: int | None
+    status: str
+    reason: str
+
+
+def _job_finish_outcome(interaction: Any) -> JobOutcome:
     data = interaction.data or {}
     msgid = _int(interaction.msg_id or data.get("MsgID"))
     status = (getattr(interaction, "status", "") or data.get("Status") or "").strip()
-    if msgid is None:
-        return JobFinish(0, True)
     if status == "success":
-        new, reason = D.DELIVERED, ""
-    else:
-        new, reason = D.FAILED, (status.replace("failed:", "").strip().replace(" ", "_") or "failed")[:64]
-    updated = Delivery.objects.filter(msgid=msgid, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
-        status=new, reason=reason, finished_at=timezone.now()
+        return JobOutcome(msgid, D.DELIVERED, "")
+    return JobOutcome(msgid, D.FAILED, (status.replace("failed:", "").strip().replace(" ", "_") or "failed")[:64])
+
+
+def _job_finish_apply(interaction: Any) -> JobFinish:
+    outcome = _job_finish_outcome(interaction)
+    if outcome.msgid is None:
+        return JobFinish(0, True)
+    updated = Delivery.objects.filter(msgid=outcome.msgid, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
+        status=outcome.status, reason=outcome.reason, finished_at=timezone.now()
     )
-    return JobFinish(updated, bool(updated) or Delivery.objects.filter(msgid=msgid).exists())
+    return JobFinish(updated, bool(updated) or Delivery.objects.filter(msgid=outcome.msgid).exists())
 
 
 def mass_job_finish(interaction: Any) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -21,6 +22,13 @@ from .rows import ChunkResult, Claim, D, DeliveryUpdate, Retry, Sendable, skippe
 from .start_marks import StartMarks
 
 logger = logging.getLogger(__name__)
+
+
+class ChunkSent(NamedTuple):
+    """A chunk's rows by outcome status, and when its retries run (seconds; None without retries)."""
+
+    counts: Counter[str]
+    retry_in: float | None
 
 
 @dataclass
@@ -108,9 +116,11 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
             break
         out.claimed += len(claimed)
         renderer = renderer or Renderer(push)
-        chunk_retry = _send_chunk(push, policy, renderer, claimed, now, threads, out, marks)
-        if chunk_retry is not None:
-            retry_in = chunk_retry if retry_in is None else max(retry_in, chunk_retry)
+        chunk = _send_chunk(push, policy, renderer, claimed, now, threads, marks)
+        for status, n in chunk.counts.items():
+            out.counts[status] = out.counts.get(status, 0) + n
+        if chunk.retry_in is not None:
+            retry_in = chunk.retry_in if retry_in is None else max(retry_in, chunk.retry_in)
         if every is None or not Push.objects.filter(pk=push_id, status=Push.Status.SENDING).exists():
             break  # a mass page is one call; a push cancelled meanwhile sends no further chunk
         now = timezone.now()
@@ -131,10 +141,9 @@ def _send_chunk(
     claimed: Sequence[Claim],
     now: dt.datetime,
     threads: int | None,
-    out: PageOutcome,
     marks: StartMarks | None = None,
-) -> float | None:
-    """Skip, send and write the outcomes of one claimed chunk. Returns the retry delay when some must retry."""
+) -> ChunkSent:
+    """Skip, send and write the outcomes of one claimed chunk."""
     subs = recipients(push, policy, [c.subscriber_id for c in claimed], now)
     result = ChunkResult()
     sendable: list[Sendable] = []
@@ -156,9 +165,7 @@ def _send_chunk(
     if marks is not None:
         marks.forget()
     mark_not_following(result.gone, now)
-    for update in updates:
-        out.counts[update.status] = out.counts.get(update.status, 0) + 1
-    return requeue.delay
+    return ChunkSent(Counter(update.status for update in updates), requeue.delay)
 
 
 def _send_messages(

@@ -7,12 +7,20 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .outcomes import updates_write
 from .rows import D, DeliveryUpdate
 
 logger = logging.getLogger(__name__)
+
+
+class Recovered(NamedTuple):
+    """Of the rows a dead worker left "sending": those whose message provably never started, and those WeChat
+    accepted (delivery id -> msgid)."""
+
+    unsent: set[int]
+    accepted: dict[int, int | None]
 
 
 class StartMarks:
@@ -101,7 +109,7 @@ class StartMarks:
             logger.warning("could not delete %s (it expires)", self.key)
 
     @classmethod
-    def recover(cls, push_id: int, stuck: Iterable[tuple[int, int]]) -> tuple[set[int], dict[int, int | None]]:
+    def recover(cls, push_id: int, stuck: Iterable[tuple[int, int]]) -> Recovered:
         """Of the rows stuck "sending" ((delivery id, attempts) each): the ids whose message provably never started,
         and those WeChat accepted (id -> msgid). Forgets the chunks it read."""
         from wechat_crm.wechat import ratelimit
@@ -111,7 +119,7 @@ class StartMarks:
         unsent: set[int] = set()
         accepted: dict[int, int | None] = {}
         if redis is None or not stuck_members:
-            return unsent, accepted
+            return Recovered(unsent, accepted)
         try:
             for claimed_key in redis.scan_iter(match=f"{cls.PREFIX}:{push_id}:*:claimed", count=1000):
                 base = _text(claimed_key).removesuffix(":claimed")
@@ -127,8 +135,8 @@ class StartMarks:
                 redis.delete(f"{base}:claimed", f"{base}:started", f"{base}:accepted")
         except Exception:
             logger.warning("push %s: start marks unreadable; every stuck row becomes unknown", push_id, exc_info=True)
-            return set(), {}
-        return unsent, accepted
+            return Recovered(set(), {})
+        return Recovered(unsent, accepted)
 
 
 def _member(delivery_id: int, attempts: int) -> str:

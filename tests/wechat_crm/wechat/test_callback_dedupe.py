@@ -50,11 +50,13 @@ def test_events_differing_only_in_event_key_are_both_stored(wechat_callback):
 @pytest.mark.django_db
 def test_job_finish_reports_of_different_sends_in_the_same_second_are_both_stored(wechat_callback):
     now = int(time.time())
+    wechat_callback.post(build_message("text", create_time=now - 60))  # the recipient we sent to
     wechat_callback.post(build_message("TEMPLATESENDJOBFINISH", MsgID="111", create_time=now))
     wechat_callback.post(build_message("TEMPLATESENDJOBFINISH", MsgID="222", create_time=now))
     wechat_callback.post(build_message("TEMPLATESENDJOBFINISH", MsgID="222", create_time=now))
 
-    assert sorted(Interaction.objects.values_list("msg_id", flat=True)) == ["111", "222"]
+    reports = Interaction.objects.filter(kind="templatesendjobfinish")
+    assert sorted(reports.values_list("msg_id", flat=True)) == ["111", "222"]
 
 
 @pytest.mark.django_db

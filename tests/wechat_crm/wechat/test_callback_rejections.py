@@ -321,3 +321,67 @@ def test_other_methods_are_not_allowed(wechat_callback):
     response = wechat_callback.client.put(wechat_callback.url(query), b"")
 
     assert response.status_code == 405
+
+
+# --- Downgrades and replays ---
+
+
+@pytest.mark.parametrize("allow_plain", [False, True])
+def test_a_plain_request_is_refused_when_an_aes_key_is_configured(wechat_callback, settings, allow_plain):
+    """With an EncodingAESKey, a request without encrypt_type=aes is a downgrade: its signature covers no byte of the
+    body. Refused unless plain mode is chosen (WeChat's compatible mode while switching)."""
+    settings.WECHAT_ALLOW_PLAIN_MODE = allow_plain
+
+    response = wechat_callback.post(build_message("text", Content="forged"), mode="plain")
+
+    if allow_plain:
+        assert response.status_code == 200 and Interaction.objects.count() == 1
+    else:
+        assert response.status_code == 403
+        assert_nothing_stored()
+        assert wechat_callback.post(build_message("text", Content="real"), mode="safe").status_code == 200
+        assert wechat_callback.post(build_message("text", Content="real 2"), mode="compat").status_code == 200
+        assert Interaction.objects.count() == 2
+
+
+def test_without_an_aes_key_plain_mode_is_the_mode(wechat_callback, settings):
+    settings.WECHAT_ENCODING_AES_KEY = ""
+    settings.WECHAT_ALLOW_PLAIN_MODE = False
+    assert wechat_callback.post(build_message("text"), mode="plain").status_code == 200
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+def test_the_same_timestamp_and_nonce_with_the_same_body_is_a_retry_stored_once(wechat_callback, mode):
+    query, body = sign_callback(build_message("text", Content="hello"), mode=mode)
+
+    first = wechat_callback.post_raw(query, body)
+    again = wechat_callback.post_raw(dict(query), body)
+
+    assert first.status_code == again.status_code == 200
+    assert first.content == again.content
+    assert Interaction.objects.count() == 1
+
+
+def test_a_signed_url_replayed_with_another_body_is_refused(wechat_callback):
+    """A signed plain-mode URL seen once (in a proxy log, say) cannot carry another body within the replay window."""
+    query, body = sign_callback(build_message("text", Content="hello", openid="oRealUser"), mode="plain")
+    assert wechat_callback.post_raw(query, body).status_code == 200
+
+    _query, forged = sign_callback(build_message("subscribe", openid="oSomeoneElse"), mode="plain")
+    response = wechat_callback.post_raw(dict(query), forged)
+
+    assert response.status_code == 403
+    assert list(Interaction.objects.values_list("subscriber__openid", flat=True)) == ["oRealUser"]
+    assert not Subscriber.objects.filter(openid="oSomeoneElse").exists()
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+def test_xml_nested_deeper_than_the_limit_is_refused_with_400(wechat_callback, mode):
+    deep = "<a>" * 5000 + "1" + "</a>" * 5000
+    xml = build_message("text").replace("</xml>", f"<Extra>{deep}</Extra></xml>")
+
+    response = wechat_callback.post(xml, mode=mode)
+
+    assert response.status_code == 400
+    assert_nothing_stored()
+    assert wxml.parse("<xml>" + "<a>" * (wxml.MAX_DEPTH - 1) + "1" + "</a>" * (wxml.MAX_DEPTH - 1) + "</xml>")

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from wechat_crm.demo import demo_content_load
+from wechat_crm.demo import demo_content_load, demo_refuse_unsafe
 
 DEMO_USERNAME = "admin"
 
@@ -16,6 +16,7 @@ class Command(BaseCommand):
     help = "Create the demo superuser (printing its login) and load demo data. Safe to run again."
 
     def handle(self, *args, **options) -> None:
+        demo_refuse_unsafe()
         password = os.environ.get("DEMO_ADMIN_PASSWORD", "wechat-crm-demo")
         with transaction.atomic():
             user, _created = get_user_model().objects.get_or_create(

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from wechat_crm.demo import demo_channels_create, demo_publish
+from wechat_crm.demo import demo_channels_create, demo_publish, demo_refuse_unsafe
 from wechat_crm.exceptions import ApplicationError
 
 
@@ -29,6 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--exit", action="store_true", help="Exit when done instead of staying up.")
 
     def handle(self, *args, **options) -> None:
+        demo_refuse_unsafe()
         try:
             self._traffic(options)
         except CommandError as exc:

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
+from wechat_crm.demo import demo_refuse_unsafe
 from wechat_crm.wechat.fake.server import serve
 from wechat_crm.wechat.fake.state import ConfigError, validate_config
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", action="store_true", help="Do not log one line per call.")
 
     def handle(self, *args, **options) -> None:
+        demo_refuse_unsafe()
         config = {
             "callback_url": options["callback"],
             "token": options["token"] if options["token"] is not None else settings.WECHAT_TOKEN,

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
+from wechat_crm.demo import demo_refuse_unsafe
 from wechat_crm.wechat.fake.simulator import Simulator, SimulatorError
 
 
@@ -38,6 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--fail-on-error", action="store_true", help="Exit non-zero if any event failed.")
 
     def handle(self, *args, **options) -> None:
+        demo_refuse_unsafe()
         if options["count"] < 0:
             raise CommandError(_("--count must not be negative."))
         if not 0 <= options["unfollow_share"] <= 1:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import messages
+from .. import messages, ratelimit
 from ..messages import MiniProgram, NewsArticle, Payload, TemplateData
 
 if TYPE_CHECKING:
@@ -111,7 +111,8 @@ class MessagingMixin:
         message = messages.subscription_notice(
             openid=openid, template_id=template_id, data=data, page=page, miniprogram=miniprogram
         )
-        return self.send_many(SUBSCRIPTION_SEND, [message], group="template", threads=1)[0]
+        group = ratelimit.group_for(SUBSCRIPTION_SEND)
+        return self.send_many(SUBSCRIPTION_SEND, [message], group=group, threads=1)[0]
 
     # --- mass sends (one call each; a clientmsgid makes a repeat harmless) -------------------------------------------
     def mass_send_to_tag(self, content: Payload, *, tag_id: int, clientmsgid: str = "") -> MassSent:

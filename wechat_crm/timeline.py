@@ -2,7 +2,8 @@
 received, our replies, conversions, funnel stages reached and score changes. Read for the subscriber's admin page.
 
 Each source is read with one query limited to its latest `limit` rows (every one through an index on the
-subscriber), so a subscriber with a million interactions costs the same as one with ten."""
+subscriber), so a subscriber with a million interactions costs the same as one with ten. It lives in the project
+package because it reads every app (accounts must not import the apps built on it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
-from .models import Subscriber
+from accounts.models import Subscriber
 
 STAGE_COLUMNS = (
     ("followed_at", "followed"),
@@ -29,11 +30,10 @@ def _event(at: datetime | None, kind: str, icon: str, title: str, detail: str = 
 def subscriber_timeline(*, subscriber: Subscriber, limit: int = 50) -> list[dict[str, Any]]:
     """At most `limit` entries, newest first: `at`, `kind` (follow, unfollow, message, click, link_click, push,
     reply, conversion, stage, score), a Material Symbols `icon`, a `title` and a `detail`."""
+    from accounts.models import FollowEvent
     from campaigns.models import Conversion
     from content.models import Delivery
     from conversations.models import OutboundMessage, ScoreEntry
-
-    from .models import FollowEvent
 
     events: list[dict[str, Any]] = []
     for f in FollowEvent.objects.filter(subscriber=subscriber).order_by("-at", "-id")[:limit]:
@@ -43,7 +43,8 @@ def subscriber_timeline(*, subscriber: Subscriber, limit: int = 50) -> list[dict
                              _("Followed") if follow else _("Unfollowed"), scene))  # fmt: skip
     interactions = (
         subscriber.interactions.exclude(kind__in=EVENT_KINDS)
-        .only("kind", "content", "event_key", "created_at", "data")
+        .exclude(kind__endswith="jobfinish")  # WeChat's reports about our own sends
+        .only("subscriber_id", "kind", "content", "event_key", "created_at", "data")
         .order_by("-created_at", "-id")[:limit]
     )
     for i in interactions:
