@@ -29,10 +29,11 @@ def interaction_process(interaction_id: int) -> bool:
 
 @shared_task(name="accounts.tasks.interactions_process")
 def interactions_process(interaction_ids: list[int]) -> int:
-    """A batch handed over by accounts.outbox after commit: its follow-ups run once for the whole batch. Safe to run
-    twice. Returns how many it processed; one that fails stays pending for the sweeper."""
+    """Interactions handed over by accounts.outbox after commit, and the other pending ones, by batches: each batch's
+    follow-ups run once for the whole batch. Safe to run twice. Returns how many it processed; one that fails stays
+    pending for the sweeper."""
     try:
-        return services.interactions_process(run=_run_follow_ups, interaction_ids=interaction_ids).done
+        return services.interactions_drain(run=_run_follow_ups, interaction_ids=interaction_ids)
     except Exception:
         logger.exception("processing interactions %s failed; they stay pending", interaction_ids)
         return 0

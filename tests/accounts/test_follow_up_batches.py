@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts import tasks
+from accounts import services, tasks
 from accounts.models import Interaction, Subscriber, Tag
 from campaigns.models import ChannelTouch
 from conversations.models import AutoReplyRule, Conversation, Journey, JourneyEnrollment, OutboundMessage, ScoreEntry
@@ -22,6 +22,7 @@ from tests.conversations.factories import (
     JourneyStepFactory,
     ScoreRuleFactory,
 )
+from wechat_crm.wechat import dispatch
 
 pytestmark = pytest.mark.django_db
 
@@ -68,18 +69,28 @@ def _pending(n: int, article) -> list[int]:
     return ids
 
 
-def _process(ids: list[int]) -> CaptureQueriesContext:
-    with CaptureQueriesContext(connection) as queries:
-        assert tasks.interactions_process(ids) == len(ids)
-    return queries
+def _batch(ids: list[int]) -> int:
+    """One batch, as the worker claims it: the follow-ups of the dispatch table, once each."""
+    return services.interactions_process(run=dispatch.follow_ups_run, interaction_ids=ids).done
 
 
 def test_a_batch_of_50_subscribers_takes_no_more_queries_than_a_batch_of_5(automation, django_assert_max_num_queries):
-    small = _process(_pending(5, automation))
+    small = _pending(5, automation)
+    with CaptureQueriesContext(connection) as queries:
+        assert _batch(small) == 20
     big = _pending(50, automation)
 
-    with django_assert_max_num_queries(len(small)):
-        assert tasks.interactions_process(big) == 200
+    with django_assert_max_num_queries(len(queries)):
+        assert _batch(big) == 200
+
+    assert not Interaction.objects.filter(processed_at__isnull=True).exists()
+
+
+def test_the_task_takes_the_other_pending_interactions_by_batches_of_100(automation):
+    ids = _pending(30, automation)
+
+    assert tasks.interactions_process(ids[:3]) == 120  # the worker fell behind: this task drains the backlog
+    assert tasks.interactions_process(ids[3:6]) == 0  # the next one finds its interactions done
 
     assert not Interaction.objects.filter(processed_at__isnull=True).exists()
 

@@ -42,18 +42,18 @@ def deliveries_job_finish(interactions: Sequence[Any]) -> int:
     Matched by msgid: one UPDATE for the batch, one query for the msgids known at all. WeChat may report before the
     page that sent the message has written its msgid: then the update is tried again by
     content.tasks.delivery_job_finish_later a few seconds later (for about 5 minutes). Returns the rows updated."""
-    outcomes: dict[int, tuple[str, str]] = {}
+    outcomes: dict[int, JobOutcome] = {}
     reports: list[tuple[Any, int]] = []
     for interaction in interactions:
-        msgid, outcome = _job_finish_outcome(interaction)
-        if msgid is not None:
-            outcomes.setdefault(msgid, outcome)  # the first report of a msgid; a later copy changes nothing
-            reports.append((interaction, msgid))
+        outcome = _job_finish_outcome(interaction)
+        if outcome.msgid is not None:
+            outcomes.setdefault(outcome.msgid, outcome)  # the first report of a msgid; a later copy changes nothing
+            reports.append((interaction, outcome.msgid))
     if not outcomes:
         return 0
     updated = Delivery.objects.filter(msgid__in=outcomes, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
-        status=Case(*[When(msgid=m, then=Value(status)) for m, (status, _r) in outcomes.items()]),
-        reason=Case(*[When(msgid=m, then=Value(reason)) for m, (_s, reason) in outcomes.items()]),
+        status=Case(*[When(msgid=m, then=Value(o.status)) for m, o in outcomes.items()]),
+        reason=Case(*[When(msgid=m, then=Value(o.reason)) for m, o in outcomes.items()]),
         finished_at=timezone.now(),
     )
     known = set(Delivery.objects.filter(msgid__in=outcomes).values_list("msgid", flat=True))
@@ -80,24 +80,31 @@ def delivery_job_finish_retry(*, interaction_id: int, attempt: int) -> bool:
     return _job_finish_apply(interaction).matched or attempt >= JOB_FINISH_ATTEMPTS
 
 
-def _job_finish_outcome(interaction: Any) -> tuple[int | None, tuple[str, str]]:
-    """The report's msgid and the delivery's new (status, reason)."""
+class JobOutcome(NamedTuple):
+    """What a template report says about the delivery with its msgid."""
+
+    msgid: int | None
+    status: str
+    reason: str
+
+
+def _job_finish_outcome(interaction: Any) -> JobOutcome:
     data = interaction.data or {}
     msgid = _int(interaction.msg_id or data.get("MsgID"))
     status = (getattr(interaction, "status", "") or data.get("Status") or "").strip()
     if status == "success":
-        return msgid, (D.DELIVERED, "")
-    return msgid, (D.FAILED, (status.replace("failed:", "").strip().replace(" ", "_") or "failed")[:64])
+        return JobOutcome(msgid, D.DELIVERED, "")
+    return JobOutcome(msgid, D.FAILED, (status.replace("failed:", "").strip().replace(" ", "_") or "failed")[:64])
 
 
 def _job_finish_apply(interaction: Any) -> JobFinish:
-    msgid, (new, reason) = _job_finish_outcome(interaction)
-    if msgid is None:
+    outcome = _job_finish_outcome(interaction)
+    if outcome.msgid is None:
         return JobFinish(0, True)
-    updated = Delivery.objects.filter(msgid=msgid, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
-        status=new, reason=reason, finished_at=timezone.now()
+    updated = Delivery.objects.filter(msgid=outcome.msgid, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
+        status=outcome.status, reason=outcome.reason, finished_at=timezone.now()
     )
-    return JobFinish(updated, bool(updated) or Delivery.objects.filter(msgid=msgid).exists())
+    return JobFinish(updated, bool(updated) or Delivery.objects.filter(msgid=outcome.msgid).exists())
 
 
 def mass_job_finish(interaction: Any) -> int:
