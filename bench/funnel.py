@@ -355,7 +355,7 @@ FROM steps3 GROUP BY {grouping}
 # latest of the steps before it. Plain GROUP BY, no generated columns, no planner settings.
 STORED_SQL = """
 WITH s AS (
-    SELECT s.*, {group} AS grp,
+    SELECT s.followed_at, s.engaged_at, s.interactive_at, s.converted_at, {group} AS grp,
            s.engaged_at <= s.followed_at + %(w)s AS e_ok,
            s.engaged_at <= s.followed_at + %(w)s AND s.interactive_at <= s.followed_at + %(w)s AS i_ok,
            s.engaged_at <= s.followed_at + %(w)s AND s.interactive_at <= s.followed_at + %(w)s

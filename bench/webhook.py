@@ -45,6 +45,8 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Before anything imports wechat_crm, whose Celery module defaults to the production settings.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 
 from bench.common import ensure_database, free_port  # noqa: E402
 from wechat_crm.wechat import crypto  # noqa: E402 - pure modules, no Django needed in the load processes
