@@ -241,7 +241,11 @@ class FollowEvent(models.Model):
         verbose_name = _("follow event")
         verbose_name_plural = _("follow events")
         ordering = ["at", "id"]
-        indexes = [models.Index(fields=["subscriber", "at"], name="followevent_subscriber_at_idx")]
+        indexes = [
+            models.Index(fields=["subscriber", "at"], name="followevent_subscriber_at_idx"),
+            # The dashboard's follows and unfollows of a day, and the push report's baseline churn.
+            models.Index(fields=["at"], name="followevent_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.at:%Y-%m-%d %H:%M:%S}"

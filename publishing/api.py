@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
+from drf_spectacular.plumbing import build_array_type, build_object_type
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, viewsets
 from rest_framework.decorators import action
@@ -225,7 +226,7 @@ class StatsCompareView(APIView):
 class StatsTopicsView(APIView):
     permission_classes = PERMISSIONS
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: build_array_type(build_object_type(additionalProperties=True))})
     def get(self, request: Request) -> Response:
         """Per topic: our figures and WeChat's reads and shares of its articles' pushes."""
         return Response(selectors.topic_wechat_figures())

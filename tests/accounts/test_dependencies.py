@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ACCOUNTS = Path(__file__).resolve().parents[2] / "accounts"
-APPS_BUILT_ON_ACCOUNTS = ("campaigns", "conversations")
+APPS_BUILT_ON_ACCOUNTS = ("campaigns",)
 
 
 def _imported_modules(path: Path) -> set[str]:

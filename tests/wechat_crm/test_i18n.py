@@ -157,7 +157,7 @@ def test_the_passive_reply_to_a_preference_keyword_is_chinese(client, settings):
     settings.WECHAT_ENCODING_AES_KEY_PREVIOUS = ""
     poster = CallbackPoster(client=client, token=settings.WECHAT_TOKEN, app_id=settings.WECHAT_APP_ID, aes_key=AES_KEY)
 
-    response = poster.post(build_message("text", openid=OPENID, Content="TD"), "plain")
+    response = poster.post(build_message("text", openid=OPENID, Content="TD"), "safe")
 
     reply = xml.parse(poster.reply_text(response).encode())
     assert reply["MsgType"] == "text"
