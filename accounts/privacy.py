@@ -179,16 +179,12 @@ def subscriber_erase(*, subscriber: Subscriber, by: Any, via: str = "") -> Subsc
 
 
 def _pending_messages_cancel(subscriber: Subscriber, *, now) -> int:
-    """Queued messages never leave; active journeys stop."""
-    from conversations.models import JourneyEnrollment, OutboundMessage
+    """Queued messages never leave and active journeys stop: the apps that hold them do it on `subscriber_erased`
+    (accounts imports none of the apps built on it)."""
+    from .signals import subscriber_erased
 
-    cancelled = OutboundMessage.objects.filter(subscriber=subscriber, status=OutboundMessage.Status.QUEUED).update(
-        status=OutboundMessage.Status.FAILED, reason="erased"
-    )
-    JourneyEnrollment.objects.filter(subscriber=subscriber, status=JourneyEnrollment.Status.ACTIVE).update(
-        status=JourneyEnrollment.Status.STOPPED, due_at=None, finished_at=now
-    )
-    return cancelled
+    results = subscriber_erased.send(sender=Subscriber, subscriber=subscriber, at=now)
+    return sum(r for _receiver, r in results if isinstance(r, int))
 
 
 def _is_text(field: models.Field) -> bool:

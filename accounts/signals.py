@@ -6,3 +6,8 @@ from django.dispatch import Signal
 # (qr_scene_str), inside the import's transaction, with `openids`: those followers. The campaigns app attributes
 # them to the channel of that scene.
 followers_imported_with_scene = Signal()
+
+# Sent by accounts.privacy.subscriber_erase inside its transaction, with `subscriber` (already erased) and `at`.
+# The apps built on accounts stop what they still hold for the person (queued messages, active journeys) and return
+# how many rows they cancelled.
+subscriber_erased = Signal()

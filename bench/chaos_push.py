@@ -203,12 +203,12 @@ def main() -> int:
     os.environ["LOG_LEVEL"] = "WARNING"
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
+    os.environ["WECHAT_API_BASE_URL"] = url  # the fake refuses to start unless the product points at it
     fake_proc = subprocess.Popen(
         [sys.executable, "manage.py", "fake_wechat", "--port", str(port), "--quiet", "--workers", "2",
          "--state-dir", tempfile.mkdtemp(prefix="chaos-fake-")],
         cwd=ROOT, env={**os.environ},
     )  # fmt: skip
-    os.environ["WECHAT_API_BASE_URL"] = url
     env = {
         **os.environ,
         "DATABASE_CONN_MAX_AGE": "600",

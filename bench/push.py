@@ -233,13 +233,13 @@ def main() -> None:
     os.environ["LOG_LEVEL"] = "WARNING"
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
+    os.environ["WECHAT_API_BASE_URL"] = url  # the fake refuses to start unless the product points at it
     state_dir = tempfile.mkdtemp(prefix="bench-push-fake-")
     fake_proc = subprocess.Popen(
         [sys.executable, "manage.py", "fake_wechat", "--port", str(port), "--quiet", "--workers",
          str(args.fake_workers), "--state-dir", state_dir],
         cwd=ROOT, env={**os.environ},
     )  # fmt: skip
-    os.environ["WECHAT_API_BASE_URL"] = url
     env = {
         **os.environ,
         "PUSH_SEND_THREADS": str(args.threads),

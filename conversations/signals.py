@@ -1,9 +1,12 @@
-"""Saving or deleting an auto-reply rule clears this process's rule cache at once (others within seconds)."""
+"""Saving or deleting an auto-reply rule clears this process's rule cache at once (others within seconds); an erased
+subscriber's queued messages are cancelled and their active journeys stop."""
 
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from .models import AutoReplyRule
+from accounts.signals import subscriber_erased
+
+from .models import AutoReplyRule, JourneyEnrollment, OutboundMessage
 
 
 @receiver([post_save, post_delete], sender=AutoReplyRule)
@@ -11,3 +14,14 @@ def _rules_changed(**kwargs) -> None:
     from .replies import rules_cache_clear
 
     rules_cache_clear()
+
+
+@receiver(subscriber_erased)
+def _subscriber_erased(*, subscriber, at, **kwargs) -> int:
+    cancelled = OutboundMessage.objects.filter(subscriber=subscriber, status=OutboundMessage.Status.QUEUED).update(
+        status=OutboundMessage.Status.FAILED, reason="erased"
+    )
+    JourneyEnrollment.objects.filter(subscriber=subscriber, status=JourneyEnrollment.Status.ACTIVE).update(
+        status=JourneyEnrollment.Status.STOPPED, due_at=None, finished_at=at
+    )
+    return cancelled

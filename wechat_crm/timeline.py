@@ -12,6 +12,8 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
+from accounts import kinds
+from accounts.kinds import InteractionKind as Kind
 from accounts.models import Subscriber
 
 STAGE_COLUMNS = (
@@ -20,7 +22,8 @@ STAGE_COLUMNS = (
     ("interactive_at", "interactive"),
     ("converted_at", "converted"),
 )
-EVENT_KINDS = {"subscribe", "unsubscribe"}
+# Follows and unfollows come from the follow history; WeChat's reports about our sends are not the subscriber's.
+NOT_SHOWN = kinds.SYSTEM_REPORTS | {Kind.SUBSCRIBE, Kind.UNSUBSCRIBE}
 
 
 def _event(at: datetime | None, kind: str, icon: str, title: str, detail: str = "") -> dict[str, Any]:
@@ -42,17 +45,16 @@ def subscriber_timeline(*, subscriber: Subscriber, limit: int = 50) -> list[dict
         events.append(_event(f.at, "follow" if follow else "unfollow", "person_add" if follow else "person_remove",
                              _("Followed") if follow else _("Unfollowed"), scene))  # fmt: skip
     interactions = (
-        subscriber.interactions.exclude(kind__in=EVENT_KINDS)
-        .exclude(kind__endswith="jobfinish")  # WeChat's reports about our own sends
+        subscriber.interactions.exclude(kind__in=NOT_SHOWN)
         .only("subscriber_id", "kind", "content", "event_key", "created_at", "data")
         .order_by("-created_at", "-id")[:limit]
     )
     for i in interactions:
-        if i.kind == "link_click":
+        if i.kind == Kind.LINK_CLICK:
             data = i.data if isinstance(i.data, dict) else {}
             events.append(_event(i.created_at, "link_click", "ads_click", _("Opened a tracked link"),
                                  str(data.get("url") or data.get("content_title") or "")))  # fmt: skip
-        elif i.kind in ("click", "view", "scan"):
+        elif i.kind in kinds.MENU_CLICKS or i.kind == Kind.SCAN:
             events.append(_event(i.created_at, "click", "touch_app", _("Menu or QR code: %(kind)s") % {"kind": i.kind},
                                  i.event_key))  # fmt: skip
         else:

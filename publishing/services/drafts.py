@@ -50,8 +50,9 @@ def _cover(article: Article, options: ArticleWeChat) -> MediaAsset:
     return media_for_file(name=article.cover.name, kind=MediaAsset.Kind.IMAGE)
 
 
-def article_check(article: Article) -> tuple[str, list[MediaAsset], MediaAsset]:
-    """What WeChat would refuse, before any call: (the body's HTML for WeChat, its body images, the cover)."""
+def article_check(article: Article) -> tuple[str, dict[str, MediaAsset], MediaAsset]:
+    """What WeChat would refuse, before any call: (the body's HTML for WeChat, its body images by source, the
+    cover)."""
     for field, limit in TEXT_LIMITS:
         value = getattr(article, field) or ""
         if len(value) > limit:
@@ -65,7 +66,7 @@ def article_check(article: Article) -> tuple[str, list[MediaAsset], MediaAsset]:
     )
     if not content.strip():
         raise ArticleInvalid(_('"%(title)s" has no body.') % {"title": article.title})
-    images = [media_for_file(name=media_name_of(src), kind=MediaAsset.Kind.BODY) for src in sources]
+    images = {src: media_for_file(name=media_name_of(src), kind=MediaAsset.Kind.BODY) for src in sources}
     cover = _cover(article, _settings(article))
     return content, images, cover
 
@@ -73,8 +74,7 @@ def article_check(article: Article) -> tuple[str, list[MediaAsset], MediaAsset]:
 def _upload(article: Article) -> DraftArticle:
     """Upload what the article needs (cover, body images) and build its draft article."""
     content, images, cover = article_check(article)
-    sources = html.convert(article.body, media_url=settings.MEDIA_URL, public_base_url=settings.PUBLIC_BASE_URL)[1]
-    urls = {src: media_upload(asset=asset).wechat_url for src, asset in zip(sources, images, strict=True)}
+    urls = {src: media_upload(asset=asset).wechat_url for src, asset in images.items()}
     options = _settings(article)
     return DraftArticle(
         title=article.title,

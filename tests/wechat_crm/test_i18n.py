@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Subscriber
 from conversations.replies import PreferenceCommand, preference_apply
-from tests.fixtures.wechat_payloads import build_message
+from tests.fixtures.wechat_payloads import AES_KEY, CallbackPoster, build_message
 from wechat_crm.wechat import xml
 
 LOCALE_DIR = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES"
@@ -152,10 +152,14 @@ def test_an_api_error_message_is_chinese_by_default_and_english_on_request(djang
 
 
 @pytest.mark.django_db
-def test_the_passive_reply_to_a_preference_keyword_is_chinese(wechat_callback):
-    response = wechat_callback.post(build_message("text", openid=OPENID, Content="TD"), "plain")
+def test_the_passive_reply_to_a_preference_keyword_is_chinese(client, settings):
+    settings.WECHAT_ENCODING_AES_KEY = AES_KEY
+    settings.WECHAT_ENCODING_AES_KEY_PREVIOUS = ""
+    poster = CallbackPoster(client=client, token=settings.WECHAT_TOKEN, app_id=settings.WECHAT_APP_ID, aes_key=AES_KEY)
 
-    reply = xml.parse(wechat_callback.reply_text(response).encode())
+    response = poster.post(build_message("text", openid=OPENID, Content="TD"), "safe")
+
+    reply = xml.parse(poster.reply_text(response).encode())
     assert reply["MsgType"] == "text"
     assert reply["Content"] == "您将不再收到我们的推送。回复“恢复”即可重新接收。"
     assert Subscriber.objects.get(openid=OPENID).pushes_paused

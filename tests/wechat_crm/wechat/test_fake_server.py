@@ -558,13 +558,14 @@ def test_the_fake_also_runs_in_a_thread_of_the_test_process():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("safe_mode", [False, True], ids=["plain", "safe"])
 def test_job_finish_events_reach_our_callback(live_server, fake_wechat, settings, safe_mode):
-    from accounts.models import Interaction
+    from accounts.models import Interaction, Subscriber
 
     if safe_mode:
         settings.WECHAT_ENCODING_AES_KEY = AES_KEY
         fake_wechat.configure(aes_key=AES_KEY)
     fake_wechat.configure(callback_url=live_server.url + "/wechat/callback/", callback_delay=0)
     openid = fake_wechat.add_users(generate=1)[0]
+    Subscriber.objects.create(openid=openid)  # a report is stored for a subscriber we hold (it never creates one)
     sent = _send_template(fake_wechat, fake_wechat.fetch_token(), openid)
 
     deadline = time.monotonic() + 15
