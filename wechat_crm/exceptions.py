@@ -9,6 +9,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from wechat_crm.wechat.errors import WeChatError, WeChatOutcomeUnknown, WeChatTransient
+
 
 class ApplicationError(Exception):
     """A business rule refused the request. `message` is shown to the user as it is."""
@@ -36,6 +38,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         )
     if isinstance(exc, ApplicationError):
         return Response({"message": exc.message, "extra": exc.extra}, status=exc.status_code)
+    if isinstance(exc, WeChatError):
+        return _wechat_error_response(exc)
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -43,4 +47,17 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         response.data = {"message": gettext("Validation error"), "extra": {"fields": response.data}}
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"message": str(response.data["detail"]), "extra": {}}
+    return response
+
+
+def _wechat_error_response(exc: WeChatError) -> Response:
+    """A WeChat call an API view made failed: 503 (with Retry-After) when WeChat may answer later, 502 when it
+    refused; the body names WeChat's error code, never a traceback."""
+    transient = isinstance(exc, WeChatTransient | WeChatOutcomeUnknown)
+    response = Response(
+        {"message": exc.message, "extra": {"errcode": exc.errcode}},
+        status=status.HTTP_503_SERVICE_UNAVAILABLE if transient else status.HTTP_502_BAD_GATEWAY,
+    )
+    if transient:
+        response["Retry-After"] = str(int(exc.retry_after or 30))
     return response
