@@ -66,13 +66,3 @@ def english(settings):
     settings.LANGUAGE_CODE = "en"
     with translation.override("en"):
         yield
-
-
-@pytest.fixture(scope="session")
-def celery_worker_extra_env(fake_wechat_server) -> dict[str, str]:
-    """Workers talk to the session's fake WeChat server; failed profile fetches retry within seconds; a worker gives up
-    on a WeChat answer after 1.5 s (the fake's injected timeouts last 3 s). One worker serves the whole session, so
-    this is the only place its environment is set: an override in a sub-directory would apply only when a test there
-    happens to start the worker first."""
-    return {"WECHAT_API_BASE_URL": fake_wechat_server.url, "PROFILE_FETCH_RETRY_MAX_DELAY": "3",
-            "WECHAT_HTTP_TIMEOUT": "1.5"}  # fmt: skip

@@ -8,17 +8,11 @@ from django.utils import timezone
 from content.models import Article, MassBatch, OperatorProfile, Push, Segment
 from publishing.models import ArticleWeChat, Draft, MediaAsset, Publication
 from publishing.services.publish import publications_poll
-from tests.helpers import wait_for, wechat_shared_state_clear
+from tests.helpers import wait_for
 
 from .conftest import account, followers, image_bytes, news_push, upload
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
-
-
-@pytest.fixture
-def fake(fake_wechat, settings):
-    wechat_shared_state_clear(settings.WECHAT_APP_ID)
-    return fake_wechat
 
 
 def test_images_of_the_wrong_format_or_size_are_refused_before_any_call(staff_client, fake):

@@ -26,7 +26,7 @@ FINAL = (Push.Status.SENT, Push.Status.PARTIALLY_FAILED, Push.Status.CANCELLED)
 
 
 @pytest.fixture
-def world(celery_worker, fake_wechat, settings, live_server):
+def news_wechat(celery_worker, fake_wechat, settings, live_server):
     wechat_shared_state_clear(settings.WECHAT_APP_ID)
     fake_wechat.configure(callback_url=live_server.url + "/wechat/callback/", callback_delay=0)
     yield fake_wechat
@@ -51,27 +51,27 @@ def _paths(fake) -> list[str]:
 
 
 def test_a_news_push_to_a_segment_uploads_material_then_the_draft_then_mass_sends_it(
-    world, staff_client, article_with_images
+    news_wechat, staff_client, article_with_images
 ):
     account("service")
-    subs = followers(world, 3)
+    subs = followers(news_wechat, 3)
     segment = Segment.objects.create(name="all", rules={})
     push = news_push(staff_client, article=article_with_images.pk, segment=segment.pk)
 
     push = _schedule_and_wait(staff_client, push)
 
     assert push.status == Push.Status.SENT
-    paths = _paths(world)
+    paths = _paths(news_wechat)
     order = ("/cgi-bin/material/add_material", "/cgi-bin/draft/add", "/cgi-bin/message/mass/send")
     add, draft_add, send = (paths.index(p) for p in order)
     assert add < draft_add < send
     assert "/cgi-bin/media/uploadimg" in paths[:draft_add]
     draft = Draft.objects.get(push=push)
-    [uploaded] = world.calls("/cgi-bin/draft/add")
+    [uploaded] = news_wechat.calls("/cgi-bin/draft/add")
     content = uploaded["body"]["articles"][0]["content"]
     assert "http://mmbiz.qpic.cn/" in content and "/media/" not in content  # WeChat's image URL replaced ours
     assert 'style="' in content and uploaded["body"]["articles"][0]["author"] == "编辑部"
-    [mass] = world.calls("/cgi-bin/message/mass/send")
+    [mass] = news_wechat.calls("/cgi-bin/message/mass/send")
     assert mass["body"]["msgtype"] == "mpnews" and mass["body"]["mpnews"]["media_id"] == draft.media_id
     assert sorted(mass["body"]["touser"]) == sorted(s.openid for s in subs)
     assert mass["body"]["clientmsgid"] and "send_ignore_reprint" in mass["body"]
@@ -85,7 +85,7 @@ def test_a_news_push_to_a_segment_uploads_material_then_the_draft_then_mass_send
     assert batch.copyright_check["state"] == "2"
 
     # The next day (the fake's clock and ours moved by a day) the daily pull brings WeChat's reads and shares.
-    world.configure(clock_offset=86400)
+    news_wechat.configure(clock_offset=86400)
     stats.stats_pull_yesterday(now=timezone.now() + dt.timedelta(days=1))
     [row] = ArticleDailyStat.objects.filter(msg_data_id=batch.msg_data_id)
     assert row.read_user == 2 and row.share_user == 1 and row.read_from_session == 2
@@ -99,26 +99,26 @@ def test_a_news_push_to_a_segment_uploads_material_then_the_draft_then_mass_send
 
 
 def test_a_news_push_to_a_tag_on_a_subscription_account_uses_sendall_and_a_second_one_is_refused(
-    world, staff_client, article_with_images
+    news_wechat, staff_client, article_with_images
 ):
     account("subscription")
-    world.configure(account_type="subscription")
-    token = world.fetch_token()
-    tag_id = world.api("cgi-bin/tags/create", {"tag": {"name": "vip"}}, access_token=token)["tag"]["id"]
+    news_wechat.configure(account_type="subscription")
+    token = news_wechat.fetch_token()
+    tag_id = news_wechat.api("cgi-bin/tags/create", {"tag": {"name": "vip"}}, access_token=token)["tag"]["id"]
     tag = Tag.objects.create(name="vip", wechat_tag_id=tag_id)
-    subs = followers(world, 2)
+    subs = followers(news_wechat, 2)
     tag.subscribers.add(*subs)
-    world.api("cgi-bin/tags/members/batchtagging", {"tagid": tag_id, "openid_list": [s.openid for s in subs]},
+    news_wechat.api("cgi-bin/tags/members/batchtagging", {"tagid": tag_id, "openid_list": [s.openid for s in subs]},
               access_token=token)  # fmt: skip
     push = news_push(staff_client, article=article_with_images.pk, mass_tag=tag.pk)
 
     push = _schedule_and_wait(staff_client, push)
 
     assert push.status == Push.Status.SENT
-    [mass] = world.calls("/cgi-bin/message/mass/sendall")
+    [mass] = news_wechat.calls("/cgi-bin/message/mass/sendall")
     assert mass["body"]["filter"] == {"is_to_all": False, "tag_id": tag_id}
     assert mass["body"]["mpnews"]["media_id"] == Draft.objects.get(push=push).media_id
-    before = world.count()
+    before = news_wechat.count()
 
     second = news_push(staff_client, article=article_with_images.pk, mass_tag=tag.pk)
     refused = staff_client.post(f"/api/pushes/{second.pk}/schedule/", {}, content_type="application/json")
@@ -129,27 +129,27 @@ def test_a_news_push_to_a_tag_on_a_subscription_account_uses_sendall_and_a_secon
     by_openid = news_push(staff_client, article=article_with_images.pk, segment=segment.pk)
     refused = staff_client.post(f"/api/pushes/{by_openid.pk}/schedule/", {}, content_type="application/json")
     assert refused.status_code == 409 and refused.json()["extra"]["rule"] == "openid_service_only"
-    assert world.count() == before  # refused before any call to WeChat
+    assert news_wechat.count() == before  # refused before any call to WeChat
 
 
-def test_a_send_that_fails_and_is_retried_reuses_its_draft(world, staff_client, article_with_images):
+def test_a_send_that_fails_and_is_retried_reuses_its_draft(news_wechat, staff_client, article_with_images):
     account("service", max_retry_delay_seconds=2)  # WeChat's "retry later" capped for the test
-    followers(world, 2)
-    world.configure(faults=[{"path": "/cgi-bin/message/mass/send", "errcode": 45009, "times": 1}])
+    followers(news_wechat, 2)
+    news_wechat.configure(faults=[{"path": "/cgi-bin/message/mass/send", "errcode": 45009, "times": 1}])
     push = news_push(staff_client, article=article_with_images.pk, segment=Segment.objects.create(name="a").pk)
 
     push = _schedule_and_wait(staff_client, push)
 
     assert push.status == Push.Status.SENT
-    assert len(world.calls("/cgi-bin/draft/add")) == 1  # made once, reused by the retried send
-    assert [c["errcode"] for c in world.calls("/cgi-bin/message/mass/send")] == [45009, 0]
+    assert len(news_wechat.calls("/cgi-bin/draft/add")) == 1  # made once, reused by the retried send
+    assert [c["errcode"] for c in news_wechat.calls("/cgi-bin/message/mass/send")] == [45009, 0]
     assert Draft.objects.filter(push=push).count() == 1
 
 
-def test_a_missing_permission_fails_the_push_with_its_name(world, staff_client, article_with_images):
+def test_a_missing_permission_fails_the_push_with_its_name(news_wechat, staff_client, article_with_images):
     account("service")
-    followers(world, 2)
-    world.configure(denied_apis=["/cgi-bin/message/mass/send"])
+    followers(news_wechat, 2)
+    news_wechat.configure(denied_apis=["/cgi-bin/message/mass/send"])
     push = news_push(staff_client, article=article_with_images.pk, segment=Segment.objects.create(name="a").pk)
 
     push = _schedule_and_wait(staff_client, push)

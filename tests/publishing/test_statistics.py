@@ -10,15 +10,8 @@ from django.utils import timezone
 
 from publishing.models import AccountDailyStat, ArticleDailyStat
 from publishing.services.stats import wechat_today
-from tests.helpers import wechat_shared_state_clear
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
-
-
-@pytest.fixture
-def fake(fake_wechat, settings):
-    wechat_shared_state_clear(settings.WECHAT_APP_ID)
-    return fake_wechat
 
 
 def _followers(fake, days_ago: list[int], *, scene: str = "ADD_SCENE_QR_CODE") -> None:

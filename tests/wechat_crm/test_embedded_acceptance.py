@@ -83,7 +83,7 @@ def _var_files_outside() -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def embedded(tmp_path_factory):
     started = time.monotonic()
     outside_before = _var_files_outside()
     work = tmp_path_factory.mktemp("embedded-acceptance")
@@ -144,92 +144,92 @@ def test_make_run_creates_the_var_dir_the_setting_names(tmp_path):
     assert f'"{target}"/*.sqlite3*' in clean.stdout
 
 
-def test_every_command_writes_under_wechat_crm_var_dir(app):
-    assert (app.var_dir / "wechat_crm.sqlite3").exists()
-    assert (app.var_dir / "static" / "admin").is_dir()
-    assert app.get("/api/funnel/").status_code == 200  # a task's broker and the beat's schedule exist once used
-    wait_for(lambda: (app.var_dir / "celery-broker.sqlite3").exists(), timeout=30)
-    wait_for(lambda: list(app.var_dir.glob("celerybeat-schedule*")), timeout=30)
-    assert app.value("__import__('django.db').db.connection.vendor") == "sqlite"
+def test_every_command_writes_under_wechat_crm_var_dir(embedded):
+    assert (embedded.var_dir / "wechat_crm.sqlite3").exists()
+    assert (embedded.var_dir / "static" / "admin").is_dir()
+    assert embedded.get("/api/funnel/").status_code == 200  # a task's broker and the beat's schedule exist once used
+    wait_for(lambda: (embedded.var_dir / "celery-broker.sqlite3").exists(), timeout=30)
+    wait_for(lambda: list(embedded.var_dir.glob("celerybeat-schedule*")), timeout=30)
+    assert embedded.value("__import__('django.db').db.connection.vendor") == "sqlite"
 
 
-def test_follow_on_the_callback_then_the_worker_fetches_the_profile(app):
-    app.fake.add_users([{"openid": OPENID, "nickname": "Embedded Alice", "subscribe": 1, "language": "zh_CN"}])
-    response = app.callback("subscribe")
+def test_follow_on_the_callback_then_the_worker_fetches_the_profile(embedded):
+    embedded.fake.add_users([{"openid": OPENID, "nickname": "Embedded Alice", "subscribe": 1, "language": "zh_CN"}])
+    response = embedded.callback("subscribe")
     assert response.status_code == 200
     wait_for(
-        lambda: [r for r in app.get("/api/subscribers/", openid=OPENID).json()["results"] if r["nickname"]],
+        lambda: [r for r in embedded.get("/api/subscribers/", openid=OPENID).json()["results"] if r["nickname"]],
         timeout=60,
         message="the worker did not fetch the profile",
     )
-    row = app.get("/api/subscribers/", openid=OPENID).json()["results"][0]
+    row = embedded.get("/api/subscribers/", openid=OPENID).json()["results"][0]
     assert row["nickname"] == "Embedded Alice" and row["is_following"] and row["stage"] == "followed"
-    assert app.fake.count("/cgi-bin/user/info/batchget") >= 1
+    assert embedded.fake.count("/cgi-bin/user/info/batchget") >= 1
     # A message and a reply (an auto-reply rule of the demo, or none): the callback answers either way.
-    assert app.callback("text", Content="你好").status_code == 200
+    assert embedded.callback("text", Content="你好").status_code == 200
 
 
-def test_the_welcome_journey_sends_its_first_step(app):
-    (welcome,) = [j for j in app.get("/api/journeys/").json()["results"] if j["trigger"] == "follow"]
+def test_the_welcome_journey_sends_its_first_step(embedded):
+    (welcome,) = [j for j in embedded.get("/api/journeys/").json()["results"] if j["trigger"] == "follow"]
 
     def first_step_done() -> bool:
-        return app.get(f"/api/journeys/{welcome['id']}/report/").json()["steps"][0]["done"] >= 1
+        return embedded.get(f"/api/journeys/{welcome['id']}/report/").json()["steps"][0]["done"] >= 1
 
     wait_for(first_step_done, timeout=90, message="the welcome journey's first step did not run")
-    assert app.get(f"/api/journeys/{welcome['id']}/report/").json()["entered"] == 1
-    wait_for(lambda: app.fake.count("/cgi-bin/message/custom/send") >= 1, timeout=60)
+    assert embedded.get(f"/api/journeys/{welcome['id']}/report/").json()["entered"] == 1
+    wait_for(lambda: embedded.fake.count("/cgi-bin/message/custom/send") >= 1, timeout=60)
 
 
-def test_a_push_reaches_wechat_end_to_end(app):
-    push_id = app.value(
+def test_a_push_reaches_wechat_end_to_end(embedded):
+    push_id = embedded.value(
         f"__import__('tests.wechat_crm.embedded_push', fromlist=['x']).push_scheduled(openid='{OPENID}')"
     )
     wait_for(
-        lambda: app.get(f"/api/pushes/{push_id}/").json()["status"] in ("sent", "partially_failed"),
+        lambda: embedded.get(f"/api/pushes/{push_id}/").json()["status"] in ("sent", "partially_failed"),
         timeout=90,
         message="the push did not finish",
     )
-    assert app.get(f"/api/pushes/{push_id}/").json()["status"] == "sent"
-    sent = [c for c in app.fake.calls(path="/cgi-bin/message/template/send") if OPENID in json.dumps(c)]
+    assert embedded.get(f"/api/pushes/{push_id}/").json()["status"] == "sent"
+    sent = [c for c in embedded.fake.calls(path="/cgi-bin/message/template/send") if OPENID in json.dumps(c)]
     assert len(sent) == 1
-    report = app.get(f"/api/pushes/{push_id}/report/")
+    report = embedded.get(f"/api/pushes/{push_id}/report/")
     assert report.status_code == 200, report.text
 
 
-def test_funnel_report_and_dropoffs_count_the_follower(app):
-    response = app.post(
+def test_funnel_report_and_dropoffs_count_the_follower(embedded):
+    response = embedded.post(
         "/api/conversions/",
         {"openid": OPENID, "type": "purchase", "external_id": "emb-1", "value": "12.50",
          "occurred_at": "2099-01-01T00:00:00Z"},
     )  # fmt: skip
     assert response.status_code in (201, 422), response.text
     for breakdown in ("", "channel", "campaign", "content", "cohort_week"):
-        report = app.get("/api/funnel/", breakdown=breakdown)
+        report = embedded.get("/api/funnel/", breakdown=breakdown)
         assert report.status_code == 200, (breakdown, report.text[:500])
         assert report.json()["steps"][0]["count"] >= 1
-    dropoffs = app.get("/api/funnel/dropoffs/", step="followed")
+    dropoffs = embedded.get("/api/funnel/dropoffs/", step="followed")
     assert dropoffs.status_code == 200
-    download = app.get("/api/funnel/dropoffs/", step="followed", format="csv")
+    download = embedded.get("/api/funnel/dropoffs/", step="followed", format="csv")
     assert download.status_code == 200 and download.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(download.text)))
     assert isinstance(rows, list)
-    assert app.get("/api/funnel/attribution/", by="channel").status_code == 200
+    assert embedded.get("/api/funnel/attribution/", by="channel").status_code == 200
     # API errors are JSON under DEBUG.
-    missing = app.get("/api/nothing-here/")
+    missing = embedded.get("/api/nothing-here/")
     assert missing.status_code == 404 and missing.headers["Content-Type"].startswith("application/json")
-    bad = app.get("/api/funnel/", window_days="lots")
+    bad = embedded.get("/api/funnel/", window_days="lots")
     assert bad.status_code == 400 and "window_days" in bad.json()["extra"]["fields"]
 
 
-def test_the_admin_pages_answer(app):
+def test_the_admin_pages_answer(embedded):
     admin = requests.Session()
-    login = admin.get(f"{app.url}/admin/login/", timeout=30)
+    login = admin.get(f"{embedded.url}/admin/login/", timeout=30)
     assert login.status_code == 200
     response = admin.post(
-        f"{app.url}/admin/login/?next=/admin/",
+        f"{embedded.url}/admin/login/?next=/admin/",
         data={"username": "admin", "password": PASSWORD, "csrfmiddlewaretoken": admin.cookies["csrftoken"],
               "next": "/admin/"},
-        headers={"Referer": f"{app.url}/admin/login/"},
+        headers={"Referer": f"{embedded.url}/admin/login/"},
         timeout=30,
     )  # fmt: skip
     assert response.status_code == 200 and "/admin/logout/" in response.text, response.text[:2000]
@@ -237,14 +237,14 @@ def test_the_admin_pages_answer(app):
     assert len(pages) >= 15, pages
     failed = {}
     for page in pages:
-        answer = admin.get(app.url + page, timeout=60)
+        answer = admin.get(embedded.url + page, timeout=60)
         if answer.status_code != 200:
             failed[page] = answer.status_code
         for change in sorted(set(re.findall(rf'href="({re.escape(page)}\d+/change/)"', answer.text)))[:1]:
-            if (code := admin.get(app.url + change, timeout=60).status_code) != 200:
+            if (code := admin.get(embedded.url + change, timeout=60).status_code) != 200:
                 failed[change] = code
     assert failed == {}
-    report = admin.get(f"{app.url}/admin/campaigns/funnelreport/", timeout=60)
+    report = admin.get(f"{embedded.url}/admin/campaigns/funnelreport/", timeout=60)
     assert report.status_code == 200
-    download = admin.get(f"{app.url}/admin/campaigns/funnelreport/?format=csv", timeout=60)
+    download = admin.get(f"{embedded.url}/admin/campaigns/funnelreport/?format=csv", timeout=60)
     assert download.status_code == 200 and download.text.startswith("section,group,step")
