@@ -77,8 +77,12 @@ def test_the_demo_commands_and_the_fake_server_refuse_the_production_settings(co
     from tests.wechat_crm.test_production import ROOT, real_values
 
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("DJANGO_", "WECHAT_"))}
-    env.update(real_values(), DJANGO_SETTINGS_MODULE="wechat_crm.settings.production",
-               WECHAT_API_BASE_URL="http://127.0.0.1:8801/")  # fmt: skip
+    env.update(
+        real_values(),
+        DJANGO_SETTINGS_MODULE="wechat_crm.settings.production",
+        WECHAT_API_BASE_URL="http://127.0.0.1:8801/",
+        DJANGO_LANGUAGE_CODE="en",  # the refusal in the source's English (the product defaults to Chinese)
+    )
     result = subprocess.run(
         [sys.executable, "manage.py", command, *EXTRA_ARGS.get(command, [])],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
