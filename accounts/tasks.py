@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from celery import shared_task
 
-from . import services
+from . import follow_ups
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def _run_follow_ups(interactions):
 @shared_task(name="accounts.tasks.interaction_process")
 def interaction_process(interaction_id: int) -> bool:
     """Run the follow-ups of one interaction (wechat_crm.wechat.dispatch). Safe to run twice: False the second time."""
-    return bool(services.interactions_process(run=_run_follow_ups, interaction_ids=[interaction_id]).done)
+    return bool(follow_ups.interactions_process(run=_run_follow_ups, interaction_ids=[interaction_id]).done)
 
 
 @shared_task(name="accounts.tasks.interactions_process")
@@ -33,7 +33,7 @@ def interactions_process(interaction_ids: list[int]) -> int:
     follow-ups run once for the whole batch. Safe to run twice. Returns how many it processed; one that fails stays
     pending for the sweeper."""
     try:
-        return services.interactions_drain(run=_run_follow_ups, interaction_ids=interaction_ids)
+        return follow_ups.interactions_drain(run=_run_follow_ups, interaction_ids=interaction_ids)
     except Exception:
         logger.exception("processing interactions %s failed; they stay pending", interaction_ids)
         return 0
@@ -42,7 +42,7 @@ def interactions_process(interaction_ids: list[int]) -> int:
 @shared_task(name="accounts.tasks.interactions_sweep")
 def interactions_sweep() -> int:
     """Every minute: process interactions left pending for over 30 s (their enqueue failed or the task was lost)."""
-    return services.interactions_process_pending(older_than=SWEEP_AFTER, limit=SWEEP_BATCH, run=_run_follow_ups)
+    return follow_ups.interactions_process_pending(older_than=SWEEP_AFTER, limit=SWEEP_BATCH, run=_run_follow_ups)
 
 
 # --- Profiles, follower sync and tags: WeChat calls ----------------------------------------------------------------

@@ -12,7 +12,7 @@ What it does:
   2. requests each page in-process through Django's test client, logged in as a superuser, with the whole
      middleware chain, as a browser's request would go (--repeat times; it prints the first and the best);
   3. baseline, served the same way: the admin's list of a small table (topics), the floor of any admin list.
-Target (issue 15): each page <= 500 ms. Exits 1 when one is missed or does not answer 200.
+Target: each page <= 500 ms. Exits 1 when one is missed or does not answer 200.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ It counts from the fake's log of accepted calls, per openid, against the full re
   lost        a recipient with no accepted call whose delivery is not "unknown" (missing rows count as lost);
   unknown     deliveries recorded as unknown, and how many of those WeChat did accept;
   strangers   accepted calls for an openid that is no recipient.
-Target (issue 15): 0 duplicated and 0 lost in every scenario. Exits 1 otherwise.
+Target: 0 duplicated and 0 lost in every scenario. Exits 1 otherwise.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@
    The subscribers' stage columns are computed here from the generated events with the rules of campaigns.stages
    (defaults 3 interactions / 2 days / 30 days), as the follow-ups would have stored them.
    No VACUUM: the tables are ANALYZEd, then get a day of messages (1 subscriber in 30 updated) before the timing, and
-   autovacuum runs as configured. The stage columns are still written by this generator, not by the product's stage
-   maintenance (issue 15 asks for the latter; not done).
+   autovacuum runs as configured. The stage columns are written by this generator, not by the product's stage
+   maintenance.
 2. Times campaigns.funnel.funnel_report (best of 3) without a breakdown and with each breakdown, a hand-written SQL
    over the same stored columns for each (the baseline), and once (unless --skip-raw) a hand-written SQL query over
    the raw interactions and conversions that computes the same numbers overall and by channel (follow =
@@ -21,7 +21,7 @@
    up to it on >= 2 days, converted = first conversion).
 3. Prints the times side by side and checks all five breakdowns group by group against the stored-column SQL (and
    the total and channels against the raw one); exits 1 if a number differs or a report takes over 0.5 s
-   (issue 15's target at 1M subscribers / 10M interactions). The product's own planner settings
+   (the target at 1M subscribers / 10M interactions). The product's own planner settings
    (campaigns/funnel.py, SET LOCAL) are left as they are; this bench sets none.
 """
 

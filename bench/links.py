@@ -15,7 +15,7 @@ What it does:
      processes x --threads connections (raw sockets; gunicorn's sync workers close each connection);
   4. prints req/s, p50 and p99 of each and the ratio redirect/bare, and checks that every redirect answered (302) is
      stored exactly once: the link_click interactions in the database equal the 302s counted by the clients.
-Target (issue 15): redirect >= 0.5 x the bare view; each click stored once. Exits 1 when missed.
+Target: redirect >= 0.5 x the bare view; each click stored once. Exits 1 when missed.
 
 The clicks' follow-ups are handed to the Celery broker (REDIS_URL, flushed at the end); no worker runs.
 """

@@ -21,7 +21,7 @@ text messages from those subscribers, each with a unique MsgId):
      until nothing is pending, from the first request), the drain ratio (that time / the ingest time) and the
      worker's peak memory (RSS of the worker and its pool, sampled every 50 ms), and checks that every accepted
      callback is stored exactly once.
-Targets (issue 15): drain ratio <= 1.2 at the callback's full rate; worker peak RSS at the largest size within 20% of
+Targets: drain ratio <= 1.2 at the callback's full rate; worker peak RSS at the largest size within 20% of
 that at the smallest. Exits 1 when one is missed.
 
 REDIS_URL (default redis://127.0.0.1:6379/7, flushed at the start) is the broker, cache and token store of the run.

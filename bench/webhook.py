@@ -22,7 +22,7 @@ What it does, in one run:
      unique MsgId or subscriber, so every callback is a real INSERT;
   4. prints req/s, p50 and p99 of each, per path the ratios callback/minimal and callback/bare, and checks that
      every accepted callback was stored exactly once. It exits non-zero when a target is missed.
-Targets (issue 15): callback >= 0.9 x the minimal callback on the same path; callback p99 < 50 ms.
+Targets: callback >= 0.9 x the minimal callback on the same path; callback p99 < 50 ms.
 
 REDIS_URL is the Celery broker that subscribe follow-ups are handed to; that db is flushed at the end. No worker
 runs: the hand-over is measured, the work is not.

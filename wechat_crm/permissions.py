@@ -66,11 +66,17 @@ def user_roles(user: Any) -> set[str]:
         return set()
     cached = getattr(user, "_wechat_crm_roles", None)
     if cached is None:
-        cached = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
-        if user.is_superuser:
-            cached.add(ADMIN)
-        user._wechat_crm_roles = cached
+        cached = roles_prime(user, user.groups.filter(name__in=ROLES).values_list("name", flat=True))
     return cached
+
+
+def roles_prime(user: Any, group_names: Iterable[str]) -> set[str]:
+    """Cache the roles of `user` from the names of its groups (read by the caller, e.g. with its token)."""
+    roles = set(group_names) & set(ROLES)
+    if user.is_superuser:
+        roles.add(ADMIN)
+    user._wechat_crm_roles = roles
+    return roles
 
 
 def model_write_roles(app_label: str, model_name: str) -> tuple[str, ...]:

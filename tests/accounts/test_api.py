@@ -35,6 +35,21 @@ def test_a_wrong_token_gets_401(client):
     assert response.status_code == 401
 
 
+def test_an_inactive_users_token_gets_401(client):
+    user = get_user_model().objects.create_user(username="gone", password="x", is_active=False)
+    user.groups.add(Group.objects.get(name="admin"))
+    token = Token.objects.create(user=user)
+
+    response = client.get("/api/subscribers/", HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    assert response.status_code == 401
+
+
+def test_a_token_carries_its_users_role(api_client):
+    assert api_client.get("/api/subscribers/").status_code == 200  # a marketer reads
+    assert api_client.post("/api/tags/", {"name": "vip"}, format="json").status_code == 403  # and does not write
+
+
 def test_subscribers_list_fields(api_client):
     SubscriberFactory(openid="oApi_1", unionid="uApi_1", source_scene="fair")
 

@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts import services, tasks
+from accounts import follow_ups, tasks
 from accounts.models import Interaction, Subscriber, Tag
 from campaigns.models import ChannelTouch
 from conversations.models import AutoReplyRule, Conversation, Journey, JourneyEnrollment, OutboundMessage, ScoreEntry
@@ -71,7 +71,7 @@ def _pending(n: int, article) -> list[int]:
 
 def _batch(ids: list[int]) -> int:
     """One batch, as the worker claims it: the follow-ups of the dispatch table, once each."""
-    return services.interactions_process(run=dispatch.follow_ups_run, interaction_ids=ids).done
+    return follow_ups.interactions_process(run=dispatch.follow_ups_run, interaction_ids=ids).done
 
 
 def test_a_batch_of_50_subscribers_takes_no_more_queries_than_a_batch_of_5(automation, django_assert_max_num_queries):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Subscriber
@@ -75,3 +76,18 @@ def exactly_once_report(push: Push, fake) -> dict:
         "unknown_accepted": sum(1 for o in unknown if accepted[o] == 1),
         "not_final": sorted(o for o, s in rows.items() if s not in FINAL),
     }
+
+
+def wait_dead_sessions_gone(timeout: float = 30) -> None:
+    """After a worker is killed, PostgreSQL may still be finishing what its sessions sent before they died (a claim's
+    COMMIT under load): wait until no session but ours is left on the test database, as the beat would (it runs
+    minutes later)."""
+
+    def gone() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0] == 0
+
+    wait_for(gone, timeout=timeout, interval=0.05, message="the killed worker's database sessions did not end")

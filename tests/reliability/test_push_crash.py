@@ -15,7 +15,15 @@ from content.services import pushes
 from content.services.deliveries import StartMarks
 from tests.helpers import wait_for
 
-from .conftest import TEMPLATE, exactly_once_report, make_audience, make_push, start, wait_finished
+from .conftest import (
+    TEMPLATE,
+    exactly_once_report,
+    make_audience,
+    make_push,
+    start,
+    wait_dead_sessions_gone,
+    wait_finished,
+)
 
 N = 2000
 
@@ -32,6 +40,7 @@ def test_sigkill_midway_loses_and_duplicates_nothing(celery_worker, fake_wechat,
     at_kill = fake_wechat.count(TEMPLATE, errcode=0)
     assert at_kill < N, "the push finished before the worker was killed: nothing was tested"
 
+    wait_dead_sessions_gone()
     # What the beat's safety net does after its grace period: rows left "sending" by the dead worker become
     # unknown, the pages of queued rows are enqueued again.
     pushes.pushes_resume_stalled(now=timezone.now() + dt.timedelta(seconds=1), stalled_after=dt.timedelta(0))

@@ -268,7 +268,7 @@ UNFOLD = {
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "wechat_crm.authentication.RoleTokenAuthentication",  # DRF's, with the roles in the same query
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Every view checks the roles (wechat_crm/permissions.py) unless it names stricter classes.

@@ -131,8 +131,11 @@ django.setup()
 from wechat_crm.wechat.client import get_client
 from wechat_crm.wechat.errors import WeChatError
 
-t0 = float(sys.argv[1])
-openid = sys.argv[2]
+openid = sys.argv[1]
+# Django is set up: say so, then wait for the common start time (every process starts the same phases together,
+# however long each took to start on a loaded machine).
+print("ready", flush=True)
+t0 = float(sys.stdin.readline())
 # Busy until t0+9 (two early refreshes), idle until the token has expired, busy again from t0+15.5.
 phases = [(t0, t0 + 9.0), (t0 + 15.5, t0 + 18.0)]
 ok = 0
@@ -178,14 +181,25 @@ def test_four_processes_of_eight_threads_fetch_one_token_per_expiry(fake, settin
         "WECHAT_APP_SECRET": settings.WECHAT_APP_SECRET,
         "WECHAT_RATE_LIMITS": "user=0:1",
     }
-    t0 = str(time.time() + 4.0)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, t0, openid], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _WORKER, openid],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(4)
     ]
-    reports = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.stdout.readline().strip() == "ready" for p in procs)
+    t0 = time.time() + 0.5
+    for p in procs:
+        p.stdin.write(f"{t0}\n")
+        p.stdin.close()
+    reports = [json.loads(p.stdout.read()) for p in procs]
+    for p in procs:
+        p.wait(timeout=120)
     assert all(p.returncode == 0 for p in procs)
 
     assert sum(r["failures"] for r in reports) == 0, reports

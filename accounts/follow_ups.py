@@ -1,0 +1,122 @@
+"""Follow-up processing (Celery): the interactions the callback stored with follow-ups are claimed by batches, their
+follow-ups run once for the whole batch (wechat_crm.wechat.dispatch), and they are marked processed, exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Interaction
+
+logger = logging.getLogger(__name__)
+
+FollowUpRunner = Callable[[list[Interaction]], None]  # runs the follow-ups of a batch (wechat_crm.wechat.dispatch)
+PROCESS_BATCH = 100
+
+
+class Processed(NamedTuple):
+    claimed: int  # pending interactions this call locked
+    done: int  # of them, those whose follow-ups ran and that are now processed
+
+
+# Interactions whose follow-ups failed alone in this process: the opportunistic claims of interactions_drain leave
+# them to the sweeper, so that one bad interaction does not make every batch fail first.
+_failed: set[int] = set()
+
+
+def _claim(
+    *,
+    interaction_ids: Sequence[int] | None = None,
+    received_before: datetime | None = None,
+    limit: int | None = None,
+    exclude: set[int] | None = None,
+) -> list[Interaction]:
+    """Lock pending interactions (FOR UPDATE SKIP LOCKED: a concurrent worker skips them, and no one else can mark
+    them processed until this transaction ends), with their subscribers. The oldest received are claimed first (the
+    partial index of pending rows); the batch is returned in the order they happened."""
+    pending = Interaction.objects.select_for_update(skip_locked=True, of=("self",)).filter(processed_at__isnull=True)
+    if interaction_ids is not None:
+        pending = pending.filter(pk__in=interaction_ids)
+    if received_before is not None:
+        pending = pending.filter(received_at__lt=received_before)
+    if exclude:
+        pending = pending.exclude(pk__in=exclude)
+    pending = pending.select_related("subscriber").order_by("received_at", "id")
+    batch = list(pending[:limit] if limit else pending)
+    return sorted(batch, key=lambda interaction: (interaction.created_at, interaction.pk))
+
+
+def interactions_process(
+    *,
+    run: FollowUpRunner,
+    interaction_ids: Sequence[int] | None = None,
+    received_before: datetime | None = None,
+    limit: int | None = None,
+    exclude: set[int] | None = None,
+) -> Processed:
+    """Claim a batch of pending interactions (the given ids, or the `limit` oldest, received before a time if given),
+    run their follow-ups once for the whole batch and mark them processed, in one transaction: exactly once.
+
+    When the batch fails, each of its interactions is tried again alone, so that one failing interaction does not
+    hold back the others; it stays pending for the sweeper. A batch of one re-raises its error.
+    """
+    claimed: list[int] = []
+    try:
+        with transaction.atomic():
+            batch = _claim(interaction_ids=interaction_ids, received_before=received_before, limit=limit,
+                           exclude=exclude)  # fmt: skip
+            claimed = [interaction.pk for interaction in batch]
+            if batch:
+                run(batch)
+                Interaction.objects.filter(pk__in=claimed).update(processed_at=timezone.now())
+        return Processed(len(claimed), len(claimed))
+    except Exception:
+        if len(claimed) <= 1:
+            _failed.update(claimed)
+            raise
+        logger.warning("a batch of %d interactions failed; processing them one by one", len(claimed), exc_info=True)
+    done = 0
+    for interaction_id in claimed:
+        try:
+            done += interactions_process(run=run, interaction_ids=[interaction_id]).done
+        except Exception:
+            logger.exception("processing interaction %s failed; it stays pending", interaction_id)
+    return Processed(len(claimed), done)
+
+
+def interactions_drain(*, run: FollowUpRunner, interaction_ids: Sequence[int], max_batches: int = 20) -> int:
+    """The outbox relay's task: process the given interactions and, by batches of the oldest pending ones, whatever
+    else is pending (up to `max_batches`): when the worker falls behind, the tasks queued behind this one find their
+    interactions done and cost one query each. Returns how many were processed."""
+    if len(_failed) > 10_000:
+        _failed.clear()
+    done = 0
+    for _ in range(max_batches):
+        result = interactions_process(run=run, limit=PROCESS_BATCH, exclude=_failed)
+        done += result.done
+        if result.claimed < PROCESS_BATCH:  # nothing else pending, or locked by a worker that processes it
+            return done
+        if not result.done:
+            break
+    # The backlog goes on (or a batch failed): this task's own interactions are not left waiting behind it.
+    left = [pk for pk in interaction_ids if pk not in _failed]
+    return done + (interactions_process(run=run, interaction_ids=left).done if left else 0)
+
+
+def interactions_process_pending(*, older_than: timedelta, limit: int, run: FollowUpRunner) -> int:
+    """The sweeper: process, by batches, interactions whose task was never enqueued (broker down) or lost. Returns
+    how many were processed."""
+    received_before = timezone.now() - older_than
+    done = 0
+    while done < limit:
+        result = interactions_process(run=run, received_before=received_before, limit=min(PROCESS_BATCH, limit - done))
+        done += result.done
+        if result.claimed < PROCESS_BATCH or not result.done:
+            break
+    return done
