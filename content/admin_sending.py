@@ -187,7 +187,7 @@ class PushAdmin(ModelAdmin):
 
     @admin.display(description=_("WeChat's figures"))
     def wechat_report(self, push: Push) -> str:
-        """WeChat's reads and shares of a news push's articles (datacube, from the day after the send)."""
+        """WeChat's reads and shares of a news push's articles (WeChat's statistics, from the day after the send)."""
         if not push.pk or push.channel != Push.Channel.NEWS:
             return "-"
         from publishing.selectors import push_wechat_figures

@@ -168,7 +168,7 @@ class PushNews(models.Model):
         help_text=_("Without it, WeChat stops the send when an article is judged a reprint."),
     )
     to_all = models.BooleanField(
-        _("to all followers"), default=False, help_text=_("Send to every follower (sendall) instead of the segment.")
+        _("to all followers"), default=False, help_text=_("Send to every follower instead of the segment.")
     )
     failure = models.TextField(_("why it failed"), blank=True, default="", editable=False)
 
@@ -180,11 +180,11 @@ class PushNews(models.Model):
         return str(self.push)
 
 
-# --- WeChat's statistics (datacube), one row per report line -----------------------------------------------------
+# --- WeChat's statistics, one row per report line -------------------------------------------------------------
 
 
 class ArticleDailyStat(models.Model):
-    """getarticlesummary / getarticletotal: one mass-sent article (msgid "<msg_data_id>_<index>") on one day."""
+    """WeChat's daily and total article reports: one mass-sent article (msgid "<msg_data_id>_<index>") on one day."""
 
     ref_date = models.DateField(_("date"))
     msgid = models.CharField(_("WeChat msgid"), max_length=64)
@@ -212,7 +212,7 @@ class ArticleDailyStat(models.Model):
 
 
 class AccountDailyStat(models.Model):
-    """getusersummary / getusercumulate / getuserread / getusershare: the account's figures of one day, by source.
+    """WeChat's follower, read and share reports: the account's figures of one day, by source.
 
     `report` says which report; `source` is WeChat's user_source or share_scene ("" for the account's total)."""
 

@@ -15,7 +15,7 @@ from .services.stats import wechat_today
 
 R = AccountDailyStat.Report
 ARTICLE_SUMS = ("read_user", "read_count", "share_user", "share_count", "fav_user")
-# WeChat's user_source codes of getusersummary, by name.
+# WeChat's user_source codes of its follower report, by name.
 SOURCES = {"0": "other", "1": "search", "17": "profile_card", "30": "qr_code", "51": "after_payment",
            "57": "article_account_name", "100": "ads", "149": "mini_program", "161": "reprint"}  # fmt: skip
 
@@ -34,7 +34,7 @@ def publications_list() -> QuerySet[Publication]:
 
 
 def push_wechat_figures(*, push: Push) -> dict[str, Any]:
-    """WeChat's reads and shares of the push's articles (datacube), per article and in all, with where the reads
+    """WeChat's reads and shares of the push's articles (its statistics), per article and in all, with where the reads
     came from (the chat against other sources), the batches' article URLs and copyright checks."""
     batches = list(MassBatch.objects.filter(push_id=push.pk).order_by("id"))
     data_ids = [b.msg_data_id for b in batches if b.msg_data_id]

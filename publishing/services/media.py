@@ -126,7 +126,7 @@ def absolute_url(url: str) -> str:
 
 
 def media_sync(*, page_size: int = 20) -> dict[str, int]:
-    """Read WeChat's list of permanent images (batchget_material, every page) and its counts (get_materialcount):
+    """Read WeChat's list of permanent images (client.material_page, every page) and counts (client.material_count):
     known media_ids get WeChat's URL, unknown ones are added to the library as found on WeChat."""
     from wechat_crm.wechat.client import get_client
 

@@ -1,4 +1,4 @@
-"""WeChat's statistics (datacube), pulled once a day and stored: a day's figures are there from the next day on.
+"""WeChat's statistics, pulled once a day and stored: a day's figures are there from the next day on.
 
 `stats_pull(begin=, end=)` reads every report over the range, in the longest pieces WeChat allows (1 day for the
 article reports, 3 for getuserread, 7 for the others), and upserts one row per report line, so pulling a day again
