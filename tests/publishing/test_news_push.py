@@ -142,7 +142,10 @@ def test_a_send_that_fails_and_is_retried_reuses_its_draft(news_wechat, staff_cl
 
     assert push.status == Push.Status.SENT
     assert len(news_wechat.calls("/cgi-bin/draft/add")) == 1  # made once, reused by the retried send
-    assert [c["errcode"] for c in news_wechat.calls("/cgi-bin/message/mass/send")] == [45009, 0]
+    # The session's worker may still hold a token an earlier test's fake issued: WeChat refuses it (40001) before
+    # looking at the send, and the client refreshes it and sends again. Those refusals are not sends.
+    sends = [c["errcode"] for c in news_wechat.calls("/cgi-bin/message/mass/send") if c["errcode"] != 40001]
+    assert sends == [45009, 0]
     assert Draft.objects.filter(push=push).count() == 1
 
 
