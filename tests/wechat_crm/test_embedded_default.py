@@ -41,6 +41,16 @@ def manage(env, *args, timeout=120):
     )
 
 
+def test_migrate_creates_every_queue_of_the_embedded_broker_before_any_process_starts(fresh_embedded_env, var_dir):
+    """Two processes declaring a queue at once (the server publishing while the worker starts) race on the queue's
+    unique name; migrate creates every queue first, so no process has to."""
+    import sqlite3
+
+    with sqlite3.connect(var_dir / "celery-broker.sqlite3") as db:
+        names = {row[0] for row in db.execute("SELECT name FROM kombu_queue")}
+    assert {"inbound", "outbound", "reports", "default"} <= names
+
+
 def test_without_database_url_or_redis_url_a_worker_runs_tasks_from_the_embedded_broker(fresh_embedded_env, var_dir):
     assert (var_dir / "wechat_crm.sqlite3").exists()
 
