@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -200,11 +201,11 @@ def build_message(fields: dict[str, Any], *, raw_xml: str, received_at: datetime
         dedupe_key = f"evt:{openid}:{create_time}:{event}:{event_key}"
         if msg_id:  # TEMPLATESENDJOBFINISH and MASSSENDJOBFINISH carry the MsgID of the send
             dedupe_key += f":{msg_id}"
-        elif kind in NOTICE_LISTS:  # no key and no MsgID at the top: two such events of one second differ by items
-            items = "|".join(
-                f"{i.template_id}:{i.status}:{i.msg_id}:{i.error_code}" for i in notice_items(kind, fields)
-            )
-            dedupe_key += ":" + hashlib.sha256(items.encode("utf-8")).hexdigest()[:24]
+        else:  # PUBLISHJOBFINISH and the subscription-notice events carry what they report in nested elements
+            nested = {name: value for name, value in fields.items() if isinstance(value, dict | list)}
+            if nested:
+                digest = hashlib.sha256(json.dumps(nested, sort_keys=True, default=str).encode()).hexdigest()
+                dedupe_key += f":{digest[:16]}"
     else:
         kind = msg_type
         dedupe_key = f"msg:{msg_id}" if msg_id else f"msg:{openid}:{create_time}:{kind}"
