@@ -151,8 +151,9 @@ class Send:
             channel = str(push.channel)
         if topic_ids is None:
             topic_ids = list(push.article.topics.values_list("pk", flat=True)) if push.article_id else []
+        notice = getattr(push, "notice_template", None) if getattr(push, "notice_template_id", None) else None
         return cls(channel=channel, source=Source.PUSH, template=push.template if push.template_id else None,
-                   topic_ids=tuple(topic_ids), push=push)  # fmt: skip
+                   notice_template=notice, topic_ids=tuple(topic_ids), push=push)  # fmt: skip
 
 
 # --- the window ------------------------------------------------------------------------------------------------------
@@ -314,10 +315,14 @@ def mass_quota_reached(*, policy: SendPolicy, now: dt.datetime, push_id: int | N
 
 
 def consented(*, subscriber_ids: Collection[int], notice_template: Any, now: dt.datetime) -> set[int]:
-    """HOOK for subscription notices (`notices` fills it): the subscribers (of `subscriber_ids`) whose consent to
-    `notice_template` allows one more notice now (accepted, not withdrawn; a one-time consent not used yet).
-    Set-based: one query for all of them. Until subscription notices exist, nobody has consented."""
-    return set()
+    """The consent rule for subscription notices: the subscribers (of `subscriber_ids`) whose recorded consent to
+    `notice_template` allows one more notice now (accepted, not withdrawn; a one-time acceptance not used yet), as
+    content.services.notices records it from WeChat's popup and change events. One query for all of them."""
+    if notice_template is None:
+        return set()
+    from content.services.notices import notice_consented_ids
+
+    return notice_consented_ids(subscriber_ids=subscriber_ids, template=notice_template)
 
 
 # --- deciding --------------------------------------------------------------------------------------------------------

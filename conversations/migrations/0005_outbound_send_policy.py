@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('content', '0004_template_purpose_push_allow_marketing'),
+        ('content', '0005_template_purpose_push_allow_marketing'),
         ('conversations', '0004_autoreplyrule_regex_timed_out_at'),
     ]
 

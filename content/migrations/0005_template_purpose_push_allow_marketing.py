@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('content', '0003_news_channel_and_mass_article_results'),
+        ('content', '0004_subscription_notices'),
     ]
 
     operations = [
