@@ -151,9 +151,15 @@ ROUTES: dict[str, Route] = {
     ),
     # --- Stored, touching last_interaction_at, nothing more. -----------------------------------------------------
     K.LOCATION_EVENT: Route(),  # the client's automatic location report
-    K.SUBSCRIBE_MSG_POPUP_EVENT: Route(),
+    # --- Subscription notices (订阅通知): the person's consent per template. --------------------------------------
+    # Accepted or rejected in WeChat's popup; rejected later in WeChat's settings. Each item becomes a decision in
+    # the consent history and moves the current consent (content.NoticeConsent), which every notice send checks.
+    K.SUBSCRIBE_MSG_POPUP_EVENT: Route(follow_ups=(content.notice_consents,)),
+    K.SUBSCRIBE_MSG_CHANGE_EVENT: Route(follow_ups=(content.notice_consents,)),
     # --- WeChat's reports about our sends: not something the subscriber did. ------------------------------------
     K.TEMPLATESENDJOBFINISH: Route(record=accounts.record_report, follow_ups=(content.delivery_job_finish,)),
+    # A subscription notice delivered or not (its MsgID): the delivery becomes delivered or failed with the reason.
+    K.SUBSCRIBE_MSG_SENT_EVENT: Route(record=accounts.record_report, follow_ups=(content.delivery_job_finish,)),
     K.MASSSENDJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(content.mass_job_finish,)),
     # A publication (发布) finished: its article_id and permanent URLs, or its failure.
     K.PUBLISHJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(publishing.publish_job_finish,)),

@@ -9,6 +9,9 @@ WeChat endpoint or build WeChat JSON (the payloads come from `wechat_crm.wechat.
   mass sends `mass_send_to_tag`, `mass_send_to_all`, `mass_send_to_openids`, `mass_preview` (a `MassSent`);
 * followers and tags (audience.py): `followers_page`, `users_info`, `tags_list`, `tag_create`, `tag_members_page`,
   `tag_users`, `untag_users`;
+* subscription notices (notices.py): `send_notice_many` (a page of a notice push), `notice_templates`,
+  `notice_template_add`, `notice_template_delete`, `notice_categories`, `notice_library_titles`,
+  `notice_library_keywords`;
 * the account's set-up (account.py): `create_qrcode` (a `QRCodeTicket`), `menu_create`;
 * publishing (publishing.py): `material_add`, `body_image_upload`, `material_count`, `material_page`,
   `material_delete`, `media_get` (a subscriber's image or voice), `draft_add`, `draft_update`, `draft_get`,
@@ -41,11 +44,16 @@ from .account import AccountMixin, QRCodeTicket
 from .audience import AudienceMixin, OpenidPage
 from .core import SAFE_POST_ENDPOINTS, BaseClient, SendResult
 from .messaging import MassSent, MessagingMixin
+from .notices import LibraryKeyword, LibraryPage, LibraryTitle, NoticesMixin, NoticeTemplate
 from .publishing import PublishingMixin, PublishState
 
 __all__ = [
     "SAFE_POST_ENDPOINTS",
+    "LibraryKeyword",
+    "LibraryPage",
+    "LibraryTitle",
     "MassSent",
+    "NoticeTemplate",
     "OpenidPage",
     "PublishState",
     "QRCodeTicket",
@@ -55,7 +63,7 @@ __all__ = [
 ]
 
 
-class WeChatClient(MessagingMixin, AudienceMixin, AccountMixin, PublishingMixin, BaseClient):
+class WeChatClient(MessagingMixin, NoticesMixin, AudienceMixin, AccountMixin, PublishingMixin, BaseClient):
     """The client apps use: one method per action, grouped by area in the mixins."""
 
 
