@@ -75,13 +75,15 @@ ROUTES: dict[str, Route] = {
     # --- Follows. ------------------------------------------------------------------------------------------------
     # Creates or reactivates the subscriber and adds the follow to the history (the first follow's scene is the
     # source scene); replies with the channel's rule or welcome; later fetches the profile, attributes the channel
-    # (touch, first touch, tags), keeps the first follow in the funnel, scores, and enters the journeys.
+    # (touch, first touch, tags) and gives it to the conversions posted before, keeps the first follow in the funnel,
+    # scores, and enters the journeys.
     K.SUBSCRIBE: Route(
         record=accounts.record_follow,
         replies=FOLLOW_OR_SCAN_REPLIES,
         follow_ups=(
             accounts.profile_fetch_later,
             campaigns.channel_attribute,
+            campaigns.conversion_attribute,  # conversions posted before this follow-up get its channel
             campaigns.stage_follow,
             conversations.score,
             conversations.template_auto_reply,
@@ -144,6 +146,7 @@ ROUTES: dict[str, Route] = {
             conversations.score,
             conversations.journeys_current_stage,
             conversations.journeys_topic_click,
+            campaigns.conversion_reattribute_clicked,  # a later conversion stored before this click: its last touch
         ),
     ),
     # --- Stored, touching last_interaction_at, nothing more. -----------------------------------------------------
