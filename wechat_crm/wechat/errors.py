@@ -29,6 +29,8 @@ DUPLICATE_CLIENTMSGID = 45065
 MASS_QUOTA = 45028
 INVALID_MEDIA_ID = 40007
 API_UNAUTHORIZED = 48001
+INVALID_CODE = 40029  # web authorisation: an unknown or expired code
+CODE_USED = 40163  # web authorisation: a code exchanged already
 
 INVALID_TOKEN_CODES = frozenset({INVALID_CREDENTIAL, INVALID_ACCESS_TOKEN, EXPIRED_ACCESS_TOKEN})
 
@@ -137,6 +139,12 @@ class WeChatUnauthorized(WeChatPermanent):
         )
 
 
+class WeChatInvalidCode(WeChatPermanent):
+    """40029 / 40163: a web authorisation code that is unknown, expired or used already."""
+
+    default_message = _("WeChat did not accept the authorisation code (unknown, expired or used already).")
+
+
 def seconds_until_quota_reset(now: dt.datetime | None = None) -> float:
     """Seconds until WeChat's daily quotas reset (midnight Asia/Shanghai), plus a minute of slack."""
     now = (now or dt.datetime.now(dt.UTC)).astimezone(_WECHAT_TZ)
@@ -164,6 +172,8 @@ def error_from_response(errcode: int, errmsg: str = "") -> WeChatError:
         return WeChatMediaGone(errcode, errmsg)
     if errcode == API_UNAUTHORIZED:
         return WeChatUnauthorized(errcode, errmsg)
+    if errcode in (INVALID_CODE, CODE_USED):
+        return WeChatInvalidCode(errcode, errmsg)
     if errcode == SYSTEM_BUSY:
         return WeChatTransient(errcode, errmsg)
     return WeChatPermanent(errcode, errmsg)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from . import api, datacube, publishing  # noqa: F401 - datacube and publishing register their routes
+from . import api, datacube, oauth, publishing  # noqa: F401 - datacube, oauth and publishing register their routes
 from .api import Ctx, WeChatError
 from .events import EventSender
 from .state import ConfigError, Store
@@ -60,6 +60,8 @@ class FakeWeChatApp:
     and/or ``{"generate": N}``), ``GET /_fake/users/<openid>``, ``POST /_fake/users/<openid>/subscribe|unsubscribe``;
     ``POST /_fake/tokens/expire`` and ``/_fake/tokens/invalidate``; ``GET /_fake/deliveries`` (``event``,
     ``count_only``); ``GET /_fake/menu``; ``GET /_fake/qrcodes``.
+
+    Besides the API, WeChat's web authorisation page ``/connect/oauth2/authorize`` (see :mod:`.oauth`).
     """
 
     def __init__(self, store: Store, *, log_calls: bool = True, event_threads: int = 4) -> None:
@@ -80,7 +82,10 @@ class FakeWeChatApp:
         try:
             if path.startswith("/_fake/"):
                 status, headers, body = self.control(method, path, query, raw)
-            elif path.startswith(("/cgi-bin/", "/datacube/")):
+            elif path == oauth.AUTHORIZE_PATH and method in ("GET", "HEAD"):
+                cfg, _epoch = self.store.config()
+                status, headers, body = oauth.authorize(self.store, cfg, query, environ.get("HTTP_COOKIE", ""))
+            elif path.startswith(("/cgi-bin/", "/datacube/", "/sns/")):
                 status, headers, body = self.wechat(method, path, query, raw, environ.get("CONTENT_TYPE", ""))
             else:
                 status, headers, body = 404, JSON, _dumps({"errcode": -1, "errmsg": "not found"})
