@@ -39,6 +39,8 @@ class InteractionKind(models.TextChoices):
     PIC_WEIXIN = "pic_weixin", _("Menu WeChat album")
     LOCATION_SELECT = "location_select", _("Menu location picker")
     SUBSCRIBE_MSG_POPUP_EVENT = "subscribe_msg_popup_event", _("Subscription notice consent")
+    SUBSCRIBE_MSG_CHANGE_EVENT = "subscribe_msg_change_event", _("Subscription notice consent changed")
+    SUBSCRIBE_MSG_SENT_EVENT = "subscribe_msg_sent_event", _("Subscription notice report")
     TEMPLATESENDJOBFINISH = "templatesendjobfinish", _("Template message report")
     MASSSENDJOBFINISH = "masssendjobfinish", _("Mass send report")
     PUBLISHJOBFINISH = "publishjobfinish", _("Publishing report")
@@ -73,4 +75,9 @@ ENGAGING: frozenset[str] = frozenset({K.LINK_CLICK})
 MENU_CLICKS: frozenset[str] = frozenset({K.CLICK, K.VIEW})
 
 # WeChat's reports about our own sends: nothing the subscriber did.
-SYSTEM_REPORTS: frozenset[str] = frozenset({K.TEMPLATESENDJOBFINISH, K.MASSSENDJOBFINISH, K.PUBLISHJOBFINISH})
+SYSTEM_REPORTS: frozenset[str] = frozenset({K.TEMPLATESENDJOBFINISH, K.MASSSENDJOBFINISH, K.PUBLISHJOBFINISH,
+                                            K.SUBSCRIBE_MSG_SENT_EVENT})  # fmt: skip
+
+# What a person decided about subscription notices (订阅通知): accepting or rejecting them in WeChat's popup, and
+# rejecting them later in WeChat's notice settings. Neither opens the customer-service window.
+NOTICE_CONSENT_EVENTS: frozenset[str] = frozenset({K.SUBSCRIBE_MSG_POPUP_EVENT, K.SUBSCRIBE_MSG_CHANGE_EVENT})

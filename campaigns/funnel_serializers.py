@@ -216,8 +216,14 @@ class DropoffSubscriberSerializer(serializers.ModelSerializer):
 class AttributionRowSerializer(serializers.Serializer):
     key = serializers.CharField(allow_null=True)
     label = serializers.CharField()
-    conversions = serializers.IntegerField()
-    subscribers = serializers.IntegerField()
+    conversions = serializers.IntegerField(help_text=_("Conversions in the period credited to this group."))
+    subscribers = serializers.IntegerField(help_text=_("Distinct subscribers behind those conversions."))
     revenue = serializers.DecimalField(max_digits=16, decimal_places=2)
-    base = serializers.IntegerField(help_text=_("Followers (content: engaged subscribers) in the period."))
-    conversion_rate = serializers.FloatField(allow_null=True)
+    base = serializers.IntegerField(
+        help_text=_("Members: subscribers who first followed in the period through this channel or campaign (content: "
+                    "whose first engagement was this content).")
+    )  # fmt: skip
+    converted = serializers.IntegerField(help_text=_("Members who converted within the window after their follow."))
+    conversion_rate = serializers.FloatField(
+        allow_null=True, help_text=_("converted / base: the same people on both sides, never above 1.")
+    )

@@ -22,6 +22,7 @@ from accounts.tagging import tag_add
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.wechat.errors import WeChatError
 
+from .attribution import conversions_attribute
 from .models import TEMPORARY_MAX_SECONDS, Channel, ChannelTouch
 
 logger = logging.getLogger(__name__)
@@ -182,7 +183,8 @@ def channels_attribute(*, interactions: Sequence[Any]) -> int:
 def channels_attribute_imported(*, openids: list[str]) -> int:
     """Subscribers imported from WeChat (follower sync), whose follow never reached our callback: the channel named
     by their profile's qr_scene_str becomes their source channel (when empty), with a follow touch at their
-    subscribe time and the channel's tags. Returns how many were attributed."""
+    subscribe time and the channel's tags; their conversions already stored get the channel. Returns how many were
+    attributed."""
     rows = list(
         Subscriber.objects.filter(openid__in=openids, source_channel__isnull=True)
         .exclude(qr_scene_str="")
@@ -191,7 +193,7 @@ def channels_attribute_imported(*, openids: list[str]) -> int:
     channels = {
         c.scene_str: c for c in Channel.objects.filter(scene_str__in={r[1] for r in rows}).prefetch_related("tags")
     }
-    attributed = 0
+    attributed: list[int] = []
     with transaction.atomic():
         for subscriber_id, scene, subscribed_at in rows:
             channel = channels.get(scene)
@@ -209,8 +211,9 @@ def channels_attribute_imported(*, openids: list[str]) -> int:
             )
             for tag in channel.tags.all():
                 tag_add(subscribers=[subscriber_id], tag=tag)
-            attributed += 1
-    return attributed
+            attributed.append(subscriber_id)
+        conversions_attribute(subscriber_ids=attributed)
+    return len(attributed)
 
 
 def forwards_attribute(*, interactions: Sequence[Any]) -> int:

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from wechat_crm.models import Authored
 
+from .notice_models import NoticeConsent, NoticeConsentChange, NoticeTemplate
 from .rendering import markdown_render
 from .validators import validate_cover_size
 
@@ -346,6 +347,7 @@ class Push(Authored):
         MASS_TAG = "mass_tag", _("Mass send to a tag")
         MASS_OPENID = "mass_openid", _("Mass send to an openid list")
         NEWS = "news", _("News (the article as a WeChat draft, mass-sent)")
+        NOTICE = "notice", _("Subscription notice (only to people who accepted it)")
 
     name = models.CharField(_("name"), max_length=200)
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices, default=Channel.TEMPLATE)
@@ -365,6 +367,21 @@ class Push(Authored):
         blank=True,
         default="",
         help_text=_("For customer-service and mass messages without an article; links are tracked."),
+    )
+    notice_template = models.ForeignKey(
+        NoticeTemplate,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="pushes",
+        verbose_name=_("notice template"),
+        help_text=_("For a subscription notice: sent only to the people who accepted this template."),
+    )
+    notice_values = models.JSONField(
+        _("notice values"),
+        default=dict,
+        blank=True,
+        help_text=_('For a subscription notice, a value per keyword: {"thing1": "周年庆", "time2": "15:00"}.'),
     )
     segment = models.ForeignKey(
         Segment, on_delete=models.PROTECT, null=True, blank=True, related_name="pushes", verbose_name=_("segment")
@@ -494,3 +511,20 @@ class MassBatch(models.Model):
 
     def __str__(self) -> str:
         return self.clientmsgid
+
+
+__all__ = [
+    "Article",
+    "Delivery",
+    "MassBatch",
+    "MessageTemplate",
+    "NoticeConsent",
+    "NoticeConsentChange",
+    "NoticeTemplate",
+    "OperatorProfile",
+    "Push",
+    "Segment",
+    "SendPolicy",
+    "Topic",
+    "TrackedLink",
+]

@@ -188,6 +188,7 @@ WECHAT_TOKEN_REFRESH_MARGIN = env.int("WECHAT_TOKEN_REFRESH_MARGIN", default=180
 WECHAT_RATE_LIMITS = {
     "template": (2000.0, 500),
     "custom": (200.0, 100),
+    "notice": (500.0, 200),
     "mass": (10.0, 10),
     "user": (200.0, 100),
     "default": (100.0, 50),

@@ -88,9 +88,16 @@ def recipients(push: Push, policy: SendPolicy, sub_ids: list[int], now: dt.datet
         qs = qs.annotate(mass_month=Coalesce(Subquery(month, output_field=IntegerField()), Value(0)))
     else:
         qs = qs.annotate(mass_month=Value(0))
+    if push.channel == Push.Channel.NOTICE:  # consent per template, recorded from WeChat's popup and change events
+        from ..notices import notice_consented_ids
+
+        consented = notice_consented_ids(subscriber_ids=sub_ids, template=push.notice_template)
     fields = {"openid", "is_following", "pushes_paused", "max_pushes_per_week", "last_interaction_at",
               *templating.SUBSCRIBER_FIELDS}  # fmt: skip
-    return {row["id"]: row for row in qs.values(*fields, "recent", "opted_out", "mass_month")}
+    rows = {row["id"]: row for row in qs.values(*fields, "recent", "opted_out", "mass_month")}
+    for row in rows.values():
+        row["notice_consented"] = push.channel != Push.Channel.NOTICE or row["id"] in consented
+    return rows
 
 
 def skip_reason(push: Push, policy: SendPolicy, sub: dict[str, Any] | None, now: dt.datetime) -> str:
@@ -99,6 +106,8 @@ def skip_reason(push: Push, policy: SendPolicy, sub: dict[str, Any] | None, now:
         return "erased"
     if not sub["is_following"]:
         return "not_following"
+    if not sub.get("notice_consented", True):
+        return "no_consent"
     if sub["pushes_paused"]:
         return "paused"
     if sub["opted_out"]:

@@ -83,7 +83,9 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
     """
     out = PageOutcome()
     push = (
-        Push.objects.select_related("article", "template", "template__article", "mass_tag").filter(pk=push_id).first()
+        Push.objects.select_related("article", "template", "template__article", "mass_tag", "notice_template")
+        .filter(pk=push_id)
+        .first()
     )
     now = timezone.now()
     if push is None:  # deleted since the task was queued
@@ -165,7 +167,22 @@ def _send_chunk(
     if marks is not None:
         marks.forget()
     mark_not_following(result.gone, now)
+    if push.channel == Push.Channel.NOTICE:
+        _notice_consents_used(push, sendable, updates, result.refused)
     return ChunkSent(Counter(update.status for update in updates), requeue.delay)
+
+
+def _notice_consents_used(
+    push: Push, sendable: Sequence[Sendable], updates: Sequence[DeliveryUpdate], refused: Sequence[int]
+) -> None:
+    """Each notice WeChat accepted uses one acceptance of a one-time template; a refusal (43101) leaves none."""
+    from ..notices import notice_credits_use, notice_refused
+
+    sent = {u.delivery_id for u in updates if u.status == D.SENT}
+    notice_credits_use(
+        subscriber_ids=[s.recipient["id"] for s in sendable if s.delivery_id in sent], template=push.notice_template
+    )
+    notice_refused(subscriber_ids=refused, template=push.notice_template)
 
 
 def _send_messages(
@@ -182,6 +199,8 @@ def _send_messages(
     client = get_client()
     if push.channel == Push.Channel.TEMPLATE:
         build, send = renderer.template, client.send_template_many
+    elif push.channel == Push.Channel.NOTICE:
+        build, send = renderer.notice, client.send_notice_many
     else:
         build, send = renderer.custom, client.send_custom_many
     payloads = [build(s.recipient) for s in sendable]

@@ -9,6 +9,9 @@ WeChat endpoint or build WeChat JSON (the payloads come from `wechat_crm.wechat.
   mass sends `mass_send_to_tag`, `mass_send_to_all`, `mass_send_to_openids`, `mass_preview` (a `MassSent`);
 * followers and tags (audience.py): `followers_page`, `users_info`, `tags_list`, `tag_create`, `tag_members_page`,
   `tag_users`, `untag_users`;
+* subscription notices (notices.py): `send_notice_many` (a page of a notice push), `notice_templates`,
+  `notice_template_add`, `notice_template_delete`, `notice_categories`, `notice_library_titles`,
+  `notice_library_keywords`;
 * the account's set-up (account.py): `create_qrcode` (a `QRCodeTicket`), `menu_create`;
 * web authorisation (oauth.py): `web_auth_identity(code=)` (a `WebAuthIdentity`: who came back from WeChat's
   authorise page), and the module function `web_auth_url(redirect_uri=, state=)` (no network);
@@ -43,12 +46,17 @@ from .account import AccountMixin, QRCodeTicket
 from .audience import AudienceMixin, OpenidPage
 from .core import SAFE_POST_ENDPOINTS, BaseClient, SendResult
 from .messaging import MassSent, MessagingMixin
+from .notices import LibraryKeyword, LibraryPage, LibraryTitle, NoticesMixin, NoticeTemplate
 from .oauth import WebAuthIdentity, WebAuthMixin, web_auth_url
 from .publishing import PublishingMixin, PublishState
 
 __all__ = [
     "SAFE_POST_ENDPOINTS",
+    "LibraryKeyword",
+    "LibraryPage",
+    "LibraryTitle",
     "MassSent",
+    "NoticeTemplate",
     "OpenidPage",
     "PublishState",
     "QRCodeTicket",
@@ -60,7 +68,9 @@ __all__ = [
 ]
 
 
-class WeChatClient(MessagingMixin, AudienceMixin, AccountMixin, PublishingMixin, WebAuthMixin, BaseClient):
+class WeChatClient(
+    MessagingMixin, NoticesMixin, AudienceMixin, AccountMixin, PublishingMixin, WebAuthMixin, BaseClient
+):
     """The client apps use: one method per action, grouped by area in the mixins."""
 
 
