@@ -264,3 +264,22 @@ def test_the_follow_up_costs_one_query_when_nobody_in_the_batch_converted(django
     subscribers = [SubscriberFactory(openid=f"o_q{i}").pk for i in range(50)]
     with django_assert_num_queries(1):
         assert conversions_attribute(subscriber_ids=subscribers) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("filters", [{}, {"tag": "vip"}, {"window_days": 60}])
+def test_attribution_groups_are_the_funnels_groups(filters):
+    """For the same query, each attribution group's members are the funnel's group (its followed count), and its
+    converted people include the funnel's converted step (which also needs the steps before it)."""
+    from dataclasses import replace
+
+    from tests.campaigns.funnel_population import END, START, population_full
+
+    population_full()
+    query = funnel.funnel_query(start=START, end=END, **{"window_days": 30, **filters})
+    for by in ("channel", "content", "campaign"):
+        groups = {g["label"]: g["steps"] for g in funnel.funnel_report(query=replace(query, breakdown=by))["groups"]}
+        rows = {r["label"]: r for r in funnel.attribution_report(query=query, by=by) if r["base"]}
+        assert {label: r["base"] for label, r in rows.items()} == {k: s[0]["count"] for k, s in groups.items()}, by
+        for label, row in rows.items():
+            assert groups[label][-1]["count"] <= row["converted"] <= row["base"], (by, label, row)
