@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 ARTICLE_FIELDS = ("title", "slug", "digest", "body", "cover", "author")
 TEMPLATE_FIELDS = (
     "title",
+    "purpose",
     "wechat_template_id",
     "fields",
     "link_url",
