@@ -241,6 +241,39 @@ def test_the_follow_up_fills_the_channel_of_conversions_written_before_it(poster
 
 
 @pytest.mark.django_db
+def test_a_forwarded_link_then_a_purchase_by_ref_then_a_follow_credit_the_forward_and_the_follow(poster, staff_api):
+    """Someone who does not follow opens a forwarded link (web authorisation), buys in the shop (which posts the
+    `ref` our link gave it), then follows through a QR code: the purchase keeps the forward's push and content as its
+    last touch and gets the QR code's channel when the follow is processed."""
+    from accounts.webauth import ref_make
+
+    ConversionTypeFactory(slug="purchase", name="Purchase")
+    channel = ChannelFactory(name="Shop poster", scene_str="shop-poster")
+    article = Article.objects.create(title="Gift guide", slug="gift-guide")
+    push = Push.objects.create(name="Gift push", article=article)
+    friend = Subscriber.objects.create(openid="o_friend_of_a_follower", is_following=False)
+    Interaction.objects.create(
+        subscriber=friend, kind="link_forward", dedupe_key="forward:1", raw_xml="", created_at=timezone.now(),
+        received_at=timezone.now(), processed_at=timezone.now(), data={"push_id": push.pk, "content_id": article.pk},
+    )  # fmt: skip
+    response = staff_api.post(
+        "/api/conversions/",
+        {"ref": ref_make(subscriber_id=friend.pk), "type": "purchase", "external_id": "gift-1",
+         "occurred_at": timezone.now().isoformat()},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 201, response.content
+    conversion = Conversion.objects.get()
+    assert (conversion.channel, conversion.push, conversion.content) == (None, push, article)
+
+    poster.post(build_message("subscribe", openid=friend.openid, EventKey="qrscene_shop-poster"), "plain")
+    interaction_process(Interaction.objects.get(subscriber=friend, kind="subscribe").pk)
+
+    conversion.refresh_from_db()
+    assert (conversion.channel, conversion.push, conversion.content) == (channel, push, article)
+
+
+@pytest.mark.django_db
 def test_a_click_stored_after_a_later_conversion_becomes_its_last_touch():
     article = Article.objects.create(title="X", slug="x")
     first, second = Push.objects.create(name="First", article=article), Push.objects.create(name="Second")
