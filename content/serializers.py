@@ -161,6 +161,7 @@ class PushSerializer(serializers.ModelSerializer):
             "send_at",
             "frequency_cap",
             "ignore_quiet_hours",
+            "allow_marketing_template",
             "status",
             "recipients",
             "started_at",

@@ -67,6 +67,63 @@ SCENE_PREFIX = "qrscene_"
 # Events whose lowercase name is also a message type get a kind of their own (accounts.kinds).
 _EVENT_KINDS = {"location": Kind.LOCATION_EVENT.value}
 
+# Subscription-notice (订阅通知) events carry a list of items under one element: the popup's and the later change's
+# decisions per template, and the outcome of each notice sent (by MsgID).
+NOTICE_LISTS = {
+    Kind.SUBSCRIBE_MSG_POPUP_EVENT.value: "SubscribeMsgPopupEvent",
+    Kind.SUBSCRIBE_MSG_CHANGE_EVENT.value: "SubscribeMsgChangeEvent",
+    Kind.SUBSCRIBE_MSG_SENT_EVENT.value: "SubscribeMsgSentEvent",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeItem:
+    """One item of a subscription-notice event. `status` is "accept" or "reject" (popup, change); a sent event's
+    item has `msg_id`, `error_code` (0: delivered) and `error_status` ("success", or WeChat's failure)."""
+
+    template_id: str
+    status: str = ""
+    popup_scene: str = ""
+    msg_id: int | None = None
+    error_code: int | None = None
+    error_status: str = ""
+
+
+def notice_items(kind: str, fields: dict[str, Any]) -> list[NoticeItem]:
+    """The items of a subscription-notice event (the parsed document, as stored in Interaction.data). WeChat sends
+    one <List> per template: one item parses as a dict, several as a list. Items without a template id are
+    dropped."""
+    container = fields.get(NOTICE_LISTS.get(kind, ""))
+    raw = container.get("List") if isinstance(container, dict) else None
+    if raw is None and isinstance(fields.get("List"), dict | list):  # the JSON push format puts List at the top
+        raw = fields["List"]
+    entries = raw if isinstance(raw, list) else [raw] if isinstance(raw, dict) else []
+    items = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        template_id = entry.get("TemplateId")
+        if not isinstance(template_id, str) or not template_id or len(template_id) > MAX_ID_LENGTH:
+            continue
+        items.append(
+            NoticeItem(
+                template_id=template_id,
+                status=str(entry.get("SubscribeStatusString") or "").strip().lower(),
+                popup_scene=str(entry.get("PopupScene") or ""),
+                msg_id=_int_or_none(entry.get("MsgID")),
+                error_code=_int_or_none(entry.get("ErrorCode")),
+                error_status=str(entry.get("ErrorStatus") or ""),
+            )
+        )
+    return items
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
 
 class MessageError(ValueError):
     """A well-formed document that is not a WeChat message (a required field is missing or invalid)."""

@@ -122,7 +122,7 @@ class Ctx:
 
 OK = {"errcode": 0, "errmsg": "ok"}
 ROUTES: dict[str, Callable[[Ctx], dict[str, Any]]] = {}
-NO_TOKEN_PATHS = {"/cgi-bin/token", "/cgi-bin/stable_token", "/cgi-bin/showqrcode"}
+NO_TOKEN_PATHS = {"/cgi-bin/token", "/cgi-bin/stable_token", "/cgi-bin/showqrcode", "/sns/oauth2/access_token"}
 
 
 def route(path: str):
