@@ -178,7 +178,8 @@ class MessageTemplateAdminForm(forms.ModelForm):
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(ModelAdmin):
     form = MessageTemplateAdminForm
-    list_display = ["title", "wechat_template_id", "article", "link_url", "version", "updated_at"]
+    list_display = ["title", "purpose", "wechat_template_id", "article", "link_url", "version", "updated_at"]
+    list_filter = ["purpose"]
     search_fields = ["title", "wechat_template_id"]
     list_select_related = ["article"]
     autocomplete_fields = ["article"]

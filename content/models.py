@@ -141,7 +141,22 @@ class MessageTemplate(Authored):
     save, so compiled templates are cached per (id, version).
     """
 
+    class Purpose(models.TextChoices):
+        SERVICE = "service", _("Service notice")
+        MARKETING = "marketing", _("Marketing")
+
     title = models.CharField(_("title"), max_length=200, help_text=_("The operators' name for this template."))
+    purpose = models.CharField(
+        _("purpose"),
+        max_length=16,
+        choices=Purpose.choices,
+        default=Purpose.SERVICE,
+        help_text=_(
+            "WeChat allows template messages for service notices (an order, an appointment, an account change). "
+            "A marketing template is sent only by a push that explicitly allows it, never by journeys, auto-replies "
+            "or operators (conversations.policy)."
+        ),
+    )
     wechat_template_id = models.CharField(
         _("WeChat template ID"), max_length=128, help_text=_("The template_id from the WeChat admin console.")
     )
@@ -401,6 +416,15 @@ class Push(Authored):
     )
     ignore_quiet_hours = models.BooleanField(
         _("ignore quiet hours"), default=False, help_text=_("Only for urgent service notices.")
+    )
+    allow_marketing_template = models.BooleanField(
+        _("allow a marketing template"),
+        default=False,
+        help_text=_(
+            "WeChat's rules reserve template messages for service notices: sending marketing through them can cost "
+            "the account its template rights. Tick only if you accept that risk for this push; subscription "
+            "notices are the sanctioned channel for marketing."
+        ),
     )
     status = models.CharField(
         _("status"), max_length=20, choices=Status.choices, default=Status.DRAFT, editable=False, db_index=True

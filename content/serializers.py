@@ -169,6 +169,7 @@ class PushSerializer(serializers.ModelSerializer):
             "send_at",
             "frequency_cap",
             "ignore_quiet_hours",
+            "allow_marketing_template",
             "status",
             "recipients",
             "started_at",

@@ -22,6 +22,8 @@ def media_patterns() -> list:
 
 urlpatterns = [
     path("c/<slug:slug>/", views.article_detail, name="article-detail"),
+    # Back from WeChat's authorise page (web authorisation) for a tracked link opened in WeChat.
+    path("r/auth/", views.link_auth_return, name="link-auth-return"),
     path("r/<str:token>", views.link_redirect, name="link-redirect"),
     # Uploaded covers and library images: by Django in development (DEBUG) or with SERVE_MEDIA=true; in production
     # the reverse proxy serves MEDIA_ROOT at MEDIA_URL (see the README's Production section).

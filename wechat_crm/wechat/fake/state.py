@@ -60,6 +60,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "account_type": "service",
     "denied_apis": [],
     "clock_offset": 0,
+    # Web authorisation (oauth.py): how long an authorise code may be exchanged (WeChat: 5 minutes).
+    "oauth_code_ttl": 300,
 }
 
 _SCHEMA = """
@@ -94,6 +96,8 @@ CREATE TABLE IF NOT EXISTS article_stats (msgid TEXT PRIMARY KEY, ref_date TEXT 
 CREATE TABLE IF NOT EXISTS notice_templates (template_id TEXT PRIMARY KEY, tid TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS notice_consents (openid TEXT NOT NULL, template_id TEXT NOT NULL, accepted INTEGER NOT NULL,
     credits INTEGER NOT NULL, PRIMARY KEY (openid, template_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS oauth_codes (code TEXT PRIMARY KEY, openid TEXT NOT NULL, scope TEXT NOT NULL,
+    created_at REAL NOT NULL, used_at REAL);
 CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, method TEXT NOT NULL,
     path TEXT NOT NULL, query TEXT NOT NULL, body TEXT NOT NULL, status INTEGER NOT NULL, errcode INTEGER,
     fault TEXT, pid INTEGER NOT NULL);
@@ -104,7 +108,7 @@ CREATE TABLE IF NOT EXISTS deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, at 
 
 _DATA_TABLES = ("tokens", "users", "tags", "user_tags", "qrcodes", "counters", "clientmsgids", "mass_jobs", "menu",
                 "calls", "deliveries", "materials", "body_images", "inbound_media", "drafts", "publishes", "mass_sends",
-                "mass_receipts", "article_stats", "notice_templates", "notice_consents")  # fmt: skip
+                "mass_receipts", "article_stats", "notice_templates", "notice_consents", "oauth_codes")  # fmt: skip
 
 RESERVED_TAGS = {2: "星标组"}
 
