@@ -147,6 +147,12 @@ class SegmentSerializer(serializers.ModelSerializer):
 
 
 class PushSerializer(serializers.ModelSerializer):
+    notice_values = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=200),
+        required=False,
+        help_text=_('A subscription notice\'s value per keyword, checked against WeChat\'s rules: {"thing1": "..."}.'),
+    )
+
     class Meta:
         model = Push
         fields = [
@@ -155,6 +161,8 @@ class PushSerializer(serializers.ModelSerializer):
             "channel",
             "article",
             "template",
+            "notice_template",
+            "notice_values",
             "text",
             "segment",
             "mass_tag",
