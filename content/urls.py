@@ -8,7 +8,7 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 from rest_framework.routers import SimpleRouter
 
-from . import api, views
+from . import api, notice_api, views
 
 app_name = "content"
 
@@ -37,5 +37,7 @@ router.register("contents", api.ArticleViewSet, basename="content")
 router.register("templates", api.MessageTemplateViewSet, basename="template")
 router.register("segments", api.SegmentViewSet, basename="segment")
 router.register("pushes", api.PushViewSet, basename="push")
+router.register("notice-templates", notice_api.NoticeTemplateViewSet, basename="notice-template")
+router.register("notice-consents", notice_api.NoticeConsentViewSet, basename="notice-consent")
 
 api_urlpatterns = [path("", include(router.urls))]
