@@ -2,7 +2,8 @@
 
 A kind is the lowercase MsgType of a message, or the lowercase Event name of an event, except where both would
 share a name: WeChat's automatic LOCATION event is `location_event`, the location message is `location`.
-`link_click` is ours (a tracked-link redirect). Kinds WeChat adds later are stored as they come, outside the
+`link_click` and `link_forward` are ours (a tracked-link redirect; a forward is a click, identified by web
+authorisation, of someone who does not follow). Kinds WeChat adds later are stored as they come, outside the
 enumeration: the column accepts any value.
 
 This module imports no model, so the gateway (wechat_crm.wechat) can name kinds before the app registry is ready.
@@ -45,6 +46,7 @@ class InteractionKind(models.TextChoices):
     PUBLISHJOBFINISH = "publishjobfinish", _("Publishing report")
     # Ours.
     LINK_CLICK = "link_click", _("Tracked link click")
+    LINK_FORWARD = "link_forward", _("Tracked link opened by someone who does not follow (a forward)")
 
 
 K = InteractionKind

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from rest_framework import status
 
 from accounts.models import Subscriber
+from accounts.webauth import ref_read
 from wechat_crm.exceptions import ApplicationError
 
 from .attribution import LastTouch, last_touches, subscribers_for_attribution
@@ -39,6 +40,7 @@ class ConversionInput:
     occurred_at: datetime
     openid: str = ""
     unionid: str = ""
+    ref: str = ""  # validated by the serializer: a signed reference to the subscriber (accounts.webauth)
     value: Decimal = Decimal("0")
     currency: str = "CNY"
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -115,24 +117,36 @@ def conversions_record(*, items: Sequence[ConversionInput], errors: list[dict[st
     types = {t.slug: t for t in ConversionType.objects.filter(slug__in={i.type for i in items}, is_active=True)}
     openids = {i.openid for i in items if i.openid}
     unionids = {i.unionid for i in items if i.unionid and not i.openid}
+    refs = {i.ref: ref_read(i.ref) for i in items if i.ref and not i.openid and not i.unionid}
     subscribers: dict[tuple[str, str], Subscriber] = {}
-    if openids or unionids:
+    if openids or unionids or refs:
         for sub in subscribers_for_attribution(
-            Subscriber.objects.filter(Q(openid__in=openids) | Q(unionid__in=unionids))
+            Subscriber.objects.filter(Q(openid__in=openids) | Q(unionid__in=unionids) | Q(pk__in=set(refs.values())))
         ):
             subscribers[("openid", sub.openid)] = sub
+            subscribers[("id", str(sub.pk))] = sub
             if sub.unionid:
                 subscribers.setdefault(("unionid", sub.unionid), sub)
     valid: list[tuple[ConversionInput, Subscriber, ConversionType]] = []
     seen: set[tuple[str, str]] = set()
     for item in items:
-        key = ("openid", item.openid) if item.openid else ("unionid", item.unionid)
+        if item.openid:
+            key = ("openid", item.openid)
+        elif item.unionid:
+            key = ("unionid", item.unionid)
+        else:
+            key = ("id", str(refs[item.ref]))
         sub = subscribers.get(key)
         ctype = types.get(item.type)
         if ctype is None:
             result.errors.append({"index": item.index, "message": _("Unknown conversion type: %s.") % item.type})
         elif sub is None:
-            result.errors.append({"index": item.index, "message": _("No subscriber with this openid or unionid.")})
+            message = (
+                _("No subscriber with this openid or unionid.")
+                if key[0] != "id"
+                else _("The person this ref names is no longer a subscriber.")
+            )
+            result.errors.append({"index": item.index, "message": message})
         elif (item.type, item.external_id) in seen:
             result.duplicates += 1
         else:

@@ -43,6 +43,12 @@ def channel_attribute(interactions: Sequence[Any]) -> None:
     services.channels_attribute(interactions=interactions)
 
 
+def forward_attribute(interactions: Sequence[Any]) -> None:
+    """A follow of someone a forwarded tracked link reached first: the forward's push and content become the
+    follow's source (one or two statements for the batch)."""
+    services.forwards_attribute(interactions=interactions)
+
+
 def conversion_attribute(interactions: Sequence[Any]) -> None:
     """After the channel attribution of follows: the subscribers' conversions written before it (a purchase posted
     right after the follow) get the channel, and their last touch derived again (one query when none converted)."""

@@ -76,10 +76,19 @@ class ConversionSerializer(serializers.ModelSerializer):
 
 
 class ConversionInputSerializer(serializers.Serializer):
-    """One conversion event. The subscriber is named by openid or, failing that, unionid."""
+    """One conversion event. The subscriber is named by openid, or failing that unionid, or failing that the `ref`
+    our tracked link gave the shop (`wxref` on the destination URL)."""
 
     openid = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     unionid = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    ref = serializers.CharField(
+        max_length=128,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=_("The `wxref` our link added to your page's address: a signed reference to the person that "
+                    "expires (SHOP_REF_MAX_AGE_DAYS)."),
+    )  # fmt: skip
     type = serializers.SlugField(max_length=50, help_text=_("register, purchase, download or a custom type's code."))
     external_id = serializers.CharField(max_length=128, help_text=_("Your ID of the event: sent twice, stored once."))
     value = serializers.DecimalField(max_digits=14, decimal_places=2, required=False, default=0, min_value=0)
@@ -87,9 +96,19 @@ class ConversionInputSerializer(serializers.Serializer):
     occurred_at = serializers.DateTimeField()
     attributes = serializers.DictField(required=False, default=dict)
 
+    def validate_ref(self, value: str) -> str:
+        from accounts.webauth import RefInvalid, ref_read
+
+        if value:
+            try:
+                ref_read(value)
+            except RefInvalid as exc:
+                raise serializers.ValidationError(exc.message) from None
+        return value
+
     def validate(self, attrs):
-        if not attrs.get("openid") and not attrs.get("unionid"):
-            raise serializers.ValidationError(_("Give the subscriber's openid or unionid."))
+        if not attrs.get("openid") and not attrs.get("unionid") and not attrs.get("ref"):
+            raise serializers.ValidationError(_("Give the subscriber's openid, unionid or ref."))
         return attrs
 
 

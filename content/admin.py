@@ -212,4 +212,5 @@ class MessageTemplateAdmin(ModelAdmin):
         services.template_save(template=obj, by=request.user)
 
 
-from . import admin_sending  # noqa: E402,F401  (registers the sending pages: policy, segments, pushes, deliveries)
+# Registers the sending pages (policy, segments, pushes, deliveries) and subscription notices (templates, consents).
+from . import admin_sending, notice_admin  # noqa: E402,F401

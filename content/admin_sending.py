@@ -116,6 +116,24 @@ class PushAdminForm(forms.ModelForm):
         cleaned = super().clean()
         if self.instance.pk and self.instance.status not in (Push.Status.DRAFT, Push.Status.SCHEDULED):
             raise forms.ValidationError(_("Only a draft or scheduled push can be edited."))
+        if "notice_values" in cleaned and cleaned["notice_values"] is None:
+            cleaned["notice_values"] = {}
+        if cleaned.get("channel") == Push.Channel.NOTICE:  # WeChat's value rules, each error on its keyword
+            from .errors import NoticeInvalid, PushInvalid
+            from .services.notices import notice_values_check
+
+            template = cleaned.get("notice_template")
+            if template is None:
+                self.add_error("notice_template", _("Choose a notice template."))
+            else:
+                try:
+                    cleaned["notice_values"] = notice_values_check(
+                        template=template, values=cleaned.get("notice_values") or {}
+                    )
+                except (NoticeInvalid, PushInvalid) as exc:
+                    for field, errors in exc.extra.get("fields", {}).items():
+                        for error in errors:
+                            self.add_error("notice_values", f"{field.removeprefix('notice_values.')}: {error}")
         try:
             pushes.push_template_check(
                 channel=cleaned.get("channel") or Push.Channel.TEMPLATE, template=cleaned.get("template"),

@@ -14,7 +14,8 @@ Kinds are accounts.kinds.InteractionKind. The handlers come from each app's `eve
 only place that says which kind gets which, so nothing depends on the order of INSTALLED_APPS.
 
 Two routes start elsewhere than the callback:
-  link_click  recorded by the tracked-link redirect (content.services.link_click_record); its follow-ups are here.
+  link_click  recorded by the tracked-link redirect (content.services.link_click_record, or on the way back from
+              WeChat's authorise page, content.services.link_auth); its follow-ups are here. So is link_forward.
   conversions are not WeChat events: what follows them is the table campaigns.events.CONVERSION_FOLLOW_UPS.
 """
 
@@ -75,14 +76,15 @@ ROUTES: dict[str, Route] = {
     # --- Follows. ------------------------------------------------------------------------------------------------
     # Creates or reactivates the subscriber and adds the follow to the history (the first follow's scene is the
     # source scene); replies with the channel's rule or welcome; later fetches the profile, attributes the channel
-    # (touch, first touch, tags) and gives it to the conversions posted before, keeps the first follow in the funnel,
-    # scores, and enters the journeys.
+    # (touch, first touch, tags) and a forwarded link that brought the follow (its push and content), gives the channel
+    # to the conversions posted before, keeps the first follow in the funnel, scores, and enters the journeys.
     K.SUBSCRIBE: Route(
         record=accounts.record_follow,
         replies=FOLLOW_OR_SCAN_REPLIES,
         follow_ups=(
             accounts.profile_fetch_later,
             campaigns.channel_attribute,
+            campaigns.forward_attribute,
             campaigns.conversion_attribute,  # conversions posted before this follow-up get its channel
             campaigns.stage_follow,
             conversations.score,
@@ -149,6 +151,9 @@ ROUTES: dict[str, Route] = {
             campaigns.conversion_reattribute_clicked,  # a later conversion stored before this click: its last touch
         ),
     ),
+    # A forward: someone who does not follow opened a tracked link (identified by web authorisation). Nothing runs
+    # now; their later follow is attributed to the link's push and content (campaigns.forward_attribute).
+    K.LINK_FORWARD: Route(),
     # --- Stored, touching last_interaction_at, nothing more. -----------------------------------------------------
     K.LOCATION_EVENT: Route(),  # the client's automatic location report
     # --- Subscription notices (订阅通知): the person's consent per template. --------------------------------------

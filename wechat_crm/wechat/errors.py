@@ -32,6 +32,8 @@ API_UNAUTHORIZED = 48001
 INVALID_TEMPLATE_ID = 40037
 NOTICE_REFUSED = 43101  # subscription notices: the person has not accepted this template (or used up their one)
 ARGUMENT_INVALID = 47003  # e.g. a subscription notice's value that breaks its keyword's rule
+INVALID_CODE = 40029  # web authorisation: an unknown or expired code
+CODE_USED = 40163  # web authorisation: a code exchanged already
 
 INVALID_TOKEN_CODES = frozenset({INVALID_CREDENTIAL, INVALID_ACCESS_TOKEN, EXPIRED_ACCESS_TOKEN})
 
@@ -158,6 +160,12 @@ class WeChatTemplateInvalid(WeChatPermanent):
     default_message = _("WeChat has no template with this id (40037).")
 
 
+class WeChatInvalidCode(WeChatPermanent):
+    """40029 / 40163: a web authorisation code that is unknown, expired or used already."""
+
+    default_message = _("WeChat did not accept the authorisation code (unknown, expired or used already).")
+
+
 def seconds_until_quota_reset(now: dt.datetime | None = None) -> float:
     """Seconds until WeChat's daily quotas reset (midnight Asia/Shanghai), plus a minute of slack."""
     now = (now or dt.datetime.now(dt.UTC)).astimezone(_WECHAT_TZ)
@@ -191,6 +199,8 @@ def error_from_response(errcode: int, errmsg: str = "") -> WeChatError:
         return WeChatArgumentInvalid(errcode, errmsg)
     if errcode == INVALID_TEMPLATE_ID:
         return WeChatTemplateInvalid(errcode, errmsg)
+    if errcode in (INVALID_CODE, CODE_USED):
+        return WeChatInvalidCode(errcode, errmsg)
     if errcode == SYSTEM_BUSY:
         return WeChatTransient(errcode, errmsg)
     return WeChatPermanent(errcode, errmsg)

@@ -289,6 +289,16 @@ def tag_members(*, tag_id: int, openids: Sequence[str]) -> Payload:
     return {"tagid": tag_id, "openid_list": list(openids)}
 
 
+# WeChat refuses a remark of more than 30 bytes of UTF-8 (10 Chinese characters) with 40092.
+REMARK_MAX_BYTES = 30
+
+
+def user_remark(*, openid: str, remark: str) -> Payload:
+    if len(remark.encode("utf-8")) > REMARK_MAX_BYTES:
+        raise ValueError(f"WeChat takes a remark of at most {REMARK_MAX_BYTES} bytes")
+    return {"openid": openid, "remark": remark}
+
+
 def users_batch(openids: Sequence[str], *, lang: str = "zh_CN") -> Payload:
     if len(openids) > USERS_BATCH_MAX:
         raise ValueError(f"one profile batch takes at most {USERS_BATCH_MAX} openids")

@@ -186,6 +186,15 @@ class FakeWeChat:
     def qrcodes(self) -> list[dict[str, Any]]:
         return self._control("GET", "qrcodes")["qrcodes"]
 
+    def authorize(self, url: str, *, openid: str | None) -> tuple[int, str]:
+        """Open WeChat's authorise URL (as our product redirects to it) in a WeChat browser where `openid` is
+        signed in (None: a browser that is not WeChat's). Returns the status and, for the 302, where WeChat sends
+        the browser back to (``redirect_uri?code=...&state=...``)."""
+        url = url.split("#", 1)[0]  # the #wechat_redirect fragment stays in the browser
+        headers = {"Cookie": f"fake_wechat_openid={openid}"} if openid else {}
+        resp = self._http.request("GET", url, headers=headers, redirect=False)
+        return resp.status, resp.headers.get("Location", "")
+
     # --- WeChat's API, for tests and scripts -------------------------------------------------------------
     def fetch_token(self) -> str:
         cfg = self.config()

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from . import api, datacube, notices, publishing  # noqa: F401 - datacube, notices, publishing register routes
+from . import api, datacube, notices, oauth, publishing  # noqa: F401 - they register their routes
 from .api import Ctx, WeChatError
 from .events import EventSender
 from .state import ConfigError, Store
@@ -65,6 +65,8 @@ class FakeWeChatApp:
     ``GET /_fake/users/<openid>/notices`` (what WeChat holds: accepted and the one-time notices left, per template);
     ``POST /_fake/users/<openid>/interactions`` (``{"interactions": [callback fields]}``: what the person sent, which
     opens WeChat's customer-service window as window.py says) and ``GET`` of it (the person's window now).
+
+    Besides the API, WeChat's web authorisation page ``/connect/oauth2/authorize`` (see :mod:`.oauth`).
     """
 
     def __init__(self, store: Store, *, log_calls: bool = True, event_threads: int = 4) -> None:
@@ -85,7 +87,10 @@ class FakeWeChatApp:
         try:
             if path.startswith("/_fake/"):
                 status, headers, body = self.control(method, path, query, raw)
-            elif path.startswith(("/cgi-bin/", "/datacube/", "/wxaapi/")):
+            elif path == oauth.AUTHORIZE_PATH and method in ("GET", "HEAD"):
+                cfg, _epoch = self.store.config()
+                status, headers, body = oauth.authorize(self.store, cfg, query, environ.get("HTTP_COOKIE", ""))
+            elif path.startswith(("/cgi-bin/", "/datacube/", "/wxaapi/", "/sns/")):
                 status, headers, body = self.wechat(method, path, query, raw, environ.get("CONTENT_TYPE", ""))
             else:
                 status, headers, body = 404, JSON, _dumps({"errcode": -1, "errmsg": "not found"})

@@ -64,6 +64,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "account_type": "service",
     "denied_apis": [],
     "clock_offset": 0,
+    # Web authorisation (oauth.py): how long an authorise code may be exchanged (WeChat: 5 minutes).
+    "oauth_code_ttl": 300,
 }
 
 _SCHEMA = """
@@ -102,6 +104,8 @@ CREATE TABLE IF NOT EXISTS cs_interactions (openid TEXT NOT NULL, kind TEXT NOT 
 CREATE INDEX IF NOT EXISTS cs_interactions_openid_at ON cs_interactions (openid, at);
 CREATE TABLE IF NOT EXISTS cs_sends (openid TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS cs_sends_openid_at ON cs_sends (openid, at);
+CREATE TABLE IF NOT EXISTS oauth_codes (code TEXT PRIMARY KEY, openid TEXT NOT NULL, scope TEXT NOT NULL,
+    created_at REAL NOT NULL, used_at REAL);
 CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, method TEXT NOT NULL,
     path TEXT NOT NULL, query TEXT NOT NULL, body TEXT NOT NULL, status INTEGER NOT NULL, errcode INTEGER,
     fault TEXT, pid INTEGER NOT NULL);
@@ -113,7 +117,7 @@ CREATE TABLE IF NOT EXISTS deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, at 
 _DATA_TABLES = ("tokens", "users", "tags", "user_tags", "qrcodes", "counters", "clientmsgids", "mass_jobs", "menu",
                 "cs_interactions", "cs_sends", "calls", "deliveries", "materials", "body_images", "inbound_media",
                 "drafts", "publishes", "mass_sends", "mass_receipts", "article_stats", "notice_templates",
-                "notice_consents")  # fmt: skip
+                "notice_consents", "oauth_codes")  # fmt: skip
 
 RESERVED_TAGS = {2: "星标组"}
 
