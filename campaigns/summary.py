@@ -50,23 +50,25 @@ _STEPS_SQL = """
     WHERE s.followed_at IS NOT NULL AND v.reach_us IS NOT NULL {where}
 """
 _COLUMNS = "subscriber_id, step, day, channel_key, content_key, reach_us, delay_us"
-_UPSERT_SQL = f"""
-    INSERT INTO campaigns_funnelstep ({_COLUMNS})
-    {_STEPS_SQL}
-    ON CONFLICT (subscriber_id, step) DO UPDATE
-    SET day = EXCLUDED.day, channel_key = EXCLUDED.channel_key, content_key = EXCLUDED.content_key,
-        reach_us = EXCLUDED.reach_us, delay_us = EXCLUDED.delay_us
-    WHERE (campaigns_funnelstep.day, campaigns_funnelstep.channel_key, campaigns_funnelstep.content_key,
-           campaigns_funnelstep.reach_us, campaigns_funnelstep.delay_us)
-          IS DISTINCT FROM (EXCLUDED.day, EXCLUDED.channel_key, EXCLUDED.content_key, EXCLUDED.reach_us,
-                            EXCLUDED.delay_us)
-"""  # noqa: S608 (only our own constants)
-# Steps no longer derivable from the columns (stage times are never cleared by the product; a hand edit may).
-_STALE_SQL = """
-    DELETE FROM campaigns_funnelstep f WHERE f.subscriber_id = ANY(%(ids)s) AND NOT EXISTS (
-        SELECT 1 FROM ({steps}) n WHERE n.subscriber_id = f.subscriber_id AND n.step = f.step
+# One statement for a batch: the rows recomputed once (a CTE used twice is computed once), upserted where they differ,
+# and the steps no longer derivable deleted (stage times are never cleared by the product; a hand edit may).
+_REFRESH_SQL = f"""
+    WITH new AS ({_STEPS_SQL.format(where="AND s.id = ANY(%(ids)s::bigint[])")}),
+    upserted AS (
+        INSERT INTO campaigns_funnelstep ({_COLUMNS})
+        SELECT {_COLUMNS} FROM new
+        ON CONFLICT (subscriber_id, step) DO UPDATE
+        SET day = EXCLUDED.day, channel_key = EXCLUDED.channel_key, content_key = EXCLUDED.content_key,
+            reach_us = EXCLUDED.reach_us, delay_us = EXCLUDED.delay_us
+        WHERE (campaigns_funnelstep.day, campaigns_funnelstep.channel_key, campaigns_funnelstep.content_key,
+               campaigns_funnelstep.reach_us, campaigns_funnelstep.delay_us)
+              IS DISTINCT FROM (EXCLUDED.day, EXCLUDED.channel_key, EXCLUDED.content_key, EXCLUDED.reach_us,
+                                EXCLUDED.delay_us)
     )
-"""
+    DELETE FROM campaigns_funnelstep f
+    WHERE f.subscriber_id = ANY(%(ids)s::bigint[])
+      AND NOT EXISTS (SELECT 1 FROM new WHERE new.subscriber_id = f.subscriber_id AND new.step = f.step)
+"""  # noqa: S608 (only our own constants)
 
 
 def _tz() -> str:
@@ -74,18 +76,16 @@ def _tz() -> str:
 
 
 def summary_refresh(*, subscriber_ids: Iterable[int]) -> None:
-    """Recompute the summary rows of these subscribers from their stored columns: on PostgreSQL one statement
-    writing only the rows that changed (and one deleting steps that are no longer reached, normally none)."""
+    """Recompute the summary rows of these subscribers from their stored columns: on PostgreSQL one statement that
+    writes only the rows that changed."""
     ids = sorted({int(pk) for pk in subscriber_ids if pk is not None})
     if not ids:
         return
     if connection.vendor != "postgresql":
         _refresh_portable(ids)
         return
-    params = {"tz": _tz(), "ids": ids}
     with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_SQL.format(where="AND s.id = ANY(%(ids)s)"), params)
-        cursor.execute(_STALE_SQL.format(steps=_STEPS_SQL.format(where="AND s.id = ANY(%(ids)s)")), params)
+        cursor.execute(_REFRESH_SQL, {"tz": _tz(), "ids": ids})
 
 
 def _rows_portable(subscribers: Iterable[tuple]) -> list[FunnelStep]:
