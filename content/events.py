@@ -1,12 +1,15 @@
 """The content app's part in what happens on each message and event (the table is wechat_crm.wechat.dispatch):
-WeChat's reports on our sends update the deliveries and mass batches, in Celery after the callback commits."""
+WeChat's reports on our sends update the deliveries and mass batches, and people's decisions about subscription
+notices become their consent, in Celery after the callback commits."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from .services import deliveries
+from wechat_crm.wechat.inbound import notice_items
+
+from .services import deliveries, notices
 
 
 def delivery_job_finish(interactions: Sequence[Any]) -> None:
@@ -19,3 +22,29 @@ def mass_job_finish(interactions: Sequence[Any]) -> None:
     """MASSSENDJOBFINISH: the mass batch's totals (one statement per report: a few per mass send)."""
     for interaction in interactions:
         deliveries.mass_job_finish(interaction)
+
+
+def notice_consents(interactions: Sequence[Any]) -> None:
+    """subscribe_msg_popup_event (accept / reject per template) and subscribe_msg_change_event (a later rejection):
+    each item becomes a decision in the person's consent history, and moves their current consent."""
+    from accounts.kinds import InteractionKind as K
+
+    Decision = notices.NoticeConsentChange.Decision
+    decisions = []
+    for interaction in interactions:
+        if interaction.subscriber_id is None:
+            continue
+        for item in notice_items(interaction.kind, interaction.data or {}):
+            if item.status == "accept" and interaction.kind == K.SUBSCRIBE_MSG_POPUP_EVENT:
+                decision = Decision.ACCEPT
+            elif item.status == "reject":
+                decision = Decision.REJECT if interaction.kind == K.SUBSCRIBE_MSG_POPUP_EVENT else Decision.WITHDRAW
+            else:
+                continue
+            decisions.append(
+                notices.ConsentDecision(
+                    subscriber_id=interaction.subscriber_id, template_id=item.template_id, decision=decision,
+                    at=interaction.created_at, popup_scene=item.popup_scene, interaction_id=interaction.pk,
+                )
+            )  # fmt: skip
+    notices.notice_consents_record(decisions=decisions)

@@ -73,6 +73,9 @@ def results_classify(sendable: Sequence[Sendable], results: Sequence[Any], polic
             out.gone.append(sub["id"])
         elif c.outcome == Outcome.UNKNOWN:
             out.updates.append(DeliveryUpdate(delivery_id, D.UNKNOWN, c.reason[:64], c.errcode, finished_at=sent_at))
+        elif c.outcome == Outcome.NOT_CONSENTED:
+            out.updates.append(DeliveryUpdate(delivery_id, D.FAILED, "no_consent", c.errcode, finished_at=sent_at))
+            out.refused.append(sub["id"])
         elif c.outcome == Outcome.OUTSIDE_WINDOW:
             update = DeliveryUpdate(delivery_id, D.SKIPPED, "outside_window", c.errcode, finished_at=sent_at)
             out.updates.append(update)
