@@ -1,8 +1,9 @@
 """Attribution of conversions, right whatever order things are processed in.
 
 A conversion stores its first-touch channel (the subscriber's source channel: the channel of their first follow) and
-its last-touch push and content (the push and content of the last tracked-link click with a push at or before the
-conversion). Each is derived from facts that may be processed after the conversion is written:
+its last-touch push and content (the push and content of the last tracked link with a push the person opened at or
+before the conversion: a click, or a forwarded link opened before following). Each is derived from facts that may be
+processed after the conversion is written:
 
 - the channel is set on the subscriber by the follow's follow-up (campaigns.services.channels_attribute), batched in
   Celery, while a shop may post the purchase a second after the follow;
@@ -40,23 +41,29 @@ class LastTouch(NamedTuple):
     content_id: int | None
 
 
+# The person opened a tracked link: as a follower ("link_click"), or before following, a link forwarded to them
+# ("link_forward", known through web authorisation).
+TOUCH_KINDS = (Interaction.Kind.LINK_CLICK, Interaction.Kind.LINK_FORWARD)
+
+
 def last_clicked_pushes(*, pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[int, datetime], tuple[Any, Any]]:
-    """For each (subscriber, time): the push and content of the last tracked-link click with a push before that time,
-    as the click carried them (text). One query for the whole batch (a LATERAL lookup per pair on the subscriber's
-    interactions index)."""
+    """For each (subscriber, time): the push and content of the last tracked link with a push the subscriber opened
+    before that time (a click, or a forward opened before following), as the link carried them (text). One query for
+    the whole batch (a LATERAL lookup per pair on the subscriber's interactions index)."""
     if not pairs:
         return {}
     if connection.vendor != "postgresql":
         return _last_clicked_pushes_portable(pairs)
     values = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(pairs))
     params: list[Any] = [x for pair in pairs for x in pair]
+    kinds = ", ".join(f"'{kind}'" for kind in TOUCH_KINDS)
     sql = f"""
         SELECT v.sub, v.at, last.push_id, last.content_id
         FROM (VALUES {values}) AS v(sub, at)
         CROSS JOIN LATERAL (
             SELECT i.data->>'push_id' AS push_id, i.data->>'content_id' AS content_id
             FROM accounts_interaction i
-            WHERE i.subscriber_id = v.sub AND i.created_at <= v.at AND i.kind = 'link_click'
+            WHERE i.subscriber_id = v.sub AND i.created_at <= v.at AND i.kind IN ({kinds})
               AND i.data->>'push_id' IS NOT NULL
             ORDER BY i.created_at DESC LIMIT 1
         ) AS last
@@ -70,7 +77,7 @@ def _last_clicked_pushes_portable(pairs: Sequence[tuple[int, datetime]]) -> dict
     """The embedded default (SQLite has no LATERAL): one indexed query per pair."""
     result = {}
     for sub, at in pairs:
-        clicks = Interaction.objects.filter(subscriber_id=sub, created_at__lte=at, kind=Interaction.Kind.LINK_CLICK)
+        clicks = Interaction.objects.filter(subscriber_id=sub, created_at__lte=at, kind__in=TOUCH_KINDS)
         for data in clicks.order_by("-created_at").values_list("data", flat=True).iterator():
             data = data if isinstance(data, dict) else {}
             if data.get("push_id") is not None:  # as PostgreSQL's data->>'push_id': text, JSON null is NULL

@@ -175,8 +175,8 @@ class Conversion(models.Model):
     """One conversion of a subscriber (a registration, a purchase ...), reported by another system through the API.
 
     Exactly once per (type, external_id). Its first-touch channel (the subscriber's source channel) and last-touch
-    push and content (of the last tracked-link click with a push before it) are stored on insert from what is known,
-    and filled in later by the follow's and the clicks' follow-ups (campaigns.attribution).
+    push and content (of the last tracked link with a push the person opened before it) are stored on insert from
+    what is known, and filled in later by the follow's and the clicks' follow-ups (campaigns.attribution).
     """
 
     type = models.ForeignKey(

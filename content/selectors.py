@@ -82,8 +82,9 @@ def baseline_unfollow_rate(*, before: datetime, days: int = BASELINE_DAYS) -> fl
 
 @reads_reports
 def push_report(*, push: Any) -> dict[str, Any]:
-    """Recipients, skipped by reason, sent, delivered, failed, unknown, clicks, click-through rate, and unfollows
-    within 24 h and 72 h of delivery against the account's baseline over the same windows."""
+    """Recipients, skipped by reason, sent, delivered, failed, unknown, reached, clicks, click-through rate (clickers
+    among the recipients reached), and unfollows within 24 h and 72 h of delivery among them against the account's
+    baseline over the same windows."""
     from datetime import timedelta
 
     from django.db.models import Count, Exists, OuterRef, Q
@@ -116,6 +117,11 @@ def push_report(*, push: Any) -> dict[str, Any]:
     clicks = link_clicks(push_id=push.pk)
     click_count = clicks.count()
     clickers = clicks.values("subscriber_id").distinct().count()
+    # The rates count the same people on both sides: clickers among the recipients reached (a click on the test sent
+    # to oneself, a forwarded link or a delivery whose outcome is unknown is a clicker, not a reached clicker).
+    reached_clickers = (
+        clicks.filter(subscriber_id__in=reached.values("subscriber_id")).values("subscriber_id").distinct().count()
+    )
     reached_n = agg["reached"]
     daily = baseline_unfollow_rate(before=push.started_at) if push.started_at else 0.0
 
@@ -134,9 +140,11 @@ def push_report(*, push: Any) -> dict[str, Any]:
         "failed": by_status.get(D.FAILED, 0),
         "errors": by_status.get(D.ERROR, 0),
         "unknown": by_status.get(D.UNKNOWN, 0),
+        "reached": reached_n,
         "clicks": click_count,
         "unique_clickers": clickers,
-        "click_through_rate": rate(clickers),
+        "reached_clickers": reached_clickers,
+        "click_through_rate": rate(reached_clickers),
         "unfollows_24h": agg["u24"],
         "unfollows_72h": agg["u72"],
         "unfollow_rate_24h": rate(agg["u24"]),
@@ -173,16 +181,18 @@ def topic_report(*, topic_id: int | None = None) -> list[dict[str, Any]]:
         pushes = Push.objects.filter(article__topics=topic, started_at__isnull=False).distinct()
         total = {"topic": topic.slug, "name": topic.name, "pushes": 0, "recipients": 0, "sent": 0, "clicks": 0,
                  "unique_clickers": 0, "unfollows_24h": 0, "unfollows_72h": 0}  # fmt: skip
-        reached = 0
+        reached = reached_clickers = 0
         baseline = 0.0
         for push in pushes:
             r = push_report(push=push)
             total["pushes"] += 1
             for key in ("recipients", "sent", "clicks", "unique_clickers", "unfollows_24h", "unfollows_72h"):
                 total[key] += r[key]
-            reached += r["sent"]
-            baseline += r["baseline_unfollow_rate_24h"] * r["sent"]
-        total["click_through_rate"] = round(total["unique_clickers"] / reached, 4) if reached else None
+            # The rates over the recipients reached, as each push's (never above 1).
+            reached += r["reached"]
+            reached_clickers += r["reached_clickers"]
+            baseline += r["baseline_unfollow_rate_24h"] * r["reached"]
+        total["click_through_rate"] = round(reached_clickers / reached, 4) if reached else None
         total["unfollow_rate_24h"] = round(total["unfollows_24h"] / reached, 4) if reached else None
         total["baseline_unfollow_rate_24h"] = round(baseline / reached, 6) if reached else None
         out.append(total)

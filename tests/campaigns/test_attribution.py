@@ -241,6 +241,39 @@ def test_the_follow_up_fills_the_channel_of_conversions_written_before_it(poster
 
 
 @pytest.mark.django_db
+def test_a_forwarded_link_then_a_purchase_by_ref_then_a_follow_credit_the_forward_and_the_follow(poster, staff_api):
+    """Someone who does not follow opens a forwarded link (web authorisation), buys in the shop (which posts the
+    `ref` our link gave it), then follows through a QR code: the purchase keeps the forward's push and content as its
+    last touch and gets the QR code's channel when the follow is processed."""
+    from accounts.webauth import ref_make
+
+    ConversionTypeFactory(slug="purchase", name="Purchase")
+    channel = ChannelFactory(name="Shop poster", scene_str="shop-poster")
+    article = Article.objects.create(title="Gift guide", slug="gift-guide")
+    push = Push.objects.create(name="Gift push", article=article)
+    friend = Subscriber.objects.create(openid="o_friend_of_a_follower", is_following=False)
+    Interaction.objects.create(
+        subscriber=friend, kind="link_forward", dedupe_key="forward:1", raw_xml="", created_at=timezone.now(),
+        received_at=timezone.now(), processed_at=timezone.now(), data={"push_id": push.pk, "content_id": article.pk},
+    )  # fmt: skip
+    response = staff_api.post(
+        "/api/conversions/",
+        {"ref": ref_make(subscriber_id=friend.pk), "type": "purchase", "external_id": "gift-1",
+         "occurred_at": timezone.now().isoformat()},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 201, response.content
+    conversion = Conversion.objects.get()
+    assert (conversion.channel, conversion.push, conversion.content) == (None, push, article)
+
+    poster.post(build_message("subscribe", openid=friend.openid, EventKey="qrscene_shop-poster"), "plain")
+    interaction_process(Interaction.objects.get(subscriber=friend, kind="subscribe").pk)
+
+    conversion.refresh_from_db()
+    assert (conversion.channel, conversion.push, conversion.content) == (channel, push, article)
+
+
+@pytest.mark.django_db
 def test_a_click_stored_after_a_later_conversion_becomes_its_last_touch():
     article = Article.objects.create(title="X", slug="x")
     first, second = Push.objects.create(name="First", article=article), Push.objects.create(name="Second")
@@ -264,3 +297,22 @@ def test_the_follow_up_costs_one_query_when_nobody_in_the_batch_converted(django
     subscribers = [SubscriberFactory(openid=f"o_q{i}").pk for i in range(50)]
     with django_assert_num_queries(1):
         assert conversions_attribute(subscriber_ids=subscribers) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("filters", [{}, {"tag": "vip"}, {"window_days": 60}])
+def test_attribution_groups_are_the_funnels_groups(filters):
+    """For the same query, each attribution group's members are the funnel's group (its followed count), and its
+    converted people include the funnel's converted step (which also needs the steps before it)."""
+    from dataclasses import replace
+
+    from tests.campaigns.funnel_population import END, START, population_full
+
+    population_full()
+    query = funnel.funnel_query(start=START, end=END, **{"window_days": 30, **filters})
+    for by in ("channel", "content", "campaign"):
+        groups = {g["label"]: g["steps"] for g in funnel.funnel_report(query=replace(query, breakdown=by))["groups"]}
+        rows = {r["label"]: r for r in funnel.attribution_report(query=query, by=by) if r["base"]}
+        assert {label: r["base"] for label, r in rows.items()} == {k: s[0]["count"] for k, s in groups.items()}, by
+        for label, row in rows.items():
+            assert groups[label][-1]["count"] <= row["converted"] <= row["base"], (by, label, row)

@@ -103,6 +103,31 @@ def test_report_counts_clicks_unfollows_and_the_baseline(fake_sending):
     assert by_topic["click_through_rate"] == 0.5
 
 
+def test_the_click_through_rate_counts_only_recipients_reached(fake_sending):
+    """A click by someone the push did not reach (the operator's test sent to oneself, a forwarded link) is a clicker,
+    not a reached clicker: the rate stays within 100%."""
+    topic = TopicFactory()
+    article = ArticleFactory()
+    article.topics.set([topic])
+    recipient = SubscriberFactory(openid="o_ctr_recipient")
+    fake_sending.add_users([{"openid": recipient.openid, "subscribe": 1}])
+    push = PushFactory(article=article, template__article=article)
+    send_now(push)
+    outsider = SubscriberFactory(openid="o_ctr_outsider")  # followed after the push: not a recipient
+    for sub in (recipient, outsider):
+        Interaction.objects.create(subscriber=sub, kind="link_click", dedupe_key=uuid.uuid4().hex,
+                                   data={"push_id": push.pk}, raw_xml="", created_at=timezone.now(),
+                                   received_at=timezone.now())  # fmt: skip
+    push.refresh_from_db()
+
+    r = push_report(push=push)
+
+    assert (r["reached"], r["unique_clickers"], r["reached_clickers"]) == (1, 2, 1)
+    assert r["click_through_rate"] == 1.0
+    [by_topic] = [t for t in topic_report() if t["topic"] == topic.slug]
+    assert by_topic["click_through_rate"] == 1.0
+
+
 def test_topic_admin_shows_its_pushes_quality(client, fake_sending):
     client.force_login(StaffFactory())
     topic = TopicFactory()
