@@ -146,8 +146,9 @@ def test_a_journey_message_step_sends_the_notice_only_to_whoever_accepted_it(wor
     journeys_advance_task.delay()
     wait_for(lambda: OutboundMessage.objects.filter(status="sent").exists(), timeout=60, interval=0.3,
              message="the journey's notice was not sent")  # fmt: skip
-    calls = fake.calls(BIZSEND)
-    assert [(c["body"]["touser"], c["errcode"]) for c in calls] == [(people["accepts"].openid, 0)]
+    calls = fake.calls(BIZSEND)  # (a call refused with 40001 may precede: the worker's token refresh)
+    assert [c["body"]["touser"] for c in calls if c["errcode"] == 0] == [people["accepts"].openid]
+    assert {c["body"]["touser"] for c in calls} == {people["accepts"].openid}
     assert fake.count("/cgi-bin/message/custom/send") == fake.count("/cgi-bin/message/template/send") == 0
     runs = dict(JourneyStepRun.objects.filter(step=step).values_list("enrollment__subscriber_id", "detail"))
     assert runs[people["accepts"].pk] == "notice"

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('content', '0005_template_purpose_push_allow_marketing'),
-        ('conversations', '0005_outbound_send_policy'),
+        ('conversations', '0006_outbound_source_confirmation'),
     ]
 
     operations = [
