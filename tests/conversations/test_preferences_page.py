@@ -214,3 +214,23 @@ def test_a_real_worker_delivers_the_confirmation_to_the_fake_wechat(celery_worke
     assert "at most 1 push a week" in text and "You receive no topic" in text
     wait_for(lambda: OutboundMessage.objects.filter(subscriber=sub, status="sent").exists(), timeout=30)
     assert list(Subscriber.objects.get(pk=sub.pk).topics_opted_out.all()) == [tech]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("english")
+def test_a_cap_set_in_the_chat_is_kept_when_the_form_is_saved_unchanged(fake, topics):
+    sub = _follower()
+    sub.max_pushes_per_week = 4  # "每周 4" in the chat: not one of the page's usual choices
+    sub.save(update_fields=["max_pushes_per_week"])
+    browser = Client(enforce_csrf_checks=True)
+    _open_from_menu(browser, fake, sub.openid)
+    page = browser.get("/preferences/", HTTP_USER_AGENT=WECHAT_UA).content.decode()
+    assert re.search(r'<option value="4" selected>', page)
+
+    _post(browser, page, topics=[t.pk for t in topics], max_pushes_per_week="4")
+
+    sub.refresh_from_db()
+    assert sub.max_pushes_per_week == 4
+    assert not OutboundMessage.objects.exists()  # nothing changed, nothing to confirm
+    assert "Nothing changed" in browser.get("/preferences/", HTTP_USER_AGENT=WECHAT_UA).content.decode()
+    assert browser.head("/preferences/auth/?state=x&code=y").status_code == 405
