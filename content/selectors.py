@@ -124,6 +124,7 @@ def push_report(*, push: Any) -> dict[str, Any]:
     )
     reached_n = agg["reached"]
     daily = baseline_unfollow_rate(before=push.started_at) if push.started_at else 0.0
+    forwards = forward_figures(push_id=push.pk)
 
     def rate(n: int) -> float | None:
         return round(n / reached_n, 4) if reached_n else None
@@ -152,6 +153,21 @@ def push_report(*, push: Any) -> dict[str, Any]:
         "baseline_unfollow_rate_24h": round(daily, 6),
         "baseline_unfollow_rate_72h": round(daily * 3, 6),
         "mass_totals": mass_totals(push_id=push.pk),
+        **forwards,
+    }
+
+
+def forward_figures(*, push_id: int) -> dict[str, int]:
+    """What forwards of the push's links did (seen through web authorisation): clicks by followers it was forwarded
+    to, opens by people who did not follow, and the follows those brought (their source push). Three queries."""
+    from accounts.models import Subscriber
+
+    return {
+        "forwarded_clicks": link_clicks(push_id=push_id).filter(data__has_key="shared_by").count(),
+        "forwards_to_non_followers": Interaction.objects.filter(
+            kind=Interaction.Kind.LINK_FORWARD, data__push_id=push_id
+        ).count(),
+        "follows_from_forwards": Subscriber.objects.filter(source_push_id=push_id).count(),
     }
 
 
