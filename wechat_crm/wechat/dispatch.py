@@ -89,8 +89,9 @@ ROUTES: dict[str, Route] = {
             conversations.journeys_follow,
         ),
     ),
-    # Not following any more (last_interaction_at is not touched); the history keeps the unfollow.
-    K.UNSUBSCRIBE: Route(record=accounts.record_unfollow),
+    # Not following any more (last_interaction_at is not touched); the history keeps the unfollow; later the pushes
+    # of the days before count it.
+    K.UNSUBSCRIBE: Route(record=accounts.record_unfollow, follow_ups=(content.push_unfollows_count,)),
     # A follower scans a channel's QR code.
     K.SCAN: Route(
         replies=FOLLOW_OR_SCAN_REPLIES,
@@ -137,13 +138,14 @@ ROUTES: dict[str, Route] = {
     K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(campaigns.stage_advance,)),
     K.PIC_WEIXIN: Route(follow_ups=(campaigns.stage_advance,)),
     K.LOCATION_SELECT: Route(follow_ups=(campaigns.stage_advance,)),
-    # --- Tracked links (recorded by the redirect, not the callback). --------------------------------------------
+    # --- Tracked links (recorded by the redirect, not the callback); a push's clicks are counted. ---------------
     K.LINK_CLICK: Route(
         follow_ups=(
             campaigns.stage_advance,
             conversations.score,
             conversations.journeys_current_stage,
             conversations.journeys_topic_click,
+            content.push_clicks_count,
         ),
     ),
     # --- Stored, touching last_interaction_at, nothing more. -----------------------------------------------------
