@@ -29,6 +29,7 @@ install-dev: $(VENV)/.installed-dev
 run: export DJANGO_SETTINGS_MODULE := wechat_crm.settings.local
 # The demo talks to our fake WeChat server unless WECHAT_API_BASE_URL says otherwise.
 run: export WECHAT_API_BASE_URL ?= http://127.0.0.1:$(FAKE_WECHAT_PORT)/
+run: export WECHAT_OAUTH_BASE_URL ?= http://127.0.0.1:$(FAKE_WECHAT_PORT)/
 # honcho gives each process its own PORT; the fake server and the demo traffic reach the web server through WEB_URL.
 run: export WEB_URL := http://127.0.0.1:$(PORT)
 run: install

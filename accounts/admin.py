@@ -4,6 +4,9 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.formats import localize
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateTimeFilter, RangeNumericFilter, RelatedDropdownFilter
@@ -109,6 +112,8 @@ class SubscriberAdmin(QuickCheckboxMixin, FollowerImportMixin, ModelAdmin):
         "unsubscribed_at",
         "source_scene",
         "source_channel",
+        "source_push",
+        "source_content",
         "last_interaction_at",
         "nickname",
         "remark",
@@ -139,9 +144,10 @@ class SubscriberAdmin(QuickCheckboxMixin, FollowerImportMixin, ModelAdmin):
     fieldsets = [
         (_("Remark, tags and preferences"), {"fields": _editable_fields}),
         (_("Timeline"), {"fields": ["timeline"]}),
+        (_("Subscription notices"), {"fields": ["notice_consents"]}),
         (_("Record"), {"fields": _record_fields, "classes": ["collapse"]}),
     ]
-    readonly_fields = [*_record_fields, "timeline"]
+    readonly_fields = [*_record_fields, "timeline", "notice_consents"]
     change_form_template = "admin/accounts/subscriber/change_form.html"
 
     @admin.display(description=_("timeline"))
@@ -155,6 +161,35 @@ class SubscriberAdmin(QuickCheckboxMixin, FollowerImportMixin, ModelAdmin):
         if not events:
             return _("Nothing yet.")
         return render_to_string("admin/accounts/subscriber/timeline.html", {"events": events})
+
+    @admin.display(description=_("consents"))
+    def notice_consents(self, obj: Subscriber) -> str:
+        """Each subscription-notice template the person decided about (WeChat's popup and change events), with
+        their last decisions."""
+        from content.models import NoticeConsent, NoticeConsentChange, NoticeTemplate
+
+        if obj.pk is None:
+            return "-"
+        consents = list(NoticeConsent.objects.filter(subscriber_id=obj.pk).order_by("-changed_at")[:50])
+        if not consents:
+            return _("No decision about subscription notices yet.")
+        titles = dict(NoticeTemplate.objects.filter(template_id__in=[c.template_id for c in consents])
+                      .values_list("template_id", "title"))  # fmt: skip
+        changes = NoticeConsentChange.objects.filter(subscriber_id=obj.pk).order_by("-at")[:20]
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((titles.get(c.template_id, c.template_id), _("accepted") if c.accepted else _("not accepted"),
+              c.credits, localize(timezone.localtime(c.changed_at))) for c in consents),
+        )  # fmt: skip
+        history = format_html_join(
+            "", "<li>{} · {} · {}</li>",
+            ((localize(timezone.localtime(h.at)), titles.get(h.template_id, h.template_id), h.get_decision_display())
+             for h in changes),
+        )  # fmt: skip
+        return format_html(
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{}</table><ul>{}</ul>",
+            _("template"), _("consent"), _("notices allowed"), _("changed at"), rows, history,
+        )  # fmt: skip
 
     def save_model(self, request: HttpRequest, obj: Subscriber, form, change: bool) -> None:
         """Through subscriber_update, as the API does: the changed fields only (the tags by name, the attributes

@@ -2,7 +2,8 @@
 
 A kind is the lowercase MsgType of a message, or the lowercase Event name of an event, except where both would
 share a name: WeChat's automatic LOCATION event is `location_event`, the location message is `location`.
-`link_click` is ours (a tracked-link redirect). Kinds WeChat adds later are stored as they come, outside the
+`link_click` and `link_forward` are ours (a tracked-link redirect; a forward is a click, identified by web
+authorisation, of someone who does not follow). Kinds WeChat adds later are stored as they come, outside the
 enumeration: the column accepts any value.
 
 This module imports no model, so the gateway (wechat_crm.wechat) can name kinds before the app registry is ready.
@@ -38,11 +39,14 @@ class InteractionKind(models.TextChoices):
     PIC_WEIXIN = "pic_weixin", _("Menu WeChat album")
     LOCATION_SELECT = "location_select", _("Menu location picker")
     SUBSCRIBE_MSG_POPUP_EVENT = "subscribe_msg_popup_event", _("Subscription notice consent")
+    SUBSCRIBE_MSG_CHANGE_EVENT = "subscribe_msg_change_event", _("Subscription notice consent changed")
+    SUBSCRIBE_MSG_SENT_EVENT = "subscribe_msg_sent_event", _("Subscription notice report")
     TEMPLATESENDJOBFINISH = "templatesendjobfinish", _("Template message report")
     MASSSENDJOBFINISH = "masssendjobfinish", _("Mass send report")
     PUBLISHJOBFINISH = "publishjobfinish", _("Publishing report")
     # Ours.
     LINK_CLICK = "link_click", _("Tracked link click")
+    LINK_FORWARD = "link_forward", _("Tracked link opened by someone who does not follow (a forward)")
 
 
 K = InteractionKind
@@ -59,10 +63,12 @@ MENU_EVENTS: frozenset[str] = frozenset({K.CLICK, K.VIEW, K.SCANCODE_PUSH, K.SCA
 # own), not automatic location reports, not WeChat's reports about our sends.
 SUBSCRIBER_ORIGINATED: frozenset[str] = MESSAGES | MENU_EVENTS | {K.SCAN, K.LINK_CLICK}
 
-# WeChat's customer-service window: a message opens 48 hours (5 messages); a follow, a scan or a menu click
-# (CLICK) opens one minute (3 messages). Opening a menu link (VIEW), a tracked link or an automatic location
-# report opens nothing.
-WINDOW_OPENING_EVENTS: frozenset[str] = frozenset({K.SUBSCRIBE, K.SCAN, K.CLICK})
+# WeChat's customer-service window (客服消息下发规则; computed in conversations.policy): a message opens 48 hours
+# (5 messages); a follow, a QR scan or a menu click of the kinds WeChat names (click, scancode_push,
+# scancode_waitmsg) opens one minute (3 messages). Opening a menu link (VIEW), a tracked link in a browser or an
+# automatic location report (location_event) opens nothing.
+WINDOW_OPENING_EVENTS: frozenset[str] = frozenset({K.SUBSCRIBE, K.SCAN, K.CLICK, K.SCANCODE_PUSH,
+                                                   K.SCANCODE_WAITMSG})  # fmt: skip
 WINDOW_OPENING: frozenset[str] = MESSAGES | WINDOW_OPENING_EVENTS
 
 # Opening our tracked content: the funnel's "engaged".
@@ -71,4 +77,9 @@ ENGAGING: frozenset[str] = frozenset({K.LINK_CLICK})
 MENU_CLICKS: frozenset[str] = frozenset({K.CLICK, K.VIEW})
 
 # WeChat's reports about our own sends: nothing the subscriber did.
-SYSTEM_REPORTS: frozenset[str] = frozenset({K.TEMPLATESENDJOBFINISH, K.MASSSENDJOBFINISH, K.PUBLISHJOBFINISH})
+SYSTEM_REPORTS: frozenset[str] = frozenset({K.TEMPLATESENDJOBFINISH, K.MASSSENDJOBFINISH, K.PUBLISHJOBFINISH,
+                                            K.SUBSCRIBE_MSG_SENT_EVENT})  # fmt: skip
+
+# What a person decided about subscription notices (订阅通知): accepting or rejecting them in WeChat's popup, and
+# rejecting them later in WeChat's notice settings. Neither opens the customer-service window.
+NOTICE_CONSENT_EVENTS: frozenset[str] = frozenset({K.SUBSCRIBE_MSG_POPUP_EVENT, K.SUBSCRIBE_MSG_CHANGE_EVENT})

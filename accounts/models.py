@@ -95,6 +95,27 @@ class Subscriber(Timestamped):
         verbose_name=_("source channel"),
         help_text=_("The channel (QR code) of the first touch. Never overwritten."),
     )
+    # A follow that a forwarded tracked link brought (web authorisation saw the person open it before following).
+    source_push = models.ForeignKey(
+        "content.Push",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # read per subscriber only
+        verbose_name=_("source push"),
+        help_text=_("The push whose link, forwarded to this person, brought their follow. Never overwritten."),
+    )
+    source_content = models.ForeignKey(
+        "content.Article",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # read per subscriber only
+        verbose_name=_("source content"),
+        help_text=_("The content whose link, forwarded to this person, brought their follow. Never overwritten."),
+    )
 
     # Preferences, respected by every push.
     topics_opted_out = models.ManyToManyField(

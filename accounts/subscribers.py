@@ -1,6 +1,9 @@
 """Services for what operators and integrations change on a subscriber: remark, tags, custom attributes and
 preferences (the API's PATCH and bulk tagging; the admin's subscriber page edits the same fields).
 
+A changed remark is also set on WeChat (by `subscriber_remark_push`, in a task), so the team
+sees the same name in WeChat's own back office.
+
 Tags change through accounts.tagging (`tag_add` / `tag_remove`): local memberships, which the tag sync pushes to
 WeChat for linked tags (the local membership wins), as for tags set in the admin.
 """
@@ -21,6 +24,8 @@ from wechat_crm.exceptions import ApplicationError
 from . import tagging
 from .models import Subscriber, Tag
 
+# WeChat refuses a remark of more than 30 bytes of UTF-8 (10 Chinese characters).
+REMARK_MAX_BYTES = 30
 ATTRIBUTES_MAX_KEYS = 100
 ATTRIBUTES_MAX_BYTES = 16 * 1024
 ATTRIBUTE_KEY_MAX = 64
@@ -81,9 +86,17 @@ def subscriber_update(
     only the changed columns are written."""
     subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
     fields: list[str] = []
-    if remark is not None:
+    if remark is not None and remark.strip() != subscriber.remark:
         subscriber.remark = remark.strip()
+        if len(subscriber.remark.encode("utf-8")) > REMARK_MAX_BYTES:
+            raise _field_error(
+                "remark",
+                _("WeChat takes a remark of at most %(max)d bytes (10 Chinese or 30 Latin characters).")
+                % {"max": REMARK_MAX_BYTES},
+            )
         fields.append("remark")
+        subscriber_id = subscriber.pk
+        transaction.on_commit(lambda: _remark_push_enqueue(subscriber_id))
     if attributes is not None:
         subscriber.attributes = attributes_merged(subscriber.attributes, attributes)
         fields.append("attributes")
@@ -108,6 +121,27 @@ def subscriber_update(
     if topics_opted_out is not None:
         subscriber.topics_opted_out.set(list(topics_opted_out))
     return subscriber
+
+
+def _remark_push_enqueue(subscriber_id: int) -> None:
+    from .tasks import remark_push_task
+
+    remark_push_task.delay(subscriber_id)
+
+
+def subscriber_remark_push(*, subscriber_id: int, client=None) -> bool:
+    """Set the subscriber's current remark on WeChat. Sends the current value, so running it twice, or late after a
+    second change, leaves WeChat with the latest remark. False when there is nothing to do: the subscriber was
+    erased or no longer follows (WeChat keeps no remark for them)."""
+    subscriber = Subscriber.objects.filter(pk=subscriber_id).only("openid", "remark", "is_following").first()
+    if subscriber is None or not subscriber.is_following:
+        return False
+    if client is None:
+        from wechat_crm.wechat.client import get_client
+
+        client = get_client()
+    client.user_remark_set(subscriber.openid, subscriber.remark)
+    return True
 
 
 @dataclass

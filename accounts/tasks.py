@@ -71,6 +71,24 @@ def profiles_fetch_pending_task(self) -> int:
         raise self.retry(exc=exc, countdown=countdown) from exc
 
 
+@shared_task(name="accounts.tasks.remark_push", bind=True, max_retries=10)
+def remark_push_task(self, subscriber_id: int) -> bool:
+    """Set a subscriber's remark on WeChat after an operator or an integration changed it. A WeChat error that may
+    pass retries; one that will not (the person stopped following, a remark WeChat refuses) is logged and dropped."""
+    from wechat_crm.wechat.errors import Outcome, WeChatError, classify
+
+    from .subscribers import subscriber_remark_push
+
+    try:
+        return subscriber_remark_push(subscriber_id=subscriber_id)
+    except WeChatError as exc:
+        decision = classify(exc, attempt=self.request.retries)
+        if decision.outcome is Outcome.RETRY_LATER:
+            raise self.retry(exc=exc, countdown=_retry_countdown(decision)) from exc
+        logger.warning("remark of subscriber %s not set on WeChat: %s", subscriber_id, decision.reason)
+        return False
+
+
 def _retry_countdown(decision) -> float:
     from django.conf import settings
 

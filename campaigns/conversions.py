@@ -9,15 +9,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils.translation import gettext as _
 from rest_framework import status
 
-from accounts.models import Interaction, Subscriber
-from content.models import Article, Push
+from accounts.models import Subscriber
+from accounts.webauth import ref_read
 from wechat_crm.exceptions import ApplicationError
 
+from .attribution import LastTouch, last_touches, subscribers_for_attribution
 from .events import CONVERSION_FOLLOW_UPS
 from .funnel_serializers import ConversionInputSerializer
 from .models import CONVERSION_BATCH_MAX, Conversion, ConversionType
@@ -39,6 +40,7 @@ class ConversionInput:
     occurred_at: datetime
     openid: str = ""
     unionid: str = ""
+    ref: str = ""  # validated by the serializer: a signed reference to the subscriber (accounts.webauth)
     value: Decimal = Decimal("0")
     currency: str = "CNY"
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -107,50 +109,6 @@ def conversions_record_batch(*, body: Any) -> IngestResult:
     return result
 
 
-def last_clicked_pushes(*, pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[int, datetime], tuple[Any, Any]]:
-    """For each (subscriber, time): the push and content of the last tracked-link click with a push before that time.
-    One query for the whole batch (a LATERAL lookup per pair on the subscriber's interactions index)."""
-    if not pairs:
-        return {}
-    if connection.vendor != "postgresql":
-        return _last_clicked_pushes_portable(pairs)
-    values = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(pairs))
-    params: list[Any] = [x for pair in pairs for x in pair]
-    sql = f"""
-        SELECT v.sub, v.at, last.push_id, last.content_id
-        FROM (VALUES {values}) AS v(sub, at)
-        CROSS JOIN LATERAL (
-            SELECT i.data->>'push_id' AS push_id, i.data->>'content_id' AS content_id
-            FROM accounts_interaction i
-            WHERE i.subscriber_id = v.sub AND i.created_at <= v.at AND i.kind = 'link_click'
-              AND i.data->>'push_id' IS NOT NULL
-            ORDER BY i.created_at DESC LIMIT 1
-        ) AS last
-    """  # noqa: S608 (only placeholders and constants)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {(sub, at): (push, content) for sub, at, push, content in cursor.fetchall()}
-
-
-def _last_clicked_pushes_portable(pairs: Sequence[tuple[int, datetime]]) -> dict[tuple[int, datetime], tuple]:
-    """The embedded default (SQLite has no LATERAL): one indexed query per pair."""
-    result = {}
-    for sub, at in pairs:
-        clicks = Interaction.objects.filter(subscriber_id=sub, created_at__lte=at, kind=Interaction.Kind.LINK_CLICK)
-        for data in clicks.order_by("-created_at").values_list("data", flat=True).iterator():
-            data = data if isinstance(data, dict) else {}
-            if data.get("push_id") is not None:  # as PostgreSQL's data->>'push_id': text, JSON null is NULL
-                content = data.get("content_id")
-                result[(sub, at)] = (str(data["push_id"]), None if content is None else str(content))
-                break
-    return result
-
-
-def _existing_ids(model: Any, ids: set[Any]) -> set[int]:
-    clean = {int(x) for x in ids if x is not None and str(x).isdigit()}
-    return set(model.objects.filter(pk__in=clean).values_list("pk", flat=True)) if clean else set()
-
-
 @transaction.atomic
 def conversions_record(*, items: Sequence[ConversionInput], errors: list[dict[str, Any]] | None = None) -> IngestResult:
     """Store the valid items (unknown subscriber or type becomes a per-item error), skip those already stored, and
@@ -159,24 +117,36 @@ def conversions_record(*, items: Sequence[ConversionInput], errors: list[dict[st
     types = {t.slug: t for t in ConversionType.objects.filter(slug__in={i.type for i in items}, is_active=True)}
     openids = {i.openid for i in items if i.openid}
     unionids = {i.unionid for i in items if i.unionid and not i.openid}
+    refs = {i.ref: ref_read(i.ref) for i in items if i.ref and not i.openid and not i.unionid}
     subscribers: dict[tuple[str, str], Subscriber] = {}
-    if openids or unionids:
-        for sub in Subscriber.objects.filter(Q(openid__in=openids) | Q(unionid__in=unionids)).only(
-            "id", "openid", "unionid", "source_channel_id"
+    if openids or unionids or refs:
+        for sub in subscribers_for_attribution(
+            Subscriber.objects.filter(Q(openid__in=openids) | Q(unionid__in=unionids) | Q(pk__in=set(refs.values())))
         ):
             subscribers[("openid", sub.openid)] = sub
+            subscribers[("id", str(sub.pk))] = sub
             if sub.unionid:
                 subscribers.setdefault(("unionid", sub.unionid), sub)
     valid: list[tuple[ConversionInput, Subscriber, ConversionType]] = []
     seen: set[tuple[str, str]] = set()
     for item in items:
-        key = ("openid", item.openid) if item.openid else ("unionid", item.unionid)
+        if item.openid:
+            key = ("openid", item.openid)
+        elif item.unionid:
+            key = ("unionid", item.unionid)
+        else:
+            key = ("id", str(refs[item.ref]))
         sub = subscribers.get(key)
         ctype = types.get(item.type)
         if ctype is None:
             result.errors.append({"index": item.index, "message": _("Unknown conversion type: %s.") % item.type})
         elif sub is None:
-            result.errors.append({"index": item.index, "message": _("No subscriber with this openid or unionid.")})
+            message = (
+                _("No subscriber with this openid or unionid.")
+                if key[0] != "id"
+                else _("The person this ref names is no longer a subscriber.")
+            )
+            result.errors.append({"index": item.index, "message": message})
         elif (item.type, item.external_id) in seen:
             result.duplicates += 1
         else:
@@ -193,13 +163,11 @@ def conversions_record(*, items: Sequence[ConversionInput], errors: list[dict[st
     )
     fresh = [(i, s, t) for i, s, t in valid if (i.type, i.external_id) not in already]
     result.duplicates += len(valid) - len(fresh)
-    touches = last_clicked_pushes(pairs=[(s.pk, i.occurred_at) for i, s, _t in fresh])
-    push_ids = _existing_ids(Push, {v[0] for v in touches.values()})
-    content_ids = _existing_ids(Article, {v[1] for v in touches.values()})
+    touches = last_touches(pairs=[(s.pk, i.occurred_at) for i, s, _t in fresh])
     rows = []
     first: dict[int, datetime] = {}
     for item, sub, ctype in fresh:
-        push, content = touches.get((sub.pk, item.occurred_at), (None, None))
+        touch = touches.get((sub.pk, item.occurred_at), LastTouch(None, None))
         rows.append(
             Conversion(
                 type=ctype,
@@ -209,9 +177,10 @@ def conversions_record(*, items: Sequence[ConversionInput], errors: list[dict[st
                 currency=item.currency,
                 occurred_at=item.occurred_at,
                 attributes=item.attributes,
-                channel_id=sub.source_channel_id,
-                push_id=int(push) if push and int(push) in push_ids else None,
-                content_id=int(content) if content and int(content) in content_ids else None,
+                # First touch as known now; the follow's follow-up fills it if it comes later (campaigns.attribution).
+                channel_id=sub.source_channel_id or sub.scene_channel_id,
+                push_id=touch.push_id,
+                content_id=touch.content_id,
             )
         )
         if sub.pk not in first or item.occurred_at < first[sub.pk]:

@@ -11,7 +11,7 @@ from conversations import events as conversations_events
 from wechat_crm.wechat.inbound import SUCCESS, InboundMessage
 from wechat_crm.wechat.replies import reply_text
 
-from . import selectors, services, stages
+from . import attribution, selectors, services, stages
 
 # --- Passive replies -----------------------------------------------------------------------------------------------
 
@@ -41,6 +41,28 @@ def channel_attribute(interactions: Sequence[Any]) -> None:
     """A follow or scan with a channel's scene: the touch recorded, the first touch kept, the channel's tags applied
     (a few statements for the batch)."""
     services.channels_attribute(interactions=interactions)
+
+
+def forward_attribute(interactions: Sequence[Any]) -> None:
+    """A follow of someone a forwarded tracked link reached first: the forward's push and content become the
+    follow's source (one or two statements for the batch)."""
+    services.forwards_attribute(interactions=interactions)
+
+
+def conversion_attribute(interactions: Sequence[Any]) -> None:
+    """After the channel attribution of follows: the subscribers' conversions written before it (a purchase posted
+    right after the follow) get the channel, and their last touch derived again (one query when none converted)."""
+    attribution.conversions_attribute(subscriber_ids={i.subscriber_id for i in interactions if i.subscriber_id})
+
+
+def conversion_reattribute_clicked(interactions: Sequence[Any]) -> None:
+    """A tracked-link click stored after a conversion that happened later: that conversion's last touch derived again
+    (one query when the clickers have no conversion since their click, nearly always)."""
+    clicked: dict[int, Any] = {}
+    for interaction in interactions:  # oldest first
+        clicked.setdefault(interaction.subscriber_id, interaction.created_at)
+    clicked.pop(None, None)
+    attribution.conversions_reattribute_clicked(clicked=clicked)
 
 
 # --- Conversions ---------------------------------------------------------------------------------------------------

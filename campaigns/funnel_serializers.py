@@ -76,10 +76,19 @@ class ConversionSerializer(serializers.ModelSerializer):
 
 
 class ConversionInputSerializer(serializers.Serializer):
-    """One conversion event. The subscriber is named by openid or, failing that, unionid."""
+    """One conversion event. The subscriber is named by openid, or failing that unionid, or failing that the `ref`
+    our tracked link gave the shop (`wxref` on the destination URL)."""
 
     openid = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     unionid = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    ref = serializers.CharField(
+        max_length=128,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=_("The `wxref` our link added to your page's address: a signed reference to the person that "
+                    "expires (SHOP_REF_MAX_AGE_DAYS)."),
+    )  # fmt: skip
     type = serializers.SlugField(max_length=50, help_text=_("register, purchase, download or a custom type's code."))
     external_id = serializers.CharField(max_length=128, help_text=_("Your ID of the event: sent twice, stored once."))
     value = serializers.DecimalField(max_digits=14, decimal_places=2, required=False, default=0, min_value=0)
@@ -87,9 +96,19 @@ class ConversionInputSerializer(serializers.Serializer):
     occurred_at = serializers.DateTimeField()
     attributes = serializers.DictField(required=False, default=dict)
 
+    def validate_ref(self, value: str) -> str:
+        from accounts.webauth import RefInvalid, ref_read
+
+        if value:
+            try:
+                ref_read(value)
+            except RefInvalid as exc:
+                raise serializers.ValidationError(exc.message) from None
+        return value
+
     def validate(self, attrs):
-        if not attrs.get("openid") and not attrs.get("unionid"):
-            raise serializers.ValidationError(_("Give the subscriber's openid or unionid."))
+        if not attrs.get("openid") and not attrs.get("unionid") and not attrs.get("ref"):
+            raise serializers.ValidationError(_("Give the subscriber's openid, unionid or ref."))
         return attrs
 
 
@@ -197,8 +216,14 @@ class DropoffSubscriberSerializer(serializers.ModelSerializer):
 class AttributionRowSerializer(serializers.Serializer):
     key = serializers.CharField(allow_null=True)
     label = serializers.CharField()
-    conversions = serializers.IntegerField()
-    subscribers = serializers.IntegerField()
+    conversions = serializers.IntegerField(help_text=_("Conversions in the period credited to this group."))
+    subscribers = serializers.IntegerField(help_text=_("Distinct subscribers behind those conversions."))
     revenue = serializers.DecimalField(max_digits=16, decimal_places=2)
-    base = serializers.IntegerField(help_text=_("Followers (content: engaged subscribers) in the period."))
-    conversion_rate = serializers.FloatField(allow_null=True)
+    base = serializers.IntegerField(
+        help_text=_("Members: subscribers who first followed in the period through this channel or campaign (content: "
+                    "whose first engagement was this content).")
+    )  # fmt: skip
+    converted = serializers.IntegerField(help_text=_("Members who converted within the window after their follow."))
+    conversion_rate = serializers.FloatField(
+        allow_null=True, help_text=_("converted / base: the same people on both sides, never above 1.")
+    )

@@ -178,7 +178,8 @@ class MessageTemplateAdminForm(forms.ModelForm):
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(ModelAdmin):
     form = MessageTemplateAdminForm
-    list_display = ["title", "wechat_template_id", "article", "link_url", "version", "updated_at"]
+    list_display = ["title", "purpose", "wechat_template_id", "article", "link_url", "version", "updated_at"]
+    list_filter = ["purpose"]
     search_fields = ["title", "wechat_template_id"]
     list_select_related = ["article"]
     autocomplete_fields = ["article"]
@@ -211,4 +212,5 @@ class MessageTemplateAdmin(ModelAdmin):
         services.template_save(template=obj, by=request.user)
 
 
-from . import admin_sending  # noqa: E402,F401  (registers the sending pages: policy, segments, pushes, deliveries)
+# Registers the sending pages (policy, segments, pushes, deliveries) and subscription notices (templates, consents).
+from . import admin_sending, notice_admin  # noqa: E402,F401

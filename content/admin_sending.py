@@ -117,6 +117,31 @@ class PushAdminForm(forms.ModelForm):
         cleaned = super().clean()
         if self.instance.pk and self.instance.status not in (Push.Status.DRAFT, Push.Status.SCHEDULED):
             raise forms.ValidationError(_("Only a draft or scheduled push can be edited."))
+        if "notice_values" in cleaned and cleaned["notice_values"] is None:
+            cleaned["notice_values"] = {}
+        if cleaned.get("channel") == Push.Channel.NOTICE:  # WeChat's value rules, each error on its keyword
+            from .errors import NoticeInvalid, PushInvalid
+            from .services.notices import notice_values_check
+
+            template = cleaned.get("notice_template")
+            if template is None:
+                self.add_error("notice_template", _("Choose a notice template."))
+            else:
+                try:
+                    cleaned["notice_values"] = notice_values_check(
+                        template=template, values=cleaned.get("notice_values") or {}
+                    )
+                except (NoticeInvalid, PushInvalid) as exc:
+                    for field, errors in exc.extra.get("fields", {}).items():
+                        for error in errors:
+                            self.add_error("notice_values", f"{field.removeprefix('notice_values.')}: {error}")
+        try:
+            pushes.push_template_check(
+                channel=cleaned.get("channel") or Push.Channel.TEMPLATE, template=cleaned.get("template"),
+                allow_marketing_template=bool(cleaned.get("allow_marketing_template")),
+            )  # fmt: skip
+        except ApplicationError as exc:
+            self.add_error("allow_marketing_template", exc.message)
         return cleaned
 
 
@@ -212,7 +237,22 @@ class PushAdmin(ModelAdmin):
         return format_html("{}<table>{}{}</table>", failure, head, body)
 
     def save_model(self, request: HttpRequest, obj: Push, form, change: bool) -> None:
-        """Through push_create / push_update, as the API does."""
+        """Through push_create / push_update, as the API does. A marketing template sent as a template message
+        (the explicit override) is saved with a warning."""
+        template = form.cleaned_data.get("template")
+        if (
+            form.cleaned_data.get("allow_marketing_template")
+            and form.cleaned_data.get("channel") == Push.Channel.TEMPLATE
+            and template is not None
+            and template.purpose == template.Purpose.MARKETING
+        ):
+            self.message_user(
+                request,
+                _("This push sends the marketing template “%(template)s” as a template message: WeChat reserves "
+                  "template messages for service notices and may withdraw the account's template rights.")
+                % {"template": template.title},
+                level=messages.WARNING,
+            )  # fmt: skip
         if change:
             data = {name: form.cleaned_data[name] for name in form.changed_data if name in pushes.PUSH_FIELDS}
             pushes.push_update(push=obj, data=data)

@@ -54,3 +54,17 @@ class PushStatusError(ApplicationError):
 
 class PushInvalid(ApplicationError):
     """A push that cannot be scheduled or tested as it is (no segment, no content, no linked openid...)."""
+
+
+class NoticeInvalid(ApplicationError):
+    """A subscription notice (its values, or a template to add from WeChat's library) breaks WeChat's rules.
+
+    `extra["fields"]` names each field ("notice_values.thing1", "kid_list") with its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        lines = [f"{key}: {msg}" for key, msgs in errors.items() for msg in msgs]
+        super().__init__(
+            _("The subscription notice is invalid: %(errors)s") % {"errors": "; ".join(lines)},
+            extra={"fields": errors},
+        )

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from wechat_crm.models import Authored
 
+from .notice_models import NoticeConsent, NoticeConsentChange, NoticeTemplate
 from .rendering import markdown_render
 from .validators import validate_cover_size
 
@@ -140,7 +141,22 @@ class MessageTemplate(Authored):
     save, so compiled templates are cached per (id, version).
     """
 
+    class Purpose(models.TextChoices):
+        SERVICE = "service", _("Service notice")
+        MARKETING = "marketing", _("Marketing")
+
     title = models.CharField(_("title"), max_length=200, help_text=_("The operators' name for this template."))
+    purpose = models.CharField(
+        _("purpose"),
+        max_length=16,
+        choices=Purpose.choices,
+        default=Purpose.SERVICE,
+        help_text=_(
+            "WeChat allows template messages for service notices (an order, an appointment, an account change). "
+            "A marketing template is sent only by a push that explicitly allows it, never by journeys, auto-replies "
+            "or operators (conversations.policy)."
+        ),
+    )
     wechat_template_id = models.CharField(
         _("WeChat template ID"), max_length=128, help_text=_("The template_id from the WeChat admin console.")
     )
@@ -346,6 +362,7 @@ class Push(Authored):
         MASS_TAG = "mass_tag", _("Mass send to a tag")
         MASS_OPENID = "mass_openid", _("Mass send to an openid list")
         NEWS = "news", _("News (the article as a WeChat draft, mass-sent)")
+        NOTICE = "notice", _("Subscription notice (only to people who accepted it)")
 
     name = models.CharField(_("name"), max_length=200)
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices, default=Channel.TEMPLATE)
@@ -366,6 +383,21 @@ class Push(Authored):
         default="",
         help_text=_("For customer-service and mass messages without an article; links are tracked."),
     )
+    notice_template = models.ForeignKey(
+        NoticeTemplate,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="pushes",
+        verbose_name=_("notice template"),
+        help_text=_("For a subscription notice: sent only to the people who accepted this template."),
+    )
+    notice_values = models.JSONField(
+        _("notice values"),
+        default=dict,
+        blank=True,
+        help_text=_('For a subscription notice, a value per keyword: {"thing1": "周年庆", "time2": "15:00"}.'),
+    )
     segment = models.ForeignKey(
         Segment, on_delete=models.PROTECT, null=True, blank=True, related_name="pushes", verbose_name=_("segment")
     )
@@ -384,6 +416,15 @@ class Push(Authored):
     )
     ignore_quiet_hours = models.BooleanField(
         _("ignore quiet hours"), default=False, help_text=_("Only for urgent service notices.")
+    )
+    allow_marketing_template = models.BooleanField(
+        _("allow a marketing template"),
+        default=False,
+        help_text=_(
+            "WeChat's rules reserve template messages for service notices: sending marketing through them can cost "
+            "the account its template rights. Tick only if you accept that risk for this push; subscription "
+            "notices are the sanctioned channel for marketing."
+        ),
     )
     status = models.CharField(
         _("status"), max_length=20, choices=Status.choices, default=Status.DRAFT, editable=False, db_index=True
@@ -447,6 +488,9 @@ class Delivery(models.Model):
         null=True,
         blank=True,
         help_text=_("The subscriber's first unfollow after the message was claimed for sending (within 7 days)."),
+    )
+    clicked_at = models.DateTimeField(
+        _("clicked at"), null=True, blank=True, help_text=_("The subscriber's first click of a link of the push.")
     )
     created_at = models.DateTimeField(_("created at"))
 
@@ -523,3 +567,21 @@ class PushTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.push_id} {self.key} {self.n:+d}"
+
+
+__all__ = [
+    "Article",
+    "Delivery",
+    "MassBatch",
+    "MessageTemplate",
+    "NoticeConsent",
+    "NoticeConsentChange",
+    "NoticeTemplate",
+    "OperatorProfile",
+    "Push",
+    "PushTally",
+    "Segment",
+    "SendPolicy",
+    "Topic",
+    "TrackedLink",
+]

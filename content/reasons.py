@@ -1,6 +1,7 @@
 """Why a delivery was skipped, failed or left unknown: a stable code in the database and the API, a label in the admin.
 
-The codes are written by content.services.deliveries (skips, quotas, cancellation), wechat_crm.wechat.errors
+The codes are written by the send policy (conversations.policy.Reason: skips of pushes, journeys, auto-replies and
+operator messages), content.services.deliveries (quotas, cancellation), wechat_crm.wechat.errors
 ("wechat:<errcode>", a network error's class name), WeChat's job-finish reports ("user_block", "system_failed") and
 accounts.privacy ("erased").
 """
@@ -13,7 +14,13 @@ LABELS = {
     "paused": _("pushes paused by the subscriber"),
     "topic_opt_out": _("opted out of the topic"),
     "frequency_cap": _("frequency cap reached"),
-    "outside_window": _("outside the 48-hour window"),
+    "outside_window": _("outside WeChat's customer-service window"),
+    "window_limit": _("WeChat's message limit of the customer-service window reached"),
+    "quiet_hours": _("deferred to the end of quiet hours"),
+    "template_marketing": _("marketing template without the push's explicit permission"),
+    "no_template": _("no template to send"),
+    "no_consent": _("no consent to the subscription notice"),
+    "no_channel": _("no channel applies (window closed, no consent, no service template)"),
     "quota_mass_monthly": _("monthly mass-message quota reached"),
     "quota_mass_daily": _("daily mass-send quota reached"),
     "quota_template_daily": _("daily template-message quota reached"),

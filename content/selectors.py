@@ -87,8 +87,9 @@ def baseline_unfollow_rate(*, before: datetime, days: int = BASELINE_DAYS) -> fl
 
 @reads_reports
 def push_report(*, push: Any) -> dict[str, Any]:
-    """Recipients, skipped by reason, sent, delivered, failed, unknown, clicks, click-through rate, and unfollows
-    within 24 h and 72 h of delivery against the account's baseline over the same windows.
+    """Recipients, skipped by reason, sent, delivered, failed, unknown, reached, clicks, click-through rate (clickers
+    among the recipients reached), and unfollows within 24 h and 72 h of delivery among them against the account's
+    baseline over the same windows.
 
     Read from the push's counters (content.services.deliveries.tallies), kept as the deliveries, clicks and unfollows
     are written: one query of a few rows, whatever the push's size. The baseline is taken when the push starts."""
@@ -120,9 +121,11 @@ def push_report(*, push: Any) -> dict[str, Any]:
         "failed": by_status[D.FAILED],
         "errors": by_status[D.ERROR],
         "unknown": by_status[D.UNKNOWN],
+        "reached": reached_n,
         "clicks": t[tallies.CLICKS],
         "unique_clickers": t[tallies.CLICKERS],
-        "click_through_rate": rate(t[tallies.CLICKERS]),
+        "reached_clickers": t[tallies.REACHED_CLICKERS],
+        "click_through_rate": rate(t[tallies.REACHED_CLICKERS]),
         "unfollows_24h": t["unfollows_24h"],
         "unfollows_72h": t["unfollows_72h"],
         "unfollow_rate_24h": rate(t["unfollows_24h"]),
@@ -159,16 +162,18 @@ def topic_report(*, topic_id: int | None = None) -> list[dict[str, Any]]:
         pushes = Push.objects.filter(article__topics=topic, started_at__isnull=False).distinct()
         total = {"topic": topic.slug, "name": topic.name, "pushes": 0, "recipients": 0, "sent": 0, "clicks": 0,
                  "unique_clickers": 0, "unfollows_24h": 0, "unfollows_72h": 0}  # fmt: skip
-        reached = 0
+        reached = reached_clickers = 0
         baseline = 0.0
         for push in pushes:
             r = push_report(push=push)
             total["pushes"] += 1
             for key in ("recipients", "sent", "clicks", "unique_clickers", "unfollows_24h", "unfollows_72h"):
                 total[key] += r[key]
-            reached += r["sent"]
-            baseline += r["baseline_unfollow_rate_24h"] * r["sent"]
-        total["click_through_rate"] = round(total["unique_clickers"] / reached, 4) if reached else None
+            # The rates over the recipients reached, as each push's (never above 1).
+            reached += r["reached"]
+            reached_clickers += r["reached_clickers"]
+            baseline += r["baseline_unfollow_rate_24h"] * r["reached"]
+        total["click_through_rate"] = round(reached_clickers / reached, 4) if reached else None
         total["unfollow_rate_24h"] = round(total["unfollows_24h"] / reached, 4) if reached else None
         total["baseline_unfollow_rate_24h"] = round(baseline / reached, 6) if reached else None
         out.append(total)

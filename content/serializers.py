@@ -147,6 +147,12 @@ class SegmentSerializer(serializers.ModelSerializer):
 
 
 class PushSerializer(serializers.ModelSerializer):
+    notice_values = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=200),
+        required=False,
+        help_text=_('A subscription notice\'s value per keyword, checked against WeChat\'s rules: {"thing1": "..."}.'),
+    )
+
     class Meta:
         model = Push
         fields = [
@@ -155,12 +161,15 @@ class PushSerializer(serializers.ModelSerializer):
             "channel",
             "article",
             "template",
+            "notice_template",
+            "notice_values",
             "text",
             "segment",
             "mass_tag",
             "send_at",
             "frequency_cap",
             "ignore_quiet_hours",
+            "allow_marketing_template",
             "status",
             "recipients",
             "started_at",
@@ -187,9 +196,13 @@ class PushReportSerializer(serializers.Serializer):
     failed = serializers.IntegerField()
     errors = serializers.IntegerField()
     unknown = serializers.IntegerField()
+    reached = serializers.IntegerField(help_text=_("Recipients the message was sent to (sent or delivered)."))
     clicks = serializers.IntegerField()
-    unique_clickers = serializers.IntegerField()
-    click_through_rate = serializers.FloatField(allow_null=True)
+    unique_clickers = serializers.IntegerField(help_text=_("Everyone who clicked the push's links."))
+    reached_clickers = serializers.IntegerField(help_text=_("Of them, the recipients reached."))
+    click_through_rate = serializers.FloatField(
+        allow_null=True, help_text=_("reached_clickers / reached: the same people on both sides, never above 1.")
+    )
     unfollows_24h = serializers.IntegerField()
     unfollows_72h = serializers.IntegerField()
     unfollow_rate_24h = serializers.FloatField(allow_null=True)

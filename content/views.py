@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from accounts.webauth import WebAuthRefused
+
 from . import links, selectors, services
 from .errors import LinkTokenExpired, LinkTokenInvalid
+from .services import link_auth
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +35,17 @@ def article_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_safe
 def link_redirect(request: HttpRequest, token: str) -> HttpResponse:
-    """Record the click (GET only: link previews use HEAD) and redirect (302) to the URL the signed token names."""
+    """Record the click (GET only: link previews use HEAD) and redirect (302) to the URL the signed token names.
+    In WeChat's browser the click is recorded on the way back from WeChat's authorise page (link_auth_return), so
+    that it is credited to whoever opened the link."""
     try:
-        if request.method == "HEAD":
+        if (
+            request.method == "GET"
+            and settings.TRACKED_LINK_WEB_AUTH
+            and link_auth.in_wechat(request.META.get("HTTP_USER_AGENT", ""))
+        ):
+            url = link_auth.link_authorise_url(token=token)
+        elif request.method == "HEAD":
             url = links.url_for(services.link_target(token).link_id)
             if url is None or not url.lower().startswith(("http://", "https://")):
                 raise LinkTokenInvalid("")
@@ -52,8 +64,26 @@ def link_redirect(request: HttpRequest, token: str) -> HttpResponse:
     return response
 
 
-def _link_error(request: HttpRequest, *, status: int, expired: bool, url: str) -> HttpResponse:
-    response = render(request, "content/link_error.html", {"expired": expired, "url": url}, status=status)
+@require_safe
+def link_auth_return(request: HttpRequest) -> HttpResponse:
+    """Back from WeChat's authorise page (`code`, `state`): the click credited to the person, then 302 to the link's
+    target. A bad, expired or replayed state, or a code WeChat refuses: 400, and nobody is credited."""
+    try:
+        url = link_auth.link_auth_return(state=request.GET.get("state", ""), code=request.GET.get("code", ""))
+    except WebAuthRefused as exc:
+        logger.info("tracked link: the return from WeChat's authorise page was refused")
+        return _link_error(request, status=400, expired=False, url="", message=exc.message)
+    except (LinkTokenInvalid, LinkTokenExpired):
+        return _link_error(request, status=400, expired=False, url="")
+    response = HttpResponseRedirect(url)
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _link_error(request: HttpRequest, *, status: int, expired: bool, url: str, message: str = "") -> HttpResponse:
+    context = {"expired": expired, "url": url, "message": message}
+    response = render(request, "content/link_error.html", context, status=status)
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"
     return response

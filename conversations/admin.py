@@ -105,10 +105,19 @@ class JourneyAdmin(ModelAdmin):
         )  # fmt: skip
         rows = format_html_join(
             "",
-            "<li>{} — {}: {} · {}: {}</li>",
-            ((s["step"], _("done"), s["done"], _("skipped"), s["skipped"]) for s in r["steps"]),
-        )
+            "<li>{} — {}: {} · {}: {} {}</li>",
+            ((s["step"], _("done"), s["done"], _("skipped"), s["skipped"], _reasons(s["skip_reasons"]))
+             for s in r["steps"]),
+        )  # fmt: skip
         return format_html("<p>{}</p><ul>{}</ul>", head, rows)
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    from content.reasons import reason_label
+
+    if not counts:
+        return ""
+    return "(" + ", ".join(f"{reason_label(code)}: {n}" for code, n in sorted(counts.items())) + ")"
 
 
 @admin.register(JourneyEnrollment)
@@ -126,8 +135,9 @@ class JourneyEnrollmentAdmin(ModelAdmin):
 
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(ModelAdmin):
-    list_display = ("subscriber", "kind", "source", "status", "reason", "created_at", "sent_at")
-    list_filter = ("kind", "source", "status", ("created_at", RangeDateTimeFilter), ("sent_at", RangeDateTimeFilter))
+    list_display = ("subscriber", "kind", "source", "status", "policy_reason", "reason", "created_at", "sent_at")
+    list_filter = ("kind", "source", "status", "skip_reason", ("created_at", RangeDateTimeFilter),
+                   ("sent_at", RangeDateTimeFilter))  # fmt: skip
     list_filter_submit = True
     list_select_related = ("subscriber",)
     search_fields = ("subscriber__openid", "subscriber__remark", "subscriber__nickname")
@@ -137,6 +147,12 @@ class OutboundMessageAdmin(ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description=gettext_lazy("send policy"), ordering="skip_reason")
+    def policy_reason(self, obj) -> str:
+        from content.reasons import reason_label
+
+        return reason_label(obj.skip_reason)
 
 
 @admin.register(Notification)

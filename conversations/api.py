@@ -129,6 +129,10 @@ class JourneyStepReportSerializer(serializers.Serializer):
     step = serializers.CharField(help_text=_("What the step does."))
     done = serializers.IntegerField()
     skipped = serializers.IntegerField()
+    skip_reasons = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text=_('Skipped runs by reason: the send policy\'s code (e.g. "paused", "no_channel") or "condition".'),
+    )
 
 
 class JourneyReportSerializer(serializers.Serializer):

@@ -13,3 +13,7 @@ class MenuPublishFailed(ApplicationError):
 
 class OutsideWindow(ApplicationError):
     """WeChat does not allow a customer-service message now; send a template message instead."""
+
+
+class SendRefused(ApplicationError):
+    """The send policy refuses the message (extra: {"reason": code}): e.g. a marketing template from the inbox."""

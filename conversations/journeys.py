@@ -28,7 +28,7 @@ from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
 from wechat_crm.db import reads_reports
 
-from . import services
+from . import policy, services
 from .models import (
     ChannelTopic,
     Journey,
@@ -349,7 +349,7 @@ def _text(step: JourneyStep, subscriber: Subscriber, topic_name: str) -> str:
 def _act(step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscriber, now: dt.datetime) -> str:
     """Run the step's action; returns a detail for the run."""
     from accounts import tagging
-    from content.models import Topic
+    from content.models import Article, Topic
 
     a = JourneyStep.Action
     dedupe = f"journey:{enrollment.pk}:{step.pk}"
@@ -371,18 +371,27 @@ def _act(step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscribe
         logger.warning("journey %s: operator notified about subscriber %s: %s", enrollment.journey_id,
                        subscriber.pk, text)  # fmt: skip
         return "notified"
-    # A message: customer-service inside the window, template outside.
+    # A message: the send policy picks the first channel that applies (customer-service inside the window, a
+    # subscription notice the person consented to, a service-type template) or says why none does.
     if step.content == JourneyStep.Content.ARTICLE:
         articles = [step.article]
     elif step.content == JourneyStep.Content.TOPIC_BEST:
         articles = _topic_articles(topic_id)
     else:
         articles = []
-    if not subscriber.is_following:
-        return "not_following"
-    window = services.cs_window(subscriber, now)
+    topic_ids = {topic_id} if topic_id else set()
+    if articles:
+        topic_ids |= set(Article.topics.through.objects.filter(article_id__in=[a.pk for a in articles])
+                         .values_list("topic_id", flat=True))  # fmt: skip
+    choice = policy.journey_channel(subscriber=subscriber, now=now, template=step.template,
+                                    notice_template=getattr(step, "notice_template", None),
+                                    topic_ids=sorted(topic_ids))  # fmt: skip
+    if choice.decision.verdict == policy.Verdict.LATER:
+        raise Deferred(choice.decision.at)
+    if choice.channel is None:
+        raise Skipped(policy.choice_detail(choice))
     src = OutboundMessage.Source.JOURNEY
-    if window.allowed:
+    if choice.channel == policy.Channel.CUSTOM:
         if len(articles) == 1:  # one article: a card (the text as its description)
             payload = services.custom_news_payload(subscriber, articles, description=text)
         else:  # several: the text and one tracked link per article
@@ -393,15 +402,35 @@ def _act(step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscribe
                       for art in articles]  # fmt: skip
             text = "\n".join(lines)
             if not text:
-                return "nothing_to_send"
+                raise Skipped("nothing_to_send")
             payload = services.custom_text_payload(subscriber, text)
         services.custom_send(subscriber=subscriber, payload=payload, text=text, source=src, dedupe_key=dedupe, now=now)
         return "custom"
-    if step.template_id is None:
-        return "outside_window_no_template"
-    services.template_send(subscriber=subscriber, template=step.template, source=src,
+    if choice.channel == policy.Channel.NOTICE:  # `notices` sends the subscription notice here
+        return notice_send(step=step, enrollment=enrollment, subscriber=subscriber, articles=articles, now=now,
+                           dedupe_key=dedupe)  # fmt: skip
+    services.template_send(subscriber=subscriber, template=step.template, source=src, decided=True,
                            article=articles[0] if articles else None, dedupe_key=dedupe, now=now)  # fmt: skip
     return "template"
+
+
+class Deferred(Exception):
+    """The send policy said LATER (quiet hours): the step runs again at `at`."""
+
+    def __init__(self, at: dt.datetime) -> None:
+        super().__init__(at)
+        self.at = at
+
+
+class Skipped(Exception):
+    """The step's message goes nowhere: the run is recorded as skipped with the reason."""
+
+
+def notice_send(*, step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscriber, articles: list[Any],
+                now: dt.datetime, dedupe_key: str) -> str:  # fmt: skip
+    """HOOK for `notices`: send the step's subscription notice (the policy found consent). Returns the run's detail.
+    Until subscription notices exist, the policy never picks this channel (nobody has consented)."""
+    raise Skipped(policy.Reason.NO_CONSENT)
 
 
 def _advance_one(enrollment: JourneyEnrollment, now: dt.datetime) -> None:
@@ -419,8 +448,15 @@ def _advance_one(enrollment: JourneyEnrollment, now: dt.datetime) -> None:
                 run.outcome = (JourneyStepRun.Outcome.STOPPED if step.on_fail == JourneyStep.OnFail.STOP
                                else JourneyStepRun.Outcome.SKIPPED)  # fmt: skip
             else:
-                run.detail = _act(step, enrollment, subscriber, now)[:255]
+                try:
+                    run.detail = _act(step, enrollment, subscriber, now)[:255]
+                except Skipped as skip:  # the send policy's reason
+                    run.outcome, run.detail = JourneyStepRun.Outcome.SKIPPED, str(skip)[:255]
             run.save(update_fields=["outcome", "detail"])
+    except Deferred as later:  # quiet hours: nothing recorded, the step runs when they end
+        enrollment.due_at = later.at
+        enrollment.save(update_fields=["due_at"])
+        return
     except IntegrityError:  # ran already (cannot happen under the row lock; kept as the last guard)
         logger.warning("journey step %s already ran for enrollment %s", step.pk, enrollment.pk)
         run = None
@@ -479,9 +515,19 @@ def journey_report(journey: Journey) -> dict[str, Any]:
         .values("step_id", "outcome")
         .annotate(n=Count("pk"))
     }
+    # Why steps were skipped: the send policy's reason code (conversations.policy.Reason), or the condition.
+    reasons: dict[int, dict[str, int]] = {}
+    for row in (
+        JourneyStepRun.objects.filter(enrollment__journey=journey, outcome=JourneyStepRun.Outcome.SKIPPED)
+        .values("step_id", "detail")
+        .annotate(n=Count("pk"))
+    ):
+        code = row["detail"].partition(":")[0] or "condition"
+        reasons.setdefault(row["step_id"], {})[code] = reasons.get(row["step_id"], {}).get(code, 0) + row["n"]
     steps = [
         {"position": s.position, "step": str(s), "done": runs.get((s.pk, "done"), 0),
-         "skipped": runs.get((s.pk, "skipped"), 0) + runs.get((s.pk, "stopped"), 0)}
+         "skipped": runs.get((s.pk, "skipped"), 0) + runs.get((s.pk, "stopped"), 0),
+         "skip_reasons": reasons.get(s.pk, {})}
         for s in _steps(journey.pk)
     ]  # fmt: skip
     return {**counts, "steps": steps, "label": _("Journey report")}

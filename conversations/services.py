@@ -7,83 +7,37 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, DateTimeField, F, IntegerField, Max, Q, Value, When
+from django.db.models import Case, DateTimeField, F, IntegerField, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts import kinds
 from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.wechat import messages
 from wechat_crm.wechat.messages import Payload
 
-from .errors import OutsideWindow
+from . import policy
+from .errors import OutsideWindow, SendRefused
 from .models import Conversation, OutboundMessage, ScoreEntry, ScoreRule
 
 logger = logging.getLogger(__name__)
 
-# WeChat's customer-service window (accounts.kinds.WINDOW_OPENING): after a message from the subscriber, 5 messages
-# within 48 hours; after a follow, a scan or a menu click, 3 messages within a minute.
-MESSAGE_WINDOW = dt.timedelta(hours=48)
-MESSAGE_LIMIT = 5
-EVENT_WINDOW = dt.timedelta(minutes=1)
-EVENT_LIMIT = 3
 S = OutboundMessage.Status
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    allowed: bool
-    remaining: int
-    reason: str
-    closes_at: dt.datetime | None = None
-
-    def __iter__(self):  # allowed, remaining, reason = cs_window(...)
-        return iter((self.allowed, self.remaining, self.reason))
+# WeChat's customer-service window is computed in ONE place: conversations.policy (the names stay importable here).
+MESSAGE_WINDOW, MESSAGE_LIMIT = policy.MESSAGE_WINDOW, policy.MESSAGE_LIMIT
+EVENT_WINDOW, EVENT_LIMIT = policy.EVENT_WINDOW, policy.EVENT_LIMIT
+Window = policy.Window
 
 
 def cs_window(subscriber: Subscriber, now: dt.datetime | None = None) -> Window:
-    """Whether WeChat accepts a customer-service message to the subscriber now, how many more, and why not.
-
-    Two queries: the subscriber's latest message and latest follow/scan/menu click within 48 hours, and the
-    customer-service messages we sent (or queued) since then (failed ones do not count)."""
-    now = now or timezone.now()
-    last = Interaction.objects.filter(
-        subscriber_id=subscriber.pk, created_at__gte=now - MESSAGE_WINDOW, created_at__lte=now
-    ).aggregate(
-        message=Max("created_at", filter=Q(kind__in=kinds.MESSAGES)),
-        event=Max("created_at", filter=Q(kind__in=kinds.WINDOW_OPENING_EVENTS)),
-    )
-    windows = []
-    if last["message"] is not None:
-        windows.append((last["message"], last["message"] + MESSAGE_WINDOW, MESSAGE_LIMIT))
-    if last["event"] is not None and last["event"] + EVENT_WINDOW > now:
-        windows.append((last["event"], last["event"] + EVENT_WINDOW, EVENT_LIMIT))
-    if not windows:
-        return Window(False, 0, _("The subscriber has not written to us in the last 48 hours: WeChat allows no "
-                                  "customer-service message now. Send a template message instead."))  # fmt: skip
-    since = min(start for start, _end, _limit in windows)
-    sent = list(
-        OutboundMessage.objects.filter(
-            subscriber_id=subscriber.pk, kind=OutboundMessage.Kind.CUSTOM, created_at__gte=since, created_at__lte=now
-        )
-        .exclude(status=S.FAILED)
-        .values_list("created_at", flat=True)
-    )
-    best = max(
-        ((limit - sum(1 for at in sent if at >= start), end) for start, end, limit in windows), key=lambda x: x[0]
-    )
-    remaining, closes_at = max(best[0], 0), best[1]
-    if remaining == 0:
-        return Window(False, 0, _("WeChat's limit of customer-service messages since the subscriber's last message "
-                                  "is reached. Wait for them to write again, or send a template message."))  # fmt: skip
-    return Window(True, remaining, "", closes_at)
+    """Whether WeChat accepts a customer-service message to the subscriber now, how many more, and why not
+    (conversations.policy.window)."""
+    return policy.window(subscriber=subscriber, now=now)
 
 
 # --- outbound messages ----------------------------------------------------------------------------------------------
@@ -152,18 +106,27 @@ def template_payload(subscriber: Subscriber, template: Any, *, article: Any = No
     )
 
 
+def _labels(reason: str) -> str:
+    from content.reasons import reason_label
+
+    return reason_label(reason)
+
+
 @transaction.atomic
 def operator_reply(*, subscriber: Subscriber, text: str, by: Any = None, now: dt.datetime | None = None):
     """An operator's customer-service reply, sent by Celery. OutsideWindow (with the reason) when WeChat would
-    refuse it. The conversation counts as answered."""
+    refuse it (the send policy's window). The conversation counts as answered."""
     now = now or timezone.now()
     text = (text or "").strip()
     if not text:
         raise OutsideWindow(_("Write a reply first."))
     Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()  # one reply at a time per subscriber
-    window = cs_window(subscriber, now)
-    if not window.allowed:
-        raise OutsideWindow(window.reason, extra={"remaining": 0})
+    send = policy.Send(channel=policy.Channel.CUSTOM, source=policy.Source.OPERATOR)
+    decision = policy.decide(send=send, subscriber=subscriber, now=now)
+    if not decision.allowed:
+        window = cs_window(subscriber, now)
+        message = window.reason if decision.reason == window.code else _labels(decision.reason)
+        raise OutsideWindow(message, extra={"remaining": 0, "reason": decision.reason})
     message = _create(
         subscriber=subscriber, kind=OutboundMessage.Kind.CUSTOM, source=OutboundMessage.Source.OPERATOR, text=text,
         payload=custom_text_payload(subscriber, text), created_by=by if getattr(by, "pk", None) else None,
@@ -171,6 +134,12 @@ def operator_reply(*, subscriber: Subscriber, text: str, by: Any = None, now: dt
     )  # fmt: skip
     conversation_answered(subscriber=subscriber, at=now)
     return message
+
+
+def _policy_source(source: str) -> str:
+    return {OutboundMessage.Source.OPERATOR: policy.Source.OPERATOR, OutboundMessage.Source.JOURNEY:
+            policy.Source.JOURNEY, OutboundMessage.Source.CONFIRMATION: policy.Source.CONFIRMATION,
+            }.get(source, policy.Source.AUTO_REPLY)  # fmt: skip
 
 
 @transaction.atomic
@@ -183,17 +152,46 @@ def template_send(
     article: Any = None,
     dedupe_key: str | None = None,
     now: dt.datetime | None = None,
+    decided: bool = False,
 ) -> OutboundMessage | None:
-    """A template message to one subscriber (no window needed), sent by Celery. None when dedupe_key was used."""
+    """A template message to one subscriber, sent by Celery. None when dedupe_key was used.
+
+    The send policy decides first (unless the caller did: `decided`): an operator gets SendRefused with the reason
+    (a marketing template, the day's quota); any other source gets the row recorded as skipped with its reason."""
     now = now or timezone.now()
+    if not decided:
+        send = policy.Send(channel=policy.Channel.TEMPLATE, source=_policy_source(source), template=template)
+        decision = policy.decide(send=send, subscriber=subscriber, now=now)
+        if decision.verdict == policy.Verdict.NEVER:
+            if source == OutboundMessage.Source.OPERATOR:
+                text = _("The send policy refuses this message: %(reason)s.") % {"reason": _labels(decision.reason)}
+                raise SendRefused(text, extra={"reason": decision.reason})
+            return _record_skipped(subscriber=subscriber, kind=OutboundMessage.Kind.TEMPLATE, source=source,
+                                   text=template.title, template=template, reason=decision.reason,
+                                   dedupe_key=dedupe_key, now=now)  # fmt: skip
     message = _create(
         subscriber=subscriber, kind=OutboundMessage.Kind.TEMPLATE, source=source, text=template.title,
-        payload=template_payload(subscriber, template, article=article), dedupe_key=dedupe_key,
+        payload=template_payload(subscriber, template, article=article), dedupe_key=dedupe_key, template=template,
         created_by=by if getattr(by, "pk", None) else None, created_at=now,
     )  # fmt: skip
     if source == OutboundMessage.Source.OPERATOR:
         conversation_answered(subscriber=subscriber, at=now)
     return message
+
+
+def _record_skipped(
+    *, subscriber: Subscriber, kind: str, source: str, text: str, reason: str, dedupe_key: str | None,
+    now: dt.datetime, template: Any = None,
+) -> OutboundMessage | None:  # fmt: skip
+    """A message the send policy kept back, recorded with its reason (never sent)."""
+    try:
+        with transaction.atomic():
+            return OutboundMessage.objects.create(
+                subscriber=subscriber, kind=kind, source=source, text=text, status=S.SKIPPED, skip_reason=reason,
+                template=template, dedupe_key=dedupe_key, created_at=now,
+            )  # fmt: skip
+    except IntegrityError:
+        return None
 
 
 class TemplateSend(NamedTuple):
@@ -204,14 +202,28 @@ class TemplateSend(NamedTuple):
 
 
 def templates_send(*, sends: Sequence[TemplateSend], source: str) -> int:
-    """Template messages to several subscribers (no window needed), sent by Celery: one INSERT for the batch (a
-    dedupe key used already is skipped) and one query for the rows to send. Returns how many are queued."""
+    """Template messages to several subscribers, sent by Celery: the send policy decides for each template's
+    recipients at once; one INSERT for the batch (a dedupe key used already is skipped; a message the policy keeps
+    back is recorded as skipped with its reason) and one query for the rows to send. Returns how many are queued."""
     if not sends:
         return 0
+    by_template: dict[int, list[TemplateSend]] = {}
+    for s in sends:
+        by_template.setdefault(s.template.pk, []).append(s)
+    refused: dict[str, str] = {}
+    for group in by_template.values():
+        send = policy.Send(channel=policy.Channel.TEMPLATE, source=_policy_source(source), template=group[0].template)
+        decisions = policy.decide_many(send=send, subscriber_ids=[s.subscriber.pk for s in group],
+                                       now=max(s.at for s in group))  # fmt: skip
+        for s in group:
+            if decisions[s.subscriber.pk].verdict == policy.Verdict.NEVER:
+                refused[s.dedupe_key] = decisions[s.subscriber.pk].reason
     OutboundMessage.objects.bulk_create(
         [OutboundMessage(subscriber=s.subscriber, kind=OutboundMessage.Kind.TEMPLATE, source=source,
-                         text=s.template.title, payload=template_payload(s.subscriber, s.template),
-                         dedupe_key=s.dedupe_key, created_at=s.at) for s in sends],
+                         text=s.template.title, template=s.template, dedupe_key=s.dedupe_key, created_at=s.at,
+                         **({"status": S.SKIPPED, "skip_reason": refused[s.dedupe_key]} if s.dedupe_key in refused
+                            else {"payload": template_payload(s.subscriber, s.template)}))
+         for s in sends],
         ignore_conflicts=True,
     )  # fmt: skip
     queued = list(
@@ -228,11 +240,26 @@ def custom_send(
     *, subscriber: Subscriber, payload: dict[str, Any], text: str, source: str, dedupe_key: str | None = None,
     now: dt.datetime | None = None,
 ) -> OutboundMessage | None:  # fmt: skip
-    """A customer-service message from the product (journeys); the caller checked the window."""
+    """A customer-service message from the product (journeys); the caller asked the send policy (journey_channel).
+    The worker asks it again before sending."""
     return _create(
         subscriber=subscriber, kind=OutboundMessage.Kind.CUSTOM, source=source, text=text, payload=payload,
         dedupe_key=dedupe_key, created_at=now or timezone.now(),
     )  # fmt: skip
+
+
+def outbound_decide(*, message: OutboundMessage, now: dt.datetime) -> policy.Decision:
+    """The send policy for a message about to be sent: the window and caps as they are now (the message itself not
+    counted), the template's purpose, quiet hours for journey messages."""
+    channel = policy.Channel.CUSTOM if message.kind == OutboundMessage.Kind.CUSTOM else policy.Channel.TEMPLATE
+    template = message.template if message.template_id else None
+    if channel == policy.Channel.TEMPLATE and template is None:  # a row from before templates were recorded
+        from content.models import MessageTemplate
+
+        template = MessageTemplate(purpose=MessageTemplate.Purpose.SERVICE)
+    send = policy.Send(channel=channel, source=_policy_source(message.source), template=template,
+                       message_id=message.pk)  # fmt: skip
+    return policy.decide(send=send, subscriber=message.subscriber_id, now=now)
 
 
 def _failure_reason(outcome: str, exc: Any) -> str:
@@ -247,10 +274,11 @@ def _failure_reason(outcome: str, exc: Any) -> str:
 
 class OutboundResult(NamedTuple):
     """The message's status after a send ("" when another worker had claimed it), and when a message WeChat asked
-    to retry later (back to queued) should be tried again (seconds)."""
+    to retry later (back to queued) should be tried again (seconds); `defer_until`: the send policy said LATER."""
 
     status: str
     retry_after: float | None = None
+    defer_until: dt.datetime | None = None
 
 
 def outbound_send(*, message_id: int, client=None) -> OutboundResult:
@@ -260,9 +288,22 @@ def outbound_send(*, message_id: int, client=None) -> OutboundResult:
     from wechat_crm.wechat.errors import Outcome
 
     now = timezone.now()
-    if not OutboundMessage.objects.filter(pk=message_id, status=S.QUEUED).update(status=S.SENDING, claimed_at=now):
+    due = Q(not_before__isnull=True) | Q(not_before__lte=now)
+    if not OutboundMessage.objects.filter(due, pk=message_id, status=S.QUEUED).update(status=S.SENDING, claimed_at=now):
         return OutboundResult("")
-    message = OutboundMessage.objects.get(pk=message_id)
+    message = OutboundMessage.objects.select_related("template").get(pk=message_id)
+    decision = outbound_decide(message=message, now=now)
+    if decision.verdict == policy.Verdict.NEVER:  # never reaches WeChat
+        OutboundMessage.objects.filter(pk=message_id, status=S.SENDING).update(
+            status=S.SKIPPED, skip_reason=decision.reason
+        )
+        logger.info("outbound message %s: skipped (%s)", message_id, decision.reason)
+        return OutboundResult(S.SKIPPED)
+    if decision.verdict == policy.Verdict.LATER:
+        OutboundMessage.objects.filter(pk=message_id, status=S.SENDING).update(
+            status=S.QUEUED, skip_reason=decision.reason, not_before=decision.at
+        )
+        return OutboundResult(S.QUEUED, defer_until=decision.at)
     client = client or get_client()
     if message.kind == OutboundMessage.Kind.CUSTOM:
         result = client.send_custom_message(message.payload)
@@ -270,7 +311,7 @@ def outbound_send(*, message_id: int, client=None) -> OutboundResult:
         result = client.send_template_message(message.payload)
     fields: dict[str, Any] = {}
     if result.ok or result.outcome == Outcome.SENT_ALREADY:
-        fields = {"status": S.SENT, "msgid": result.msgid, "sent_at": now, "reason": ""}
+        fields = {"status": S.SENT, "msgid": result.msgid, "sent_at": now, "reason": "", "skip_reason": ""}
     elif result.outcome == Outcome.RETRY_LATER:
         fields = {"status": S.QUEUED, "reason": str(result.classification.reason)[:255]}
     elif result.outcome == Outcome.UNKNOWN:
@@ -296,11 +337,8 @@ def outbound_resend_stuck(*, now: dt.datetime | None = None, older_than: dt.time
         status=S.UNKNOWN,
         reason=_("The worker stopped while sending; WeChat may have delivered it, so it is not sent again"),
     )
-    ids = list(
-        OutboundMessage.objects.filter(status=S.QUEUED, created_at__lt=now - older_than).values_list("pk", flat=True)[
-            :500
-        ]
-    )
+    due = Q(not_before__isnull=True, created_at__lt=now - older_than) | Q(not_before__lte=now)
+    ids = list(OutboundMessage.objects.filter(due, status=S.QUEUED).values_list("pk", flat=True)[:500])
     for pk in ids:
         _enqueue_send(pk)
     return len(ids)

@@ -15,6 +15,9 @@ def outbound_send_task(self, message_id: int) -> str:
     from .services import outbound_send
 
     result = outbound_send(message_id=message_id)
+    if result.defer_until is not None:  # the send policy said LATER (quiet hours): sent then
+        outbound_send_task.apply_async((message_id,), eta=result.defer_until)
+        return "deferred"
     if result.status == "queued":
         raise self.retry(countdown=min(result.retry_after or 30.0, 300.0))
     return result.status

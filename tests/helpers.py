@@ -68,3 +68,17 @@ def changelist_cells(page: str, field: str) -> list[str]:
 
     cells = re.findall(rf'<td class="field-{re.escape(field)}[ "][^>]*>(.*?)</td>', page, flags=re.S)
     return [re.sub(r"<[^>]+>", "", cell).strip() for cell in cells]
+
+
+def client_as(django_user_model, role: str):
+    """An API client authenticated as a staff user in the `role` group (marketer, operator, admin, integration);
+    `anonymous` gives a client that is not logged in."""
+    from django.contrib.auth.models import Group
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if role != "anonymous":
+        user = django_user_model.objects.create_user(username=f"api_{role}", password="pw", is_staff=True)
+        user.groups.add(Group.objects.get(name=role))
+        client.force_authenticate(user)
+    return client

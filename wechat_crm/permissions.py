@@ -40,6 +40,7 @@ OPERATOR_WRITES = (
     "content.topic",
     "content.article",
     "content.messagetemplate",
+    "content.noticetemplate",  # subscription notices: synced from WeChat, added from its library
     "content.segment",
     "content.push",
     "content.trackedlink",

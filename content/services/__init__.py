@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 ARTICLE_FIELDS = ("title", "slug", "digest", "body", "cover", "author")
 TEMPLATE_FIELDS = (
     "title",
+    "purpose",
     "wechat_template_id",
     "fields",
     "link_url",
@@ -274,6 +275,14 @@ def _subscriber_touch(*, subscriber_id: int, at: datetime) -> int:
         return cursor.rowcount
 
 
+def link_url(payload: links.LinkPayload) -> str:
+    """The target URL of a token's payload; LinkTokenInvalid for a link row that is gone or not http(s)."""
+    url = links.url_for(payload.link_id)
+    if url is None or not url.lower().startswith(("http://", "https://")):
+        raise LinkTokenInvalid(_("This link is not valid."))
+    return url
+
+
 def link_click_record(*, token: str, at: datetime | None = None) -> str:
     """Record one click of a tracked link and return the URL to redirect to.
 
@@ -286,33 +295,53 @@ def link_click_record(*, token: str, at: datetime | None = None) -> str:
     LinkTokenInvalid / LinkTokenExpired.
     """
     payload = link_target(token)
-    url = links.url_for(payload.link_id)
-    if url is None or not url.lower().startswith(("http://", "https://")):
-        raise LinkTokenInvalid(_("This link is not valid."))
+    url = link_url(payload)
+    click_store(payload=payload, subscriber_id=payload.subscriber_id, url=url, at=at)
+    return url
+
+
+def click_store(
+    *,
+    payload: links.LinkPayload,
+    subscriber_id: int,
+    url: str,
+    kind: str = Interaction.Kind.LINK_CLICK,
+    extra: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+) -> int | None:
+    """Store one click of the link by `subscriber_id` (the link's own subscriber, or whoever web authorisation
+    found in WeChat's browser) as an interaction of `kind`: "link_click" (touching last_interaction_at) or
+    "link_forward" (someone who does not follow: their row is not touched). The id of the new interaction; None
+    for a repeat within the click window or a subscriber that no longer exists."""
     now = at or timezone.now()
     window = max(1, int(settings.TRACKED_LINK_CLICK_WINDOW))
-    clicker = f"{payload.subscriber_id}:{payload.link_id}:{payload.push_id or 0}"
-    if not _click_first_in_window(clicker, window):
-        return url
+    clicker = f"{subscriber_id}:{payload.link_id}:{payload.push_id or 0}"
+    prefix = "link_click" if kind == Interaction.Kind.LINK_CLICK else str(kind)
+    if not _click_first_in_window(f"{prefix}:{clicker}" if prefix != "link_click" else clicker, window):
+        return None
     # One commit for both statements; no savepoint inside a caller's transaction (the view runs in autocommit: a
     # repeat of the time slot rolls back both and redirects).
     try:
         with transaction.atomic(savepoint=False):
-            updated = _subscriber_touch(subscriber_id=payload.subscriber_id, at=now)
+            if kind == Interaction.Kind.LINK_CLICK:
+                updated = _subscriber_touch(subscriber_id=subscriber_id, at=now)
+            else:
+                updated = Subscriber.objects.filter(pk=subscriber_id).exists()
             if not updated:
                 logger.info("tracked link clicked for a subscriber that no longer exists; not recorded")
-                return url
-            has_follow_ups = bool(_follow_ups_for(Interaction.Kind.LINK_CLICK))
+                return None
+            has_follow_ups = bool(_follow_ups_for(kind))
             interaction = Interaction.objects.create(
-                subscriber_id=payload.subscriber_id,
-                kind=Interaction.Kind.LINK_CLICK,
-                dedupe_key=f"link_click:{clicker}:{int(now.timestamp()) // window}",
+                subscriber_id=subscriber_id,
+                kind=kind,
+                dedupe_key=f"{prefix}:{clicker}:{int(now.timestamp()) // window}",
                 url=url[:2048],
                 data={
                     "push_id": payload.push_id,
                     "content_id": payload.content_id,
                     "link_id": payload.link_id,
-                    "engaged": True,
+                    "engaged": kind == Interaction.Kind.LINK_CLICK,
+                    **(extra or {}),
                 },
                 raw_xml="",
                 reply="",
@@ -323,12 +352,14 @@ def link_click_record(*, token: str, at: datetime | None = None) -> str:
             if has_follow_ups:
                 _enqueue_follow_ups(interaction.pk)
     except IntegrityError:  # a repeat in the same time slot (the cache was unavailable or emptied)
-        return url
-    logger.debug("tracked link click recorded: interaction=%s link=%s", interaction.pk, payload.link_id)
-    return url
+        return None
+    logger.debug("tracked link %s recorded: interaction=%s link=%s", kind, interaction.pk, payload.link_id)
+    return interaction.pk
 
 
 def _click_first_in_window(clicker: str, window: int) -> bool:
+    """Whether this is the first click of `clicker` ("<subscriber>:<link>:<push>", prefixed for other kinds than
+    link_click) within the window."""
     from django.core.cache import cache
 
     try:

@@ -38,9 +38,9 @@ TRANSITIONS: dict[str, set[str]] = {
     S.CANCELLED: set(),
 }
 FINAL_PUSH = {S.SENT, S.PARTIALLY_FAILED, S.CANCELLED}
-PUSH_FIELDS = ("name", "channel", "article", "template", "text", "segment", "mass_tag", "send_at", "frequency_cap",
-               "ignore_quiet_hours")  # fmt: skip
-PAGE_SIZE = {"template": 500, "custom": 500, "mass_tag": 10_000, "mass_openid": 10_000, "news": 10_000}
+PUSH_FIELDS = ("name", "channel", "article", "template", "notice_template", "notice_values", "text", "segment",
+               "mass_tag", "send_at", "frequency_cap", "ignore_quiet_hours", "allow_marketing_template")  # fmt: skip
+PAGE_SIZE = {"template": 500, "custom": 500, "notice": 500, "mass_tag": 10_000, "mass_openid": 10_000, "news": 10_000}
 CLAIM_LIMIT = 20
 
 
@@ -78,9 +78,46 @@ def push_set_status(push: Push, *, to: str, at: dt.datetime | None = None) -> Pu
     return push
 
 
+def push_template_check(*, channel: str, template: Any, allow_marketing_template: bool) -> None:
+    """The template policy (conversations.policy): a marketing template goes out as a template message only with
+    the push's explicit override. PushInvalid names the field otherwise."""
+    from ..models import MessageTemplate
+
+    if (
+        channel == Push.Channel.TEMPLATE
+        and template is not None
+        and template.purpose == MessageTemplate.Purpose.MARKETING
+        and not allow_marketing_template
+    ):
+        message = _(
+            "“%(template)s” is a marketing template: WeChat reserves template messages for service notices and may "
+            "withdraw the account's template rights. Tick “allow a marketing template” to send it anyway, or use a "
+            "subscription notice."
+        ) % {"template": template.title}
+        raise PushInvalid(message, extra={"fields": {"allow_marketing_template": [message]}})
+
+
+def _check_notice(push: Push) -> None:
+    """A subscription notice's template and values, checked when the push is saved (and again when it is sent):
+    a value that breaks WeChat's rules is refused naming its field ("notice_values.thing1")."""
+    if push.channel != Push.Channel.NOTICE:
+        return
+    if push.notice_template_id is None:
+        raise PushInvalid(
+            _("A subscription notice push needs a notice template."),
+            extra={"fields": {"notice_template": [_("Choose a notice template.")]}},
+        )
+    from .notices import notice_values_check
+
+    push.notice_values = notice_values_check(template=push.notice_template, values=push.notice_values)
+
+
 def _check_sendable(push: Push) -> None:
     if push.channel == Push.Channel.TEMPLATE and push.template_id is None:
         raise PushInvalid(_("A template message push needs a message template."))
+    push_template_check(channel=push.channel, template=push.template if push.template_id else None,
+                        allow_marketing_template=push.allow_marketing_template)  # fmt: skip
+    _check_notice(push)
     needs_text = push.channel in (Push.Channel.CUSTOM, Push.Channel.MASS_OPENID, Push.Channel.MASS_TAG)
     if needs_text and push.article_id is None and not push.text.strip():
         raise PushInvalid(_("This channel needs an article or a text."))
@@ -106,7 +143,10 @@ def push_create(*, by: Any = None, **data: Any) -> Push:
     unknown = set(data) - set(PUSH_FIELDS)
     if unknown:
         raise TypeError(f"unknown push fields: {sorted(unknown)}")
+    push_template_check(channel=data.get("channel", Push.Channel.TEMPLATE), template=data.get("template"),
+                        allow_marketing_template=bool(data.get("allow_marketing_template")))  # fmt: skip
     push = Push(**data, created_by=by if getattr(by, "pk", None) else None)
+    _check_notice(push)
     push.save()
     return push
 
@@ -118,8 +158,12 @@ def push_update(*, push: Push, data: Mapping[str, Any]) -> Push:
     if locked.status not in (S.DRAFT, S.SCHEDULED):
         raise PushStatusError(_("Only a draft or scheduled push can be edited."))
     changed = [name for name in PUSH_FIELDS if name in data and name != "send_at"]
+    merged = {name: data[name] if name in data else getattr(push, name) for name in
+              ("channel", "template", "allow_marketing_template")}  # fmt: skip
+    push_template_check(**merged)
     for name in changed:
         setattr(push, name, data[name])
+    _check_notice(push)
     if changed:
         push.save(update_fields=[*(f"{n}" for n in changed), "updated_at"])
     if "send_at" in data and data["send_at"] != locked.send_at:

@@ -52,12 +52,14 @@ class OutboundMessage(models.Model):
         OPERATOR = "operator", _("Operator")
         AUTO_REPLY = "auto_reply", _("Auto-reply")
         JOURNEY = "journey", _("Journey")
+        CONFIRMATION = "confirmation", _("Confirmation of the person's change (preferences page)")
 
     class Status(models.TextChoices):
         QUEUED = "queued", _("Queued")
         SENDING = "sending", _("Sending")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped by the send policy")
         UNKNOWN = "unknown", _("Outcome unknown")
 
     subscriber = models.ForeignKey(
@@ -69,6 +71,25 @@ class OutboundMessage(models.Model):
     payload = models.JSONField(_("WeChat payload"), default=dict)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
     reason = models.CharField(_("reason"), max_length=255, blank=True, default="")
+    skip_reason = models.CharField(
+        _("send policy"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_("Why the send policy kept the message back (skipped) or deferred it (conversations.policy)."),
+    )
+    not_before = models.DateTimeField(
+        _("not before"), null=True, blank=True, help_text=_("Deferred by the send policy (quiet hours) until then.")
+    )
+    template = models.ForeignKey(
+        "content.MessageTemplate",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("template"),
+        help_text=_("The template a template message was rendered from (its purpose is checked again at sending)."),
+    )
     errcode = models.IntegerField(_("WeChat errcode"), null=True, blank=True)
     msgid = models.BigIntegerField(_("WeChat msgid"), null=True, blank=True)
     claimed_at = models.DateTimeField(_("claimed for sending at"), null=True, blank=True)

@@ -5,25 +5,14 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.contrib.auth.models import Group
-from rest_framework.test import APIClient
 
 from accounts.models import Subscriber, Tag
 from content.models import Topic
+from tests.helpers import client_as
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
 SH = ZoneInfo("Asia/Shanghai")
-
-
-def client_as(django_user_model, role: str) -> APIClient:
-    client = APIClient()
-    if role == "anonymous":
-        return client
-    user = django_user_model.objects.create_user(username=f"sub_{role}", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

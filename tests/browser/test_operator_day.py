@@ -21,11 +21,9 @@ import pytest
 import requests
 
 from tests.browser.conftest import require_chromium
-from tests.fixtures.embedded import embedded_environ, manage
-from tests.fixtures.fake_wechat import free_port, start_fake_wechat, stop_process
+from tests.fixtures.embedded import App, embedded_stack
 from tests.fixtures.wechat_payloads import build_message, sign_callback
 from tests.helpers import wait_for
-from tests.wechat_crm.test_embedded_acceptance import BIN, App, _start
 
 pytestmark = pytest.mark.slow
 
@@ -48,36 +46,11 @@ class DayApp(App):
 def app(tmp_path_factory):
     require_chromium()
     work = tmp_path_factory.mktemp("operator-day")
-    var_dir = work / "var"
-    fake_proc, fake = start_fake_wechat(work)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    fake.configure(callback_url=f"{url}/wechat/callback/")
-    env = embedded_environ(
-        var_dir, WECHAT_API_BASE_URL=fake.url, PUBLIC_BASE_URL=url, PROFILE_FETCH_DELAY="0.2",
-        DEMO_ADMIN_PASSWORD=PASSWORD, AXES_ENABLED="false",
-    )  # fmt: skip
-    env["DJANGO_LANGUAGE_CODE"] = "zh-hans"  # the product's default, for the screenshots
-    for command in (["migrate", "--noinput"], ["createcachetable"], ["collectstatic", "--noinput"], ["demo_setup"]):
-        result = manage(env, *command)
-        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-3000:])
-    procs = [
-        _start([str(BIN / "gunicorn"), "wechat_crm.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers",
-                "2", "--threads", "4"], env, work / "web.log"),
-        _start([str(BIN / "celery"), "-A", "wechat_crm", "worker", "-Q", "inbound,outbound,reports,default",
-                "--concurrency", "2", "--loglevel", "INFO"], env, work / "worker.log"),
-        _start([str(BIN / "celery"), "-A", "wechat_crm", "beat", "--loglevel", "INFO"], env, work / "beat.log"),
-    ]  # fmt: skip
-
-    def web_up() -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(web_up, timeout=60, message="gunicorn did not answer on the embedded default")
-        day = DayApp(url, env, var_dir, fake, procs)
+    # The product's default language (Simplified Chinese), for the screenshots.
+    with embedded_stack(
+        work, work / "var", password=PASSWORD, app_class=DayApp, threads=4, DJANGO_LANGUAGE_CODE="zh-hans"
+    ) as day:
+        fake = day.fake
         # A follower who wrote to us this morning, with a remark set by the team on WeChat.
         fake.add_users([{"openid": OPENID, "nickname": "李雷", "remark": "李老师", "subscribe": 1}])
         day.message("subscribe")
@@ -95,13 +68,6 @@ def app(tmp_path_factory):
             " fields=[{'key': 'first', 'value': '{{ article.title }}', 'color': ''}])\n"
         )
         yield day
-    finally:
-        for proc in procs:
-            stop_process(proc)
-        stop_process(fake_proc)
-        for log in ("web", "worker"):
-            text = (work / f"{log}.log").read_text(errors="replace")
-            assert "Traceback" not in text, f"{log}:\n{text[-4000:]}"
 
 
 @pytest.fixture

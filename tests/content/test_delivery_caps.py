@@ -39,6 +39,16 @@ def people(fake_sending, *names: str, **fields) -> dict[str, Subscriber]:
     return subs
 
 
+def interaction(sub: Subscriber, kind: str, at: dt.datetime):
+    """What the person did, as the callback stores it (the window is computed from these rows)."""
+    import uuid
+
+    from accounts.models import Interaction
+
+    return Interaction.objects.create(subscriber=sub, kind=kind, dedupe_key=f"t:{uuid.uuid4().hex}", raw_xml="",
+                                      created_at=at, received_at=at, processed_at=at)  # fmt: skip
+
+
 def sent_to(fake_sending, path: str = TEMPLATE) -> list[str]:
     """Openids of the successful calls the fake recorded (repeats kept, to catch duplicates)."""
     return sorted(c["body"]["touser"] for c in fake_sending.calls(path, errcode=0))
@@ -101,9 +111,13 @@ def test_the_push_and_the_account_set_the_frequency_cap(fake_sending):
 
 
 def test_customer_service_messages_only_inside_the_48_hour_window(fake_sending):
-    people(fake_sending, "recent", last_interaction_at=NOW - dt.timedelta(hours=47))
-    people(fake_sending, "stale", last_interaction_at=NOW - dt.timedelta(hours=49))
-    people(fake_sending, "never")
+    """The window opens on what the person wrote (their interactions), not on `last_interaction_at`."""
+    subs = {
+        **people(fake_sending, "recent", "stale"),
+        **people(fake_sending, "never", last_interaction_at=NOW - dt.timedelta(hours=1)),
+    }
+    interaction(subs["recent"], "text", NOW - dt.timedelta(hours=47))
+    interaction(subs["stale"], "text", NOW - dt.timedelta(hours=49))
     push = PushFactory(channel=Push.Channel.CUSTOM, template=None, text="Hello https://example.com/x")
     send_now(push)
     assert reasons(push) == {"outside_window": {"stale", "never"}}

@@ -189,6 +189,7 @@ def test_admin_form_refuses_a_syntax_error_and_invalid_json(staff_client):
 def test_admin_saves_a_valid_template_and_bumps_its_version(staff_client):
     data = {
         "title": "Good",
+        "purpose": "service",
         "wechat_template_id": "TPL",
         "fields": json.dumps(_fields('{{ subscriber.remark|default:"朋友" }}')),
         "link_url": "https://shop.example.com/",

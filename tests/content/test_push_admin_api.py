@@ -9,8 +9,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import FollowEvent, Subscriber, Tag
+from content import services
 from content.models import Delivery, OperatorProfile, Push, Segment
 from content.selectors import push_report, topic_report
+from tests.fixtures.wechat_payloads import build_message
 
 from .factories import ArticleFactory, MarketerFactory, StaffFactory, SubscriberFactory, TopicFactory
 from .push_factories import PushFactory, SegmentFactory, send_now
@@ -79,8 +81,6 @@ def _follow_ups_run() -> None:
 
 
 def test_report_counts_clicks_unfollows_and_the_baseline(client, wechat_callback, fake_sending):
-    from content import services
-    from tests.fixtures.wechat_payloads import build_message
 
     topic = TopicFactory()
     article = ArticleFactory()
@@ -118,6 +118,31 @@ def test_report_counts_clicks_unfollows_and_the_baseline(client, wechat_callback
     [by_topic] = [t for t in topic_report() if t["topic"] == topic.slug]
     assert (by_topic["pushes"], by_topic["sent"], by_topic["unfollows_24h"]) == (1, 4, 1)
     assert by_topic["click_through_rate"] == 0.5
+
+
+def test_the_click_through_rate_counts_only_recipients_reached(client, fake_sending):
+    """A click by someone the push did not reach (the operator's test sent to oneself, a forwarded link) is a clicker,
+    not a reached clicker: the rate stays within 100%."""
+    topic = TopicFactory()
+    article = ArticleFactory()
+    article.topics.set([topic])
+    recipient = SubscriberFactory(openid="o_ctr_recipient")
+    fake_sending.add_users([{"openid": recipient.openid, "subscribe": 1}])
+    push = PushFactory(article=article, template__article=article)
+    send_now(push)
+    outsider = SubscriberFactory(openid="o_ctr_outsider")  # followed after the push: not a recipient
+    for sub in (recipient, outsider):  # through the redirect, counted by the click's follow-up
+        url = services.link_track("https://a.example/1", subscriber_id=sub.pk, push_id=push.pk)
+        assert client.get("/r/" + url.rsplit("/r/", 1)[1]).status_code == 302
+    _follow_ups_run()
+    push.refresh_from_db()
+
+    r = push_report(push=push)
+
+    assert (r["reached"], r["unique_clickers"], r["reached_clickers"]) == (1, 2, 1)
+    assert r["click_through_rate"] == 1.0
+    [by_topic] = [t for t in topic_report() if t["topic"] == topic.slug]
+    assert by_topic["click_through_rate"] == 1.0
 
 
 def test_topic_admin_shows_its_pushes_quality(client, fake_sending):

@@ -4,25 +4,15 @@ topics deleted. Writes go through the services; admins write, everyone with a ro
 naming the field."""
 
 import pytest
-from django.contrib.auth.models import Group
-from rest_framework.test import APIClient
 
 from accounts.models import Subscriber, Tag
 from content.models import Topic
 from conversations.models import AutoReplyRule, Journey, JourneyStep, Menu, ScoreRule
 from tests.fixtures.wechat_payloads import build_message
+from tests.helpers import client_as
 from wechat_crm.wechat.client import get_client
 
 pytestmark = pytest.mark.django_db
-
-
-def client_as(django_user_model, role: str) -> APIClient:
-    client = APIClient()
-    if role != "anonymous":
-        user = django_user_model.objects.create_user(username=f"setup_{role}", password="pw", is_staff=True)
-        user.groups.add(Group.objects.get(name=role))
-        client.force_authenticate(user)
-    return client
 
 
 MENU = [

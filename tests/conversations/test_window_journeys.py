@@ -140,6 +140,7 @@ def test_a_send_left_sending_by_a_dead_worker_becomes_unknown_while_a_lost_enque
     sub = _sub("oDead_000000000000000000001")
     fake_with_token.add_users([{"openid": sub.openid, "subscribe": 1}])
     now = timezone.now()
+    _interaction(sub, "text", now - dt.timedelta(minutes=6), content="在吗")  # the window is open
     payload = {"touser": sub.openid, "msgtype": "text", "text": {"content": "x"}}
     common = {"subscriber": sub, "kind": "custom", "source": "operator", "payload": payload, "created_at": now}
     stuck = OutboundMessage.objects.create(**common, status="sending", claimed_at=now - dt.timedelta(minutes=11))

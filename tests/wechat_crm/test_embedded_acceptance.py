@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from tests.fixtures.embedded import ROOT, embedded_environ, manage
-from tests.fixtures.fake_wechat import free_port, start_fake_wechat, stop_process
+from tests.fixtures.embedded import ROOT, embedded_environ, embedded_stack
+from tests.fixtures.embedded import App as EmbeddedApp
 from tests.fixtures.wechat_payloads import build_message, sign_callback
 from tests.helpers import wait_for
 
@@ -34,35 +34,7 @@ OPENID = "oEmbedded_follower_0001"
 PASSWORD = "embedded-demo-pw"
 
 
-class App:
-    def __init__(self, url: str, env: dict[str, str], var_dir: Path, fake, procs: list) -> None:
-        self.url, self.env, self.var_dir, self.fake, self.procs = url, env, var_dir, fake, procs
-        self.api = requests.Session()
-        self.api.headers["Authorization"] = f"Token {self.token()}"
-
-    def shell(self, code: str) -> str:
-        result = manage(self.env, "shell", "-v0", "-c", code)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return result.stdout
-
-    def value(self, expression: str):
-        """A JSON value computed in the embedded app's database."""
-        out = self.shell(f"import json\nprint('VALUE ' + json.dumps({expression}, default=str))")
-        return json.loads(next(line for line in out.splitlines() if line.startswith("VALUE "))[6:])
-
-    def token(self) -> str:
-        return self.value(
-            "__import__('rest_framework.authtoken.models', fromlist=['Token']).Token.objects.get_or_create("
-            "user=__import__('django.contrib.auth', fromlist=['get_user_model']).get_user_model().objects.get("
-            "username='admin'))[0].key"
-        )
-
-    def get(self, path: str, **params) -> requests.Response:
-        return self.api.get(self.url + path, params=params, timeout=30)
-
-    def post(self, path: str, body) -> requests.Response:
-        return self.api.post(self.url + path, json=body, timeout=30)
-
+class App(EmbeddedApp):
     def callback(self, kind: str, **fields) -> requests.Response:
         query, body = sign_callback(build_message(kind, openid=OPENID, **fields), mode="plain", token="demo_token")
         return requests.post(
@@ -71,10 +43,6 @@ class App:
             headers={"Content-Type": "text/xml"},
             timeout=30,
         )
-
-
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
 def _var_files_outside() -> dict[str, float]:
@@ -88,51 +56,13 @@ def embedded(tmp_path_factory):
     outside_before = _var_files_outside()
     work = tmp_path_factory.mktemp("embedded-acceptance")
     var_dir = work / "not" / "yet" / "there"  # every command must create it, or find it created
-    fake_proc, fake = start_fake_wechat(work)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    fake.configure(callback_url=f"{url}/wechat/callback/")
-    env = embedded_environ(
-        var_dir,
-        DJANGO_DEBUG="true",
-        WECHAT_API_BASE_URL=fake.url,
-        PUBLIC_BASE_URL=url,
-        PROFILE_FETCH_DELAY="0.2",
-        DEMO_ADMIN_PASSWORD=PASSWORD,
-        AXES_ENABLED="false",
-    )
-    for command in (["migrate", "--noinput"], ["createcachetable"], ["collectstatic", "--noinput"], ["demo_setup"]):
-        result = manage(env, *command)
-        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-3000:])
-    procs = [
-        _start([str(BIN / "gunicorn"), "wechat_crm.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers",
-                "2"], env, work / "web.log"),
-        _start([str(BIN / "celery"), "-A", "wechat_crm", "worker", "-Q", "inbound,outbound,reports,default",
-                "--concurrency", "2", "--loglevel", "INFO"], env, work / "worker.log"),
-        _start([str(BIN / "celery"), "-A", "wechat_crm", "beat", "--loglevel", "INFO"], env, work / "beat.log"),
-    ]  # fmt: skip
-
-    def web_up() -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(web_up, timeout=60, message="gunicorn did not answer on the embedded default")
-        yield App(url, env, var_dir, fake, procs)
-    finally:
-        for proc in procs:
-            stop_process(proc)
-        stop_process(fake_proc)
-        for log in ("web", "worker", "beat"):
-            text = (work / f"{log}.log").read_text(errors="replace")
-            assert "Traceback" not in text or log == "beat", f"{log}:\n{text[-4000:]}"
-        # Nothing was written to ./var: the setting was honoured by every command.
-        outside_after = _var_files_outside()
-        changed = {p for p, m in outside_after.items() if outside_before.get(p) != m and p.endswith(("3", "schedule"))}
-        assert not changed, changed
-        print(f"embedded acceptance: {time.monotonic() - started:.1f} s")
+    with embedded_stack(work, var_dir, password=PASSWORD, app_class=App, DJANGO_DEBUG="true") as app:
+        yield app
+    # Nothing was written to ./var: the setting was honoured by every command.
+    outside_after = _var_files_outside()
+    changed = {p for p, m in outside_after.items() if outside_before.get(p) != m and p.endswith(("3", "schedule"))}
+    assert not changed, changed
+    print(f"embedded acceptance: {time.monotonic() - started:.1f} s")
 
 
 def test_make_run_creates_the_var_dir_the_setting_names(tmp_path):

@@ -4,7 +4,6 @@ This is the one place the suite uses SQLite: `make run` on a fresh machine migra
 runs a real Celery worker and beat on an embedded (SQLite) broker.
 """
 
-import os
 import subprocess
 import sys
 import time
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.embedded import ROOT, embedded_environ, manage
+
 CELERY = str(Path(sys.executable).with_name("celery"))
 
 pytestmark = pytest.mark.slow
@@ -26,19 +26,12 @@ def var_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fresh_embedded_env(var_dir):
     """The environment of `make run` on a fresh machine, with every migration applied to a new SQLite file."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(WECHAT_CRM_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="wechat_crm.settings.local")
+    env = embedded_environ(var_dir)
     migrate = manage(env, "migrate", "--noinput")
     assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-4000:]
     created = manage(env, "createcachetable")
     assert created.returncode == 0, created.stderr
     return env
-
-
-def manage(env, *args, timeout=120):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_migrate_creates_every_queue_of_the_embedded_broker_before_any_process_starts(fresh_embedded_env, var_dir):

@@ -37,6 +37,20 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 TRACKED_LINK_MAX_AGE_DAYS = env.int("TRACKED_LINK_MAX_AGE_DAYS", default=180)
 # Repeated clicks of one tracked link by one subscriber within this many seconds count once.
 TRACKED_LINK_CLICK_WINDOW = env.int("TRACKED_LINK_CLICK_WINDOW", default=300)
+# Web authorisation (网页授权, snsapi_base; accounts/webauth.py): a tracked link opened in WeChat's browser goes
+# through WeChat's authorise page first, so that the click is credited to whoever opened it (a forward reaches
+# other people); the preferences page always does. WECHAT_OAUTH_BASE_URL is WeChat's authorise host (`make run`
+# points it at the fake server); the signed `state` of one round trip is accepted for WEB_AUTH_STATE_MAX_AGE
+# seconds, once. TRACKED_LINK_WEB_AUTH=false sends WeChat's browser straight to the target (an account without
+# the web authorisation permission: WeChat gives it to verified service accounts).
+WECHAT_OAUTH_BASE_URL = env.str("WECHAT_OAUTH_BASE_URL", default="https://open.weixin.qq.com/")
+WEB_AUTH_STATE_MAX_AGE = env.int("WEB_AUTH_STATE_MAX_AGE", default=600)
+TRACKED_LINK_WEB_AUTH = env.bool("TRACKED_LINK_WEB_AUTH", default=True)
+# The shop hand-off: a link's destination gets `wxref=<signed reference to the person>` (never the openid), which
+# the shop sends back as `ref` with its conversions; accepted for SHOP_REF_MAX_AGE_DAYS days.
+SHOP_REF_MAX_AGE_DAYS = env.int("SHOP_REF_MAX_AGE_DAYS", default=30)
+# How long the preferences page remembers the person web authorisation identified (its session), in seconds.
+PREFERENCES_SESSION_SECONDS = env.int("PREFERENCES_SESSION_SECONDS", default=1800)
 
 INSTALLED_APPS = [
     # django-unfold (the admin's look, its filters and its bundled assets) must come before django.contrib.admin.
@@ -174,6 +188,7 @@ WECHAT_TOKEN_REFRESH_MARGIN = env.int("WECHAT_TOKEN_REFRESH_MARGIN", default=180
 WECHAT_RATE_LIMITS = {
     "template": (2000.0, 500),
     "custom": (200.0, 100),
+    "notice": (500.0, 200),
     "mass": (10.0, 10),
     "user": (200.0, 100),
     "default": (100.0, 50),

@@ -14,6 +14,7 @@ LANGUAGE_CODE = "en"
 # Tests never reach WeChat: a test that forgets the fake (the `fake_wechat` fixture) meets a closed port, and the fake
 # server and the demo commands, which refuse a real WeChat API, run.
 WECHAT_API_BASE_URL = env.str("WECHAT_API_BASE_URL", default="http://127.0.0.1:9/")  # noqa: F405
+WECHAT_OAUTH_BASE_URL = env.str("WECHAT_OAUTH_BASE_URL", default="http://127.0.0.1:9/")  # noqa: F405
 
 # The suite's clients share one address and many requests a minute: the product's rates would turn unrelated tests
 # into 429s. tests/security/test_api_throttling.py puts the product's rates back (wechat_crm.throttling reads them

@@ -14,7 +14,8 @@ Kinds are accounts.kinds.InteractionKind. The handlers come from each app's `eve
 only place that says which kind gets which, so nothing depends on the order of INSTALLED_APPS.
 
 Two routes start elsewhere than the callback:
-  link_click  recorded by the tracked-link redirect (content.services.link_click_record); its follow-ups are here.
+  link_click  recorded by the tracked-link redirect (content.services.link_click_record, or on the way back from
+              WeChat's authorise page, content.services.link_auth); its follow-ups are here. So is link_forward.
   conversions are not WeChat events: what follows them is the table campaigns.events.CONVERSION_FOLLOW_UPS.
 """
 
@@ -75,13 +76,16 @@ ROUTES: dict[str, Route] = {
     # --- Follows. ------------------------------------------------------------------------------------------------
     # Creates or reactivates the subscriber and adds the follow to the history (the first follow's scene is the
     # source scene); replies with the channel's rule or welcome; later fetches the profile, attributes the channel
-    # (touch, first touch, tags), keeps the first follow in the funnel, scores, and enters the journeys.
+    # (touch, first touch, tags) and a forwarded link that brought the follow (its push and content), gives the channel
+    # to the conversions posted before, keeps the first follow in the funnel, scores, and enters the journeys.
     K.SUBSCRIBE: Route(
         record=accounts.record_follow,
         replies=FOLLOW_OR_SCAN_REPLIES,
         follow_ups=(
             accounts.profile_fetch_later,
             campaigns.channel_attribute,
+            campaigns.forward_attribute,
+            campaigns.conversion_attribute,  # conversions posted before this follow-up get its channel
             campaigns.stage_follow,
             conversations.score,
             conversations.template_auto_reply,
@@ -145,14 +149,24 @@ ROUTES: dict[str, Route] = {
             conversations.score,
             conversations.journeys_current_stage,
             conversations.journeys_topic_click,
+            campaigns.conversion_reattribute_clicked,  # a later conversion stored before this click: its last touch
             content.push_clicks_count,
         ),
     ),
+    # A forward: someone who does not follow opened a tracked link (identified by web authorisation). Nothing runs
+    # now; their later follow is attributed to the link's push and content (campaigns.forward_attribute).
+    K.LINK_FORWARD: Route(),
     # --- Stored, touching last_interaction_at, nothing more. -----------------------------------------------------
     K.LOCATION_EVENT: Route(),  # the client's automatic location report
-    K.SUBSCRIBE_MSG_POPUP_EVENT: Route(),
+    # --- Subscription notices (订阅通知): the person's consent per template. --------------------------------------
+    # Accepted or rejected in WeChat's popup; rejected later in WeChat's settings. Each item becomes a decision in
+    # the consent history and moves the current consent (content.NoticeConsent), which every notice send checks.
+    K.SUBSCRIBE_MSG_POPUP_EVENT: Route(follow_ups=(content.notice_consents,)),
+    K.SUBSCRIBE_MSG_CHANGE_EVENT: Route(follow_ups=(content.notice_consents,)),
     # --- WeChat's reports about our sends: not something the subscriber did. ------------------------------------
     K.TEMPLATESENDJOBFINISH: Route(record=accounts.record_report, follow_ups=(content.delivery_job_finish,)),
+    # A subscription notice delivered or not (its MsgID): the delivery becomes delivered or failed with the reason.
+    K.SUBSCRIBE_MSG_SENT_EVENT: Route(record=accounts.record_report, follow_ups=(content.delivery_job_finish,)),
     K.MASSSENDJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(content.mass_job_finish,)),
     # A publication (发布) finished: its article_id and permanent URLs, or its failure.
     K.PUBLISHJOBFINISH: Route(record=accounts.record_system_event, follow_ups=(publishing.publish_job_finish,)),

@@ -29,6 +29,11 @@ DUPLICATE_CLIENTMSGID = 45065
 MASS_QUOTA = 45028
 INVALID_MEDIA_ID = 40007
 API_UNAUTHORIZED = 48001
+INVALID_TEMPLATE_ID = 40037
+NOTICE_REFUSED = 43101  # subscription notices: the person has not accepted this template (or used up their one)
+ARGUMENT_INVALID = 47003  # e.g. a subscription notice's value that breaks its keyword's rule
+INVALID_CODE = 40029  # web authorisation: an unknown or expired code
+CODE_USED = 40163  # web authorisation: a code exchanged already
 
 INVALID_TOKEN_CODES = frozenset({INVALID_CREDENTIAL, INVALID_ACCESS_TOKEN, EXPIRED_ACCESS_TOKEN})
 
@@ -137,6 +142,30 @@ class WeChatUnauthorized(WeChatPermanent):
         )
 
 
+class WeChatNoticeRefused(WeChatError):
+    """43101: the person has not accepted this subscription notice (or has used up their one-time acceptance)."""
+
+    default_message = _("The person has not accepted this subscription notice (43101).")
+
+
+class WeChatArgumentInvalid(WeChatPermanent):
+    """47003: an argument WeChat refuses, e.g. a subscription notice's value that breaks its keyword's rule."""
+
+    default_message = _("WeChat refused an argument of the request (47003).")
+
+
+class WeChatTemplateInvalid(WeChatPermanent):
+    """40037: WeChat has no template with this id (deleted, or never added to the account)."""
+
+    default_message = _("WeChat has no template with this id (40037).")
+
+
+class WeChatInvalidCode(WeChatPermanent):
+    """40029 / 40163: a web authorisation code that is unknown, expired or used already."""
+
+    default_message = _("WeChat did not accept the authorisation code (unknown, expired or used already).")
+
+
 def seconds_until_quota_reset(now: dt.datetime | None = None) -> float:
     """Seconds until WeChat's daily quotas reset (midnight Asia/Shanghai), plus a minute of slack."""
     now = (now or dt.datetime.now(dt.UTC)).astimezone(_WECHAT_TZ)
@@ -164,6 +193,14 @@ def error_from_response(errcode: int, errmsg: str = "") -> WeChatError:
         return WeChatMediaGone(errcode, errmsg)
     if errcode == API_UNAUTHORIZED:
         return WeChatUnauthorized(errcode, errmsg)
+    if errcode == NOTICE_REFUSED:
+        return WeChatNoticeRefused(errcode, errmsg)
+    if errcode == ARGUMENT_INVALID:
+        return WeChatArgumentInvalid(errcode, errmsg)
+    if errcode == INVALID_TEMPLATE_ID:
+        return WeChatTemplateInvalid(errcode, errmsg)
+    if errcode in (INVALID_CODE, CODE_USED):
+        return WeChatInvalidCode(errcode, errmsg)
     if errcode == SYSTEM_BUSY:
         return WeChatTransient(errcode, errmsg)
     return WeChatPermanent(errcode, errmsg)
@@ -185,6 +222,7 @@ class Outcome(enum.StrEnum):
     NOT_FOLLOWING = "not_following"
     RETRY_LATER = "retry_later"
     OUTSIDE_WINDOW = "outside_window"
+    NOT_CONSENTED = "not_consented"  # a subscription notice the person has not accepted (43101)
     UNKNOWN = "unknown"
     FAILED = "failed"
 
@@ -218,6 +256,8 @@ def classify(exc: BaseException | None, *, attempt: int = 0) -> Classification:
         return Classification(Outcome.NOT_FOLLOWING, errcode=code, reason=reason)
     if isinstance(exc, WeChatOutsideWindow):
         return Classification(Outcome.OUTSIDE_WINDOW, errcode=code, reason=reason)
+    if isinstance(exc, WeChatNoticeRefused):
+        return Classification(Outcome.NOT_CONSENTED, errcode=code, reason=reason)
     if isinstance(exc, WeChatOutcomeUnknown):
         return Classification(Outcome.UNKNOWN, errcode=code, reason=reason)
     if isinstance(exc, WeChatRateLimited):

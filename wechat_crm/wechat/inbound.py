@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,63 @@ _INT_FIELDS = {"Scale": "scale"}
 SCENE_PREFIX = "qrscene_"
 # Events whose lowercase name is also a message type get a kind of their own (accounts.kinds).
 _EVENT_KINDS = {"location": Kind.LOCATION_EVENT.value}
+
+# Subscription-notice (订阅通知) events carry a list of items under one element: the popup's and the later change's
+# decisions per template, and the outcome of each notice sent (by MsgID).
+NOTICE_LISTS = {
+    Kind.SUBSCRIBE_MSG_POPUP_EVENT.value: "SubscribeMsgPopupEvent",
+    Kind.SUBSCRIBE_MSG_CHANGE_EVENT.value: "SubscribeMsgChangeEvent",
+    Kind.SUBSCRIBE_MSG_SENT_EVENT.value: "SubscribeMsgSentEvent",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeItem:
+    """One item of a subscription-notice event. `status` is "accept" or "reject" (popup, change); a sent event's
+    item has `msg_id`, `error_code` (0: delivered) and `error_status` ("success", or WeChat's failure)."""
+
+    template_id: str
+    status: str = ""
+    popup_scene: str = ""
+    msg_id: int | None = None
+    error_code: int | None = None
+    error_status: str = ""
+
+
+def notice_items(kind: str, fields: dict[str, Any]) -> list[NoticeItem]:
+    """The items of a subscription-notice event (the parsed document, as stored in Interaction.data). WeChat sends
+    one <List> per template: one item parses as a dict, several as a list. Items without a template id are
+    dropped."""
+    container = fields.get(NOTICE_LISTS.get(kind, ""))
+    raw = container.get("List") if isinstance(container, dict) else None
+    if raw is None and isinstance(fields.get("List"), dict | list):  # the JSON push format puts List at the top
+        raw = fields["List"]
+    entries = raw if isinstance(raw, list) else [raw] if isinstance(raw, dict) else []
+    items = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        template_id = entry.get("TemplateId")
+        if not isinstance(template_id, str) or not template_id or len(template_id) > MAX_ID_LENGTH:
+            continue
+        items.append(
+            NoticeItem(
+                template_id=template_id,
+                status=str(entry.get("SubscribeStatusString") or "").strip().lower(),
+                popup_scene=str(entry.get("PopupScene") or ""),
+                msg_id=_int_or_none(entry.get("MsgID")),
+                error_code=_int_or_none(entry.get("ErrorCode")),
+                error_status=str(entry.get("ErrorStatus") or ""),
+            )
+        )
+    return items
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class MessageError(ValueError):
@@ -143,6 +201,11 @@ def build_message(fields: dict[str, Any], *, raw_xml: str, received_at: datetime
         dedupe_key = f"evt:{openid}:{create_time}:{event}:{event_key}"
         if msg_id:  # TEMPLATESENDJOBFINISH and MASSSENDJOBFINISH carry the MsgID of the send
             dedupe_key += f":{msg_id}"
+        else:  # PUBLISHJOBFINISH and the subscription-notice events carry what they report in nested elements
+            nested = {name: value for name, value in fields.items() if isinstance(value, dict | list)}
+            if nested:
+                digest = hashlib.sha256(json.dumps(nested, sort_keys=True, default=str).encode()).hexdigest()
+                dedupe_key += f":{digest[:16]}"
     else:
         kind = msg_type
         dedupe_key = f"msg:{msg_id}" if msg_id else f"msg:{openid}:{create_time}:{kind}"

@@ -8,6 +8,9 @@ Shapes follow WeChat's documentation of each call:
   * customer-service messages (`custom_*`): {"touser", "msgtype", <msgtype>: {...}};
   * template messages (`template_message`): {"touser", "template_id", "url"?, "miniprogram"?, "data"};
   * subscription notices (`subscription_notice`): {"touser", "template_id", "page"?, "miniprogram"?, "data"};
+    the account's notice templates: adding one from WeChat's public library (`notice_template_add`: {"tid",
+    "kidList", "sceneDesc"}), deleting one (`notice_template_delete`: {"priTmplId"}), the library's query
+    parameters (`notice_library_titles_query`: {"ids", "start", "limit"});
   * mass sends: a content (`mass_text`, `mass_image`, `mass_mpnews`, ...) addressed to a tag or everyone
     (`mass_to_tag`, `mass_to_all`), to a list of openids (`mass_to_openids`) or previewed (`mass_preview`);
   * drafts (`draft_add`, `draft_update` of `DraftArticle`s) and datacube report ranges (`datacube_range`);
@@ -125,6 +128,27 @@ def subscription_notice(
     if miniprogram is not None and miniprogram.appid:
         message["miniprogram"] = {"appid": miniprogram.appid, "pagepath": miniprogram.pagepath}
     return message
+
+
+NOTICE_SCENE_DESC_MAX = 15  # characters of the service scene given when a library template is added
+NOTICE_KEYWORDS_MIN, NOTICE_KEYWORDS_MAX = 2, 5  # keywords chosen from a library title
+NOTICE_LIBRARY_PAGE_MAX = 30  # titles per page of the public library
+
+
+def notice_template_add(*, tid: str, kid_list: Sequence[int], scene_desc: str) -> Payload:
+    """Add a template of WeChat's public library to the account: its title id, the chosen keywords in order (2 to 5
+    of the title's kids), and the service scene (at most 15 characters)."""
+    return {"tid": str(tid), "kidList": [int(k) for k in kid_list], "sceneDesc": scene_desc}
+
+
+def notice_template_delete(*, template_id: str) -> Payload:
+    return {"priTmplId": template_id}
+
+
+def notice_library_titles_query(*, category_ids: Sequence[int], start: int = 0, limit: int = 30) -> dict[str, str]:
+    """The query of a page of the public library's titles in the account's categories."""
+    limit = max(1, min(NOTICE_LIBRARY_PAGE_MAX, limit))
+    return {"ids": ",".join(str(i) for i in category_ids), "start": str(max(0, start)), "limit": str(limit)}
 
 
 # --- mass sends -----------------------------------------------------------------------------------------------------
@@ -263,6 +287,16 @@ def tag_members(*, tag_id: int, openids: Sequence[str]) -> Payload:
     if len(openids) > TAG_MEMBERS_MAX:
         raise ValueError(f"one tagging call takes at most {TAG_MEMBERS_MAX} openids")
     return {"tagid": tag_id, "openid_list": list(openids)}
+
+
+# WeChat refuses a remark of more than 30 bytes of UTF-8 (10 Chinese characters) with 40092.
+REMARK_MAX_BYTES = 30
+
+
+def user_remark(*, openid: str, remark: str) -> Payload:
+    if len(remark.encode("utf-8")) > REMARK_MAX_BYTES:
+        raise ValueError(f"WeChat takes a remark of at most {REMARK_MAX_BYTES} bytes")
+    return {"openid": openid, "remark": remark}
 
 
 def users_batch(openids: Sequence[str], *, lang: str = "zh_CN") -> Payload:

@@ -25,7 +25,7 @@ from .errors import WeChatLocalRateLimited
 
 logger = logging.getLogger(__name__)
 
-GROUPS = ("template", "custom", "mass", "user", "default")
+GROUPS = ("template", "custom", "notice", "mass", "user", "default")
 
 # KEYS[1]: the bucket. ARGV: rate (tokens/s), burst, tokens wanted, longest wait allowed (s).
 # Returns the seconds to wait as a string (>= 0: granted after that wait; < 0: refused, retry after -value).
@@ -183,6 +183,8 @@ def group_for(endpoint: str) -> str:
         return "template"
     if path.startswith("message/custom/"):
         return "custom"
+    if path.startswith("message/subscribe/"):
+        return "notice"
     if path.startswith("message/mass/"):
         return "mass"
     if path.startswith(("user/", "tags/")):

@@ -40,7 +40,7 @@ def updates_write(updates: Sequence[DeliveryUpdate]) -> None:
             "not_before = v.not_before, finished_at = v.finished_at "
             f"FROM (VALUES {', '.join([one] * len(updates))}) AS v(id, status, reason, errcode, msgid, sent_at, "
             "not_before, finished_at) WHERE d.id = v.id AND d.status = %s "
-            "RETURNING d.push_id, d.status, d.reason, d.sent_at, d.unfollowed_at) "
+            "RETURNING d.push_id, d.status, d.reason, d.sent_at, d.unfollowed_at, d.clicked_at) "
             f"INSERT INTO {PushTally._meta.db_table} (push_id, key, n) SELECT w.push_id, k.key, count(*) "
             f"FROM w CROSS JOIN LATERAL {tallies.row_keys_sql('w')} AS k(key) WHERE k.key IS NOT NULL "
             "GROUP BY w.push_id, k.key"
@@ -90,6 +90,9 @@ def results_classify(sendable: Sequence[Sendable], results: Sequence[Any], polic
             out.gone.append(sub["id"])
         elif c.outcome == Outcome.UNKNOWN:
             out.updates.append(DeliveryUpdate(delivery_id, D.UNKNOWN, c.reason[:64], c.errcode, finished_at=sent_at))
+        elif c.outcome == Outcome.NOT_CONSENTED:
+            out.updates.append(DeliveryUpdate(delivery_id, D.FAILED, "no_consent", c.errcode, finished_at=sent_at))
+            out.refused.append(sub["id"])
         elif c.outcome == Outcome.OUTSIDE_WINDOW:
             update = DeliveryUpdate(delivery_id, D.SKIPPED, "outside_window", c.errcode, finished_at=sent_at)
             out.updates.append(update)

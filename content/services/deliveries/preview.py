@@ -29,7 +29,7 @@ def push_send_test(*, push: Push, user: Any, wxname: str = "") -> int | None:
     profile = OperatorProfile.objects.filter(user_id=getattr(user, "pk", None)).first()
     if profile is None or not profile.openid:
         raise PushInvalid(_("Link your own openid first (Content > Operator profiles)."))
-    push = Push.objects.select_related("article", "template", "template__article").get(pk=push.pk)
+    push = Push.objects.select_related("article", "template", "template__article", "notice_template").get(pk=push.pk)
     sub = Subscriber.objects.filter(openid=profile.openid).values("id", *templating.SUBSCRIBER_FIELDS).first()
     if sub is None:
         sub = dict(templating.SAMPLE_CONTEXT["subscriber"], id=0)
@@ -42,6 +42,8 @@ def push_send_test(*, push: Push, user: Any, wxname: str = "") -> int | None:
         result = client.send_template_message(renderer.template(sub))
     elif push.channel == Push.Channel.CUSTOM:
         result = client.send_custom_message(renderer.custom(sub))
+    elif push.channel == Push.Channel.NOTICE:  # WeChat sends it only if you accepted the template yourself
+        result = client.send_notice_many([renderer.notice(sub)], threads=1)[0]
     else:  # a mass message previews as a customer-service text (WeChat's mass preview needs a media id)
         result = client.send_custom_text(openid=profile.openid, text=renderer.mass_text())
     if not result.ok:

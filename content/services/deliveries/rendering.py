@@ -38,6 +38,19 @@ class Renderer:
             miniprogram=self._miniprogram,
         )
 
+    def notice(self, sub: dict[str, Any]) -> Payload:
+        """A subscription notice: the template's values (checked when the push was saved), opening the article
+        through its tracked link (or nothing)."""
+        push, article = self.push, self.push.article
+        page = ""
+        if article is not None:
+            from .. import link_track
+
+            page = link_track(article.public_url(), subscriber_id=sub["id"], push_id=push.pk, content_id=article.pk)
+        return messages.subscription_notice(
+            openid=sub["openid"], template_id=push.notice_template.template_id, data=push.notice_values, page=page
+        )
+
     def custom(self, sub: dict[str, Any]) -> Payload:
         """A customer-service message: the article's card with its tracked link, or the text with tracked links."""
         push, article = self.push, self.push.article

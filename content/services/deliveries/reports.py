@@ -1,5 +1,6 @@
-"""WeChat's reports on what we sent: TEMPLATESENDJOBFINISH (each template message delivered or failed) and
-MASSSENDJOBFINISH (a mass send's totals), matched by WeChat's msgid."""
+"""WeChat's reports on what we sent: TEMPLATESENDJOBFINISH (each template message delivered or failed),
+subscribe_msg_sent_event (each subscription notice delivered or failed) and MASSSENDJOBFINISH (a mass send's
+totals), matched by WeChat's msgid."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from typing import Any, NamedTuple
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.kinds import InteractionKind
+from wechat_crm.wechat.inbound import notice_items
+
 from ...models import Delivery, MassBatch
 from . import tallies
 from .rows import D
 
 JOB_FINISH_ATTEMPTS = 8
+NOTICE_SENT = InteractionKind.SUBSCRIBE_MSG_SENT_EVENT.value
 
 
 class JobFinish(NamedTuple):
@@ -86,6 +91,15 @@ class JobOutcome(NamedTuple):
 
 def _job_finish_outcome(interaction: Any) -> JobOutcome:
     data = interaction.data or {}
+    if getattr(interaction, "kind", "") == NOTICE_SENT:  # a subscription notice's report: one item per notice
+        items = notice_items(NOTICE_SENT, data)
+        if not items:
+            return JobOutcome(None, D.FAILED, "")
+        item = items[0]
+        if item.error_code == 0 or item.error_status == "success":
+            return JobOutcome(item.msg_id, D.DELIVERED, "")
+        reason = item.error_status.replace("failed:", "").strip().replace(" ", "_") or f"error_{item.error_code}"
+        return JobOutcome(item.msg_id, D.FAILED, reason[:64])
     msgid = _int(interaction.msg_id or data.get("MsgID"))
     status = (getattr(interaction, "status", "") or data.get("Status") or "").strip()
     if status == "success":

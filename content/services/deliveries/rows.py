@@ -55,17 +55,19 @@ class Retry(NamedTuple):
 
 @dataclass
 class ChunkResult:
-    """What sending a chunk decided: the rows' outcomes, the messages to retry, and the recipients WeChat says
-    no longer follow."""
+    """What sending a chunk decided: the rows' outcomes, the messages to retry, the recipients WeChat says no longer
+    follow, and those WeChat says have not accepted a subscription notice."""
 
     updates: list[DeliveryUpdate] = field(default_factory=list)
     retries: list[Retry] = field(default_factory=list)
     gone: list[int] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)  # subscription notices WeChat refused: not accepted (43101)
 
     def extend(self, other: ChunkResult) -> None:
         self.updates += other.updates
         self.retries += other.retries
         self.gone += other.gone
+        self.refused += other.refused
 
 
 def skipped(delivery_id: int, reason: str, at: dt.datetime) -> DeliveryUpdate:

@@ -17,7 +17,7 @@ from ...models import Delivery, MassBatch, Push, SendPolicy
 from . import tallies
 from .outcomes import mark_not_following, results_classify, retries_requeue, updates_write
 from .progress import push_finish_if_done
-from .quotas import quiet_hours_end, quotas_apply, recipients, skip_reason
+from .quotas import decisions_for, quiet_hours_end, quotas_apply
 from .rendering import Renderer
 from .rows import ChunkResult, Claim, D, DeliveryUpdate, Retry, Sendable, skipped
 from .start_marks import StartMarks
@@ -30,6 +30,7 @@ class ChunkSent(NamedTuple):
 
     counts: Counter[str]
     retry_in: float | None
+    defer_until: dt.datetime | None = None  # the send policy said LATER (quiet hours) for some rows
 
 
 @dataclass
@@ -76,8 +77,8 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
     1. the push's state is checked (cancelled: the page's queued rows are skipped; quiet hours: deferred);
     2. the page's queued rows are CLAIMED with one UPDATE ... RETURNING (queued -> sending): two copies of the task
        cannot both send a row; a row left in "sending" by a dead worker becomes unknown, never resent;
-    3. one SELECT loads the recipients with everything the caps need (quotas.py); skips are decided with their
-       reasons, quotas counted from our rows;
+    3. the send policy (conversations.policy) decides for the chunk's recipients in a few queries (their fields
+       for rendering loaded by the same SELECT); skips are written with their reasons, quotas counted from our rows;
     4. the rest is sent through the client (a page of template or customer-service messages over its kept-alive
        pool, or one mass send);
     5. the outcomes are written with one statement (outcomes.py) per PUSH_WRITE_EVERY messages sent, so that a
@@ -86,7 +87,9 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
     """
     out = PageOutcome()
     push = (
-        Push.objects.select_related("article", "template", "template__article", "mass_tag").filter(pk=push_id).first()
+        Push.objects.select_related("article", "template", "template__article", "mass_tag", "notice_template")
+        .filter(pk=push_id)
+        .first()
     )
     now = timezone.now()
     if push is None:  # deleted since the task was queued
@@ -127,6 +130,8 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
             out.counts[status] = out.counts.get(status, 0) + n
         if chunk.retry_in is not None:
             retry_in = chunk.retry_in if retry_in is None else max(retry_in, chunk.retry_in)
+        if chunk.defer_until is not None:
+            out.defer_until = max(out.defer_until or chunk.defer_until, chunk.defer_until)
         if every is None or not Push.objects.filter(pk=push_id, status=Push.Status.SENDING).exists():
             break  # a mass page is one call; a push cancelled meanwhile sends no further chunk
         now = timezone.now()
@@ -135,7 +140,7 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
     out.sent = out.counts.get(D.SENT, 0)
     out.skipped = out.counts.get(D.SKIPPED, 0)
     out.retry_in = retry_in
-    if retry_in is None:
+    if retry_in is None and out.defer_until is None:
         push_finish_if_done(push_id=push_id)
     return out
 
@@ -150,13 +155,15 @@ def _send_chunk(
     marks: StartMarks | None = None,
 ) -> ChunkSent:
     """Skip, send and write the outcomes of one claimed chunk."""
-    subs = recipients(push, policy, [c.subscriber_id for c in claimed], now)
+    decisions, subs = decisions_for(push, policy, [c.subscriber_id for c in claimed], now)
     result = ChunkResult()
     sendable: list[Sendable] = []
     for claim in claimed:
-        reason = skip_reason(push, policy, subs.get(claim.subscriber_id), now)
-        if reason:
-            result.updates.append(skipped(claim.delivery_id, reason, now))
+        decision = decisions[claim.subscriber_id]
+        if decision.verdict == "never":
+            result.updates.append(skipped(claim.delivery_id, decision.reason, now))
+        elif decision.verdict == "later":  # quiet hours began since the page's check: back to queued until then
+            result.updates.append(DeliveryUpdate(claim.delivery_id, D.QUEUED, decision.reason, not_before=decision.at))
         else:
             sendable.append(Sendable(claim.delivery_id, subs[claim.subscriber_id], claim.attempts))
     split = quotas_apply(push, policy, sendable, now, claimed=len(claimed))
@@ -171,7 +178,23 @@ def _send_chunk(
     if marks is not None:
         marks.forget()
     mark_not_following(result.gone, now)
-    return ChunkSent(Counter(update.status for update in updates), requeue.delay)
+    if push.channel == Push.Channel.NOTICE:
+        _notice_consents_used(push, sendable, updates, result.refused)
+    later = [u.not_before for u in result.updates if u.status == D.QUEUED and u.not_before is not None]
+    return ChunkSent(Counter(update.status for update in updates), requeue.delay, max(later) if later else None)
+
+
+def _notice_consents_used(
+    push: Push, sendable: Sequence[Sendable], updates: Sequence[DeliveryUpdate], refused: Sequence[int]
+) -> None:
+    """Each notice WeChat accepted uses one acceptance of a one-time template; a refusal (43101) leaves none."""
+    from ..notices import notice_credits_use, notice_refused
+
+    sent = {u.delivery_id for u in updates if u.status == D.SENT}
+    notice_credits_use(
+        subscriber_ids=[s.recipient["id"] for s in sendable if s.delivery_id in sent], template=push.notice_template
+    )
+    notice_refused(subscriber_ids=refused, template=push.notice_template)
 
 
 def _send_messages(
@@ -188,6 +211,8 @@ def _send_messages(
     client = get_client()
     if push.channel == Push.Channel.TEMPLATE:
         build, send = renderer.template, client.send_template_many
+    elif push.channel == Push.Channel.NOTICE:
+        build, send = renderer.notice, client.send_notice_many
     else:
         build, send = renderer.custom, client.send_custom_many
     payloads = [build(s.recipient) for s in sendable]

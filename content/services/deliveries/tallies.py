@@ -10,7 +10,8 @@ itself, so each is counted exactly once:
     nothing more than their own statement;
   - the recipients, when push_resolve writes the deliveries;
   - a click (the link_click follow-up, exactly once with the batch) and its clicker, when it is the subscriber's
-    first click of the push (the lowest interaction id: the same whatever order batches run in);
+    first click of the push (the lowest interaction id: the same whatever order batches run in); the clicker's
+    delivery gets `clicked_at` (a reached clicker while the delivery counts as reached);
   - an unfollow (the unsubscribe follow-up): the subscriber's deliveries claimed in the 7 days before it get
     `unfollowed_at` (the first unfollow since the claim), and their keys change with it.
 
@@ -41,6 +42,7 @@ RECIPIENTS = "recipients"
 REACHED = "reached"
 CLICKS = "clicks"
 CLICKERS = "clickers"
+REACHED_CLICKERS = "reached_clickers"
 BASELINE_UNFOLLOWS = "baseline_unfollows"
 BASELINE_FOLLOWERS = "baseline_followers"
 STATUS = "status:"
@@ -54,7 +56,13 @@ REACHED_STATUSES = (D.SENT, D.DELIVERED)
 COMPACT_ABOVE = 64  # the beat folds a push's rows once it has more than this many
 
 
-def row_keys(status: str, reason: str, sent_at: dt.datetime | None, unfollowed_at: dt.datetime | None) -> list[str]:
+def row_keys(
+    status: str,
+    reason: str,
+    sent_at: dt.datetime | None,
+    unfollowed_at: dt.datetime | None,
+    clicked_at: dt.datetime | None = None,
+) -> list[str]:
     """The counters one delivery row adds 1 to."""
     if status in OPEN:
         return []
@@ -63,6 +71,8 @@ def row_keys(status: str, reason: str, sent_at: dt.datetime | None, unfollowed_a
         keys.append(SKIPPED + (reason or ""))
     if status in REACHED_STATUSES and sent_at is not None:
         keys.append(REACHED)
+        if clicked_at is not None:
+            keys.append(REACHED_CLICKERS)
         if unfollowed_at is not None and unfollowed_at >= sent_at:
             keys += [key for key, window in UNFOLLOW_WINDOWS if unfollowed_at < sent_at + window]
     return keys
@@ -81,7 +91,8 @@ def row_keys_sql(alias: str) -> str:
     return (
         f"(VALUES (CASE WHEN {r}.status NOT IN ('{D.QUEUED}', '{D.SENDING}') THEN '{STATUS}' || {r}.status END), "
         f"(CASE WHEN {r}.status = '{D.SKIPPED}' THEN '{SKIPPED}' || {r}.reason END), "
-        f"(CASE WHEN {reached} THEN '{REACHED}' END), {windows})"
+        f"(CASE WHEN {reached} THEN '{REACHED}' END), "
+        f"(CASE WHEN {reached} AND {r}.clicked_at IS NOT NULL THEN '{REACHED_CLICKERS}' END), {windows})"
     )
 
 
@@ -93,7 +104,8 @@ def tally_add(deltas: Counter[tuple[int, str]] | dict[tuple[int, str], int]) -> 
 
 
 def rows_deltas(before: Iterable[Sequence[Any]], after: Iterable[Sequence[Any]]) -> Counter[tuple[int, str]]:
-    """Additions for rows that changed: (push_id, status, reason, sent_at, unfollowed_at) before and after."""
+    """Additions for rows that changed: (push_id, status, reason, sent_at, unfollowed_at, clicked_at) before and
+    after."""
     deltas: Counter[tuple[int, str]] = Counter()
     for push_id, *row in before:
         for key in row_keys(*row):
@@ -112,7 +124,7 @@ def tally_open_rows_closed(*, push_id: int, status: str, reason: str, n: int) ->
 
 # --- Writers that need the rows' values before the change -----------------------------------------------------------
 
-TALLY_FIELDS = ("push_id", "status", "reason", "sent_at", "unfollowed_at")
+TALLY_FIELDS = ("push_id", "status", "reason", "sent_at", "unfollowed_at", "clicked_at")
 
 
 @transaction.atomic
@@ -180,9 +192,10 @@ def deliveries_unfollowed(*, unfollows: Sequence[tuple[int, dt.datetime]]) -> in
     return deliveries_transition(rows=Delivery.objects.all(), changes=changes)
 
 
-def clicks_record(*, clicks: Sequence[tuple[int, int, int]]) -> None:
-    """Tracked-link clicks (interaction id, subscriber id, push id) of pushes: `clicks` +1 each, `clickers` +1 for
-    a subscriber's first click of the push (the lowest interaction id of their clicks of it)."""
+def clicks_record(*, clicks: Sequence[tuple[int, int, int, dt.datetime]]) -> None:
+    """Tracked-link clicks (interaction id, subscriber id, push id, at) of pushes: `clicks` +1 each, `clickers` +1
+    for a subscriber's first click of the push (the lowest interaction id of their clicks of it), and the clicker's
+    delivery of the push gets `clicked_at` (their first click), which makes them a reached clicker when it was."""
     from accounts.models import Interaction
 
     pushes = set(Push.objects.filter(pk__in={c[2] for c in clicks}).values_list("pk", flat=True))
@@ -200,11 +213,30 @@ def clicks_record(*, clicks: Sequence[tuple[int, int, int]]) -> None:
         key = (subscriber_id, int(push_id))
         first[key] = min(pk, first.get(key, pk))
     deltas: Counter[tuple[int, str]] = Counter()
-    for interaction_id, subscriber_id, push_id in clicks:
+    for interaction_id, subscriber_id, push_id, _at in clicks:
         deltas[(push_id, CLICKS)] += 1
         if first.get((subscriber_id, push_id)) == interaction_id:
             deltas[(push_id, CLICKERS)] += 1
     tally_add(deltas)
+    # The clicker's delivery of the push (if they were a recipient): its first click, for "reached clickers".
+    at_by_pair: dict[tuple[int, int], dt.datetime] = {}
+    for _pk, subscriber_id, push_id, at in clicks:
+        pair = (push_id, subscriber_id)
+        at_by_pair[pair] = min(at, at_by_pair.get(pair, at))
+    from django.db.models import Q
+
+    match = Q()
+    for push_id, subscriber_id in at_by_pair:
+        match |= Q(push_id=push_id, subscriber_id=subscriber_id)
+    changes = {
+        pk: {"clicked_at": at_by_pair[(push_id, subscriber_id)]}
+        for pk, push_id, subscriber_id, clicked_at in Delivery.objects.filter(match).values_list(
+            "pk", "push_id", "subscriber_id", "clicked_at"
+        )
+        if clicked_at is None or at_by_pair[(push_id, subscriber_id)] < clicked_at
+    }
+    if changes:
+        deliveries_transition(rows=Delivery.objects.all(), changes=changes)
 
 
 def baseline_record(*, push: Push) -> None:
@@ -355,6 +387,34 @@ def unfollowed_recompute(*, push_id: int) -> int:
     return changed
 
 
+def clicked_recompute(*, push_id: int) -> int:
+    """Each delivery's `clicked_at` (its subscriber's first click of the push) from the clicks (the rebuild's first
+    step). Returns the rows changed."""
+    from django.db.models import Min
+
+    from accounts.models import Interaction
+
+    firsts = dict(
+        Interaction.objects.filter(kind=Interaction.Kind.LINK_CLICK, data__push_id=push_id)
+        .order_by()
+        .values_list("subscriber_id")
+        .annotate(first=Min("created_at"))
+    )
+    rows = Delivery.objects.filter(push_id=push_id)
+    stamped = rows.filter(clicked_at__isnull=False).values_list("pk", "subscriber_id", "clicked_at")
+    changed = 0
+    for pk, subscriber_id, clicked_at in stamped.iterator(chunk_size=5000):
+        if firsts.get(subscriber_id) != clicked_at:
+            changed += rows.filter(pk=pk).update(clicked_at=firsts.get(subscriber_id))
+        firsts.pop(subscriber_id, None)
+    by_first: dict[dt.datetime, list[int]] = {}
+    for subscriber_id, first in firsts.items():
+        by_first.setdefault(first, []).append(subscriber_id)
+    for first, subscriber_ids in by_first.items():
+        changed += rows.filter(subscriber_id__in=subscriber_ids, clicked_at__isnull=True).update(clicked_at=first)
+    return changed
+
+
 def tally_lock() -> None:
     """Before a writer of several statements locks deliveries: the counters' table first (the lock every INSERT
     takes, held to the end of the transaction), so that it and a rebuild always lock in the same order."""
@@ -372,6 +432,7 @@ def tallies_rebuild(*, push_id: int) -> Counter[str]:
             with connection.cursor() as cursor:
                 cursor.execute(f"LOCK TABLE {PushTally._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
         unfollowed_recompute(push_id=push_id)
+        clicked_recompute(push_id=push_id)
         counts = recount(push_id=push_id)
         kept = PushTally.objects.filter(push_id=push_id, key__in=(BASELINE_UNFOLLOWS, BASELINE_FOLLOWERS))
         baseline = Counter(dict(kept.values_list("key").annotate(n=Sum("n")).values_list("key", "n")))

@@ -192,3 +192,19 @@ def test_the_record_statement_is_prepared_once_per_connection(wechat_callback):
         statements, executions = cursor.fetchone()
     assert statements == 1
     assert executions == 3
+
+
+@pytest.mark.django_db
+def test_publish_reports_of_different_publications_in_the_same_second_are_both_stored(wechat_callback):
+    """PUBLISHJOBFINISH carries no MsgID: what it reports is nested in PublishEventInfo, which tells them apart."""
+    now = int(time.time())
+
+    def report(publish_id: str) -> str:
+        info = {"publish_id": publish_id, "publish_status": "0", "article_id": f"A{publish_id}"}
+        return build_message("PUBLISHJOBFINISH", event=True, create_time=now, PublishEventInfo=info)
+
+    wechat_callback.post(report("2247483001"))
+    wechat_callback.post(report("2247483002"))
+    wechat_callback.post(report("2247483002"))  # WeChat's retry of the second
+
+    assert Interaction.objects.filter(kind="publishjobfinish").count() == 2

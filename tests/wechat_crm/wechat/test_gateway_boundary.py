@@ -21,6 +21,7 @@ ENDPOINT = re.compile(
     r"|\bmedia/(?:upload|get)|\bmaterial/(?:add|get|batchget|del)"
     r"|\bdraft/(?:add|get|update|delete|batchget)|\bfreepublish/"
     r"|\bdatacube/|\bstable_token"
+    r"|\bsns/oauth2/|\bconnect/oauth2/"
 )
 # wechatpy's API groups called on a client (`client.tag.get()`, `get_client().message.send_text(...)`).
 WECHATPY_GROUP = re.compile(
@@ -55,6 +56,8 @@ def test_the_guard_recognises_what_it_forbids():
         "(client or get_client()).qrcode.create(payload)",
         "(client or _client()).tag.get()",
         '"""Validate and publish the menu (menu/create)."""',
+        'url = "https://open.weixin.qq.com/connect/oauth2/authorize?appid="',
+        "# trade the code at sns/oauth2/access_token",
     ):
         assert ENDPOINT.search(line) or WECHATPY_GROUP.search(line), line
     for line in ("request.user.is_superuser", "step.tag.name", "the client's users_info", "content/article/"):

@@ -9,7 +9,12 @@ WeChat endpoint or build WeChat JSON (the payloads come from `wechat_crm.wechat.
   mass sends `mass_send_to_tag`, `mass_send_to_all`, `mass_send_to_openids`, `mass_preview` (a `MassSent`);
 * followers and tags (audience.py): `followers_page`, `users_info`, `tags_list`, `tag_create`, `tag_members_page`,
   `tag_users`, `untag_users`;
+* subscription notices (notices.py): `send_notice_many` (a page of a notice push), `notice_templates`,
+  `notice_template_add`, `notice_template_delete`, `notice_categories`, `notice_library_titles`,
+  `notice_library_keywords`;
 * the account's set-up (account.py): `create_qrcode` (a `QRCodeTicket`), `menu_create`;
+* web authorisation (oauth.py): `web_auth_identity(code=)` (a `WebAuthIdentity`: who came back from WeChat's
+  authorise page), and the module function `web_auth_url(redirect_uri=, state=)` (no network);
 * publishing (publishing.py): `material_add`, `body_image_upload`, `material_count`, `material_page`,
   `material_delete`, `media_get` (a subscriber's image or voice), `draft_add`, `draft_update`, `draft_get`,
   `draft_delete`, `publish_submit`, `publish_get` (a `PublishState`), `mass_news_send`, `mass_news_preview` and
@@ -41,21 +46,31 @@ from .account import AccountMixin, QRCodeTicket
 from .audience import AudienceMixin, OpenidPage
 from .core import SAFE_POST_ENDPOINTS, BaseClient, SendResult
 from .messaging import MassSent, MessagingMixin
+from .notices import LibraryKeyword, LibraryPage, LibraryTitle, NoticesMixin, NoticeTemplate
+from .oauth import WebAuthIdentity, WebAuthMixin, web_auth_url
 from .publishing import PublishingMixin, PublishState
 
 __all__ = [
     "SAFE_POST_ENDPOINTS",
+    "LibraryKeyword",
+    "LibraryPage",
+    "LibraryTitle",
     "MassSent",
+    "NoticeTemplate",
     "OpenidPage",
     "PublishState",
     "QRCodeTicket",
     "SendResult",
     "WeChatClient",
+    "WebAuthIdentity",
     "get_client",
+    "web_auth_url",
 ]
 
 
-class WeChatClient(MessagingMixin, AudienceMixin, AccountMixin, PublishingMixin, BaseClient):
+class WeChatClient(
+    MessagingMixin, NoticesMixin, AudienceMixin, AccountMixin, PublishingMixin, WebAuthMixin, BaseClient
+):
     """The client apps use: one method per action, grouped by area in the mixins."""
 
 

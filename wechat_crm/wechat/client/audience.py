@@ -30,6 +30,10 @@ class AudienceMixin:
         result = self.post("user/info/batchget", data=messages.users_batch(openids, lang=lang))
         return list((result or {}).get("user_info_list") or []) if isinstance(result, dict) else []
 
+    def user_remark_set(self, openid: str, remark: str) -> None:
+        """Sets the remark WeChat shows the account's team for one follower ("" clears it)."""
+        self.post("user/info/updateremark", data=messages.user_remark(openid=openid, remark=remark))
+
     # --- tags ------------------------------------------------------------------------------------------------------
     def tags_list(self) -> list[dict[str, Any]]:
         """The account's tags: {"id", "name", "count"} each."""

@@ -53,6 +53,7 @@ SAFE_POST_ENDPOINTS = frozenset(
         "cgi-bin/qrcode/create",
         "cgi-bin/message/mass/get",
         "cgi-bin/message/template/get_all_private_template",
+        "wxaapi/newtmpl/deltemplate",
     }
 )
 

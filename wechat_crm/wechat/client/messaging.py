@@ -111,8 +111,7 @@ class MessagingMixin:
         message = messages.subscription_notice(
             openid=openid, template_id=template_id, data=data, page=page, miniprogram=miniprogram
         )
-        group = ratelimit.group_for(SUBSCRIPTION_SEND)
-        return self.send_many(SUBSCRIPTION_SEND, [message], group=group, threads=1)[0]
+        return self.send_many(SUBSCRIPTION_SEND, [message], group=ratelimit.group_for(SUBSCRIPTION_SEND), threads=1)[0]
 
     # --- mass sends (one call each; a clientmsgid makes a repeat harmless) -------------------------------------------
     def mass_send_to_tag(self, content: Payload, *, tag_id: int, clientmsgid: str = "") -> MassSent:

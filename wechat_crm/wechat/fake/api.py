@@ -35,6 +35,7 @@ ERRMSG = {
     40026: "invalid sub button key size",
     40027: "invalid sub button url size",
     40032: "invalid openid list size",
+    40092: "invalid remark name",
     40037: "invalid template_id",
     40053: "invalid action info",
     40055: "invalid button url domain",
@@ -121,7 +122,7 @@ class Ctx:
 
 OK = {"errcode": 0, "errmsg": "ok"}
 ROUTES: dict[str, Callable[[Ctx], dict[str, Any]]] = {}
-NO_TOKEN_PATHS = {"/cgi-bin/token", "/cgi-bin/stable_token", "/cgi-bin/showqrcode"}
+NO_TOKEN_PATHS = {"/cgi-bin/token", "/cgi-bin/stable_token", "/cgi-bin/showqrcode", "/sns/oauth2/access_token"}
 
 
 def route(path: str):
@@ -273,6 +274,25 @@ def user_info_batchget(ctx: Ctx) -> dict[str, Any]:
     users = [_user_row(ctx.conn, o) for o in openids]
     tags = _tag_ids(ctx.conn, [u["openid"] for u in users])
     return {"user_info_list": [user_info_shape(u, tags[u["openid"]]) for u in users]}
+
+
+# WeChat's documented limit is "less than 30 bytes"; in practice it refuses more than 30 bytes of UTF-8 (10 Chinese
+# characters), with 40092.
+REMARK_MAX_BYTES = 30
+
+
+@route("/cgi-bin/user/info/updateremark")
+def user_updateremark(ctx: Ctx) -> dict[str, Any]:
+    body = ctx.json()
+    user = _user_row(ctx.conn, body.get("openid"))
+    remark = body.get("remark")
+    if not isinstance(remark, str) or len(remark.encode("utf-8")) > REMARK_MAX_BYTES:
+        raise WeChatError(40092)
+    if not user.get("subscribe", 1):
+        raise WeChatError(43004)
+    user["remark"] = remark
+    ctx.conn.execute("UPDATE users SET data = ? WHERE openid = ?", (json.dumps(user), user["openid"]))
+    return dict(OK)
 
 
 @route("/cgi-bin/user/get")

@@ -126,6 +126,25 @@ class FakeWeChat:
     def unsubscribe(self, openid: str) -> dict[str, Any]:
         return self._control("POST", f"users/{quote(openid, safe='')}/unsubscribe", json_body={})
 
+    def notices_decide(
+        self,
+        openid: str,
+        *,
+        accept: list[str] | None = None,
+        reject: list[str] | None = None,
+        withdraw: list[str] | None = None,
+        popup_scene: int = 2,
+    ) -> dict[str, Any]:
+        """The person answers WeChat's subscription-notice popup (accept / reject template ids: WeChat posts
+        subscribe_msg_popup_event to the callback) or rejects templates later in WeChat's settings (withdraw:
+        subscribe_msg_change_event). Returns the events posted and what WeChat now holds for the person."""
+        body = {"accept": accept or [], "reject": reject or [], "withdraw": withdraw or [], "popup_scene": popup_scene}
+        return self._control("POST", f"users/{quote(openid, safe='')}/notices", json_body=body)
+
+    def notices(self, openid: str) -> dict[str, dict[str, int]]:
+        """What WeChat holds for the person, per template: accepted (0/1) and the one-time notices left."""
+        return self._control("GET", f"users/{quote(openid, safe='')}/notices")
+
     def expire_tokens(self) -> None:
         """Make every issued access token expired now (42001 on use)."""
         self._control("POST", "tokens/expire")
@@ -146,6 +165,15 @@ class FakeWeChat:
 
     def qrcodes(self) -> list[dict[str, Any]]:
         return self._control("GET", "qrcodes")["qrcodes"]
+
+    def authorize(self, url: str, *, openid: str | None) -> tuple[int, str]:
+        """Open WeChat's authorise URL (as our product redirects to it) in a WeChat browser where `openid` is
+        signed in (None: a browser that is not WeChat's). Returns the status and, for the 302, where WeChat sends
+        the browser back to (``redirect_uri?code=...&state=...``)."""
+        url = url.split("#", 1)[0]  # the #wechat_redirect fragment stays in the browser
+        headers = {"Cookie": f"fake_wechat_openid={openid}"} if openid else {}
+        resp = self._http.request("GET", url, headers=headers, redirect=False)
+        return resp.status, resp.headers.get("Location", "")
 
     # --- WeChat's API, for tests and scripts -------------------------------------------------------------
     def fetch_token(self) -> str:

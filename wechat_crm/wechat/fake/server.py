@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from . import api, datacube, publishing  # noqa: F401 - datacube and publishing register their routes
+from . import api, datacube, notices, oauth, publishing  # noqa: F401 - they register their routes
 from .api import Ctx, WeChatError
 from .events import EventSender
 from .state import ConfigError, Store
@@ -59,7 +59,12 @@ class FakeWeChatApp:
     ``GET /_fake/users`` (``subscribe``, ``count_only``, ``limit``), ``POST /_fake/users`` (``{"users": [...]}``
     and/or ``{"generate": N}``), ``GET /_fake/users/<openid>``, ``POST /_fake/users/<openid>/subscribe|unsubscribe``;
     ``POST /_fake/tokens/expire`` and ``/_fake/tokens/invalidate``; ``GET /_fake/deliveries`` (``event``,
-    ``count_only``); ``GET /_fake/menu``; ``GET /_fake/qrcodes``.
+    ``count_only``); ``GET /_fake/menu``; ``GET /_fake/qrcodes``; ``POST /_fake/users/<openid>/notices``
+    (``{"accept": [template ids], "reject": [...]}``: the person's answer in WeChat's popup, posted as
+    subscribe_msg_popup_event; ``{"withdraw": [...]}``: a later rejection, posted as subscribe_msg_change_event) and
+    ``GET /_fake/users/<openid>/notices`` (what WeChat holds: accepted and the one-time notices left, per template).
+
+    Besides the API, WeChat's web authorisation page ``/connect/oauth2/authorize`` (see :mod:`.oauth`).
     """
 
     def __init__(self, store: Store, *, log_calls: bool = True, event_threads: int = 4) -> None:
@@ -80,7 +85,10 @@ class FakeWeChatApp:
         try:
             if path.startswith("/_fake/"):
                 status, headers, body = self.control(method, path, query, raw)
-            elif path.startswith(("/cgi-bin/", "/datacube/")):
+            elif path == oauth.AUTHORIZE_PATH and method in ("GET", "HEAD"):
+                cfg, _epoch = self.store.config()
+                status, headers, body = oauth.authorize(self.store, cfg, query, environ.get("HTTP_COOKIE", ""))
+            elif path.startswith(("/cgi-bin/", "/datacube/", "/wxaapi/", "/sns/")):
                 status, headers, body = self.wechat(method, path, query, raw, environ.get("CONTENT_TYPE", ""))
             else:
                 status, headers, body = 404, JSON, _dumps({"errcode": -1, "errmsg": "not found"})
@@ -296,6 +304,9 @@ class FakeWeChatApp:
             if method == "POST":
                 return 200, _add_users(store, payload)
             return 200, _list_users(conn, query)
+        m = re.fullmatch(r"/_fake/users/([^/]+)/notices", path)
+        if m:
+            return self._notices(method, m.group(1), payload)
         m = re.fullmatch(r"/_fake/users/([^/]+)(?:/(subscribe|unsubscribe))?", path)
         if m:
             openid, action = m.groups()
@@ -326,6 +337,24 @@ class FakeWeChatApp:
         if path == "/_fake/qrcodes":
             return 200, {"qrcodes": [json.loads(r[0]) for r in conn.execute("SELECT data FROM qrcodes")]}
         return None
+
+    def _notices(self, method: str, openid: str, payload: Any):
+        """A person's decisions about notice templates (see notices.decide), posted to the callback as WeChat does."""
+        store = self.store
+        if method != "POST":
+            return 200, notices.consents(store.connection(), openid)
+        cfg, epoch = store.config()
+        try:
+            with store.write() as conn:
+                events = notices.decide(conn, openid, payload)
+        except api.WeChatError:
+            return 404, {"error": "unknown openid"}
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        if cfg["callback_url"]:
+            for event, fields in events:
+                self.events.enqueue(epoch, float(cfg["callback_delay"]), event, openid, fields)
+        return 200, {"events": [e for e, _f in events], "notices": notices.consents(store.connection(), openid)}
 
 
 def _touser_matches(touser: str | None, raw: bytes) -> bool:

@@ -47,6 +47,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "callback_tries": 3,
     "callback_retry_delay": 1.0,
     "template_failure_rates": {"failed:user block": 0.0, "failed: system failed": 0.0},
+    # subscribe_msg_sent_event: the share of notices WeChat reports as not delivered, by ErrorStatus.
+    "notice_failure_rates": {},
     "mass_error_rate": 0.0,
     # API behaviour.
     "user_get_page_size": 10000,
@@ -58,6 +60,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "account_type": "service",
     "denied_apis": [],
     "clock_offset": 0,
+    # Web authorisation (oauth.py): how long an authorise code may be exchanged (WeChat: 5 minutes).
+    "oauth_code_ttl": 300,
 }
 
 _SCHEMA = """
@@ -89,6 +93,11 @@ CREATE TABLE IF NOT EXISTS mass_sends (msg_id INTEGER PRIMARY KEY, day TEXT NOT 
 CREATE TABLE IF NOT EXISTS mass_receipts (openid TEXT NOT NULL, month TEXT NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (openid, month)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS article_stats (msgid TEXT PRIMARY KEY, ref_date TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS notice_templates (template_id TEXT PRIMARY KEY, tid TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS notice_consents (openid TEXT NOT NULL, template_id TEXT NOT NULL, accepted INTEGER NOT NULL,
+    credits INTEGER NOT NULL, PRIMARY KEY (openid, template_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS oauth_codes (code TEXT PRIMARY KEY, openid TEXT NOT NULL, scope TEXT NOT NULL,
+    created_at REAL NOT NULL, used_at REAL);
 CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, method TEXT NOT NULL,
     path TEXT NOT NULL, query TEXT NOT NULL, body TEXT NOT NULL, status INTEGER NOT NULL, errcode INTEGER,
     fault TEXT, pid INTEGER NOT NULL);
@@ -99,7 +108,7 @@ CREATE TABLE IF NOT EXISTS deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, at 
 
 _DATA_TABLES = ("tokens", "users", "tags", "user_tags", "qrcodes", "counters", "clientmsgids", "mass_jobs", "menu",
                 "calls", "deliveries", "materials", "body_images", "inbound_media", "drafts", "publishes", "mass_sends",
-                "mass_receipts", "article_stats")  # fmt: skip
+                "mass_receipts", "article_stats", "notice_templates", "notice_consents", "oauth_codes")  # fmt: skip
 
 RESERVED_TAGS = {2: "星标组"}
 
@@ -138,7 +147,7 @@ def validate_config(changes: dict[str, Any]) -> dict[str, Any]:
         if key == "faults":
             for rule in value:
                 _validate_fault(rule)
-        if key in ("errcode_rates", "template_failure_rates"):
+        if key in ("errcode_rates", "template_failure_rates", "notice_failure_rates"):
             for code, rate in value.items():
                 if key == "errcode_rates" and not str(code).lstrip("-").isdigit():
                     raise ConfigError(f"errcode_rates keys must be error codes, not {code!r}")
