@@ -238,7 +238,10 @@ class ConversationAdmin(QuickCheckboxMixin, ModelAdmin):
             "opts": self.model._meta,
             "can_change": can_change,
             "tags": list(subscriber.tags.values_list("name", flat=True)),
-            "templates": MessageTemplate.objects.order_by("title")[:100],
+            # Operators send service notices only (the send policy refuses marketing templates from the inbox).
+            "templates": MessageTemplate.objects.filter(purpose=MessageTemplate.Purpose.SERVICE).order_by("title")[
+                :100
+            ],
             "quick_replies": QuickReply.objects.all()[:50],
             "operators": get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")[:200],
             "live_url": reverse("admin:conversations_thread_live", args=[pk]),

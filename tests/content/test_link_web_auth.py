@@ -331,3 +331,26 @@ def test_the_subscribers_timeline_shows_forwards(client, fake):
     friend = Subscriber.objects.get(openid="oTimelineFriend000000000001")
     (entry,) = [e for e in subscriber_timeline(subscriber=friend) if e["kind"] == "link_click"]
     assert "forwarded" in str(entry["title"]) and entry["detail"] == TARGET
+
+
+@pytest.mark.usefixtures("english")
+def test_a_real_worker_attributes_the_follow_that_a_forward_brought(
+    celery_worker, wechat_callback, fake_wechat, client
+):
+    from tests.helpers import wait_for
+
+    sender = SubscriberFactory()
+    article = ArticleFactory()
+    push = PushFactory(article=article)
+    url = services.link_track(TARGET, subscriber_id=sender.pk, push_id=push.pk, content_id=article.pk)
+    _open_in_wechat(client, fake_wechat, url, openid="oFriendRealWorker00000000001")
+
+    wechat_callback.post(build_message("subscribe", openid="oFriendRealWorker00000000001"))
+
+    def attributed():
+        friend = Subscriber.objects.get(openid="oFriendRealWorker00000000001")
+        return friend.source_push_id is not None and friend.followed_at is not None and friend
+
+    friend = wait_for(attributed, timeout=60, message="the worker did not attribute the follow to the forward")
+    assert (friend.source_push_id, friend.source_content_id) == (push.pk, article.pk)
+    assert friend.is_following and not Interaction.objects.filter(subscriber=sender).exists()
