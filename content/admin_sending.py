@@ -204,6 +204,8 @@ class PushAdmin(ModelAdmin):
             (_("unknown outcome"), r["unknown"]),
             (_("clicks (unique)"), f"{r['clicks']} ({r['unique_clickers']})"),
             (_("click-through rate"), pct(r["click_through_rate"])),
+            (_("forwards: clicks by other followers / opens by non-followers / follows brought"),
+             f"{r['forwarded_clicks']} / {r['forwards_to_non_followers']} / {r['follows_from_forwards']}"),
             (_("unfollows within 24 h"), f"{r['unfollows_24h']} = {pct(r['unfollow_rate_24h'])}"
              f" ({_('baseline')} {pct(r['baseline_unfollow_rate_24h'])})"),
             (_("unfollows within 72 h"), f"{r['unfollows_72h']} = {pct(r['unfollow_rate_72h'])}"

@@ -58,7 +58,8 @@ def push_clicks_count(interactions: Sequence[Any]) -> None:
     for interaction in interactions:
         push_id = (interaction.data or {}).get("push_id")
         if interaction.subscriber_id and isinstance(push_id, int):
-            clicks.append((interaction.pk, interaction.subscriber_id, push_id, interaction.created_at))
+            forwarded = "shared_by" in (interaction.data or {})  # opened by someone the link was forwarded to
+            clicks.append((interaction.pk, interaction.subscriber_id, push_id, interaction.created_at, forwarded))
     if clicks:
         tallies.clicks_record(clicks=clicks)
 

@@ -105,6 +105,7 @@ def push_report(*, push: Any) -> dict[str, Any]:
         daily = t[tallies.BASELINE_UNFOLLOWS] / followers / BASELINE_DAYS if followers else 0.0
     else:  # a push started before its counters were kept, not rebuilt yet
         daily = baseline_unfollow_rate(before=push.started_at)
+    forwards = forward_figures(push_id=push.pk, forwarded_clicks=t[tallies.FORWARDED_CLICKS])
 
     def rate(n: int) -> float | None:
         return round(n / reached_n, 4) if reached_n else None
@@ -133,6 +134,24 @@ def push_report(*, push: Any) -> dict[str, Any]:
         "baseline_unfollow_rate_24h": round(daily, 6),
         "baseline_unfollow_rate_72h": round(daily * 3, 6),
         "mass_totals": mass_totals(push_id=push.pk),
+        **forwards,
+    }
+
+
+def forward_figures(*, push_id: int, forwarded_clicks: int | None = None) -> dict[str, int]:
+    """What forwards of the push's links did (seen through web authorisation): clicks by followers it was forwarded
+    to (the push's counter when given: counting them scans every click's JSON), opens by people who did not follow,
+    and the follows those brought (their source push). Two or three queries."""
+    from accounts.models import Subscriber
+
+    if forwarded_clicks is None:
+        forwarded_clicks = link_clicks(push_id=push_id).filter(data__has_key="shared_by").count()
+    return {
+        "forwarded_clicks": forwarded_clicks,
+        "forwards_to_non_followers": Interaction.objects.filter(
+            kind=Interaction.Kind.LINK_FORWARD, data__push_id=push_id
+        ).count(),
+        "follows_from_forwards": Subscriber.objects.filter(source_push_id=push_id).count(),
     }
 
 

@@ -42,6 +42,7 @@ RECIPIENTS = "recipients"
 REACHED = "reached"
 CLICKS = "clicks"
 CLICKERS = "clickers"
+FORWARDED_CLICKS = "forwarded_clicks"
 REACHED_CLICKERS = "reached_clickers"
 BASELINE_UNFOLLOWS = "baseline_unfollows"
 BASELINE_FOLLOWERS = "baseline_followers"
@@ -192,10 +193,11 @@ def deliveries_unfollowed(*, unfollows: Sequence[tuple[int, dt.datetime]]) -> in
     return deliveries_transition(rows=Delivery.objects.all(), changes=changes)
 
 
-def clicks_record(*, clicks: Sequence[tuple[int, int, int, dt.datetime]]) -> None:
-    """Tracked-link clicks (interaction id, subscriber id, push id, at) of pushes: `clicks` +1 each, `clickers` +1
-    for a subscriber's first click of the push (the lowest interaction id of their clicks of it), and the clicker's
-    delivery of the push gets `clicked_at` (their first click), which makes them a reached clicker when it was."""
+def clicks_record(*, clicks: Sequence[tuple[int, int, int, dt.datetime, bool]]) -> None:
+    """Tracked-link clicks (interaction id, subscriber id, push id, at, forwarded) of pushes: `clicks` +1 each
+    (`forwarded_clicks` too for a link someone forwarded), `clickers` +1 for a subscriber's first click of the push
+    (the lowest interaction id of their clicks of it), and the clicker's delivery of the push gets `clicked_at`
+    (their first click), which makes them a reached clicker when it was."""
     from accounts.models import Interaction
 
     pushes = set(Push.objects.filter(pk__in={c[2] for c in clicks}).values_list("pk", flat=True))
@@ -213,14 +215,16 @@ def clicks_record(*, clicks: Sequence[tuple[int, int, int, dt.datetime]]) -> Non
         key = (subscriber_id, int(push_id))
         first[key] = min(pk, first.get(key, pk))
     deltas: Counter[tuple[int, str]] = Counter()
-    for interaction_id, subscriber_id, push_id, _at in clicks:
+    for interaction_id, subscriber_id, push_id, _at, forwarded in clicks:
         deltas[(push_id, CLICKS)] += 1
+        if forwarded:
+            deltas[(push_id, FORWARDED_CLICKS)] += 1
         if first.get((subscriber_id, push_id)) == interaction_id:
             deltas[(push_id, CLICKERS)] += 1
     tally_add(deltas)
     # The clicker's delivery of the push (if they were a recipient): its first click, for "reached clickers".
     at_by_pair: dict[tuple[int, int], dt.datetime] = {}
-    for _pk, subscriber_id, push_id, at in clicks:
+    for _pk, subscriber_id, push_id, at, _forwarded in clicks:
         pair = (push_id, subscriber_id)
         at_by_pair[pair] = min(at, at_by_pair.get(pair, at))
     from django.db.models import Q
@@ -343,6 +347,7 @@ def recount(*, push_id: int) -> Counter[str]:
                 out[key] += n
     clicks = Interaction.objects.filter(kind=Interaction.Kind.LINK_CLICK, data__push_id=push_id).order_by()
     out[CLICKS] = clicks.count()
+    out[FORWARDED_CLICKS] = clicks.filter(data__has_key="shared_by").count()
     out[CLICKERS] = clicks.values("subscriber_id").annotate(first=Min("pk")).count()
     return +out
 
