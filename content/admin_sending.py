@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateTimeFilter
 
+from wechat_crm.admin_lists import QuickCheckboxMixin
 from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.paginators import EstimatedCountPaginator
@@ -329,7 +330,7 @@ class ReasonFilter(admin.SimpleListFilter):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ModelAdmin):
+class DeliveryAdmin(QuickCheckboxMixin, ModelAdmin):
     list_display = [
         "id", "push", "subscriber", "status", "reason_text", "errcode", "attempts", "sent_at", "finished_at"
     ]  # fmt: skip
