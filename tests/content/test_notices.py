@@ -251,3 +251,12 @@ def test_the_fake_wechat_answers_bizsend_with_wechats_codes(fake, template):
     fake.notices_decide(OPENID, accept=[template.template_id])
     fake.notices_decide(OPENID, withdraw=[template.template_id])
     assert send()["errcode"] == 43101
+
+
+@pytest.mark.usefixtures("english")
+def test_the_subscriber_timeline_says_what_the_person_decided(wechat_callback):
+    from wechat_crm.timeline import subscriber_timeline
+
+    wechat_callback.post(_popup(("tmpl_a", "accept"), ("tmpl_b", "reject"), create_time=1_800_000_000))
+    [entry] = subscriber_timeline(subscriber=Subscriber.objects.get(openid=OPENID))
+    assert entry["kind"] == "consent" and entry["detail"] == "accepted tmpl_a; rejected tmpl_b"
