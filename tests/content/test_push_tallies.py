@@ -140,7 +140,7 @@ def test_rebuild_backfills_a_push_whose_counters_were_lost_and_compaction_keeps_
     assert push_report(push=push)["recipients"] == 300
 
 
-def test_a_cancelled_push_counts_its_skipped_rows(fake_sending):
+def test_a_cancelled_push_counts_its_skipped_rows(fake_sending, django_assert_num_queries):
     from .factories import SubscriberFactory
     from .push_factories import PushFactory
 
@@ -155,3 +155,9 @@ def test_a_cancelled_push_counts_its_skipped_rows(fake_sending):
     counters = _counters(push)
     assert counters["skipped:cancelled"] == counters["status:skipped"] == counters["recipients"] == 5
     assert _without_baseline(counters) == tallies.recount(push_id=push.pk)
+    # The report reads the counters (1 query), the forwards' figures (2) and the mass batches (1), whatever the size.
+    with django_assert_num_queries(4):
+        report = push_report(push=push)
+    assert (report["recipients"], report["skipped"], report["skipped_by_reason"]) == (5, 5, {"cancelled": 5})
+    with django_assert_num_queries(2):  # the counters and the rows being sent
+        assert push_progress(push=push)["done"] == 5
