@@ -157,10 +157,11 @@ class Person:
     following: bool
 
 
-def person_from_code(*, code: str) -> Person:
+def person_from_code(*, code: str, create: bool = True) -> Person:
     """Trade the authorise page's code for the person (through the gateway). A person we do not know yet (a forward
     reached someone who does not follow) gets a subscriber row that does not follow, so that a later follow finds
-    what brought it. WebAuthRefused when WeChat refuses the code (unknown, expired, used already)."""
+    what brought it; with `create=False` they are nobody (Person(None, False)). WebAuthRefused when WeChat refuses
+    the code (unknown, expired, used already)."""
     from wechat_crm.wechat.client import get_client
     from wechat_crm.wechat.errors import WeChatError, WeChatInvalidCode
 
@@ -176,6 +177,9 @@ def person_from_code(*, code: str) -> Person:
         raise WebAuthRefused(_("WeChat could not confirm who you are just now. Please open the link again.")) from None
     if identity.snapshot:
         return Person(subscriber_id=None, following=False)
+    if not create:
+        row = Subscriber.objects.filter(openid=identity.openid).values_list("pk", "is_following").first()
+        return Person(subscriber_id=row[0], following=bool(row[1])) if row else Person(None, False)
     return person_for_openid(openid=identity.openid, unionid=identity.unionid)
 
 

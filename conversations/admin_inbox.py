@@ -24,6 +24,7 @@ from unfold.contrib.filters.admin import RangeDateTimeFilter, RelatedDropdownFil
 
 from accounts.models import Interaction
 from content.models import MessageTemplate
+from wechat_crm.admin_lists import QuickCheckboxMixin
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.paginators import EstimatedCountPaginator
 from wechat_crm.wechat.errors import WeChatError
@@ -70,7 +71,7 @@ def _duration(seconds: int) -> str:
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ModelAdmin):
+class ConversationAdmin(QuickCheckboxMixin, ModelAdmin):
     """The inbox: unanswered conversations first; a conversation opens its thread."""
 
     list_display = ("name", "unanswered", "window", "assigned_to", "last_inbound_at", "last_outbound_at", "stage",

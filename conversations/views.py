@@ -123,7 +123,8 @@ def preferences_auth(request: HttpRequest) -> HttpResponse:
     """Back from WeChat's authorise page: the person is remembered in this browser's session, then the page."""
     try:
         webauth.state_read(request.GET.get("state", ""), purpose=webauth.PURPOSE_PREFERENCES)
-        person = webauth.person_from_code(code=request.GET.get("code", ""))
+        # Someone we do not know is not recorded: the page only asks them to follow first.
+        person = webauth.person_from_code(code=request.GET.get("code", ""), create=False)
     except webauth.WebAuthRefused as exc:
         logger.info("preferences page: the return from WeChat's authorise page was refused")
         return _page(request, "refused.html", {"message": exc.message}, status=400)

@@ -14,7 +14,7 @@ from django.test import override_settings
 from accounts import webauth
 from accounts.models import Interaction, Subscriber
 from accounts.tasks import interaction_process
-from content import services
+from content import selectors, services
 from tests.fixtures.wechat_payloads import build_message
 
 from .factories import ArticleFactory, SubscriberFactory
@@ -115,6 +115,11 @@ def test_a_link_forwarded_to_another_follower_is_credited_to_that_follower(clien
     assert click.subscriber_id == friend.pk
     assert click.data["shared_by"] == sender.pk
     assert not _clicks().filter(subscriber=sender).exists()
+    assert selectors.forward_figures(push_id=3) == {
+        "forwarded_clicks": 1,
+        "forwards_to_non_followers": 0,
+        "follows_from_forwards": 0,
+    }
     wxref = parse_qs(urlsplit(response["Location"]).query)["wxref"][0]
     assert webauth.ref_read(wxref) == friend.pk
 
@@ -153,6 +158,8 @@ def test_a_follow_after_a_forward_is_attributed_to_the_original_push_and_content
     assert friend.is_following
     assert (friend.source_push_id, friend.source_content_id) == (push.pk, article.pk)
     assert friend.followed_at is not None
+    report = selectors.push_report(push=push)
+    assert (report["forwards_to_non_followers"], report["follows_from_forwards"], report["clicks"]) == (1, 1, 0)
     # A later forward and follow do not overwrite the first attribution.
     other = PushFactory(article=ArticleFactory())
     _open_in_wechat(client, fake, services.link_track(TARGET, subscriber_id=sender.pk, push_id=other.pk),

@@ -188,6 +188,7 @@ def test_outside_wechat_a_replayed_state_or_someone_who_does_not_follow(fake):
     _status, back = fake.authorize(first["Location"], openid="oNotAFollower00000000000001")
     answer = stranger.get(_local(back), HTTP_USER_AGENT=WECHAT_UA)
     assert answer.status_code == 200 and "Follow us first" in answer.content.decode()
+    assert not Subscriber.objects.filter(openid="oNotAFollower00000000000001").exists()  # nobody recorded
     assert stranger.get("/preferences/", HTTP_USER_AGENT="Chrome").status_code == 200  # still nobody in the session
     assert parse_qs(urlsplit(first["Location"]).query)["scope"] == ["snsapi_base"]
 
