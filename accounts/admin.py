@@ -111,6 +111,8 @@ class SubscriberAdmin(FollowerImportMixin, ModelAdmin):
         "unsubscribed_at",
         "source_scene",
         "source_channel",
+        "source_push",
+        "source_content",
         "last_interaction_at",
         "nickname",
         "remark",

@@ -44,6 +44,8 @@ class SubscriberSerializer(serializers.ModelSerializer):
             "source_scene",
             "last_interaction_at",
             "source_channel",
+            "source_push",
+            "source_content",
             "stage",
             "score",
             "followed_at",

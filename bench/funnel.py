@@ -1,28 +1,33 @@
 #!/usr/bin/env python
 """Benchmark of the funnel report at 1,000,000 subscribers and 10,000,000 interactions.
 
-    .venv/bin/python bench/funnel.py                           # generate, then time
+    .venv/bin/python bench/funnel.py                           # generate, maintain the stages, then time
     .venv/bin/python bench/funnel.py --skip-generate           # time again on the data already generated (migrated)
-    .venv/bin/python bench/funnel.py --subscribers 100000 --interactions 1000000
+    .venv/bin/python bench/funnel.py --subscribers 200000 --interactions 2000000 --skip-raw
 
 1. Creates and migrates its own database (FUNNEL_BENCH_DATABASE_URL, default .../wcrm_bench_funnel) and fills it
-   with COPY: 20 channels, 50 articles, N subscribers who followed over the last
-   365 days (80% through a channel), about 10 interactions each (messages, menu clicks, tracked-link clicks with push
-   and content, WeChat's send reports; their follow), and conversions for about 10% of them, some outside the window.
-   The subscribers' stage columns are computed here from the generated events with the rules of campaigns.stages
-   (defaults 3 interactions / 2 days / 30 days), as the follow-ups would have stored them.
-   No VACUUM: the tables are ANALYZEd, then get a day of messages (1 subscriber in 30 updated) before the timing, and
-   autovacuum runs as configured. The stage columns are written by this generator, not by the product's stage
-   maintenance.
-2. Times campaigns.funnel.funnel_report (best of 3) without a breakdown and with each breakdown, a hand-written SQL
-   over the same stored columns for each (the baseline), and once (unless --skip-raw) a hand-written SQL query over
-   the raw interactions and conversions that computes the same numbers overall and by channel (follow =
-   first subscribe, engaged = first click/view/link_click, interactive = first interaction with >= 3 in the 30 days
-   up to it on >= 2 days, converted = first conversion).
-3. Prints the times side by side and checks all five breakdowns group by group against the stored-column SQL (and
-   the total and channels against the raw one); exits 1 if a number differs or a report takes over 0.5 s
-   (the target at 1M subscribers / 10M interactions). The product's own planner settings
-   (campaigns/funnel.py, SET LOCAL) are left as they are; this bench sets none.
+   with COPY: 20 channels, 50 articles, N subscribers who followed over the last 365 days (80% through a channel,
+   their source channel stored as the channel attribution would have), about 10 interactions each (messages, menu
+   clicks, tracked-link clicks with push and content, WeChat's send reports; their follow), all pending, and
+   conversions for about 10% of them, some outside the window. No stage column is written by the generator.
+2. The stage columns and the funnel summary come from the product's own stage maintenance: the pending interactions
+   are claimed by batches of 100 in the order they were received (accounts.follow_ups.interactions_process, as the
+   worker does) and their stage follow-ups run (campaigns.events.stage_follow / stage_advance, as the dispatch table
+   routes them); then the conversions, by batches of 1,000 in the order they occurred, go through
+   campaigns.events.stage_convert (as conversions_record runs it). Their throughput is printed. Every other batch
+   runs with the summary's refresh switched off, to print what the summary costs the follow-ups in the same run; the
+   subscribers of those batches get their summary rows afterwards (one refresh per 10,000, timed and printed), and
+   the whole summary is then checked against its rebuild from the stored columns.
+3. No VACUUM: the tables are ANALYZEd, then get a day of messages (1 subscriber in 30 updated) before the timing, and
+   autovacuum runs as configured.
+4. Times campaigns.funnel.funnel_report (best of 3) without a breakdown and with each breakdown, a hand-written SQL
+   over the same stored stage columns for each (the baseline), and once (unless --skip-raw) a hand-written SQL query
+   over the raw interactions and conversions that computes the same numbers overall and by channel (follow = first
+   subscribe, engaged = first click/view/link_click, interactive = first interaction with >= 3 in the 30 days up to
+   it on >= 2 days, converted = first conversion).
+5. Prints the times side by side and checks all five breakdowns group by group against the stored-column SQL (and
+   the total and channels against the raw one); exits 1 if a number differs or a report takes over 0.5 s (the target
+   at 1M subscribers / 10M interactions). No planner setting is set by this bench.
 """
 
 from __future__ import annotations
@@ -78,18 +83,6 @@ def model_columns(model, given: list[str]) -> tuple[list[str], list[str]]:
     return given + extra, constants
 
 
-def interactive_at(times: list[datetime], *, n: int = 3, m: int = 2, days: int = 30) -> datetime | None:
-    """campaigns.stages' rule over sorted times: the first t with >= n interactions in [t - days, t] on >= m dates."""
-    window = timedelta(days=days)
-    for index, t in enumerate(times):
-        inside = [x for x in times[: index + 1] if x >= t - window]
-        # times equal to t that come later in the list are inside too (<= t)
-        inside += [x for x in times[index + 1 :] if x == t]
-        if len(inside) >= n and len({(x + SHANGHAI).date() for x in inside}) >= m:
-            return t
-    return None
-
-
 def generate(*, subscribers: int, interactions: int, seed: int) -> None:
     from django.db import connection
 
@@ -115,30 +108,19 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     per_sub = max(1, interactions // subscribers)
     sub_cols, sub_consts = model_columns(
-        Subscriber,
-        [
-            "openid",
-            "is_following",
-            "subscribed_at",
-            "followed_at",
-            "source_channel_id",
-            "engaged_at",
-            "interactive_at",
-            "converted_at",
-            "engaged_content_id",
-            "engaged_push_id",
-            "stage",
-        ],
+        Subscriber, ["openid", "is_following", "subscribed_at", "source_channel_id", "source_scene"]
     )
     int_cols, int_consts = model_columns(
-        Interaction, ["subscriber_id", "kind", "dedupe_key", "scene", "data", "created_at", "received_at"]
+        Interaction,
+        ["subscriber_id", "kind", "dedupe_key", "scene", "data", "created_at", "received_at", "processed_at"],
     )
     conv_cols, conv_consts = model_columns(
         Conversion, ["type_id", "subscriber_id", "external_id", "value", "occurred_at", "channel_id"]
     )
     kinds = [k for k, w in SUBSCRIBER_KINDS_SAMPLE + OTHER_KINDS for _ in range(w)]
-    engaging = {"link_click", "click", "view"}
-    subscriber_kinds = {k for k, _w in SUBSCRIBER_KINDS_SAMPLE}
+    from wechat_crm.wechat.dispatch import follow_ups_for
+
+    no_follow_up = {k for k, _w in OTHER_KINDS if not follow_ups_for(k)}  # stored processed, as the callback does
 
     raw = connection.connection  # psycopg 3
     started = time.monotonic()
@@ -170,8 +152,6 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
                 offset = timedelta(seconds=int(rnd.expovariate(1 / (20 * 86400))))
                 events.append((followed + offset, kinds[rnd.randrange(len(kinds))]))
             events.sort()
-            engaged = engaged_content = engaged_push = None
-            times = []
             rows = [(followed, "subscribe", channel.scene_str if channel else "", {})]
             for at, kind in events:
                 data: dict = {}
@@ -179,15 +159,7 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
                     article = articles[rnd.randrange(50)]
                     push = pushes[rnd.randrange(10)] if rnd.random() < 0.7 else None
                     data = {"push_id": push.pk if push else None, "content_id": article.pk, "engaged": True}
-                if kind in engaging and engaged is None:
-                    engaged = at
-                    engaged_content = data.get("content_id")
-                    engaged_push = data.get("push_id")
-                if kind in subscriber_kinds:
-                    times.append(at)
                 rows.append((at, kind, "", data))
-            interactive = interactive_at(times)
-            converted = None
             if rnd.random() < 0.1:
                 converted = followed + timedelta(seconds=int(rnd.expovariate(1 / (25 * 86400))))
                 conversions += 1
@@ -205,21 +177,14 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
                     )
                     + "\n"
                 )
-            stage = "converted" if converted else "interactive" if interactive else "engaged" if engaged else "followed"
             sub_buf.write(
                 "\t".join(
                     [
                         f"bench-{sid}",
                         "t",
                         followed.isoformat(),
-                        followed.isoformat(),
                         copy_value(channel.pk if channel else None),
-                        copy_value(engaged),
-                        copy_value(interactive),
-                        copy_value(converted),
-                        copy_value(engaged_content),
-                        copy_value(engaged_push),
-                        stage,
+                        channel.scene_str if channel else "",
                         *sub_consts,
                     ]
                 )
@@ -228,8 +193,22 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
             for at, kind, scene, data in rows:
                 dedupe += 1
                 iso = at.isoformat()
+                processed = iso if kind in no_follow_up else None
                 int_buf.write(
-                    "\t".join([str(sid), kind, f"b{dedupe}", scene, json.dumps(data), iso, iso, *int_consts]) + "\n"
+                    "\t".join(
+                        [
+                            str(sid),
+                            kind,
+                            f"b{dedupe}",
+                            scene,
+                            json.dumps(data),
+                            iso,
+                            iso,
+                            copy_value(processed),
+                            *int_consts,
+                        ]
+                    )
+                    + "\n"
                 )
             if sid % 20000 == 0:
                 flush()
@@ -248,6 +227,106 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
     print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
 
 
+def maintain_stages() -> dict:
+    """The product's stage maintenance over every pending interaction, then every conversion (see the module's
+    docstring). Every other batch runs without the summary's refresh; their subscribers are refreshed afterwards.
+    Returns the figures."""
+    from django.db import connection, transaction
+
+    from accounts import follow_ups
+    from campaigns import events, stages, summary
+    from campaigns.models import Conversion
+    from wechat_crm.wechat.dispatch import FOLLOW_UP_ORDER, follow_ups_for
+
+    stage_follow_ups = [f for f in FOLLOW_UP_ORDER if f in (events.stage_follow, events.stage_advance)]
+    real_refresh = stages.summary_refresh
+    skipped: set[int] = set()
+
+    def no_refresh(*, subscriber_ids) -> None:
+        skipped.update(subscriber_ids)
+
+    def run(batch) -> None:
+        for follow_up in stage_follow_ups:
+            mine = [i for i in batch if follow_up in follow_ups_for(i.kind)]
+            if mine:
+                follow_up(mine)
+
+    figures = {"with": [0, 0.0, 0], "without": [0, 0.0, 0]}  # interactions, seconds, batches
+    started = time.monotonic()
+    batch_number = 0
+    while True:
+        mode = "with" if batch_number % 2 == 0 else "without"
+        stages.summary_refresh = real_refresh if mode == "with" else no_refresh
+        t0 = time.perf_counter()
+        result = follow_ups.interactions_process(run=run, limit=follow_ups.PROCESS_BATCH)
+        elapsed = time.perf_counter() - t0
+        if not result.claimed:
+            break
+        figures[mode][0] += result.done
+        figures[mode][1] += elapsed
+        figures[mode][2] += 1
+        batch_number += 1
+        if batch_number % 2000 == 0:
+            done = figures["with"][0] + figures["without"][0]
+            print(f"  {done:,} interactions through the stage follow-ups ({time.monotonic() - started:.0f} s)",
+                  flush=True)  # fmt: skip
+    stages.summary_refresh = real_refresh
+    conv = {"with": [0, 0.0, 0], "without": [0, 0.0, 0]}
+    rows = list(Conversion.objects.order_by("occurred_at", "id").values_list("subscriber_id", "occurred_at"))
+    for number, start in enumerate(range(0, len(rows), 1000)):
+        mode = "with" if number % 2 == 0 else "without"
+        stages.summary_refresh = real_refresh if mode == "with" else no_refresh
+        first: dict[int, datetime] = {}
+        for subscriber_id, at in rows[start : start + 1000]:
+            if subscriber_id not in first or at < first[subscriber_id]:
+                first[subscriber_id] = at
+        t0 = time.perf_counter()
+        with transaction.atomic():
+            events.stage_convert(first_conversion=first)
+        conv[mode][0] += len(rows[start : start + 1000])
+        conv[mode][1] += time.perf_counter() - t0
+        conv[mode][2] += 1
+    stages.summary_refresh = real_refresh
+    # The subscribers of the batches run without the refresh get theirs now (what those batches left undone).
+    t0 = time.perf_counter()
+    pending = sorted(skipped)
+    for start in range(0, len(pending), 10_000):
+        with transaction.atomic():
+            summary.summary_refresh(subscriber_ids=pending[start : start + 10_000])
+    catch_up = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    differences = summary.summary_differences()
+    check_seconds = time.perf_counter() - t0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM campaigns_funnelstep")
+        summary_rows = cursor.fetchone()[0]
+    return {"interactions": figures, "conversions": conv, "catch_up": (len(pending), catch_up),
+            "differences": differences, "check_seconds": check_seconds, "summary_rows": summary_rows,
+            "seconds": time.monotonic() - started}  # fmt: skip
+
+
+def print_maintenance(m: dict) -> None:
+    def rate(f):
+        return f[0] / f[1] if f[1] else 0.0
+
+    w, wo = m["interactions"]["with"], m["interactions"]["without"]
+    print("stage maintenance through the product (batches of 100 claimed as the worker claims them):")
+    print(f"  interactions: {w[0] + wo[0]:,} in {w[1] + wo[1]:.0f} s of batches ({m['seconds']:.0f} s in all)")
+    print(f"  with the summary's refresh:    {rate(w):8.0f} interactions/s ({w[2]:,} batches)")
+    print(f"  without it (every other batch): {rate(wo):7.0f} interactions/s ({wo[2]:,} batches)")
+    if rate(wo):
+        print(f"  summary cost: {rate(wo) / rate(w) - 1:+.1%} time per interaction ({rate(w) / rate(wo):.2f} x)")
+    cw, cwo = m["conversions"]["with"], m["conversions"]["without"]
+    print(
+        f"  conversions (stage_convert, batches of 1,000): with the refresh {rate(cw):.0f}/s, without {rate(cwo):.0f}/s"
+    )
+    n, seconds = m["catch_up"]
+    print(f"  catch-up refresh of the {n:,} subscribers of the batches run without it: {seconds:.1f} s")
+    same = "yes" if not m["differences"] else "NO " + repr(m["differences"][:3])
+    print(f"  summary: {m['summary_rows']:,} rows; equal to its rebuild from the stored columns: {same}")
+    print(f"  (checked in {m['check_seconds']:.1f} s)")
+
+
 def vacuum_analyze() -> None:
     """ANALYZE only, no VACUUM: the planner gets the statistics autovacuum would have given it, but no page is made
     all-visible by hand before the timing (a live table has a day of updates since its last VACUUM; autovacuum
@@ -262,6 +341,7 @@ def vacuum_analyze() -> None:
         cur.execute("ANALYZE accounts_subscriber")
         cur.execute("ANALYZE accounts_interaction")
         cur.execute("ANALYZE campaigns_conversion")
+        cur.execute("ANALYZE campaigns_funnelstep")
     raw.autocommit = old
 
 
@@ -445,8 +525,12 @@ def main() -> int:
 
     from campaigns import funnel
 
+    maintenance = None
     if not args.skip_generate:
         generate(subscribers=args.subscribers, interactions=args.interactions, seed=args.seed)
+        maintenance = maintain_stages()
+        print_maintenance(maintenance)
+        vacuum_analyze()
     else:
         vacuum_analyze()  # a migration may have rewritten the table: fresh statistics (no VACUUM)
     day_of_updates()
@@ -496,7 +580,7 @@ def main() -> int:
         )
     print(
         "tables: no VACUUM before the timing (ANALYZE only), then a day of messages (1 subscriber in 30 updated), "
-        "autovacuum as configured; stage columns written by the generator, NOT by the product's stage maintenance"
+        "autovacuum as configured; stage columns and summary written by the product's stage maintenance"
     )
     print(f"{'breakdown':<12} {'report ms':>10} {'stored-column SQL ms':>21} {'ratio':>6}  target <= 500 ms")
     for breakdown in (None, *funnel.BREAKDOWNS):
@@ -505,6 +589,11 @@ def main() -> int:
         print(f"{name:<12} {seconds * 1000:10.0f} {base * 1000:21.0f} {seconds / base:6.2f}  {flag}")
     if hand_seconds is not None:
         print(f"hand-written SQL over raw interactions (overall + by channel): {hand_seconds * 1000:8.0f} ms")
+    load = os.getloadavg()
+    print(f"load average: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    if maintenance and maintenance["differences"]:
+        print("THE SUMMARY DIFFERS FROM ITS REBUILD")
+        return 1
     if differ:
         print("NUMBERS DIFFER:")
         for kind, key, group, a, b in differ[:20]:

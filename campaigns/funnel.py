@@ -8,7 +8,6 @@ latest of its own time and the previous step's (so times from the previous step 
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -25,7 +24,7 @@ from content.models import Article
 from wechat_crm.db import reads_reports, reports_alias
 from wechat_crm.exceptions import ApplicationError
 
-from .models import Campaign, Channel, Conversion
+from .models import Campaign, Channel, Conversion, FunnelStep
 from .stages import ORDER, STAGE_FIELDS, funnel_settings
 
 BREAKDOWNS = ("channel", "campaign", "content", "cohort_week")
@@ -84,63 +83,56 @@ def funnel_query(
 
 
 def _filters(q: FunnelQuery) -> tuple[str, dict[str, Any]]:
-    lo, hi = q.bounds()
-    where = ["s.followed_at >= %(lo)s", "s.followed_at < %(hi)s"]
-    params: dict[str, Any] = {"lo": lo, "hi": hi, "window_us": q.window_days * 86_400_000_000}
+    where = ["f.day >= %(start)s", "f.day <= %(end)s", "(f.step = 0 OR f.reach_us <= %(window_us)s)"]
+    params: dict[str, Any] = {"start": q.start, "end": q.end, "window_us": q.window_days * 86_400_000_000}
     if q.breakdown == "cohort_week":
-        params["weeks"] = _week_starts(q)
+        params["monday"] = _first_monday(q)
     if q.channel_id is not None:
-        where.append("s.source_channel_id = %(channel)s")
+        where.append("f.channel_key = %(channel)s")
         params["channel"] = q.channel_id
     if q.campaign_id is not None:
         where.append(
-            "s.source_channel_id IN "
-            "(SELECT channel_id FROM campaigns_campaign_channels WHERE campaign_id = %(campaign)s)"
+            "f.channel_key IN (SELECT channel_id FROM campaigns_campaign_channels WHERE campaign_id = %(campaign)s)"
         )
         params["campaign"] = q.campaign_id
     if q.tag is not None:
         where.append(
             "EXISTS (SELECT 1 FROM accounts_subscriber_tags st JOIN accounts_tag t ON t.id = st.tag_id "
-            "WHERE st.subscriber_id = s.id AND t.name = %(tag)s)"
+            "WHERE st.subscriber_id = f.subscriber_id AND t.name = %(tag)s)"
         )
         params["tag"] = q.tag
     return " AND ".join(where), params
 
 
-# Group keys of their own type (grouping sorts them: integers and timestamps sort much faster than text). The channel
-# is `+ 0` so that the planner sorts the index-only scan's rows rather than walk the (non-covering) channel index and
-# fetch every row from the table (1.3 s against 2 s at 1M subscribers).
+# Group keys as integers (grouping sorts them; integers sort faster than text).
 _GROUP_SQL = {
-    None: ("NULL::integer", ""),
-    "channel": ("(s.source_channel_id + 0)", ""),
-    "content": ("s.engaged_content_id", ""),
-    # The week's number in %(weeks)s (its local Mondays): a binary search on the timestamp, not a time-zone conversion.
-    "cohort_week": ("width_bucket(s.followed_at, %(weeks)s::timestamptz[])", ""),
-    "campaign": ("cc.campaign_id", "JOIN campaigns_campaign_channels cc ON cc.channel_id = s.source_channel_id"),
+    None: ("NULL::bigint", ""),
+    "channel": ("NULLIF(f.channel_key, 0)", ""),
+    "content": ("NULLIF(f.content_key, 0)", ""),
+    "cohort_week": ("((f.day - %(monday)s::date) / 7)", ""),  # the week's number from the first local Monday
+    "campaign": ("cc.campaign_id", "JOIN campaigns_campaign_channels cc ON cc.channel_id = f.channel_key"),
 }
 # When no channel is in two campaigns, a LEFT JOIN cannot duplicate a subscriber: the total comes from the same pass
 # and the subscribers of no campaign (group NULL) are left out of the groups.
 _CAMPAIGN_PARTITION = (
     "cc.campaign_id",
-    "LEFT JOIN campaigns_campaign_channels cc ON cc.channel_id = s.source_channel_id",
+    "LEFT JOIN campaigns_campaign_channels cc ON cc.channel_id = f.channel_key",
 )
 
-# The steps' delays are generated columns (Subscriber.*_delay_us, integer microseconds, inside subscriber_funnel_idx):
-# a step is within the window when the delays up to it add up to at most the window (the same as each stage's time
-# <= followed_at + window: the connection's time zone is UTC, where a day is 86,400 s), and its median sorts plain
-# numbers. The medians come back in microseconds (exact: the mean of two integers below 2**53).
+# The summary (campaigns.summary): a row per subscriber and step reached; a step counts when it was reached at most
+# the window after the follow (`reach_us`, the delays up to it added up: the same as each stage's time <= followed_at
+# + window), and its median sorts its own delay from the previous step. The medians come back in microseconds
+# (exact: the mean of two integers below 2**53).
 REPORT_SQL = """
-SELECT {group} AS grp, {total} AS is_total, count(*),
-       count(*) FILTER (WHERE s.engaged_delay_us <= %(window_us)s),
-       count(*) FILTER (WHERE s.engaged_delay_us + s.interactive_delay_us <= %(window_us)s),
-       count(*) FILTER (WHERE s.engaged_delay_us + s.interactive_delay_us + s.converted_delay_us <= %(window_us)s),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.engaged_delay_us::float8)
-           FILTER (WHERE s.engaged_delay_us <= %(window_us)s),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.interactive_delay_us::float8)
-           FILTER (WHERE s.engaged_delay_us + s.interactive_delay_us <= %(window_us)s),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.converted_delay_us::float8)
-           FILTER (WHERE s.engaged_delay_us + s.interactive_delay_us + s.converted_delay_us <= %(window_us)s)
-FROM accounts_subscriber s {join}
+SELECT {group} AS grp, {total} AS is_total,
+       count(*) FILTER (WHERE f.step = 0),
+       count(*) FILTER (WHERE f.step = 1),
+       count(*) FILTER (WHERE f.step = 2),
+       count(*) FILTER (WHERE f.step = 3),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY f.delay_us::float8) FILTER (WHERE f.step = 1),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY f.delay_us::float8) FILTER (WHERE f.step = 2),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY f.delay_us::float8) FILTER (WHERE f.step = 3)
+FROM campaigns_funnelstep f {join}
 WHERE {where}
 GROUP BY {grouping}
 """
@@ -176,12 +168,18 @@ PARTITIONS = ("channel", "content", "cohort_week")
 @reads_reports
 def funnel_report(*, query: FunnelQuery) -> dict[str, Any]:
     """Per step: count, conversion from the previous and the first step, median seconds from the previous step,
-    drop-off to the next; with `breakdown`, the same per group (a subscriber may be in several campaigns)."""
-    breakdown = query.breakdown
+    drop-off to the next; with `breakdown`, the same per group (a subscriber may be in several campaigns). Read from
+    the funnel summary (campaigns.summary), never the interactions."""
     if connections[reports_alias()].vendor == "postgresql":
         overall_rows, grouped = _report_rows_postgresql(query)
     else:  # the embedded default (SQLite): the same numbers, aggregated in Python
         overall_rows, grouped = _report_rows_portable(query)
+    return report_from_rows(query, overall_rows, grouped)
+
+
+def report_from_rows(query: FunnelQuery, overall_rows: list, grouped: list) -> dict[str, Any]:
+    """The report from its rows: (group, is_total, 4 counts, 3 medians in microseconds)."""
+    breakdown = query.breakdown
     overall = overall_rows[0] if overall_rows else (None, 1, 0, 0, 0, 0, None, None, None)
     report: dict[str, Any] = {
         "from": query.start,
@@ -207,7 +205,7 @@ def funnel_report(*, query: FunnelQuery) -> dict[str, Any]:
 
 def _report_rows_postgresql(query: FunnelQuery) -> tuple[list, list]:
     """(overall rows, group rows), each (group, is_total, 4 counts, 3 medians in microseconds): one or two
-    statements over the covering index."""
+    statements over the summary."""
     where, params = _filters(query)
     breakdown = query.breakdown
     partition = breakdown in PARTITIONS or (breakdown == "campaign" and _campaigns_partition_channels())
@@ -232,63 +230,49 @@ def _median(values: list[int]) -> float | None:
 
 
 def _report_rows_portable(query: FunnelQuery) -> tuple[list, list]:
-    """The same rows as _report_rows_postgresql, from the subscribers' stage delays aggregated in Python: SQLite has
-    no percentile_cont, GROUPING SETS or width_bucket. The embedded default holds thousands of subscribers, not
-    millions; PostgreSQL keeps its single pass in SQL."""
-    lo, hi = query.bounds()
+    """The same rows as _report_rows_postgresql, from the summary's rows aggregated in Python: SQLite has no
+    percentile_cont or GROUPING SETS. The embedded default holds thousands of subscribers, not millions; PostgreSQL
+    keeps its single pass in SQL."""
     window_us = query.window_days * 86_400_000_000
-    qs = Subscriber.objects.filter(followed_at__gte=lo, followed_at__lt=hi)
+    qs = FunnelStep.objects.filter(day__gte=query.start, day__lte=query.end).filter(
+        Q(step=0) | Q(reach_us__lte=window_us)
+    )
     memberships = Campaign.channels.through.objects
     if query.channel_id is not None:
-        qs = qs.filter(source_channel_id=query.channel_id)
+        qs = qs.filter(channel_key=query.channel_id)
     if query.campaign_id is not None:
-        qs = qs.filter(source_channel_id__in=memberships.filter(campaign_id=query.campaign_id).values("channel_id"))
+        qs = qs.filter(channel_key__in=memberships.filter(campaign_id=query.campaign_id).values("channel_id"))
     if query.tag is not None:
-        tagged = Subscriber.tags.through.objects.filter(subscriber_id=OuterRef("pk"), tag__name=query.tag)
+        tagged = Subscriber.tags.through.objects.filter(subscriber_id=OuterRef("subscriber_id"), tag__name=query.tag)
         qs = qs.filter(Exists(tagged))
     breakdown = query.breakdown
-    weeks = _week_starts(query) if breakdown == "cohort_week" else []
+    monday = _first_monday(query)
     campaigns_of: dict[int, list[int]] = defaultdict(list)
     if breakdown == "campaign":
         for campaign_id, channel_id in memberships.values_list("campaign_id", "channel_id"):
             campaigns_of[channel_id].append(campaign_id)
-    rows = qs.order_by().values_list(
-        "source_channel_id",
-        "engaged_content_id",
-        "followed_at",
-        "engaged_delay_us",
-        "interactive_delay_us",
-        "converted_delay_us",
-    )
     total = object()
     # Per group: the count of each step, and the delays of the steps reached within the window (for the medians).
     groups: dict[Any, tuple[list[int], list[list[int]]]] = {}
 
-    def add(key: Any, reached: int, delays: list[int]) -> None:
+    def add(key: Any, step: int, delay: int) -> None:
         counts, lists = groups.setdefault(key, ([0, 0, 0, 0], [[], [], []]))
-        for step in range(reached + 1):
-            counts[step] += 1
-        for step in range(reached):
-            lists[step].append(delays[step])
+        counts[step] += 1
+        if step:
+            lists[step - 1].append(delay)
 
-    for channel_id, content_id, followed_at, *delays in rows.iterator(chunk_size=2000):
-        reached, elapsed = 0, 0
-        for delay in delays:  # a step counts when every delay up to it adds up to at most the window
-            if delay is None or elapsed + delay > window_us:
-                break
-            elapsed += delay
-            reached += 1
-        add(total, reached, delays)
+    rows = qs.order_by().values_list("step", "day", "channel_key", "content_key", "delay_us")
+    for step, day, channel_key, content_key, delay in rows.iterator(chunk_size=2000):
+        add(total, step, delay)
         if breakdown == "channel":
-            add(None if channel_id is None else str(channel_id), reached, delays)
+            add(str(channel_key) if channel_key else None, step, delay)
         elif breakdown == "content":
-            add(None if content_id is None else str(content_id), reached, delays)
+            add(str(content_key) if content_key else None, step, delay)
         elif breakdown == "cohort_week":
-            week = bisect.bisect_right(weeks, followed_at)
-            add(weeks[week - 1].strftime("%Y-%m-%d") if week else None, reached, delays)
+            add((monday + timedelta(days=(day - monday).days // 7 * 7)).strftime("%Y-%m-%d"), step, delay)
         elif breakdown == "campaign":
-            for campaign_id in campaigns_of.get(channel_id, ()):
-                add(str(campaign_id), reached, delays)
+            for campaign_id in campaigns_of.get(channel_key, ()):
+                add(str(campaign_id), step, delay)
 
     def row(key: Any) -> tuple:
         counts, lists = groups[key]
@@ -316,34 +300,23 @@ def _run(sql: str, where: str, params: dict[str, Any], breakdown: str | None, *,
         text = sql.format(group=group, join=join, where=where, grouping=group, total="0")
     alias = reports_alias()
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-        # The medians sort up to a million values each: in memory, not on disk. The covering index is a third of the
-        # table, so an index-only scan beats a sequential one even over the whole range; JIT only adds start-up time.
+        # The medians sort up to a million values each: in memory, not on disk. JIT only adds start-up time.
         cursor.execute("SET LOCAL work_mem = '128MB'")
         cursor.execute("SET LOCAL jit = off")
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        if breakdown:
-            # A breakdown sorts every row by its group first: two workers scan and sort halves, merged in order
-            # (about 150 ms less at 1M subscribers); the medians themselves are computed by one process.
-            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 2")
-            cursor.execute("SET LOCAL parallel_setup_cost = 0")
-            cursor.execute("SET LOCAL parallel_tuple_cost = 0.001")
         cursor.execute(text, params)
         rows = cursor.fetchall()
     if breakdown == "cohort_week":  # the week's Monday (YYYY-MM-DD)
-        weeks = params["weeks"]
-        return [(None if row[0] is None else weeks[row[0] - 1].strftime("%Y-%m-%d"), *row[1:]) for row in rows]
+        monday = params["monday"]
+        return [
+            (None if row[0] is None else (monday + timedelta(days=7 * row[0])).strftime("%Y-%m-%d"), *row[1:])
+            for row in rows
+        ]
     return [(None if row[0] is None else str(row[0]), *row[1:]) for row in rows]
 
 
-def _week_starts(q: FunnelQuery) -> list[datetime]:
-    """The local Mondays 00:00 from the week of `start` to that of `end`."""
-    tz = timezone.get_current_timezone()
-    monday = q.start - timedelta(days=q.start.weekday())
-    weeks = []
-    while monday <= q.end:
-        weeks.append(datetime.combine(monday, time.min, tzinfo=tz))
-        monday += timedelta(days=7)
-    return weeks
+def _first_monday(q: FunnelQuery) -> date:
+    """The local Monday of the week of `start`."""
+    return q.start - timedelta(days=q.start.weekday())
 
 
 def _labels(breakdown: str, keys: list[str | None]) -> dict[str | None, str]:

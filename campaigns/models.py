@@ -277,3 +277,43 @@ class FunnelReport(models.Model):
 
     def __str__(self) -> str:
         return str(_("Funnel report"))
+
+
+class FunnelStep(models.Model):
+    """The funnel summary (campaigns.summary): one row per subscriber and funnel step reached, kept current by the
+    stage maintenance, read by every funnel report."""
+
+    subscriber = models.ForeignKey(
+        "accounts.Subscriber",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("subscriber"),
+        db_index=False,  # covered by funnelstep_subscriber_step_uniq
+    )
+    step = models.PositiveSmallIntegerField(
+        _("step"), help_text=_("0 followed, 1 engaged, 2 interactive, 3 converted.")
+    )
+    day = models.DateField(_("day of the first follow"))
+    channel_key = models.BigIntegerField(_("source channel"), help_text=_("The channel's ID, 0 for none."))
+    content_key = models.BigIntegerField(_("engaging content"), help_text=_("The article's ID, 0 for none."))
+    reach_us = models.BigIntegerField(_("microseconds from the follow"))
+    delay_us = models.BigIntegerField(_("microseconds from the previous step"))
+
+    class Meta:
+        verbose_name = _("funnel summary row")
+        verbose_name_plural = _("funnel summary rows")
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "step"], name="funnelstep_subscriber_step_uniq"),
+        ]
+        indexes = [
+            # The reports: a range of days, every other column they read inside the index.
+            models.Index(
+                fields=["day", "step"],
+                include=["channel_key", "content_key", "reach_us", "delay_us", "subscriber"],
+                name="funnelstep_day_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id}:{self.step}"

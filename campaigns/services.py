@@ -24,6 +24,7 @@ from wechat_crm.wechat.errors import WeChatError
 
 from .attribution import conversions_attribute
 from .models import TEMPORARY_MAX_SECONDS, Channel, ChannelTouch
+from .summary import summary_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def channels_attribute(*, interactions: Sequence[Any]) -> int:
     # First touch: only a follow whose scene became the subscriber's source scene, and only once.
     follows = {(i.subscriber_id, i.scene) for i in touching if i.kind == Interaction.Kind.SUBSCRIBE}
     if follows:
-        Subscriber.objects.filter(
+        first_touch = Subscriber.objects.filter(
             reduce(operator.or_, (Q(pk=pk, source_scene=scene) for pk, scene in follows)), source_channel__isnull=True
         ).update(
             source_channel=Case(
@@ -171,6 +172,8 @@ def channels_attribute(*, interactions: Sequence[Any]) -> int:
                 output_field=BigIntegerField(),
             )
         )
+        if first_touch:  # the funnel summary keys subscribers by source channel
+            summary_refresh(subscriber_ids={pk for pk, _scene in follows})
     by_tag: dict[Tag, set[int]] = {}
     for i in touching:
         for tag in channels[i.scene].tags.all():
@@ -203,6 +206,7 @@ def channels_attribute_imported(*, openids: list[str]) -> int:
                 source_channel=channel
             ):
                 continue
+            summary_refresh(subscriber_ids=[subscriber_id])
             ChannelTouch.objects.create(
                 subscriber_id=subscriber_id,
                 channel=channel,

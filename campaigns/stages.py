@@ -11,7 +11,8 @@ maintenance on the subscribers' stage columns (accounts.Subscriber).
 Each reached stage keeps the first time it was reached (`<stage>_at`, never cleared) and `stage` is the furthest one
 reached: stages only move forward. The follow-ups below run in Celery after the callback (or the link redirect)
 commits its interaction, each with one or two small indexed statements; conversions update stages in one
-statement per batch. Reports read these columns, never the interactions.
+statement per batch. Each of them then refreshes the funnel summary (campaigns.summary) of the subscribers it
+touched, in the same transaction and one statement: the reports read the summary, never the interactions.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, DateTimeField, F, Q, Value, When
 from django.db.models.functions import Cast, Coalesce, TruncDate
 
@@ -29,6 +30,7 @@ from accounts import kinds
 from accounts.models import Interaction, Subscriber
 
 from .models import FunnelSettings
+from .summary import summary_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +71,20 @@ def _each(values: Mapping[int, Any], output_field: Any) -> Case:
     )
 
 
-def stages_follow(*, first_follow: Mapping[int, datetime]) -> int:
+def stages_follow(*, first_follow: Mapping[int, datetime], refresh: bool = True) -> int:
     """The first follow of each subscriber is kept: later follows (after an unfollow) do not move it. One statement
-    for the batch. Returns the rows updated."""
+    for the batch (and the summary's). Returns the rows updated."""
     if not first_follow:
         return 0
-    return Subscriber.objects.filter(pk__in=first_follow, followed_at__isnull=True).update(
+    updated = Subscriber.objects.filter(pk__in=first_follow, followed_at__isnull=True).update(
         followed_at=_each(first_follow, DateTimeField())
     )
+    if refresh:
+        summary_refresh(subscriber_ids=first_follow)
+    return updated
 
 
-def stages_engage(*, engagements: Mapping[int, Engagement]) -> int:
+def stages_engage(*, engagements: Mapping[int, Engagement], refresh: bool = True) -> int:
     """Engaged at each subscriber's time unless engaged earlier; the engaging content and push are those of the first
     engagement. Three statements for the batch at most (two check that the content and push still exist)."""
     if not engagements:
@@ -87,7 +92,7 @@ def stages_engage(*, engagements: Mapping[int, Engagement]) -> int:
     contents = _existing("content.Article", {e.content_id for e in engagements.values()})
     pushes = _existing("content.Push", {e.push_id for e in engagements.values()})
     at = _each({pk: e.at for pk, e in engagements.items()}, DateTimeField())
-    return (
+    updated = (
         Subscriber.objects.filter(pk__in=engagements)
         .filter(Q(engaged_at__isnull=True) | Q(engaged_at__gt=at))
         .update(
@@ -100,6 +105,9 @@ def stages_engage(*, engagements: Mapping[int, Engagement]) -> int:
             followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
         )
     )
+    if refresh:
+        summary_refresh(subscriber_ids=engagements)
+    return updated
 
 
 def _existing(model: str, pks: set[Any]) -> dict[Any, int]:
@@ -145,12 +153,13 @@ def interactive_times(*, candidates: Mapping[int, list[datetime]], settings: Any
     return reached
 
 
-def stages_interact(*, reached: Mapping[int, datetime]) -> int:
-    """Interactive at each subscriber's time unless interactive earlier. One statement for the batch."""
+def stages_interact(*, reached: Mapping[int, datetime], refresh: bool = True) -> int:
+    """Interactive at each subscriber's time unless interactive earlier. One statement for the batch (and the
+    summary's)."""
     if not reached:
         return 0
     at = _each(reached, DateTimeField())
-    return (
+    updated = (
         Subscriber.objects.filter(pk__in=reached)
         .filter(Q(interactive_at__isnull=True) | Q(interactive_at__gt=at))
         .update(
@@ -159,6 +168,9 @@ def stages_interact(*, reached: Mapping[int, datetime]) -> int:
             followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
         )
     )
+    if refresh:
+        summary_refresh(subscriber_ids=reached)
+    return updated
 
 
 def stages_convert(*, first_conversion: Mapping[int, datetime]) -> int:
@@ -167,7 +179,9 @@ def stages_convert(*, first_conversion: Mapping[int, datetime]) -> int:
     if not first_conversion:
         return 0
     if connection.vendor != "postgresql":
-        return _stages_convert_portable(first_conversion)
+        updated = _stages_convert_portable(first_conversion)
+        summary_refresh(subscriber_ids=first_conversion)
+        return updated
     values = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(first_conversion))
     params = [x for pair in first_conversion.items() for x in pair]
     earlier = ", ".join(f"'{stage}'" for stage in ORDER[:-1])
@@ -182,7 +196,9 @@ def stages_convert(*, first_conversion: Mapping[int, datetime]) -> int:
     """  # noqa: S608 (only placeholders and constants)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount
+        updated = cursor.rowcount
+    summary_refresh(subscriber_ids=first_conversion)
+    return updated
 
 
 def _stages_convert_portable(first_conversion: Mapping[int, datetime]) -> int:
@@ -238,16 +254,22 @@ def stages_on_interactions(interactions: Sequence[Interaction]) -> None:
         if counted:  # the first engagement
             data = counted[0].data or {}
             engagements[subscriber_id] = Engagement(counted[0].created_at, data.get("content_id"), data.get("push_id"))
-    stages_engage(engagements=engagements)
-    stages_interact(reached=interactive_times(candidates=interacting, settings=settings))
+    reached = interactive_times(candidates=interacting, settings=settings)
+    stages_engage(engagements=engagements, refresh=False)
+    stages_interact(reached=reached, refresh=False)
+    summary_refresh(subscriber_ids={*engagements, *reached})
 
 
 def stages_backfill() -> int:
     """Subscribers imported without a follow event (sync_followers) get their first follow from WeChat's
     subscribe_time. Returns the rows updated."""
-    return Subscriber.objects.filter(followed_at__isnull=True, subscribed_at__isnull=False).update(
-        followed_at=F("subscribed_at")
-    )
+    pending = Subscriber.objects.filter(followed_at__isnull=True, subscribed_at__isnull=False)
+    updated = 0
+    while ids := list(pending.order_by("pk").values_list("pk", flat=True)[:10_000]):
+        with transaction.atomic():
+            updated += pending.filter(pk__in=ids).update(followed_at=F("subscribed_at"))
+            summary_refresh(subscriber_ids=ids)
+    return updated
 
 
 __all__ = [

@@ -90,6 +90,7 @@ class Source:
     JOURNEY = "journey"
     AUTO_REPLY = "auto_reply"
     OPERATOR = "operator"
+    CONFIRMATION = "confirmation"  # confirms a change the person just made (the preferences page)
 
 
 # Which rules each source obeys. Channel rules (the window for customer-service messages, the template's purpose,
@@ -103,6 +104,9 @@ RULES: dict[str, frozenset[str]] = {
     Source.JOURNEY: _CHANNEL_RULES | {OPT_OUTS, CAPS, QUIET},
     Source.AUTO_REPLY: _CHANNEL_RULES | {OPT_OUTS},
     Source.OPERATOR: _CHANNEL_RULES,
+    # The person's own change, confirmed to them: like a reply, it ignores their opt-outs (a confirmation of "pause
+    # pushes" must reach them), caps and quiet hours; WeChat's channel rules (the window) still apply.
+    Source.CONFIRMATION: _CHANNEL_RULES,
 }
 
 

@@ -138,7 +138,8 @@ def operator_reply(*, subscriber: Subscriber, text: str, by: Any = None, now: dt
 
 def _policy_source(source: str) -> str:
     return {OutboundMessage.Source.OPERATOR: policy.Source.OPERATOR, OutboundMessage.Source.JOURNEY:
-            policy.Source.JOURNEY}.get(source, policy.Source.AUTO_REPLY)  # fmt: skip
+            policy.Source.JOURNEY, OutboundMessage.Source.CONFIRMATION: policy.Source.CONFIRMATION,
+            }.get(source, policy.Source.AUTO_REPLY)  # fmt: skip
 
 
 @transaction.atomic

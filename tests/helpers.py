@@ -70,6 +70,28 @@ def changelist_cells(page: str, field: str) -> list[str]:
     return [re.sub(r"<[^>]+>", "", cell).strip() for cell in cells]
 
 
+# Our interaction kinds as WeChat's callback fields (MsgType, Event); link_click is ours: WeChat never hears of it.
+WECHAT_FIELDS = {"subscribe": ("event", "subscribe"), "scan": ("event", "SCAN"), "click": ("event", "CLICK"),
+                 "view": ("event", "VIEW"), "location_event": ("event", "LOCATION"),
+                 "scancode_push": ("event", "scancode_push"),
+                 "scancode_waitmsg": ("event", "scancode_waitmsg")}  # fmt: skip
+
+
+def person_did(subscriber, kind: str, at, *, fake=None, **fields):
+    """What a person did, as the callback stores it (an accounts.Interaction row), and, when `fake` is given, as
+    WeChat knows it (the fake WeChat server's customer-service window opens on what WeChat counts). Returns the row."""
+    import uuid
+
+    from accounts.models import Interaction
+
+    row = Interaction.objects.create(subscriber=subscriber, kind=kind, dedupe_key=f"t:{uuid.uuid4().hex}",
+                                     raw_xml="", created_at=at, received_at=at, processed_at=at, **fields)  # fmt: skip
+    if fake is not None and kind != "link_click":
+        msgtype, event = WECHAT_FIELDS.get(kind, (kind, None))
+        fake.interact(subscriber.openid, msgtype, event=event, at=at.timestamp())
+    return row
+
+
 def client_as(django_user_model, role: str):
     """An API client authenticated as a staff user in the `role` group (marketer, operator, admin, integration);
     `anonymous` gives a client that is not logged in."""

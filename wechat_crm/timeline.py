@@ -46,14 +46,20 @@ def subscriber_timeline(*, subscriber: Subscriber, limit: int = 50) -> list[dict
                              _("Followed") if follow else _("Unfollowed"), scene))  # fmt: skip
     interactions = (
         subscriber.interactions.exclude(kind__in=NOT_SHOWN)
-        .only("subscriber_id", "kind", "content", "event_key", "created_at", "data")
+        .only("subscriber_id", "kind", "content", "event_key", "created_at", "data", "url")
         .order_by("-created_at", "-id")[:limit]
     )
     for i in interactions:
-        if i.kind == Kind.LINK_CLICK:
+        if i.kind in (Kind.LINK_CLICK, Kind.LINK_FORWARD):
             data = i.data if isinstance(i.data, dict) else {}
-            events.append(_event(i.created_at, "link_click", "ads_click", _("Opened a tracked link"),
-                                 str(data.get("url") or data.get("content_title") or "")))  # fmt: skip
+            if i.kind == Kind.LINK_FORWARD:
+                title = _("Opened a link forwarded to them (before following)")
+            elif data.get("shared_by"):
+                title = _("Opened a tracked link forwarded by another subscriber")
+            else:
+                title = _("Opened a tracked link")
+            events.append(_event(i.created_at, "link_click", "ads_click", title,
+                                 str(data.get("url") or data.get("content_title") or i.url or "")))  # fmt: skip
         elif i.kind in kinds.MENU_CLICKS or i.kind == Kind.SCAN:
             events.append(_event(i.created_at, "click", "touch_app", _("Menu or QR code: %(kind)s") % {"kind": i.kind},
                                  i.event_key))  # fmt: skip

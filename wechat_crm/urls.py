@@ -24,6 +24,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # Staff only, with Swagger UI's files from drf-spectacular-sidecar (no CDN).
     path("api/docs/", staff_member_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
+    # The subscriber's preferences page (opened from the custom menu, through web authorisation).
+    path("preferences/", include("conversations.page_urls")),
     # Public pages: articles /c/<slug>/ and tracked links /r/<token>.
     path("", include("content.urls")),
 ]

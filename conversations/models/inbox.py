@@ -52,6 +52,7 @@ class OutboundMessage(models.Model):
         OPERATOR = "operator", _("Operator")
         AUTO_REPLY = "auto_reply", _("Auto-reply")
         JOURNEY = "journey", _("Journey")
+        CONFIRMATION = "confirmation", _("Confirmation of the person's change (preferences page)")
 
     class Status(models.TextChoices):
         QUEUED = "queued", _("Queued")

@@ -22,7 +22,7 @@ import requests
 
 from tests.browser.conftest import require_chromium
 from tests.fixtures.embedded import App, embedded_stack
-from tests.fixtures.wechat_payloads import build_message, sign_callback
+from tests.fixtures.wechat_payloads import build_message, fake_told, sign_callback
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,9 @@ TIMEOUT = 90_000
 
 class DayApp(App):
     def message(self, kind: str, **fields) -> None:
-        query, body = sign_callback(build_message(kind, openid=OPENID, **fields), mode="plain", token="demo_token")
+        xml = build_message(kind, openid=OPENID, **fields)
+        fake_told(self.fake, xml)  # WeChat knows what the person sent (its customer-service window)
+        query, body = sign_callback(xml, mode="plain", token="demo_token")
         response = requests.post(
             f"{self.url}/wechat/callback/?{urlencode(query)}", data=body, headers={"Content-Type": "text/xml"},
             timeout=30,

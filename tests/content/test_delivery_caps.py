@@ -20,6 +20,7 @@ from content.services.deliveries import (
     mass_job_finish,
     quiet_hours_end,
 )
+from tests.helpers import person_did
 
 from .factories import ArticleFactory, SubscriberFactory, TopicFactory
 from .push_factories import PushFactory, policy, reasons, send_now, statuses
@@ -37,16 +38,6 @@ def people(fake_sending, *names: str, **fields) -> dict[str, Subscriber]:
     subs = {n: SubscriberFactory(nickname=n, openid=f"o_{n}", **fields) for n in names}
     fake_sending.add_users([{"openid": s.openid, "subscribe": 1} for s in subs.values()])
     return subs
-
-
-def interaction(sub: Subscriber, kind: str, at: dt.datetime):
-    """What the person did, as the callback stores it (the window is computed from these rows)."""
-    import uuid
-
-    from accounts.models import Interaction
-
-    return Interaction.objects.create(subscriber=sub, kind=kind, dedupe_key=f"t:{uuid.uuid4().hex}", raw_xml="",
-                                      created_at=at, received_at=at, processed_at=at)  # fmt: skip
 
 
 def sent_to(fake_sending, path: str = TEMPLATE) -> list[str]:
@@ -116,8 +107,8 @@ def test_customer_service_messages_only_inside_the_48_hour_window(fake_sending):
         **people(fake_sending, "recent", "stale"),
         **people(fake_sending, "never", last_interaction_at=NOW - dt.timedelta(hours=1)),
     }
-    interaction(subs["recent"], "text", NOW - dt.timedelta(hours=47))
-    interaction(subs["stale"], "text", NOW - dt.timedelta(hours=49))
+    person_did(subs["recent"], "text", NOW - dt.timedelta(hours=47), fake=fake_sending)
+    person_did(subs["stale"], "text", NOW - dt.timedelta(hours=49), fake=fake_sending)
     push = PushFactory(channel=Push.Channel.CUSTOM, template=None, text="Hello https://example.com/x")
     send_now(push)
     assert reasons(push) == {"outside_window": {"stale", "never"}}

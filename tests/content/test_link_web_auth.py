@@ -304,3 +304,30 @@ def test_the_shop_reports_a_conversion_with_the_reference_and_the_clicker_conver
     conversion = Conversion.objects.get()
     assert conversion.subscriber_id == friend.pk  # the person who opened the link, not the one it was sent to
     assert (conversion.push_id, conversion.content_id) == (push.pk, article.pk)
+
+
+def test_the_hop_to_wechat_asks_the_database_nothing_and_the_return_a_few_statements(
+    client, fake, django_assert_num_queries, django_assert_max_num_queries
+):
+    sender, friend = SubscriberFactory(), SubscriberFactory()
+    url = services.link_track(TARGET, subscriber_id=sender.pk, push_id=4)  # the process knows the link from now
+
+    with django_assert_num_queries(0):
+        location = _to_authorise(client, url)
+    _status, back = fake.authorize(location, openid=friend.openid)
+    # The clicker by openid, then the click's UPDATE and INSERT (the test's savepoints aside).
+    with django_assert_max_num_queries(5):
+        assert client.get(_local(back), HTTP_USER_AGENT=WECHAT_UA).status_code == 302
+
+
+def test_the_subscribers_timeline_shows_forwards(client, fake):
+    from wechat_crm.timeline import subscriber_timeline
+
+    sender = SubscriberFactory()
+    _open_in_wechat(
+        client, fake, services.link_track(TARGET, subscriber_id=sender.pk), openid="oTimelineFriend000000000001"
+    )
+
+    friend = Subscriber.objects.get(openid="oTimelineFriend000000000001")
+    (entry,) = [e for e in subscriber_timeline(subscriber=friend) if e["kind"] == "link_click"]
+    assert "forwarded" in str(entry["title"]) and entry["detail"] == TARGET

@@ -4,7 +4,6 @@ preferences respected by pushes, the menu and the lead score — asserted on wha
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import pytest
 from django.utils import timezone
@@ -30,18 +29,16 @@ from tests.content.factories import MessageTemplateFactory
 from tests.content.push_factories import PushFactory, SegmentFactory, policy, send_now
 from tests.conversations.factories import JourneyFactory, JourneyStepFactory, ScoreRuleFactory
 from tests.fixtures.wechat_payloads import build_message
-from tests.helpers import wait_for
+from tests.helpers import person_did, wait_for
 
 CUSTOM = "/cgi-bin/message/custom/send"
 TEMPLATE = "/cgi-bin/message/template/send"
 NOW = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)
 
 
-def _interaction(subscriber: Subscriber, kind: str, at: dt.datetime, **kw) -> Interaction:
-    return Interaction.objects.create(
-        subscriber=subscriber, kind=kind, dedupe_key=f"t:{uuid.uuid4().hex}", raw_xml="", created_at=at,
-        received_at=at, processed_at=at, **kw,
-    )  # fmt: skip
+def _interaction(subscriber: Subscriber, kind: str, at: dt.datetime, *, fake=None, **kw) -> Interaction:
+    """The interaction row; with `fake`, WeChat (the fake) knows of it too."""
+    return person_did(subscriber, kind, at, fake=fake, **kw)
 
 
 def _sub(openid: str = "oWin_000000000000000000001", **kw) -> Subscriber:
@@ -93,7 +90,7 @@ def test_operator_replies_are_sent_by_the_worker_and_their_status_shows_in_the_t
 ):
     sub = _sub("oInbox_0000000000000000001", nickname="小王")
     fake_with_token.add_users([{"openid": sub.openid, "subscribe": 1}])
-    _interaction(sub, "text", timezone.now(), content="我的订单呢")
+    _interaction(sub, "text", timezone.now(), content="我的订单呢", fake=fake_with_token)
     conversation = Conversation.objects.create(subscriber=sub, unanswered=1, last_inbound_at=timezone.now())
     url = f"/admin/conversations/conversation/{conversation.pk}/thread/"
 
@@ -107,7 +104,8 @@ def test_operator_replies_are_sent_by_the_worker_and_their_status_shows_in_the_t
     wait_for(lambda: OutboundMessage.objects.get().status == "sent", timeout=30)
     assert Conversation.objects.get().unanswered == 0
 
-    # WeChat says the window is closed (the fake does not model it): the reply fails with the reason.
+    # WeChat says the window is closed (a fault injected here; the window itself is tested elsewhere): the reply
+    # fails with the reason.
     fake_with_token.configure(faults=[{"path": CUSTOM, "errcode": 45015, "times": 1}])
     staff_client.post(url, {"text": "还在吗"})
     wait_for(lambda: OutboundMessage.objects.filter(status="failed").exists(), timeout=60)
@@ -120,7 +118,7 @@ def test_a_reply_whose_answer_timed_out_is_unknown_and_never_sent_twice(fake_wit
     settings.WECHAT_HTTP_TIMEOUT = 1.0
     sub = _sub("oLate_000000000000000000001")
     fake_with_token.add_users([{"openid": sub.openid, "subscribe": 1}])
-    _interaction(sub, "text", timezone.now(), content="在吗")
+    _interaction(sub, "text", timezone.now(), content="在吗", fake=fake_with_token)
     # WeChat takes the message and answers after our timeout: it may well have been delivered.
     fake_with_token.configure(faults=[{"path": CUSTOM, "timeout": 2.5, "mode": "answer", "times": 1}])
     message = services.operator_reply(subscriber=sub, text="在的")
@@ -140,7 +138,7 @@ def test_a_send_left_sending_by_a_dead_worker_becomes_unknown_while_a_lost_enque
     sub = _sub("oDead_000000000000000000001")
     fake_with_token.add_users([{"openid": sub.openid, "subscribe": 1}])
     now = timezone.now()
-    _interaction(sub, "text", now - dt.timedelta(minutes=6), content="在吗")  # the window is open
+    _interaction(sub, "text", now - dt.timedelta(minutes=6), content="在吗", fake=fake_with_token)  # window open
     payload = {"touser": sub.openid, "msgtype": "text", "text": {"content": "x"}}
     common = {"subscriber": sub, "kind": "custom", "source": "operator", "payload": payload, "created_at": now}
     stuck = OutboundMessage.objects.create(**common, status="sending", claimed_at=now - dt.timedelta(minutes=11))

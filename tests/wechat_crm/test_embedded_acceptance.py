@@ -24,7 +24,7 @@ import requests
 
 from tests.fixtures.embedded import ROOT, embedded_environ, embedded_stack
 from tests.fixtures.embedded import App as EmbeddedApp
-from tests.fixtures.wechat_payloads import build_message, sign_callback
+from tests.fixtures.wechat_payloads import build_message, fake_told, sign_callback
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,9 @@ PASSWORD = "embedded-demo-pw"
 
 class App(EmbeddedApp):
     def callback(self, kind: str, **fields) -> requests.Response:
-        query, body = sign_callback(build_message(kind, openid=OPENID, **fields), mode="plain", token="demo_token")
+        xml = build_message(kind, openid=OPENID, **fields)
+        fake_told(self.fake, xml)  # WeChat knows what the person sent (its customer-service window)
+        query, body = sign_callback(xml, mode="plain", token="demo_token")
         return requests.post(
             f"{self.url}/wechat/callback/?{urlencode(query)}",
             data=body,

@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts.models import Subscriber
 from campaigns import funnel
 from campaigns.models import Campaign, Channel
+from campaigns.summary import summary_rebuild
 from content import selectors as content_selectors
 from content.models import Push
 from wechat_crm.db import reports_alias, reports_database
@@ -38,6 +39,7 @@ def followers():
         Subscriber.objects.create(
             openid=f"o_replica_{i}", is_following=True, subscribed_at=now, followed_at=now, source_channel=channel
         )
+    summary_rebuild()  # stage columns written here, not by the stage maintenance
     return channel
 
 

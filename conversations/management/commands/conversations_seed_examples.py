@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from content.models import MessageTemplate, Topic
@@ -77,6 +79,8 @@ class Command(BaseCommand):
         for rule in rules:
             AutoReplyRule.objects.get_or_create(name=rule.pop("name"), defaults=rule)
 
+        # The preferences page, opened through web authorisation (conversations.views).
+        preferences_url = settings.PUBLIC_BASE_URL.rstrip("/") + reverse("preferences:page")
         Menu.objects.get_or_create(
             name="示例菜单",
             defaults={"buttons": [
@@ -86,6 +90,7 @@ class Command(BaseCommand):
                     {"type": "click", "name": "恢复推送", "key": "PREF:RESUME"},
                     {"type": "click", "name": "每周两条", "key": "PREF:WEEKLY:2"},
                     {"type": "click", "name": "只看科技", "key": "PREF:ONLY:tech"},
+                    {"type": "view", "name": "偏好设置", "url": preferences_url},
                 ]},
                 {"type": "view", "name": "官网", "url": "https://example.com/"},
             ]},

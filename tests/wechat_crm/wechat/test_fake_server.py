@@ -379,6 +379,7 @@ def test_sendall_by_tag_reaches_the_tag_members(fake_wechat, wechat_callback_rec
 def test_custom_send_checks_the_recipient_and_message(fake_wechat):
     openid = fake_wechat.add_users(generate=1)[0]
     token = fake_wechat.fetch_token()
+    fake_wechat.interact(openid)  # they wrote: the customer-service window is open
     ok = fake_wechat.api(
         "cgi-bin/message/custom/send",
         {"touser": openid, "msgtype": "text", "text": {"content": "hi"}},
@@ -388,6 +389,46 @@ def test_custom_send_checks_the_recipient_and_message(fake_wechat):
         "cgi-bin/message/custom/send", {"touser": openid, "msgtype": "fax", "fax": {}}, access_token=token
     )
     assert (ok["errcode"], bad_type["errcode"]) == (0, 40008)
+
+
+def _custom(fake_wechat, token: str, openid: str) -> int:
+    body = {"touser": openid, "msgtype": "text", "text": {"content": "hi"}}
+    return fake_wechat.api("cgi-bin/message/custom/send", body, access_token=token)["errcode"]
+
+
+def test_the_customer_service_window_opens_on_what_wechat_counts_and_only_then(fake_wechat):
+    """WeChat's rules (客服消息下发规则): a message allows 5 within 48 hours; a follow, a scan or a menu CLICK 3 within
+    a minute; an automatic LOCATION report, a VIEW and nothing at all open no window (45015)."""
+    import time
+
+    wrote, clicked, located, viewed, silent, old = fake_wechat.add_users(generate=6)
+    token = fake_wechat.fetch_token()
+    now = time.time()
+    fake_wechat.interact(wrote, "text")
+    fake_wechat.interact(clicked, "event", event="CLICK")
+    fake_wechat.interact(located, "event", event="LOCATION")
+    fake_wechat.interact(viewed, "event", event="VIEW")
+    fake_wechat.interact(old, "text", at=now - 49 * 3600)
+    fake_wechat.interact(old, "event", event="subscribe", at=now - 120)  # a follow's minute is over
+
+    assert [_custom(fake_wechat, token, wrote) for _ in range(6)] == [0, 0, 0, 0, 0, 45047]
+    assert [_custom(fake_wechat, token, clicked) for _ in range(4)] == [0, 0, 0, 45047]
+    assert {_custom(fake_wechat, token, o) for o in (located, viewed, silent, old)} == {45015}
+    assert fake_wechat.window(located) == {"open": False, "remaining": 0, "closes_at": None, "errcode": 45015}
+    fake_wechat.interact(wrote, "image")  # a new message: a new window of 5
+    assert fake_wechat.window(wrote)["remaining"] == 5
+    assert fake_wechat.count("/cgi-bin/message/custom/send", errcode=0) == 8
+
+
+def test_the_window_can_be_switched_off_and_bad_interactions_are_refused(fake_wechat):
+    from wechat_crm.wechat.fake.control import FakeWeChatError
+
+    openid = fake_wechat.add_users(generate=1)[0]
+    token = fake_wechat.fetch_token()
+    fake_wechat.configure(enforce_cs_window=False)
+    assert _custom(fake_wechat, token, openid) == 0
+    with pytest.raises(FakeWeChatError, match="MsgType"):
+        fake_wechat.interactions(openid, {"Event": "CLICK"})
 
 
 # --- faults and quotas ----------------------------------------------------------------------------------------

@@ -534,13 +534,20 @@ def template_send(ctx: Ctx) -> dict[str, Any]:
 
 @route("/cgi-bin/message/custom/send")
 def custom_send(ctx: Ctx) -> dict[str, Any]:
+    from . import window
+
     body = ctx.json()
-    _following_user(ctx, body.get("touser"))
+    user = _following_user(ctx, body.get("touser"))
     msgtype = body.get("msgtype")
     if msgtype not in CUSTOM_MSGTYPES or not isinstance(body.get(msgtype), dict):
         raise WeChatError(40008)
     if msgtype == "text" and not body["text"].get("content"):
         raise WeChatError(44002, "empty content")
+    if ctx.cfg["enforce_cs_window"]:  # WeChat's customer-service window (window.py): 45015 outside, 45047 beyond
+        errcode = window.state(ctx.conn, user["openid"], ctx.now)["errcode"]
+        if errcode:
+            raise WeChatError(errcode)
+        window.sent(ctx.conn, user["openid"], ctx.now)
     return dict(OK)
 
 

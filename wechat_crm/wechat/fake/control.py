@@ -145,6 +145,26 @@ class FakeWeChat:
         """What WeChat holds for the person, per template: accepted (0/1) and the one-time notices left."""
         return self._control("GET", f"users/{quote(openid, safe='')}/notices")
 
+    def interactions(self, openid: str, *items: dict[str, Any]) -> dict[str, Any]:
+        """Tell the fake what the person sent the account, as the callback's fields (``{"MsgType": "text"}``,
+        ``{"MsgType": "event", "Event": "CLICK"}``, with ``CreateTime`` in seconds, default now): WeChat's
+        customer-service window opens on what WeChat counts. Returns what was recorded and the window now."""
+        return self._control("POST", f"users/{quote(openid, safe='')}/interactions",
+                             json_body={"interactions": list(items)})  # fmt: skip
+
+    def interact(self, openid: str, msgtype: str = "text", *, event: str | None = None, at: float | None = None):
+        """One interaction (see `interactions`): ``interact(openid)`` is a text message now."""
+        item: dict[str, Any] = {"MsgType": msgtype}
+        if event is not None:
+            item["Event"] = event
+        if at is not None:
+            item["CreateTime"] = at
+        return self.interactions(openid, item)
+
+    def window(self, openid: str) -> dict[str, Any]:
+        """The person's customer-service window as the fake sees it: open, remaining, closes_at, errcode."""
+        return self._control("GET", f"users/{quote(openid, safe='')}/interactions")
+
     def expire_tokens(self) -> None:
         """Make every issued access token expired now (42001 on use)."""
         self._control("POST", "tokens/expire")

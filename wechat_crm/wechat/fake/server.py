@@ -62,7 +62,9 @@ class FakeWeChatApp:
     ``count_only``); ``GET /_fake/menu``; ``GET /_fake/qrcodes``; ``POST /_fake/users/<openid>/notices``
     (``{"accept": [template ids], "reject": [...]}``: the person's answer in WeChat's popup, posted as
     subscribe_msg_popup_event; ``{"withdraw": [...]}``: a later rejection, posted as subscribe_msg_change_event) and
-    ``GET /_fake/users/<openid>/notices`` (what WeChat holds: accepted and the one-time notices left, per template).
+    ``GET /_fake/users/<openid>/notices`` (what WeChat holds: accepted and the one-time notices left, per template);
+    ``POST /_fake/users/<openid>/interactions`` (``{"interactions": [callback fields]}``: what the person sent, which
+    opens WeChat's customer-service window as window.py says) and ``GET`` of it (the person's window now).
 
     Besides the API, WeChat's web authorisation page ``/connect/oauth2/authorize`` (see :mod:`.oauth`).
     """
@@ -307,6 +309,9 @@ class FakeWeChatApp:
         m = re.fullmatch(r"/_fake/users/([^/]+)/notices", path)
         if m:
             return self._notices(method, m.group(1), payload)
+        m = re.fullmatch(r"/_fake/users/([^/]+)/interactions", path)
+        if m:
+            return self._interactions(method, m.group(1), payload)
         m = re.fullmatch(r"/_fake/users/([^/]+)(?:/(subscribe|unsubscribe))?", path)
         if m:
             openid, action = m.groups()
@@ -337,6 +342,26 @@ class FakeWeChatApp:
         if path == "/_fake/qrcodes":
             return 200, {"qrcodes": [json.loads(r[0]) for r in conn.execute("SELECT data FROM qrcodes")]}
         return None
+
+    def _interactions(self, method: str, openid: str, payload: Any):
+        """What a person sent the account (``{"interactions": [{"MsgType": "text", "CreateTime": ...}, ...]}``, the
+        fields of the callback's message): the customer-service window (window.py) opens on what WeChat counts.
+        GET: the person's window now."""
+        from . import window
+
+        store = self.store
+        if method == "POST":
+            items = payload.get("interactions") if isinstance(payload, dict) else None
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ConfigError('body must be {"interactions": [{"MsgType": ..., "Event": ..., "CreateTime": ...}]}')
+            now = time.time()
+            try:
+                with store.write() as conn:
+                    kinds = [window.record(conn, openid, item, float(item.get("CreateTime") or now)) for item in items]
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"bad interaction: {exc}") from exc
+            return 200, {"recorded": kinds, "window": window.state(store.connection(), openid, time.time())}
+        return 200, window.state(store.connection(), openid, time.time())
 
     def _notices(self, method: str, openid: str, payload: Any):
         """A person's decisions about notice templates (see notices.decide), posted to the callback as WeChat does."""

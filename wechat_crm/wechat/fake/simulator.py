@@ -284,6 +284,9 @@ class Simulator:
                 self.summary.failures[f"fake server: {type(exc).__name__}"] += 1
 
     def _message(self, step: Step) -> str:
+        return wxmsg.render_xml(self._document(step))
+
+    def _document(self, step: Step) -> dict[str, Any]:
         now = int(time.time())
         with self._lock:
             # One person's events get distinct, increasing CreateTimes, as the product dedupes events by them.
@@ -298,11 +301,25 @@ class Simulator:
             fields["MsgType"] = "event"
             fields["Event"] = step.kind
             fields.update(step.fields)
-        return wxmsg.render_xml(fields)
+        return fields
+
+    def _tell(self, step: Step, fields: dict[str, Any]) -> None:
+        """WeChat knows what the person did: the fake learns it (its customer-service window opens on it)."""
+        if self._fake is None:
+            return
+        try:
+            self._fake.interactions(
+                step.openid, {k: v for k, v in fields.items() if k in ("MsgType", "Event", "CreateTime")}
+            )
+        except (FakeWeChatError, urllib3.exceptions.HTTPError) as exc:
+            with self._lock:
+                self.summary.failures[f"fake server: {type(exc).__name__}"] += 1
 
     def _send(self, step: Step) -> None:
         self._register(step)
-        xml = self._message(step)
+        fields = self._document(step)
+        self._tell(step, fields)
+        xml = wxmsg.render_xml(fields)
         failure = None
         retried = 0
         for attempt in range(self.retries + 1):

@@ -53,6 +53,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # API behaviour.
     "user_get_page_size": 10000,
     "enforce_subscription": True,
+    # WeChat's customer-service window (客服消息下发规则), learned from the interactions the fake is told of
+    # (POST /_fake/users/<openid>/interactions: the simulator and the tests' callback poster tell it what each person
+    # sent): message/custom/send answers 45015 outside it and 45047 beyond its message count.
+    "enforce_cs_window": True,
     # Publishing (see publishing.py and datacube.py): the account's type decides its mass-send rules
     # ("subscription": one mass send a day, no openid lists; "service": each follower gets at most 4 a month),
     # API paths answered 48001 (a permission the account lacks, e.g. freepublish on an unverified account), and a
@@ -96,6 +100,10 @@ CREATE TABLE IF NOT EXISTS article_stats (msgid TEXT PRIMARY KEY, ref_date TEXT 
 CREATE TABLE IF NOT EXISTS notice_templates (template_id TEXT PRIMARY KEY, tid TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS notice_consents (openid TEXT NOT NULL, template_id TEXT NOT NULL, accepted INTEGER NOT NULL,
     credits INTEGER NOT NULL, PRIMARY KEY (openid, template_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cs_interactions (openid TEXT NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS cs_interactions_openid_at ON cs_interactions (openid, at);
+CREATE TABLE IF NOT EXISTS cs_sends (openid TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS cs_sends_openid_at ON cs_sends (openid, at);
 CREATE TABLE IF NOT EXISTS oauth_codes (code TEXT PRIMARY KEY, openid TEXT NOT NULL, scope TEXT NOT NULL,
     created_at REAL NOT NULL, used_at REAL);
 CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, method TEXT NOT NULL,
@@ -107,8 +115,9 @@ CREATE TABLE IF NOT EXISTS deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, at 
 """
 
 _DATA_TABLES = ("tokens", "users", "tags", "user_tags", "qrcodes", "counters", "clientmsgids", "mass_jobs", "menu",
-                "calls", "deliveries", "materials", "body_images", "inbound_media", "drafts", "publishes", "mass_sends",
-                "mass_receipts", "article_stats", "notice_templates", "notice_consents", "oauth_codes")  # fmt: skip
+                "cs_interactions", "cs_sends", "calls", "deliveries", "materials", "body_images", "inbound_media",
+                "drafts", "publishes", "mass_sends", "mass_receipts", "article_stats", "notice_templates",
+                "notice_consents", "oauth_codes")  # fmt: skip
 
 RESERVED_TAGS = {2: "星标组"}
 
