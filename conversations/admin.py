@@ -79,7 +79,8 @@ class JourneyStepInline(StackedInline):
     model = JourneyStep
     extra = 0
     fields = (("position", "wait"), ("condition", "condition_tag", "condition_topic", "condition_value", "on_fail"),
-              "action", "text", ("content", "article", "template"), ("tag", "score_delta"))  # fmt: skip
+              "action", "text", ("content", "article", "template"), ("notice_template", "notice_values"),
+              ("tag", "score_delta"))  # fmt: skip
 
 
 @admin.register(Journey)

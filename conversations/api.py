@@ -106,11 +106,17 @@ class MenuValidateSerializer(serializers.Serializer):
 
 
 class JourneyStepSerializer(serializers.ModelSerializer):
+    notice_values = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=200),
+        required=False,
+        help_text=_("The subscription notice's value per keyword, checked against WeChat's rules."),
+    )
+
     class Meta:
         model = JourneyStep
         fields = ["id", "journey", "position", "wait", "condition", "condition_tag", "condition_topic",
-                  "condition_value", "on_fail", "action", "text", "content", "article", "template", "tag",
-                  "score_delta"]  # fmt: skip
+                  "condition_value", "on_fail", "action", "text", "content", "article", "template", "notice_template",
+                  "notice_values", "tag", "score_delta"]  # fmt: skip
         read_only_fields = ["id"]
 
 

@@ -428,9 +428,13 @@ class Skipped(Exception):
 
 def notice_send(*, step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscriber, articles: list[Any],
                 now: dt.datetime, dedupe_key: str) -> str:  # fmt: skip
-    """HOOK for `notices`: send the step's subscription notice (the policy found consent). Returns the run's detail.
-    Until subscription notices exist, the policy never picks this channel (nobody has consented)."""
-    raise Skipped(policy.Reason.NO_CONSENT)
+    """The step's subscription notice (the send policy found the person's consent), sent by Celery: its values
+    (checked when the step was saved), opening the first article through its tracked link. The worker asks the
+    policy again before sending; WeChat's acceptance uses one consent of a one-time template."""
+    services.notice_send(subscriber=subscriber, template=step.notice_template, values=step.notice_values,
+                         article=articles[0] if articles else None, source=OutboundMessage.Source.JOURNEY,
+                         dedupe_key=dedupe_key, now=now)  # fmt: skip
+    return "notice"
 
 
 def _advance_one(enrollment: JourneyEnrollment, now: dt.datetime) -> None:

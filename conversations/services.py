@@ -248,9 +248,32 @@ def custom_send(
     )  # fmt: skip
 
 
+def notice_send(
+    *, subscriber: Subscriber, template: Any, values: dict[str, str], article: Any = None, source: str,
+    dedupe_key: str | None = None, now: dt.datetime | None = None,
+) -> OutboundMessage | None:  # fmt: skip
+    """A subscription notice to one person, sent by Celery (the caller asked the send policy, which checked their
+    consent; the worker asks it again). None when dedupe_key was used."""
+    page = ""
+    if article is not None:
+        from content.services import link_track
+
+        page = link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk)
+    payload = messages.subscription_notice(openid=subscriber.openid, template_id=template.template_id, data=values,
+                                           page=page)  # fmt: skip
+    return _create(
+        subscriber=subscriber, kind=OutboundMessage.Kind.NOTICE, source=source, text=template.title,
+        payload=payload, dedupe_key=dedupe_key, notice_template=template, created_at=now or timezone.now(),
+    )  # fmt: skip
+
+
 def outbound_decide(*, message: OutboundMessage, now: dt.datetime) -> policy.Decision:
     """The send policy for a message about to be sent: the window and caps as they are now (the message itself not
-    counted), the template's purpose, quiet hours for journey messages."""
+    counted), the template's purpose, the consent to a subscription notice, quiet hours for journey messages."""
+    if message.kind == OutboundMessage.Kind.NOTICE:
+        send = policy.Send(channel=policy.Channel.NOTICE, source=_policy_source(message.source),
+                           notice_template=message.notice_template, message_id=message.pk)  # fmt: skip
+        return policy.decide(send=send, subscriber=message.subscriber_id, now=now)
     channel = policy.Channel.CUSTOM if message.kind == OutboundMessage.Kind.CUSTOM else policy.Channel.TEMPLATE
     template = message.template if message.template_id else None
     if channel == policy.Channel.TEMPLATE and template is None:  # a row from before templates were recorded
@@ -269,6 +292,8 @@ def _failure_reason(outcome: str, exc: Any) -> str:
         return _("Outside WeChat's customer-service window (errcode %(code)s)") % {"code": exc.errcode}
     if outcome == Outcome.NOT_FOLLOWING:
         return _("The subscriber no longer follows the account")
+    if outcome == Outcome.NOT_CONSENTED:
+        return _("The person has not accepted this subscription notice (errcode %(code)s)") % {"code": exc.errcode}
     return _("WeChat refused the message: %(code)s %(message)s") % {"code": exc.errcode, "message": exc.errmsg}
 
 
@@ -291,7 +316,7 @@ def outbound_send(*, message_id: int, client=None) -> OutboundResult:
     due = Q(not_before__isnull=True) | Q(not_before__lte=now)
     if not OutboundMessage.objects.filter(due, pk=message_id, status=S.QUEUED).update(status=S.SENDING, claimed_at=now):
         return OutboundResult("")
-    message = OutboundMessage.objects.select_related("template").get(pk=message_id)
+    message = OutboundMessage.objects.select_related("template", "notice_template").get(pk=message_id)
     decision = outbound_decide(message=message, now=now)
     if decision.verdict == policy.Verdict.NEVER:  # never reaches WeChat
         OutboundMessage.objects.filter(pk=message_id, status=S.SENDING).update(
@@ -307,6 +332,9 @@ def outbound_send(*, message_id: int, client=None) -> OutboundResult:
     client = client or get_client()
     if message.kind == OutboundMessage.Kind.CUSTOM:
         result = client.send_custom_message(message.payload)
+    elif message.kind == OutboundMessage.Kind.NOTICE:
+        result = client.send_notice_many([message.payload], threads=1)[0]
+        _notice_outcome(message, result)
     else:
         result = client.send_template_message(message.payload)
     fields: dict[str, Any] = {}
@@ -327,6 +355,19 @@ def outbound_send(*, message_id: int, client=None) -> OutboundResult:
     logger.info("outbound message %s: %s %s", message_id, fields["status"], fields.get("reason", ""))
     retry_after = result.classification.retry_after if fields["status"] == S.QUEUED else None
     return OutboundResult(fields["status"], retry_after)
+
+
+def _notice_outcome(message: OutboundMessage, result: Any) -> None:
+    """A notice WeChat accepted uses one acceptance of a one-time template; a refusal (43101) leaves none."""
+    from content.services.notices import notice_credits_use, notice_refused
+    from wechat_crm.wechat.errors import Outcome
+
+    if message.notice_template is None:
+        return
+    if result.ok:
+        notice_credits_use(subscriber_ids=[message.subscriber_id], template=message.notice_template)
+    elif result.outcome == Outcome.NOT_CONSENTED:
+        notice_refused(subscriber_ids=[message.subscriber_id], template=message.notice_template)
 
 
 def outbound_resend_stuck(*, now: dt.datetime | None = None, older_than: dt.timedelta = dt.timedelta(minutes=2)):

@@ -47,6 +47,7 @@ class OutboundMessage(models.Model):
     class Kind(models.TextChoices):
         CUSTOM = "custom", _("Customer-service message")
         TEMPLATE = "template", _("Template message")
+        NOTICE = "notice", _("Subscription notice")
 
     class Source(models.TextChoices):
         OPERATOR = "operator", _("Operator")
@@ -89,6 +90,15 @@ class OutboundMessage(models.Model):
         related_name="+",
         verbose_name=_("template"),
         help_text=_("The template a template message was rendered from (its purpose is checked again at sending)."),
+    )
+    notice_template = models.ForeignKey(
+        "content.NoticeTemplate",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("notice template"),
+        help_text=_("A subscription notice's template (the person's consent is checked again at sending)."),
     )
     errcode = models.IntegerField(_("WeChat errcode"), null=True, blank=True)
     msgid = models.BigIntegerField(_("WeChat msgid"), null=True, blank=True)

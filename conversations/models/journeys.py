@@ -168,6 +168,21 @@ class JourneyStep(models.Model):
         related_name="+",
         verbose_name=_("template (outside the window)"),
     )
+    notice_template = models.ForeignKey(
+        "content.NoticeTemplate",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("subscription notice"),
+        help_text=_("Outside the window, before the template: sent only to people who accepted this notice."),
+    )
+    notice_values = models.JSONField(
+        _("notice values"),
+        default=dict,
+        blank=True,
+        help_text=_('A value per keyword of the notice, by WeChat\'s rules: {"thing1": "周年庆", "time2": "15:00"}.'),
+    )
     tag = models.ForeignKey(
         "accounts.Tag", on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("tag")
     )
@@ -198,6 +213,18 @@ class JourneyStep(models.Model):
             errors["text"] = [_("Give the text.")]
         if self.content == "article" and not self.article_id:
             errors["article"] = [_("Choose the article.")]
+        if self.notice_template_id is not None:  # WeChat's value rules, naming the keyword
+            from content.errors import NoticeInvalid
+            from content.services.notices import notice_values_check
+
+            try:
+                self.notice_values = notice_values_check(template=self.notice_template, values=self.notice_values or {})
+            except NoticeInvalid as exc:
+                errors["notice_values"] = [
+                    f"{field.removeprefix('notice_values.')}: {message}"
+                    for field, messages in exc.errors.items()
+                    for message in messages
+                ]
         if errors:
             raise ValidationError(errors)
 

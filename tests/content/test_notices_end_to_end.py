@@ -119,3 +119,38 @@ def test_a_notice_wechat_reports_as_not_delivered_is_recorded_as_failed(world):
     wait_for(lambda: Delivery.objects.filter(pk=row.pk, status=D.FAILED).exists(), timeout=60, interval=0.3)
     row.refresh_from_db()
     assert (row.status, row.reason) == (D.FAILED, "user_block") and row.msgid is not None
+
+
+def test_a_journey_message_step_sends_the_notice_only_to_whoever_accepted_it(world):
+    """Outside the window (a popup is no message: it opens none), the step's first channel that applies is the
+    subscription notice the person accepted; for anyone else, with no template to fall back on, the step skips
+    with each channel's reason. Sent by the worker, seen in the fake's log per openid."""
+    from conversations.models import Journey, JourneyEnrollment, JourneyStep, JourneyStepRun, OutboundMessage
+    from conversations.tasks import journeys_advance_task
+
+    fake, people, template = world["fake"], world["people"], world["template"]
+    fake.notices_decide(people["accepts"].openid, accept=[template.template_id])
+    _consents_recorded(1)
+    journey = Journey.objects.create(name="Anniversary", trigger="stage", stage="engaged")
+    step = JourneyStep(journey=journey, action="message", text="周年庆", notice_template=template,
+                       notice_values={"thing1": "周年庆", "time2": "x"})  # fmt: skip
+    with pytest.raises(Exception, match="time2"):
+        step.full_clean()
+    step.notice_values = dict(VALUES)
+    step.full_clean()
+    step.save()
+    for name in ("accepts", "silent"):
+        JourneyEnrollment.objects.create(journey=journey, subscriber=people[name], period_key="ever",
+                                         entered_at=timezone.now(), due_at=timezone.now())  # fmt: skip
+
+    journeys_advance_task.delay()
+    wait_for(lambda: OutboundMessage.objects.filter(status="sent").exists(), timeout=60, interval=0.3,
+             message="the journey's notice was not sent")  # fmt: skip
+    calls = fake.calls(BIZSEND)  # (a call refused with 40001 may precede: the worker's token refresh)
+    assert [c["body"]["touser"] for c in calls if c["errcode"] == 0] == [people["accepts"].openid]
+    assert {c["body"]["touser"] for c in calls} == {people["accepts"].openid}
+    assert fake.count("/cgi-bin/message/custom/send") == fake.count("/cgi-bin/message/template/send") == 0
+    runs = dict(JourneyStepRun.objects.filter(step=step).values_list("enrollment__subscriber_id", "detail"))
+    assert runs[people["accepts"].pk] == "notice"
+    assert "notice=no_consent" in runs[people["silent"].pk]
+    assert not NoticeConsent.objects.get(subscriber=people["accepts"]).credits  # the acceptance is used
