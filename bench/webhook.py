@@ -22,6 +22,9 @@ What it does, in one run:
      unique MsgId or subscriber, so every callback is a real INSERT;
   4. prints req/s, p50 and p99 of each, per path the ratios callback/minimal and callback/bare, and checks that
      every accepted callback was stored exactly once. It exits non-zero when a target is missed.
+With --replay-check-cost a fourth target joins each round on each path: the product's callback with its replay check
+(wechat_crm.wechat.inbound.ReplayCheck) switched off by the bench (bench/urls.py; never in the product), and the
+check's cost is printed as callback / callback without it.
 Targets: callback >= 0.9 x the minimal callback on the same path; callback p99 < 50 ms.
 
 REDIS_URL is the Celery broker that subscribe follow-ups are handed to; that db is flushed at the end. No worker
@@ -59,6 +62,7 @@ ACCOUNT = "gh_bench_account"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wcrm_bench_webhook"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
 PATHS = {"bare": "/bench/bare/", "minimal": "/bench/minimal/", "callback": "/wechat/callback/"}
+NO_REPLAY = {"no_replay_check": "/bench/callback-without-replay-check/"}
 MODES = {
     "direct": "no middleware for all three (bench.wsgi:direct, the product's path for the callback)",
     "chain": "Django's whole middleware chain for all three (bench.wsgi:chain)",
@@ -138,7 +142,7 @@ def send(port: int, raw: bytes) -> int:
 
 def load_process(index, target, port, threads, payload_count, run_id, share, ready, start, timing, results):
     """One load process: build its payloads, wait for the start, drive `target` with `threads` threads."""
-    path = PATHS[target]
+    path = {**PATHS, **NO_REPLAY}[target]
     payloads = [request_bytes(path, q, b) for q, b in build_payloads(index, payload_count, run_id, share)]
     ready.put(index)
     start.wait()
@@ -340,6 +344,11 @@ def main() -> int:
     parser.add_argument(
         "--seed-interactions", type=int, default=1_000_000, help="their past messages (default 1,000,000)"
     )
+    parser.add_argument(
+        "--replay-check-cost",
+        action="store_true",
+        help="also drive the callback with its replay check switched off by the bench (a fourth target)",
+    )
     args = parser.parse_args()
     if args.seed_subscribers < 1 or args.seed_interactions < 0:
         parser.error("--seed-subscribers must be at least 1 and --seed-interactions at least 0")
@@ -371,7 +380,8 @@ def main() -> int:
     )
     load_before = os.getloadavg()[0]
     servers, ports = {}, {}
-    rounds: dict[tuple[str, str], list[dict]] = {(mode, target): [] for mode in MODES for target in PATHS}
+    targets = [*PATHS, *(NO_REPLAY if args.replay_check_cost else ())]
+    rounds: dict[tuple[str, str], list[dict]] = {(mode, target): [] for mode in MODES for target in targets}
     try:
         for mode in MODES:
             ports[mode] = free_port()
@@ -380,8 +390,8 @@ def main() -> int:
         for round_ in range(args.rounds):
             for m, mode in enumerate(MODES):
                 run_id = f"{int(time.time()) % 100000:05d}{round_}{m}"
-                for target in PATHS:
-                    rounds[mode, target].append(drive(target, ports[mode], args, run_id))
+                for t, target in enumerate(targets):  # each target its own openids and MsgIds
+                    rounds[mode, target].append(drive(target, ports[mode], args, f"{run_id}{t}"))
     finally:
         for server in servers.values():
             server.send_signal(signal.SIGTERM)
@@ -405,11 +415,20 @@ def main() -> int:
     for mode in MODES:
         bare, minimal, callback = (summarize(rounds[mode, target]) for target in PATHS)
         accepted += callback["ok"]
+        shown = [("bare view", bare), ("minimal", minimal), ("callback", callback)]
+        if args.replay_check_cost:
+            unchecked = summarize(rounds[mode, "no_replay_check"])
+            accepted += unchecked["ok"]
+            shown.append(("callback without the replay check", unchecked))
         print(f"\n{MODES[mode]}")
         print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}   req/s per round")
-        for name, r in (("bare view", bare), ("minimal", minimal), ("callback", callback)):
+        for name, r in shown:
             per_round = " ".join(f"{x:.0f}" for x in r["per_round"])
-            print(f"{name:10} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d}   {per_round}")
+            print(f"{name[:10]:10} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d}   {per_round}")
+        if args.replay_check_cost:
+            alone = unchecked["rps"] / minimal["rps"] if minimal["rps"] else 0.0
+            cost = callback["rps"] / unchecked["rps"] if unchecked["rps"] else 0.0
+            print(f"without the replay check: callback/minimal {alone:.2f}; its cost: callback/without {cost:.2f}")
         vs_minimal = callback["rps"] / minimal["rps"] if minimal["rps"] else 0.0
         vs_bare = callback["rps"] / bare["rps"] if bare["rps"] else 0.0
         met = vs_minimal >= 0.9

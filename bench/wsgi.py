@@ -22,9 +22,13 @@ class Direct(Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        from bench.urls import bare, minimal
+        from bench.urls import bare, callback_without_replay_check, minimal
 
-        self.yardsticks = {"/bench/bare/": bare, "/bench/minimal/": minimal}
+        self.yardsticks = {
+            "/bench/bare/": bare,
+            "/bench/minimal/": minimal,
+            "/bench/callback-without-replay-check/": callback_without_replay_check,
+        }
 
     def get_response(self, request):
         view = self.yardsticks.get(request.path_info)

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -380,43 +381,41 @@ class ReplayCheck:
     a replay of a signed URL, refused by `verify()` before anything is written.
 
     With Redis (REDIS_URL) the check is one command, `SET key digest NX EX window GET` (Redis >= 7.0: it stores
-    the digest unless the pair is known, and answers the digest stored before, if any), on the process's own client
-    (Django's cache client builds a new redis.Redis, with its table of reply parsers, for every operation). The
-    command is sent before the body is parsed and decrypted and its answer read after (`verify()`), so that the
-    round trip overlaps that work instead of adding to it. Without Redis (the embedded default) Django's cache
-    keeps the pairs (two operations when a pair comes again). With the cache or Redis down the check is skipped:
-    the callback keeps answering, and the signature and timestamp checks still hold. `close()` always follows.
+    the digest unless the pair is known, and answers the digest stored before, if any), on a connection of its own
+    per thread (Django's cache client builds a new redis.Redis, with its table of reply parsers, for every
+    operation, and a pool's checkout polls the socket). The command is sent before the body is parsed and decrypted
+    and its answer read after (`verify()`), so that the round trip overlaps that work instead of adding to it.
+    Without Redis (the embedded default) Django's cache keeps the pairs (two operations when a pair comes again).
+    With the cache or Redis down the check is skipped: the callback keeps answering, and the signature and timestamp
+    checks still hold. `close()` always follows.
     """
 
-    __slots__ = ("connection", "digest", "pool", "seen")
+    __slots__ = ("connection", "digest", "seen")
 
     def __init__(self, digest: str) -> None:
         self.digest = digest
         self.seen: str | None = None
-        self.connection: Any = None
-        self.pool: Any = None
+        self.connection: Any = None  # set while an answer is to be read
 
     @classmethod
     def send(cls, timestamp: str, nonce: str, body: bytes, config: CallbackConfig) -> ReplayCheck:
         pair = hashlib.sha256(f"{timestamp}\x00{nonce}".encode()).hexdigest()[:40]
         check = cls(hashlib.sha256(body).hexdigest()[:40])
         key, window = REPLAY_KEY_PREFIX + pair, 2 * config.max_clock_skew + 1
-        client = redis_client()
+        connection = None
         try:
-            if client is None:
+            connection = _replay_connection()
+            if connection is None:
                 from django.core.cache import cache
 
                 if not cache.add(key, check.digest, timeout=window):
                     check.seen = cache.get(key)
                 return check
-            check.pool = client.connection_pool
-            check.connection = check.pool.get_connection()
-            check.connection.send_command("SET", key, check.digest, "NX", "EX", window, "GET")
+            connection.send_command("SET", key, check.digest, "NX", "EX", window, "GET")
+            check.connection = connection
         except Exception:  # the cache is down: see the docstring
-            if check.connection is not None:
-                check.connection.disconnect()
-                check.pool.release(check.connection)
-                check.connection = None
+            if connection is not None:
+                connection.disconnect()  # reconnected by the next command
             check._skip()
         return check
 
@@ -431,13 +430,11 @@ class ReplayCheck:
                 self._skip()
             else:
                 self.seen = seen.decode() if isinstance(seen, bytes) else seen
-            finally:
-                self.pool.release(connection)
         if self.seen is not None and self.seen != self.digest:
             raise Rejected(403, "replayed nonce with another body")
 
     def close(self) -> None:
-        """Give the connection back; its answer, when not read (the body was refused), is read first."""
+        """Read the answer if it was not (the body was refused), so that the connection is ready for the next one."""
         if self.connection is not None:
             with contextlib.suppress(Rejected):
                 self.verify()
@@ -445,6 +442,23 @@ class ReplayCheck:
     def _skip(self) -> None:
         logger.warning("wechat callback: replay check skipped, the cache is unavailable")
         self.seen = None
+
+
+_replay_local = threading.local()
+
+
+def _replay_connection() -> Any:
+    """This thread's connection to settings.REDIS_URL for the replay check (None without Redis). A new client (a new
+    process after a fork, another REDIS_URL) gets a new connection."""
+    client = redis_client()
+    if client is None:
+        return None
+    held = getattr(_replay_local, "held", None)
+    if held is None or held[0] is not client:
+        pool = client.connection_pool
+        held = (client, pool.connection_class(**pool.connection_kwargs))
+        _replay_local.held = held
+    return held[1]
 
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:
