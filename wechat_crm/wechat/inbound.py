@@ -6,7 +6,9 @@ Rejections, all before anything is written:
       (a downgrade: the body would be trusted on the URL's signature alone, which covers no byte of it);
   403 a (timestamp, nonce) pair seen in the last WECHAT_CALLBACK_MAX_CLOCK_SKEW seconds with another body (a signed
       URL replayed with a forged body); the same pair with the same body is WeChat's retry, answered as before
-      (decided after the body is parsed and decrypted, so a forged body that does not parse gets its 400);
+      (decided after the body is parsed, so a forged body that does not parse gets its 400). In safe mode the
+      msg_signature, which covers the encrypted message, refuses another body by itself (403 bad msg_signature);
+      the pair is remembered in plain mode only;
   413 a body over WECHAT_CALLBACK_MAX_BODY bytes (never read past the limit);
   400 malformed XML (including any DTD or entity, or nesting deeper than xml.MAX_DEPTH), a missing required field,
       a decryption failure.
@@ -322,7 +324,10 @@ def _handle(request: HttpRequest, config: CallbackConfig) -> HttpResponse:
     if config.aes_keys and not safe_mode and not config.allow_plain:
         raise Rejected(403, "plain mode refused: this account is configured for safe mode")
     body = _read_body(request, config.max_body)
-    replay = ReplayCheck.send(timestamp, nonce, body, config)
+    # In safe mode msg_signature covers the encrypted message (checked in _open): another body under the same
+    # signed URL fails it, and the same body is WeChat's retry (stored once by its dedupe key). Only plain mode,
+    # whose signature covers no byte of the body, needs the pair remembered, and pays a round trip to Redis for it.
+    replay = ReplayCheck(digest="") if safe_mode else ReplayCheck.send(timestamp, nonce, body, config)
     try:
         message, key = _open(query, body, config, safe_mode=safe_mode, timestamp=timestamp, nonce=nonce)
         replay.verify()
@@ -379,6 +384,8 @@ class ReplayCheck:
     """Remember each (timestamp, nonce) with a digest of its body for the replay window (the clock skew accepted,
     on both sides). A later request with the same pair must carry the same body (WeChat's retry); any other body is
     a replay of a signed URL, refused by `verify()` before anything is written.
+
+    Plain mode only: in safe mode msg_signature covers the message (see _handle).
 
     With Redis (REDIS_URL) the check is one command, `SET key digest NX EX window GET` (Redis >= 7.0: it stores
     the digest unless the pair is known, and answers the digest stored before, if any), on a connection of its own

@@ -389,7 +389,8 @@ def test_a_replayed_url_with_a_body_that_does_not_parse_is_refused(wechat_callba
 
 
 def test_the_replay_window_is_kept_in_redis_with_its_expiry(wechat_callback, settings):
-    """One key per (timestamp, nonce), holding the body's digest, expiring after the window (both clock skews)."""
+    """Plain mode: one key per (timestamp, nonce), holding the body's digest, expiring after the window (both clock
+    skews)."""
     import hashlib
 
     from wechat_crm.wechat.inbound import REPLAY_KEY_PREFIX
@@ -398,7 +399,8 @@ def test_the_replay_window_is_kept_in_redis_with_its_expiry(wechat_callback, set
     client = redis_client()
     if client is None:
         pytest.skip("REDIS_URL is not set: the pairs are kept in Django's cache")
-    query, body = sign_callback(build_message("text", Content="hello"), mode="safe")
+    settings.WECHAT_ALLOW_PLAIN_MODE = True
+    query, body = sign_callback(build_message("text", Content="hello"), mode="plain")
     assert wechat_callback.post_raw(query, body).status_code == 200
 
     pair = hashlib.sha256(f"{query['timestamp']}\x00{query['nonce']}".encode()).hexdigest()[:40]
@@ -406,10 +408,33 @@ def test_the_replay_window_is_kept_in_redis_with_its_expiry(wechat_callback, set
     assert 0 < client.ttl(REPLAY_KEY_PREFIX + pair) <= 2 * settings.WECHAT_CALLBACK_MAX_CLOCK_SKEW + 1
 
 
+@pytest.mark.parametrize("mode", ["safe", "compat"])
+def test_in_safe_mode_a_signed_url_replayed_with_another_body_fails_its_msg_signature(wechat_callback, mode):
+    """msg_signature covers the encrypted message: the pair needs no memory (no round trip to Redis), and another
+    body under the same signed URL is refused all the same, nothing stored."""
+    import hashlib
+
+    from wechat_crm.wechat.inbound import REPLAY_KEY_PREFIX
+    from wechat_crm.wechat.ratelimit import redis_client
+
+    query, body = sign_callback(build_message("text", Content="hello", openid="oRealUser"), mode=mode)
+    assert wechat_callback.post_raw(query, body).status_code == 200
+    _query, forged = sign_callback(build_message("subscribe", openid="oSomeoneElse"), mode=mode)
+
+    assert wechat_callback.post_raw(dict(query), forged).status_code == 403
+    assert wechat_callback.post_raw(dict(query), body).status_code == 200  # WeChat's retry, stored once
+    assert list(Interaction.objects.values_list("subscriber__openid", flat=True)) == ["oRealUser"]
+    assert not Subscriber.objects.filter(openid="oSomeoneElse").exists()
+    client = redis_client()
+    pair = hashlib.sha256(f"{query['timestamp']}\x00{query['nonce']}".encode()).hexdigest()[:40]
+    assert client is None or not client.exists(REPLAY_KEY_PREFIX + pair)
+
+
 def test_the_callback_answers_and_stores_when_redis_is_unreachable(wechat_callback, settings, caplog):
     """Redis down: the replay check is skipped (logged), the message is stored once, a retry is still deduplicated."""
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
-    query, body = sign_callback(build_message("text", Content="hello"), mode="safe")
+    settings.WECHAT_ALLOW_PLAIN_MODE = True
+    query, body = sign_callback(build_message("text", Content="hello"), mode="plain")
 
     assert wechat_callback.post_raw(query, body).status_code == 200
     assert wechat_callback.post_raw(dict(query), body).status_code == 200
