@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -98,6 +99,7 @@ def test_report_counts_clicks_unfollows_and_the_baseline(client, wechat_callback
     )
     sent_at = Delivery.objects.filter(push=push).values_list("sent_at", flat=True)[0]
     # r0 clicks twice (two links), r1 once: through the redirect.
+    cache.clear()  # no click-window marker of an earlier test's ids (SQLite reuses them)
     for sub, targets in ((subs[0], ["https://a.example/1", "https://a.example/2"]), (subs[1], ["https://a.example/1"])):
         for target in targets:
             url = services.link_track(target, subscriber_id=sub.pk, push_id=push.pk, content_id=article.pk)
@@ -131,6 +133,7 @@ def test_the_click_through_rate_counts_only_recipients_reached(client, fake_send
     push = PushFactory(article=article, template__article=article)
     send_now(push)
     outsider = SubscriberFactory(openid="o_ctr_outsider")  # followed after the push: not a recipient
+    cache.clear()  # no click-window marker of an earlier test's ids (SQLite reuses them)
     for sub in (recipient, outsider):  # through the redirect, counted by the click's follow-up
         url = services.link_track("https://a.example/1", subscriber_id=sub.pk, push_id=push.pk)
         assert client.get("/r/" + url.rsplit("/r/", 1)[1]).status_code == 302

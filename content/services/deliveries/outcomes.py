@@ -60,10 +60,12 @@ def updates_write(updates: Sequence[DeliveryUpdate]) -> None:
                      sent_at=u.sent_at, not_before=u.not_before, finished_at=u.finished_at)
             for u in updates if u.delivery_id in sending
         ]  # fmt: skip
-        for obj in objs:  # COALESCE(v.msgid, d.msgid), COALESCE(v.sent_at, d.sent_at)
-            fields = ["status", "reason", "errcode", "not_before", "finished_at"]
-            fields += [name for name in ("msgid", "sent_at") if getattr(obj, name) is not None]
-            Delivery.objects.filter(pk=obj.pk).update(**{name: getattr(obj, name) for name in fields})
+        groups: dict[tuple[str, ...], list[Delivery]] = {}
+        for obj in objs:  # COALESCE(v.msgid, d.msgid), COALESCE(v.sent_at, d.sent_at): a group per kept column set
+            kept = tuple(name for name in ("msgid", "sent_at") if getattr(obj, name) is not None)
+            groups.setdefault(kept, []).append(obj)
+        for kept, group in groups.items():
+            Delivery.objects.bulk_update(group, ["status", "reason", "errcode", "not_before", "finished_at", *kept])
         after = Delivery.objects.filter(pk__in=sending).values_list(*tallies.TALLY_FIELDS)
         tallies.tally_add(tallies.rows_deltas([], after))
 
