@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateTimeFilter, RangeNumericFilter, RelatedDropdownFilter
 
+from wechat_crm.admin_lists import QuickCheckboxMixin
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.paginators import EstimatedCountPaginator
 from wechat_crm.timeline import subscriber_timeline
@@ -78,7 +79,7 @@ class SubscriberAdminForm(forms.ModelForm):
 
 
 @admin.register(Subscriber)
-class SubscriberAdmin(FollowerImportMixin, ModelAdmin):
+class SubscriberAdmin(QuickCheckboxMixin, FollowerImportMixin, ModelAdmin):
     form = SubscriberAdminForm
     list_display = ["name", "openid", "is_following", "stage", "score", "subscribed_at", "source_channel",
                     "last_interaction_at"]  # fmt: skip
@@ -242,7 +243,7 @@ class SubscriberAdmin(FollowerImportMixin, ModelAdmin):
 
 
 @admin.register(Interaction)
-class InteractionAdmin(ReadOnlyAdminMixin, ModelAdmin):
+class InteractionAdmin(QuickCheckboxMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["id", "kind", "subscriber_name", "event_key", "short_content", "created_at", "received_at"]
     list_filter = ["kind", ("created_at", RangeDateTimeFilter), ("received_at", RangeDateTimeFilter)]
     list_filter_submit = True

@@ -34,6 +34,7 @@ class SubscriberViewSet(
     permission_classes = [RolePermission]
     write_roles = WRITE_ADMIN
     queryset = Subscriber.objects.none()  # the model, for the permission rules and the schema
+    pagination_class = EstimatedCountPagination  # no COUNT(*) of a million subscribers per page
     lookup_value_regex = r"\d+"
     http_method_names = ["get", "patch", "post", "head", "options"]
 

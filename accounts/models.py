@@ -102,7 +102,7 @@ class Subscriber(Timestamped):
         null=True,
         blank=True,
         related_name="+",
-        db_index=False,  # read per subscriber only
+        db_index=False,  # subscriber_source_push_idx (partial)
         verbose_name=_("source push"),
         help_text=_("The push whose link, forwarded to this person, brought their follow. Never overwritten."),
     )
@@ -203,6 +203,10 @@ class Subscriber(Timestamped):
                 ),
             ),
             models.Index(fields=["unionid"], name="subscriber_unionid_idx"),
+            # The push report's follows brought by forwards (few rows: a partial index).
+            models.Index(
+                fields=["source_push"], name="subscriber_source_push_idx", condition=models.Q(source_push__isnull=False)
+            ),
             # The funnel report: subscribers by first follow, every stage column inside the index (index-only scans).
             # None of these columns changes on a message, so the callback's updates stay HOT.
             models.Index(

@@ -129,7 +129,7 @@ def subscriber_export(*, subscriber: Subscriber, by: Any, via: str = "") -> dict
 @transaction.atomic
 def subscriber_erase(*, subscriber: Subscriber, by: Any, via: str = "") -> Subscriber:
     """Erase a subscriber (see the module's docstring). Erasing an erased subscriber again changes nothing more."""
-    from content.models import Delivery
+    from content.services.deliveries.tallies import deliveries_queued_skip
 
     subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
     already = subscriber_is_erased(subscriber)
@@ -154,9 +154,7 @@ def subscriber_erase(*, subscriber: Subscriber, by: Any, via: str = "") -> Subsc
         **_INTERACTION_BLANK,
         dedupe_key=Concat(Value(ERASED_PREFIX), Cast("id", models.CharField()), output_field=models.CharField()),
     )
-    skipped = Delivery.objects.filter(subscriber=subscriber, status=Delivery.Status.QUEUED).update(
-        status=Delivery.Status.SKIPPED, reason="erased", finished_at=now
-    )
+    skipped = deliveries_queued_skip(subscriber_id=subscriber.pk, reason="erased", at=now)
     cancelled = _pending_messages_cancel(subscriber, now=now)
     cleared = _related_rows_clear(subscriber, identifiers=identifiers, names=names)
     scrubbed = _mentions_scrub(identifiers, replacement=subscriber.openid)

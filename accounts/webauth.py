@@ -101,7 +101,7 @@ def state_make(*, purpose: str, values: Sequence[int] = (), now: float | None = 
     return state
 
 
-def _refused() -> WebAuthRefused:
+def state_refused() -> WebAuthRefused:
     return WebAuthRefused(_("This sign-in link is not valid or was used already. Open the link again from WeChat."))
 
 
@@ -109,10 +109,10 @@ def state_read(state: str, *, purpose: str, now: float | None = None) -> list[in
     """The values of an authentic, unexpired state of `purpose` seen for the first time; WebAuthRefused otherwise.
     Reading it uses it up."""
     if not state or len(state) > STATE_MAX_CHARS or not state.isascii() or not state.isalnum():
-        raise _refused()
+        raise state_refused()
     body, signature = state[:-SIGNATURE_CHARS], state[-SIGNATURE_CHARS:]
     if not body.startswith(purpose) or not any(hmac.compare_digest(_mac(body, k), signature) for k in _keys()):
-        raise _refused()
+        raise state_refused()
     fields, at = [], len(purpose)
     try:
         while at < len(body):
@@ -122,16 +122,16 @@ def state_read(state: str, *, purpose: str, now: float | None = None) -> list[in
             fields.append(_b62_read(body[at + 1 : at + 1 + size]))
             at += 1 + size
     except (KeyError, ValueError):
-        raise _refused() from None
+        raise state_refused() from None
     if len(fields) < 2:
-        raise _refused()
+        raise state_refused()
     *values, issued, nonce = fields
     now = now if now is not None else time.time()
     if not issued - 60 <= now <= issued + settings.WEB_AUTH_STATE_MAX_AGE:
-        raise _refused()
+        raise state_refused()
     if not _first_use(nonce):
         logger.info("web authorisation: a state came back a second time; refused")
-        raise _refused()
+        raise state_refused()
     return values
 
 
@@ -157,25 +157,29 @@ class Person:
     following: bool
 
 
-def person_from_code(*, code: str) -> Person:
+def person_from_code(*, code: str, create: bool = True) -> Person:
     """Trade the authorise page's code for the person (through the gateway). A person we do not know yet (a forward
     reached someone who does not follow) gets a subscriber row that does not follow, so that a later follow finds
-    what brought it. WebAuthRefused when WeChat refuses the code (unknown, expired, used already)."""
+    what brought it; with `create=False` they are nobody (Person(None, False)). WebAuthRefused when WeChat refuses
+    the code (unknown, expired, used already)."""
     from wechat_crm.wechat.client import get_client
     from wechat_crm.wechat.errors import WeChatError, WeChatInvalidCode
 
     if not code or len(code) > 512:
-        raise _refused()
+        raise state_refused()
     try:
         identity = get_client().web_auth_identity(code=code)
     except WeChatInvalidCode as exc:
         logger.info("web authorisation: WeChat refused the code (%s)", exc.errcode)
-        raise _refused() from None
+        raise state_refused() from None
     except WeChatError as exc:
         logger.warning("web authorisation: the code exchange failed: %s", exc)
         raise WebAuthRefused(_("WeChat could not confirm who you are just now. Please open the link again.")) from None
     if identity.snapshot:
         return Person(subscriber_id=None, following=False)
+    if not create:
+        row = Subscriber.objects.filter(openid=identity.openid).values_list("pk", "is_following").first()
+        return Person(subscriber_id=row[0], following=bool(row[1])) if row else Person(None, False)
     return person_for_openid(openid=identity.openid, unionid=identity.unionid)
 
 

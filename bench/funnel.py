@@ -4,6 +4,7 @@
     .venv/bin/python bench/funnel.py                           # generate, maintain the stages, then time
     .venv/bin/python bench/funnel.py --skip-generate           # time again on the data already generated (migrated)
     .venv/bin/python bench/funnel.py --subscribers 200000 --interactions 2000000 --skip-raw
+    .venv/bin/python bench/funnel.py --stages-from-generator   # a fast dataset for bench/admin.py (see below)
 
 1. Creates and migrates its own database (FUNNEL_BENCH_DATABASE_URL, default .../wcrm_bench_funnel) and fills it
    with COPY: 20 channels, 50 articles, N subscribers who followed over the last 365 days (80% through a channel,
@@ -17,7 +18,10 @@
    campaigns.events.stage_convert (as conversions_record runs it). Their throughput is printed. Every other batch
    runs with the summary's refresh switched off, to print what the summary costs the follow-ups in the same run; the
    subscribers of those batches get their summary rows afterwards (one refresh per 10,000, timed and printed), and
-   the whole summary is then checked against its rebuild from the stored columns.
+   the whole summary is then checked against its rebuild from the stored columns. This runs at a few hundred
+   interactions a second on our loaded 2-core machine (hours for 10M): --stages-from-generator writes the stage
+   columns in the generator instead (the rules of campaigns.stages, in Python) and rebuilds the summary from them,
+   for a dataset in minutes (bench/admin.py's); its funnel timings are then not the product's maintenance's.
 3. No VACUUM: the tables are ANALYZEd, then get a day of messages (1 subscriber in 30 updated) before the timing, and
    autovacuum runs as configured.
 4. Times campaigns.funnel.funnel_report (best of 3) without a breakdown and with each breakdown, a hand-written SQL
@@ -83,7 +87,22 @@ def model_columns(model, given: list[str]) -> tuple[list[str], list[str]]:
     return given + extra, constants
 
 
-def generate(*, subscribers: int, interactions: int, seed: int) -> None:
+def interactive_at(times: list[datetime], *, n: int = 3, m: int = 2, days: int = 30) -> datetime | None:
+    """campaigns.stages' rule over sorted times: the first t with >= n interactions in [t - days, t] on >= m dates
+    (--stages-from-generator only)."""
+    window = timedelta(days=days)
+    for index, t in enumerate(times):
+        inside = [x for x in times[: index + 1] if x >= t - window]
+        inside += [x for x in times[index + 1 :] if x == t]  # equal times later in the list are inside too
+        if len(inside) >= n and len({(x + SHANGHAI).date() for x in inside}) >= m:
+            return t
+    return None
+
+
+def generate(*, subscribers: int, interactions: int, seed: int, stages_here: bool = False) -> None:
+    """With `stages_here` (--stages-from-generator) the generator writes the stage columns itself, the interactions
+    are stored processed and the summary is rebuilt from the columns: a dataset in minutes for bench/admin.py, whose
+    funnel timings are then not those of the product's stage maintenance."""
     from django.db import connection
 
     from accounts.models import Interaction, Subscriber
@@ -107,8 +126,10 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
 
     now = datetime.now(UTC).replace(microsecond=0)
     per_sub = max(1, interactions // subscribers)
+    stage_columns = ["followed_at", "engaged_at", "interactive_at", "converted_at", "engaged_content_id",
+                     "engaged_push_id", "stage"] if stages_here else []  # fmt: skip
     sub_cols, sub_consts = model_columns(
-        Subscriber, ["openid", "is_following", "subscribed_at", "source_channel_id", "source_scene"]
+        Subscriber, ["openid", "is_following", "subscribed_at", "source_channel_id", "source_scene", *stage_columns]
     )
     int_cols, int_consts = model_columns(
         Interaction,
@@ -160,6 +181,7 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
                     push = pushes[rnd.randrange(10)] if rnd.random() < 0.7 else None
                     data = {"push_id": push.pk if push else None, "content_id": article.pk, "engaged": True}
                 rows.append((at, kind, "", data))
+            converted = None
             if rnd.random() < 0.1:
                 converted = followed + timedelta(seconds=int(rnd.expovariate(1 / (25 * 86400))))
                 conversions += 1
@@ -177,6 +199,7 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
                     )
                     + "\n"
                 )
+            stage_values = _stage_values(followed, rows, converted) if stages_here else []
             sub_buf.write(
                 "\t".join(
                     [
@@ -185,6 +208,7 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
                         followed.isoformat(),
                         copy_value(channel.pk if channel else None),
                         channel.scene_str if channel else "",
+                        *stage_values,
                         *sub_consts,
                     ]
                 )
@@ -193,7 +217,7 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
             for at, kind, scene, data in rows:
                 dedupe += 1
                 iso = at.isoformat()
-                processed = iso if kind in no_follow_up else None
+                processed = iso if kind in no_follow_up or stages_here else None
                 int_buf.write(
                     "\t".join(
                         [
@@ -223,6 +247,13 @@ def generate(*, subscribers: int, interactions: int, seed: int) -> None:
         for table in ("accounts_subscriber", "accounts_interaction", "campaigns_conversion"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")  # noqa: S608
     raw.commit()
+    if stages_here:
+        from campaigns.summary import summary_rebuild
+
+        t0 = time.monotonic()
+        rows_written = summary_rebuild()
+        print(f"stage columns written by the generator; summary rebuilt: {rows_written:,} rows "
+              f"in {time.monotonic() - t0:.0f} s", flush=True)  # fmt: skip
     vacuum_analyze()
     print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
 
@@ -325,6 +356,20 @@ def print_maintenance(m: dict) -> None:
     same = "yes" if not m["differences"] else "NO " + repr(m["differences"][:3])
     print(f"  summary: {m['summary_rows']:,} rows; equal to its rebuild from the stored columns: {same}")
     print(f"  (checked in {m['check_seconds']:.1f} s)")
+
+
+def _stage_values(followed: datetime, rows: list, converted: datetime | None) -> list[str]:
+    """The stage columns campaigns.stages would store for these interactions (--stages-from-generator only)."""
+    engaged = engaged_content = engaged_push = None
+    times = []
+    for at, kind, _scene, data in rows[1:]:
+        if kind in ("link_click", "click", "view") and engaged is None:
+            engaged, engaged_content, engaged_push = at, data.get("content_id"), data.get("push_id")
+        if kind in {k for k, _w in SUBSCRIBER_KINDS_SAMPLE}:
+            times.append(at)
+    interactive = interactive_at(times)
+    stage = "converted" if converted else "interactive" if interactive else "engaged" if engaged else "followed"
+    return [copy_value(v) for v in (followed, engaged, interactive, converted, engaged_content, engaged_push)] + [stage]
 
 
 def vacuum_analyze() -> None:
@@ -509,6 +554,12 @@ def main() -> int:
     parser.add_argument("--skip-generate", action="store_true")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--skip-raw", action="store_true", help="skip the (minutes long) SQL over raw interactions")
+    parser.add_argument(
+        "--stages-from-generator",
+        action="store_true",
+        help="write the stage columns in the generator and rebuild the summary (a fast dataset for bench/admin.py; "
+        "not the product's stage maintenance)",
+    )
     args = parser.parse_args()
 
     url = os.environ.get("FUNNEL_BENCH_DATABASE_URL") or DEFAULT_DB
@@ -527,10 +578,12 @@ def main() -> int:
 
     maintenance = None
     if not args.skip_generate:
-        generate(subscribers=args.subscribers, interactions=args.interactions, seed=args.seed)
-        maintenance = maintain_stages()
-        print_maintenance(maintenance)
-        vacuum_analyze()
+        generate(subscribers=args.subscribers, interactions=args.interactions, seed=args.seed,
+                 stages_here=args.stages_from_generator)  # fmt: skip
+        if not args.stages_from_generator:
+            maintenance = maintain_stages()
+            print_maintenance(maintenance)
+            vacuum_analyze()
     else:
         vacuum_analyze()  # a migration may have rewritten the table: fresh statistics (no VACUUM)
     day_of_updates()
@@ -580,7 +633,14 @@ def main() -> int:
         )
     print(
         "tables: no VACUUM before the timing (ANALYZE only), then a day of messages (1 subscriber in 30 updated), "
-        "autovacuum as configured; stage columns and summary written by the product's stage maintenance"
+        "autovacuum as configured; "
+        + (
+            "stage columns and summary as generated by an earlier run (--skip-generate)"
+            if args.skip_generate
+            else "stage columns written by the GENERATOR (--stages-from-generator), summary rebuilt from them"
+            if args.stages_from_generator
+            else "stage columns and summary written by the product's stage maintenance"
+        )
     )
     print(f"{'breakdown':<12} {'report ms':>10} {'stored-column SQL ms':>21} {'ratio':>6}  target <= 500 ms")
     for breakdown in (None, *funnel.BREAKDOWNS):

@@ -148,13 +148,30 @@ def _reattribute(rows: Sequence[tuple[int, int, datetime, int | None, int | None
         if new != (channel, push, content):
             changed[pk] = new
     if changed:
+        _update(changed)
+    return len(changed)
+
+
+def _update(changed: Mapping[int, tuple[int | None, int | None, int | None]]) -> None:
+    """Set (channel, push, content) per conversion id in one statement. A channel once set is never taken away (a
+    concurrent fill may have set it since the rows were read)."""
+    if connection.vendor != "postgresql":  # the embedded default: CASE id WHEN ... per column
         Conversion.objects.filter(pk__in=changed).update(
-            # A channel once set is never taken away (a concurrent fill may have set it since these rows were read).
             channel_id=Coalesce(F("channel_id"), _each({pk: v[0] for pk, v in changed.items()})),
             push_id=_each({pk: v[1] for pk, v in changed.items()}),
             content_id=_each({pk: v[2] for pk, v in changed.items()}),
         )
-    return len(changed)
+        return
+    values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint, %s::bigint)"] * len(changed))
+    params = [x for pk, new in changed.items() for x in (pk, *new)]
+    sql = f"""
+        UPDATE campaigns_conversion AS c
+        SET channel_id = COALESCE(c.channel_id, v.channel), push_id = v.push, content_id = v.content
+        FROM (VALUES {values}) AS v(id, channel, push, content)
+        WHERE c.id = v.id
+    """  # noqa: S608 (only placeholders)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 _ROW = ("pk", "subscriber_id", "occurred_at", "channel_id", "push_id", "content_id", "subscriber__source_channel_id")

@@ -457,14 +457,23 @@ def _attribution_by_campaign(
     query: FunnelQuery, members: QuerySet, conversions: QuerySet, converted: Count, totals: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Per campaign: credited with the conversions whose first-touch channel is one of its channels or whose
-    last-touch push is one of its pushes; its members are the followers through its channels."""
+    last-touch push is one of its pushes; its members are the followers through its channels (summed from one pass
+    over the members by channel: each has one first-touch channel, so the sums count distinct people)."""
+    by_channel = {
+        channel_id: (n, c)
+        for channel_id, n, c in members.filter(source_channel_id__isnull=False)
+        .values_list("source_channel_id")
+        .annotate(n=Count("followed_at"), c=converted)
+        .values_list("source_channel_id", "n", "c")
+    }
     result = []
     for campaign in Campaign.objects.prefetch_related("channels", "pushes"):
         channel_ids = [c.pk for c in campaign.channels.all()]
         push_ids = [p.pk for p in campaign.pushes.all()]
         credit = conversions.filter(Q(channel_id__in=channel_ids) | Q(push_id__in=push_ids)).aggregate(**totals)
-        group = members.filter(source_channel_id__in=channel_ids).aggregate(n=Count("*"), c=converted)
-        result.append(_attribution_row(campaign.pk, campaign.name, credit, group["n"], group["c"]))
+        n = sum(by_channel.get(pk, (0, 0))[0] for pk in channel_ids)
+        c = sum(by_channel.get(pk, (0, 0))[1] for pk in channel_ids)
+        result.append(_attribution_row(campaign.pk, campaign.name, credit, n, c))
     result.sort(key=lambda r: (-r["revenue"], -r["converted"], r["key"]))
     return result
 

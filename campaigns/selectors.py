@@ -5,12 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 
-from accounts.models import Subscriber
-
-from .models import Channel, ChannelTouch
+from .models import Channel
 
 # Active channels' welcome replies by scene, cached in the process for a few seconds: the callback asks for every
 # follow or scan with a scene, and must stay at one indexed query at most.
@@ -45,18 +42,8 @@ def channel_welcome_cache_clear() -> None:
 
 def channels_list() -> QuerySet[Channel]:
     """Channels with `follow_count` (follows through the channel) and `first_touch_count` (subscribers it brought
-    first, still following or not)."""
-    return Channel.objects.annotate(
-        follow_count=_count(
-            ChannelTouch.objects.filter(channel=OuterRef("pk"), kind=ChannelTouch.Kind.FOLLOW), group_by="channel"
-        ),
-        first_touch_count=_count(Subscriber.objects.filter(source_channel=OuterRef("pk")), group_by="source_channel"),
-    ).order_by("-created_at", "-id")
+    first, still following or not), read from the channels' counters (campaigns.tallies): a few rows a channel,
+    however many subscribers it brought."""
+    from .tallies import channels_counted
 
-
-def _count(queryset: QuerySet, *, group_by: str) -> Coalesce:
-    """A correlated COUNT(*) subquery per channel (an index range scan each, no join fan-out). COUNT(*), not
-    COUNT(pk): the primary key is not in the channel's index, so counting it read every matching row from the table
-    (11 s for 20 channels at 1M subscribers, 0.4 s with an index-only scan; bench/admin.py)."""
-    sub = queryset.order_by().values(group_by).annotate(n=Count("*")).values("n")[:1]
-    return Coalesce(Subquery(sub, output_field=IntegerField()), 0)
+    return channels_counted().order_by("-created_at", "-id")

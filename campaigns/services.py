@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import operator
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from accounts.tagging import tag_add
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.wechat.errors import WeChatError
 
+from . import tallies
 from .attribution import conversions_attribute
 from .models import TEMPORARY_MAX_SECONDS, Channel, ChannelTouch
 from .summary import summary_refresh
@@ -153,6 +155,18 @@ def channels_attribute(*, interactions: Sequence[Any]) -> int:
     touching = [i for i in touching if i.scene in channels]
     if not touching:
         return 0
+    tallies.tally_lock()
+    # The channels' counters (campaigns.tallies) count what this call adds: touches not recorded by an earlier run.
+    recorded = set(
+        ChannelTouch.objects.filter(interaction_id__in=[i.pk for i in touching]).values_list(
+            "interaction_id", flat=True
+        )
+    )
+    counted: Counter[tuple[int, str]] = Counter(
+        (channels[i.scene].pk, tallies.FOLLOWS)
+        for i in touching
+        if i.pk not in recorded and _TOUCH_KIND[i.kind] == ChannelTouch.Kind.FOLLOW
+    )
     ChannelTouch.objects.bulk_create(
         [
             ChannelTouch(subscriber_id=i.subscriber_id, channel=channels[i.scene], kind=_TOUCH_KIND[i.kind],
@@ -164,16 +178,20 @@ def channels_attribute(*, interactions: Sequence[Any]) -> int:
     # First touch: only a follow whose scene became the subscriber's source scene, and only once.
     follows = {(i.subscriber_id, i.scene) for i in touching if i.kind == Interaction.Kind.SUBSCRIBE}
     if follows:
-        first_touch = Subscriber.objects.filter(
+        first = Subscriber.objects.filter(
             reduce(operator.or_, (Q(pk=pk, source_scene=scene) for pk, scene in follows)), source_channel__isnull=True
-        ).update(
+        )
+        firsts = list(first.select_for_update().order_by("pk").values_list("pk", "source_scene"))
+        Subscriber.objects.filter(pk__in=[pk for pk, _scene in firsts]).update(
             source_channel=Case(
                 *[When(source_scene=scene, then=Value(channels[scene].pk)) for scene in {s for _pk, s in follows}],
                 output_field=BigIntegerField(),
             )
         )
-        if first_touch:  # the funnel summary keys subscribers by source channel
+        counted.update((channels[scene].pk, tallies.FIRST_TOUCHES) for _pk, scene in firsts)
+        if firsts:  # the funnel summary keys subscribers by source channel
             summary_refresh(subscriber_ids={pk for pk, _scene in follows})
+    tallies.tally_add(counted)
     by_tag: dict[Tag, set[int]] = {}
     for i in touching:
         for tag in channels[i.scene].tags.all():
@@ -198,6 +216,7 @@ def channels_attribute_imported(*, openids: list[str]) -> int:
     }
     attributed: list[int] = []
     with transaction.atomic():
+        tallies.tally_lock()
         for subscriber_id, scene, subscribed_at in rows:
             channel = channels.get(scene)
             if channel is None:
@@ -207,6 +226,7 @@ def channels_attribute_imported(*, openids: list[str]) -> int:
             ):
                 continue
             summary_refresh(subscriber_ids=[subscriber_id])
+            tallies.tally_add({(channel.pk, tallies.FIRST_TOUCHES): 1, (channel.pk, tallies.FOLLOWS): 1})
             ChannelTouch.objects.create(
                 subscriber_id=subscriber_id,
                 channel=channel,

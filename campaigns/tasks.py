@@ -9,3 +9,11 @@ from . import stages
 def stages_backfill() -> int:
     """Subscribers imported by sync_followers (no follow event) get their first follow from WeChat's subscribe time."""
     return stages.stages_backfill()
+
+
+@shared_task(name="campaigns.tasks.channel_tallies_compact")
+def channel_tallies_compact() -> int:
+    """Every 5 minutes: fold each channel's counter additions into one row per counter (where they piled up)."""
+    from . import tallies
+
+    return tallies.tallies_compact()

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateTimeFilter
 
+from wechat_crm.admin_lists import QuickCheckboxMixin
 from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.paginators import EstimatedCountPaginator
@@ -203,6 +204,8 @@ class PushAdmin(ModelAdmin):
             (_("unknown outcome"), r["unknown"]),
             (_("clicks (unique)"), f"{r['clicks']} ({r['unique_clickers']})"),
             (_("click-through rate"), pct(r["click_through_rate"])),
+            (_("forwards: clicks by other followers / opens by non-followers / follows brought"),
+             f"{r['forwarded_clicks']} / {r['forwards_to_non_followers']} / {r['follows_from_forwards']}"),
             (_("unfollows within 24 h"), f"{r['unfollows_24h']} = {pct(r['unfollow_rate_24h'])}"
              f" ({_('baseline')} {pct(r['baseline_unfollow_rate_24h'])})"),
             (_("unfollows within 72 h"), f"{r['unfollows_72h']} = {pct(r['unfollow_rate_72h'])}"
@@ -327,7 +330,7 @@ class ReasonFilter(admin.SimpleListFilter):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ModelAdmin):
+class DeliveryAdmin(QuickCheckboxMixin, ModelAdmin):
     list_display = [
         "id", "push", "subscriber", "status", "reason_text", "errcode", "attempts", "sent_at", "finished_at"
     ]  # fmt: skip

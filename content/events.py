@@ -1,6 +1,7 @@
 """The content app's part in what happens on each message and event (the table is wechat_crm.wechat.dispatch):
-WeChat's reports on our sends update the deliveries and mass batches, and people's decisions about subscription
-notices become their consent, in Celery after the callback commits."""
+WeChat's reports on our sends update the deliveries and mass batches, people's decisions about subscription notices
+become their consent, and clicks and unfollows count in the pushes' counters, in Celery after the callback (or the
+redirect) commits."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from wechat_crm.wechat.inbound import notice_items
 
 from .services import deliveries, notices
+from .services.deliveries import tallies
 
 
 def delivery_job_finish(interactions: Sequence[Any]) -> None:
@@ -48,3 +50,23 @@ def notice_consents(interactions: Sequence[Any]) -> None:
                 )
             )  # fmt: skip
     notices.notice_consents_record(decisions=decisions)
+
+
+def push_clicks_count(interactions: Sequence[Any]) -> None:
+    """link_click of a push: the push's click counter, and its unique clickers' (one statement or two a batch)."""
+    clicks = []
+    for interaction in interactions:
+        push_id = (interaction.data or {}).get("push_id")
+        if interaction.subscriber_id and isinstance(push_id, int):
+            forwarded = "shared_by" in (interaction.data or {})  # opened by someone the link was forwarded to
+            clicks.append((interaction.pk, interaction.subscriber_id, push_id, interaction.created_at, forwarded))
+    if clicks:
+        tallies.clicks_record(clicks=clicks)
+
+
+def push_unfollows_count(interactions: Sequence[Any]) -> None:
+    """unsubscribe: the deliveries the subscriber got in the days before it count the unfollow (a few statements a
+    batch)."""
+    tallies.deliveries_unfollowed(
+        unfollows=[(i.subscriber_id, i.created_at) for i in interactions if i.subscriber_id and i.created_at]
+    )

@@ -483,6 +483,15 @@ class Delivery(models.Model):
     claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    unfollowed_at = models.DateTimeField(
+        _("unfollowed at"),
+        null=True,
+        blank=True,
+        help_text=_("The subscriber's first unfollow after the message was claimed for sending (within 7 days)."),
+    )
+    clicked_at = models.DateTimeField(
+        _("clicked at"), null=True, blank=True, help_text=_("The subscriber's first click of a link of the push.")
+    )
     created_at = models.DateTimeField(_("created at"))
 
     class Meta:
@@ -537,6 +546,29 @@ class MassBatch(models.Model):
         return self.clientmsgid
 
 
+class PushTally(models.Model):
+    """An addition to one of a push's counters (content.services.deliveries.tallies): the push report, its progress
+    and the dashboard read the sums of these rows instead of counting a million deliveries.
+
+    Rows are only ever inserted, in the same statement or transaction as the change they count (a delivery's status,
+    a click, an unfollow), so that many workers add to one push without waiting for each other's row lock; the beat
+    folds each push's rows into one per counter now and then. `manage.py push_tallies_rebuild` recounts them from the
+    deliveries, clicks and unfollows.
+    """
+
+    push = models.ForeignKey(Push, on_delete=models.CASCADE, related_name="tallies", verbose_name=_("push"))
+    key = models.CharField(_("counter"), max_length=80)
+    n = models.BigIntegerField(_("addition"))
+
+    class Meta:
+        verbose_name = _("push counter addition")
+        verbose_name_plural = _("push counter additions")
+        indexes = [models.Index(fields=["push", "key"], name="pushtally_push_key_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.push_id} {self.key} {self.n:+d}"
+
+
 __all__ = [
     "Article",
     "Delivery",
@@ -547,6 +579,7 @@ __all__ = [
     "NoticeTemplate",
     "OperatorProfile",
     "Push",
+    "PushTally",
     "Segment",
     "SendPolicy",
     "Topic",

@@ -67,16 +67,21 @@ def pushes_list() -> QuerySet:
     return Push.objects.select_related("article", "template", "segment", "mass_tag")
 
 
-def baseline_unfollow_rate(*, before: datetime, days: int = BASELINE_DAYS) -> float:
-    """Unfollows per follower per day over the `days` before `before`: the account's normal churn."""
+def baseline_counts(*, before: datetime, days: int = BASELINE_DAYS) -> tuple[int, int]:
+    """Unfollows in the `days` before `before`, and the followers during them (those following now, plus those who
+    left in them: approximately, the average)."""
     from datetime import timedelta
 
     from accounts.models import FollowEvent, Subscriber
 
     start = before - timedelta(days=days)
     unfollows = FollowEvent.objects.filter(kind=FollowEvent.Kind.UNFOLLOW, at__gte=start, at__lt=before).count()
-    # Followers during the window: those following now, plus those who left in it (approximately, the average).
-    followers = Subscriber.objects.filter(is_following=True).count() + unfollows
+    return unfollows, Subscriber.objects.filter(is_following=True).count() + unfollows
+
+
+def baseline_unfollow_rate(*, before: datetime, days: int = BASELINE_DAYS) -> float:
+    """Unfollows per follower per day over the `days` before `before`: the account's normal churn."""
+    unfollows, followers = baseline_counts(before=before, days=days)
     return unfollows / followers / days if followers else 0.0
 
 
@@ -84,46 +89,23 @@ def baseline_unfollow_rate(*, before: datetime, days: int = BASELINE_DAYS) -> fl
 def push_report(*, push: Any) -> dict[str, Any]:
     """Recipients, skipped by reason, sent, delivered, failed, unknown, reached, clicks, click-through rate (clickers
     among the recipients reached), and unfollows within 24 h and 72 h of delivery among them against the account's
-    baseline over the same windows."""
-    from datetime import timedelta
+    baseline over the same windows.
 
-    from django.db.models import Count, Exists, OuterRef, Q
-
-    from accounts.models import FollowEvent
-
+    Read from the push's counters (content.services.deliveries.tallies), kept as the deliveries, clicks and unfollows
+    are written: one query of a few rows, whatever the push's size. The baseline is taken when the push starts."""
     from .models import Delivery
+    from .services.deliveries import tallies
 
     D = Delivery.Status
-    rows = Delivery.objects.filter(push_id=push.pk)
-    by_status = dict(rows.order_by().values_list("status").annotate(n=Count("id")))
-    skipped = dict(rows.filter(status=D.SKIPPED).order_by().values_list("reason").annotate(n=Count("id")))
-    reached = rows.filter(status__in=(D.SENT, D.DELIVERED), sent_at__isnull=False)
-
-    def left_within(hours: int) -> Exists:
-        return Exists(
-            FollowEvent.objects.filter(
-                subscriber_id=OuterRef("subscriber_id"),
-                kind=FollowEvent.Kind.UNFOLLOW,
-                at__gte=OuterRef("sent_at"),
-                at__lt=OuterRef("sent_at") + timedelta(hours=hours),
-            )
-        )
-
-    agg = reached.aggregate(
-        reached=Count("id"),
-        u24=Count("id", filter=Q(left_within(24))),
-        u72=Count("id", filter=Q(left_within(72))),
-    )
-    clicks = link_clicks(push_id=push.pk)
-    click_count = clicks.count()
-    clickers = clicks.values("subscriber_id").distinct().count()
-    # The rates count the same people on both sides: clickers among the recipients reached (a click on the test sent
-    # to oneself, a forwarded link or a delivery whose outcome is unknown is a clicker, not a reached clicker).
-    reached_clickers = (
-        clicks.filter(subscriber_id__in=reached.values("subscriber_id")).values("subscriber_id").distinct().count()
-    )
-    reached_n = agg["reached"]
-    daily = baseline_unfollow_rate(before=push.started_at) if push.started_at else 0.0
+    t = tallies.push_tallies(push_ids=[push.pk])[push.pk]
+    by_status = tallies.by_status(t)
+    reached_n = t[tallies.REACHED]
+    if tallies.BASELINE_FOLLOWERS in t or not push.started_at:
+        followers = t[tallies.BASELINE_FOLLOWERS]
+        daily = t[tallies.BASELINE_UNFOLLOWS] / followers / BASELINE_DAYS if followers else 0.0
+    else:  # a push started before its counters were kept, not rebuilt yet
+        daily = baseline_unfollow_rate(before=push.started_at)
+    forwards = forward_figures(push_id=push.pk, forwarded_clicks=t[tallies.FORWARDED_CLICKS])
 
     def rate(n: int) -> float | None:
         return round(n / reached_n, 4) if reached_n else None
@@ -131,27 +113,45 @@ def push_report(*, push: Any) -> dict[str, Any]:
     return {
         "push": push.pk,
         "status": push.status,
-        "recipients": sum(by_status.values()),
-        "queued": by_status.get(D.QUEUED, 0) + by_status.get(D.SENDING, 0),
-        "skipped": by_status.get(D.SKIPPED, 0),
-        "skipped_by_reason": skipped,
-        "sent": by_status.get(D.SENT, 0) + by_status.get(D.DELIVERED, 0) + by_status.get(D.FAILED, 0),
-        "delivered": by_status.get(D.DELIVERED, 0),
-        "failed": by_status.get(D.FAILED, 0),
-        "errors": by_status.get(D.ERROR, 0),
-        "unknown": by_status.get(D.UNKNOWN, 0),
+        "recipients": t[tallies.RECIPIENTS],
+        "queued": by_status["open"],
+        "skipped": by_status[D.SKIPPED],
+        "skipped_by_reason": tallies.skipped_by_reason(t),
+        "sent": by_status[D.SENT] + by_status[D.DELIVERED] + by_status[D.FAILED],
+        "delivered": by_status[D.DELIVERED],
+        "failed": by_status[D.FAILED],
+        "errors": by_status[D.ERROR],
+        "unknown": by_status[D.UNKNOWN],
         "reached": reached_n,
-        "clicks": click_count,
-        "unique_clickers": clickers,
-        "reached_clickers": reached_clickers,
-        "click_through_rate": rate(reached_clickers),
-        "unfollows_24h": agg["u24"],
-        "unfollows_72h": agg["u72"],
-        "unfollow_rate_24h": rate(agg["u24"]),
-        "unfollow_rate_72h": rate(agg["u72"]),
+        "clicks": t[tallies.CLICKS],
+        "unique_clickers": t[tallies.CLICKERS],
+        "reached_clickers": t[tallies.REACHED_CLICKERS],
+        "click_through_rate": rate(t[tallies.REACHED_CLICKERS]),
+        "unfollows_24h": t["unfollows_24h"],
+        "unfollows_72h": t["unfollows_72h"],
+        "unfollow_rate_24h": rate(t["unfollows_24h"]),
+        "unfollow_rate_72h": rate(t["unfollows_72h"]),
         "baseline_unfollow_rate_24h": round(daily, 6),
         "baseline_unfollow_rate_72h": round(daily * 3, 6),
         "mass_totals": mass_totals(push_id=push.pk),
+        **forwards,
+    }
+
+
+def forward_figures(*, push_id: int, forwarded_clicks: int | None = None) -> dict[str, int]:
+    """What forwards of the push's links did (seen through web authorisation): clicks by followers it was forwarded
+    to (the push's counter when given: counting them scans every click's JSON), opens by people who did not follow,
+    and the follows those brought (their source push). Two or three queries."""
+    from accounts.models import Subscriber
+
+    if forwarded_clicks is None:
+        forwarded_clicks = link_clicks(push_id=push_id).filter(data__has_key="shared_by").count()
+    return {
+        "forwarded_clicks": forwarded_clicks,
+        "forwards_to_non_followers": Interaction.objects.filter(
+            kind=Interaction.Kind.LINK_FORWARD, data__push_id=push_id
+        ).count(),
+        "follows_from_forwards": Subscriber.objects.filter(source_push_id=push_id).count(),
     }
 
 
@@ -202,10 +202,11 @@ def topic_report(*, topic_id: int | None = None) -> list[dict[str, Any]]:
 def pushes_in_flight(*, limit: int = 10) -> list[dict[str, Any]]:
     """Pushes being sent now, oldest start first, each with its progress (counts by delivery status)."""
     from .models import Push
-    from .services.deliveries import push_progress
+    from .services.deliveries.progress import pushes_progress
 
-    pushes = Push.objects.filter(status=Push.Status.SENDING).order_by("started_at", "pk")[:limit]
-    return [{"id": p.pk, "name": p.name, **push_progress(push=p)} for p in pushes]
+    pushes = list(Push.objects.filter(status=Push.Status.SENDING).order_by("started_at", "pk")[:limit])
+    progress = pushes_progress(pushes=pushes)
+    return [{"id": p.pk, "name": p.name, **progress[p.pk]} for p in pushes]
 
 
 def last_push_quality() -> dict[str, Any] | None:

@@ -210,3 +210,10 @@ class PushReportSerializer(serializers.Serializer):
     baseline_unfollow_rate_24h = serializers.FloatField()
     baseline_unfollow_rate_72h = serializers.FloatField()
     mass_totals = serializers.DictField(allow_null=True)
+    forwarded_clicks = serializers.IntegerField(
+        help_text=_("Clicks of the push's links by followers it was forwarded to (web authorisation).")
+    )
+    forwards_to_non_followers = serializers.IntegerField(
+        help_text=_("Opens of the push's links by people who did not follow (forwards).")
+    )
+    follows_from_forwards = serializers.IntegerField(help_text=_("Follows those forwards brought."))

@@ -63,3 +63,11 @@ def delivery_job_finish_later(interaction_id: int, attempt: int) -> bool:
     if not done:
         delivery_job_finish_later.apply_async((interaction_id, attempt + 1), countdown=min(60, 2 ** (attempt + 1)))
     return done
+
+
+@shared_task(name="content.tasks.push_tallies_compact")
+def push_tallies_compact() -> int:
+    """Every 5 minutes: fold each push's counter additions into one row per counter (where they piled up)."""
+    from .services.deliveries import tallies
+
+    return tallies.tallies_compact()

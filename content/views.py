@@ -7,7 +7,7 @@ import logging
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_GET, require_safe
 
 from accounts.webauth import WebAuthRefused
 
@@ -64,7 +64,7 @@ def link_redirect(request: HttpRequest, token: str) -> HttpResponse:
     return response
 
 
-@require_safe
+@require_GET  # not HEAD: a link preview must not use up the state
 def link_auth_return(request: HttpRequest) -> HttpResponse:
     """Back from WeChat's authorise page (`code`, `state`): the click credited to the person, then 302 to the link's
     target. A bad, expired or replayed state, or a code WeChat refuses: 400, and nobody is credited."""

@@ -24,6 +24,7 @@ from unfold.contrib.filters.admin import RangeDateTimeFilter, RelatedDropdownFil
 
 from accounts.models import Interaction
 from content.models import MessageTemplate
+from wechat_crm.admin_lists import QuickCheckboxMixin
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.paginators import EstimatedCountPaginator
 from wechat_crm.wechat.errors import WeChatError
@@ -70,7 +71,7 @@ def _duration(seconds: int) -> str:
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ModelAdmin):
+class ConversationAdmin(QuickCheckboxMixin, ModelAdmin):
     """The inbox: unanswered conversations first; a conversation opens its thread."""
 
     list_display = ("name", "unanswered", "window", "assigned_to", "last_inbound_at", "last_outbound_at", "stage",
@@ -237,7 +238,10 @@ class ConversationAdmin(ModelAdmin):
             "opts": self.model._meta,
             "can_change": can_change,
             "tags": list(subscriber.tags.values_list("name", flat=True)),
-            "templates": MessageTemplate.objects.order_by("title")[:100],
+            # Operators send service notices only (the send policy refuses marketing templates from the inbox).
+            "templates": MessageTemplate.objects.filter(purpose=MessageTemplate.Purpose.SERVICE).order_by("title")[
+                :100
+            ],
             "quick_replies": QuickReply.objects.all()[:50],
             "operators": get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")[:200],
             "live_url": reverse("admin:conversations_thread_live", args=[pk]),

@@ -531,8 +531,8 @@ def journey_channel(
     candidates = [(Channel.CUSTOM, None, None), (Channel.NOTICE, None, notice_template),
                   (Channel.TEMPLATE, template, None)]  # fmt: skip
     for channel, tpl, notice in candidates:
-        if channel == Channel.NOTICE and notice is None:
-            tried.append((channel, Reason.NO_CONSENT))
+        if channel == Channel.NOTICE and notice is None:  # the step names no subscription notice
+            tried.append((channel, Reason.NO_TEMPLATE))
             continue
         if channel == Channel.TEMPLATE and tpl is None:
             tried.append((channel, Reason.NO_TEMPLATE))

@@ -100,12 +100,18 @@ def thread_items(*, subscriber: Subscriber, limit: int = 30) -> list[dict[str, A
                 "status": o.status,
                 "status_display": o.get_status_display(),
                 "final": o.status not in (OutboundMessage.Status.QUEUED, OutboundMessage.Status.SENDING),
-                "reason": o.reason,
+                "reason": o.reason or _policy_label(o.skip_reason),  # a skip: the send policy's reason
                 "errcode": o.errcode,
             }
         )
     items.sort(key=lambda item: (item["at"], item["key"]))
     return items
+
+
+def _policy_label(code: str) -> str:
+    from content.reasons import reason_label
+
+    return reason_label(code)
 
 
 def window_state(*, subscriber: Subscriber, now: dt.datetime | None = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods, require_safe
+from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts import webauth
 from content.reasons import reason_label
@@ -47,9 +47,11 @@ class PreferencesForm(forms.Form):
     def __init__(self, *args, prefs: preferences.Preferences, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["topics"].choices = [(topic.pk, topic.name) for topic, _received in prefs.topics]
+        caps = sorted({n for n in preferences.FREQUENCIES if n is not None} | {prefs.max_pushes_per_week} - {None})
+        # The person's current cap is always offered (one set in the chat, "每周 4", may be none of the usual ones).
         self.fields["max_pushes_per_week"].choices = [
             ("", _("The account's usual rhythm")),
-            *[(n, _("At most %(n)d a week") % {"n": n}) for n in preferences.FREQUENCIES if n is not None],
+            *[(n, _("At most %(n)d a week") % {"n": n} if n else _("None for now")) for n in caps],
         ]
         self.fields["notices_withdrawn"].choices = [(n.template_id, n.title) for n in prefs.notices]
         if not prefs.notices:
@@ -116,12 +118,13 @@ def preferences_page(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(reverse("preferences:page"))
 
 
-@require_safe
+@require_GET  # not HEAD: a link preview must not use up the state
 def preferences_auth(request: HttpRequest) -> HttpResponse:
     """Back from WeChat's authorise page: the person is remembered in this browser's session, then the page."""
     try:
         webauth.state_read(request.GET.get("state", ""), purpose=webauth.PURPOSE_PREFERENCES)
-        person = webauth.person_from_code(code=request.GET.get("code", ""))
+        # Someone we do not know is not recorded: the page only asks them to follow first.
+        person = webauth.person_from_code(code=request.GET.get("code", ""), create=False)
     except webauth.WebAuthRefused as exc:
         logger.info("preferences page: the return from WeChat's authorise page was refused")
         return _page(request, "refused.html", {"message": exc.message}, status=400)

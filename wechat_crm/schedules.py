@@ -21,6 +21,12 @@ BEAT_SCHEDULE["accounts-profiles-fetch-pending"] = {
 
 # Pushes: claim due pushes exactly once (the countdown task at scheduling is the fast path); resume stalled sends.
 BEAT_SCHEDULE["content-pushes-dispatch-due"] = every_minute("content.tasks.pushes_dispatch_due")
+# The pushes' counters: their additions folded into one row per counter (content.services.deliveries.tallies).
+BEAT_SCHEDULE["content-push-tallies-compact"] = {
+    "task": "content.tasks.push_tallies_compact",
+    "schedule": crontab(minute="*/5"),
+    "options": {"expires": 290},
+}
 
 # Conversations: due journey steps every minute (due_at is stored: waits survive restarts); dormant leads hourly;
 # outbound messages whose enqueue was lost; lead scores decayed daily at 03:10.
@@ -42,6 +48,13 @@ BEAT_SCHEDULE["campaigns-stages-backfill"] = {
     "task": "campaigns.tasks.stages_backfill",
     "schedule": crontab(minute=20),
     "options": {"expires": 3500},
+}
+
+# The channels' counters (follows, first touches): their additions folded into one row per counter.
+BEAT_SCHEDULE["campaigns-channel-tallies-compact"] = {
+    "task": "campaigns.tasks.channel_tallies_compact",
+    "schedule": crontab(minute="2-59/5"),
+    "options": {"expires": 290},
 }
 
 # Publishing: WeChat's statistics of yesterday (datacube has a day's figures from the next day) at 08:15 Beijing

@@ -31,8 +31,8 @@ def _event(at: datetime | None, kind: str, icon: str, title: str, detail: str = 
 
 
 def subscriber_timeline(*, subscriber: Subscriber, limit: int = 50) -> list[dict[str, Any]]:
-    """At most `limit` entries, newest first: `at`, `kind` (follow, unfollow, message, click, link_click, push,
-    reply, conversion, stage, score), a Material Symbols `icon`, a `title` and a `detail`."""
+    """At most `limit` entries, newest first: `at`, `kind` (follow, unfollow, message, click, link_click, consent,
+    push, reply, conversion, stage, score), a Material Symbols `icon`, a `title` and a `detail`."""
     from accounts.models import FollowEvent
     from campaigns.models import Conversion
     from content.models import Delivery
@@ -60,6 +60,19 @@ def subscriber_timeline(*, subscriber: Subscriber, limit: int = 50) -> list[dict
                 title = _("Opened a tracked link")
             events.append(_event(i.created_at, "link_click", "ads_click", title,
                                  str(data.get("url") or data.get("content_title") or i.url or "")))  # fmt: skip
+        elif i.kind in kinds.NOTICE_CONSENT_EVENTS:
+            from wechat_crm.wechat.inbound import notice_items
+
+            items = notice_items(i.kind, i.data if isinstance(i.data, dict) else {})
+            accepted = ", ".join(item.template_id for item in items if item.status == "accept")
+            rejected = ", ".join(item.template_id for item in items if item.status == "reject")
+            title = (_("Answered the subscription-notice popup") if i.kind == Kind.SUBSCRIBE_MSG_POPUP_EVENT
+                     else _("Withdrew consent to subscription notices"))  # fmt: skip
+            detail = "; ".join(
+                part for part in (accepted and _("accepted %(ids)s") % {"ids": accepted},
+                                  rejected and _("rejected %(ids)s") % {"ids": rejected}) if part
+            )  # fmt: skip
+            events.append(_event(i.created_at, "consent", "notifications", title, detail))
         elif i.kind in kinds.MENU_CLICKS or i.kind == Kind.SCAN:
             events.append(_event(i.created_at, "click", "touch_app", _("Menu or QR code: %(kind)s") % {"kind": i.kind},
                                  i.event_key))  # fmt: skip

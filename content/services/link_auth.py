@@ -79,7 +79,7 @@ def link_auth_return(*, state: str, code: str, at: datetime | None = None) -> st
 
 def _link_values(values: list[int]) -> tuple[int, int, int, int]:
     if len(values) != 4:
-        raise webauth.WebAuthRefused(webauth._refused().message)
+        raise webauth.state_refused()
     return values[0], values[1], values[2], values[3]
 
 

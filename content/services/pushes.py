@@ -224,10 +224,14 @@ def push_reschedule(*, push: Push, send_at: dt.datetime) -> Push:
 @transaction.atomic
 def push_cancel(*, push: Push) -> Push:
     """Cancel; during a send the remaining pages see the status and skip their queued deliveries."""
+    from .deliveries import tallies
+
+    tallies.tally_lock()
     push_set_status(push, to=S.CANCELLED)
-    Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.QUEUED).update(
+    n = Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.QUEUED).update(
         status=Delivery.Status.SKIPPED, reason="cancelled", finished_at=timezone.now()
     )
+    tallies.tally_open_rows_closed(push_id=push.pk, status=Delivery.Status.SKIPPED, reason="cancelled", n=n)
     return push
 
 
@@ -278,11 +282,17 @@ def push_resolve(*, push: Push, now: dt.datetime | None = None) -> int:
         f"SELECT %s, m.id, %s, %s, '', 0, %s FROM ({select_sql}) m ORDER BY m.id "
         "ON CONFLICT (push_id, subscriber_id) DO NOTHING"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [push.pk, push.channel, Delivery.Status.QUEUED, now, *params])
+    from .deliveries import tallies
+
+    with transaction.atomic():  # the recipients' counter with the rows it counts
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [push.pk, push.channel, Delivery.Status.QUEUED, now, *params])
+            inserted = cursor.rowcount
+        tallies.tally_add({(push.pk, tallies.RECIPIENTS): inserted})
     count = Delivery.objects.filter(push_id=push.pk).count()
     Push.objects.filter(pk=push.pk).update(recipients=count, resolved_at=now)
     push.recipients, push.resolved_at = count, now
+    tallies.baseline_record(push=push)
     return count
 
 
@@ -329,7 +339,7 @@ def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.t
     sends nothing twice); rows stuck in "sending" (a worker died mid-page) become unknown, never resent, unless their
     message provably never started (deliveries.StartMarks): those are queued again."""
     from ..tasks import push_send_page, push_start_task
-    from .deliveries import StartMarks, deliveries_recover_accepted
+    from .deliveries import StartMarks, deliveries_recover_accepted, tallies
 
     now = now or timezone.now()
     if stalled_after is None:  # 0 means at once
@@ -349,7 +359,10 @@ def pushes_resume_stalled(*, now: dt.datetime | None = None, stalled_after: dt.t
             lost.filter(pk__in=recovered.unsent).update(
                 status=Delivery.Status.QUEUED, not_before=None, attempts=F("attempts") - 1
             )
-        lost.update(status=Delivery.Status.UNKNOWN, reason="worker_lost", finished_at=now)
+        with transaction.atomic():
+            tallies.tally_lock()
+            n = lost.update(status=Delivery.Status.UNKNOWN, reason="worker_lost", finished_at=now)
+            tallies.tally_open_rows_closed(push_id=push.pk, status=Delivery.Status.UNKNOWN, reason="worker_lost", n=n)
         stuck = Delivery.objects.filter(push_id=push.pk, status=Delivery.Status.QUEUED).exclude(not_before__gt=cutoff)
         if stuck.exists() and push.updated_at < cutoff:
             for lo, hi in push_pages(push_id=push.pk, size=page_size(push.channel)):

@@ -122,7 +122,13 @@ class JourneyStep(models.Model):
         STOP = "stop", _("Stop the journey")
 
     class Action(models.TextChoices):
-        MESSAGE = "message", _("Message (customer-service inside the window, template outside)")
+        MESSAGE = (
+            "message",
+            _(
+                "Message (customer-service inside the window, else a subscription notice the person accepted, else a "
+                "service template)"
+            ),
+        )
         ADD_TAG = "add_tag", _("Add the tag")
         REMOVE_TAG = "remove_tag", _("Remove the tag")
         SCORE = "score", _("Change the score")
@@ -166,7 +172,7 @@ class JourneyStep(models.Model):
         null=True,
         blank=True,
         related_name="+",
-        verbose_name=_("template (outside the window)"),
+        verbose_name=_("service template (outside the window)"),
     )
     notice_template = models.ForeignKey(
         "content.NoticeTemplate",
@@ -213,6 +219,10 @@ class JourneyStep(models.Model):
             errors["text"] = [_("Give the text.")]
         if self.content == "article" and not self.article_id:
             errors["article"] = [_("Choose the article.")]
+        from .rules import MARKETING_TEMPLATE_REFUSED, _is_marketing
+
+        if self.template_id and _is_marketing(self.template_id):
+            errors["template"] = [MARKETING_TEMPLATE_REFUSED]
         if self.notice_template_id is not None:  # WeChat's value rules, naming the keyword
             from content.errors import NoticeInvalid
             from content.services.notices import notice_values_check

@@ -107,6 +107,8 @@ class AutoReplyRule(Timestamped):
         name, message = required[self.reply_kind]
         if not getattr(self, name if name not in ("article", "template") else f"{name}_id"):
             errors[name] = [message]
+        if self.reply_kind == self.ReplyKind.TEMPLATE and _is_marketing(self.template_id):
+            errors["template"] = [MARKETING_TEMPLATE_REFUSED]
         if (self.active_from is None) != (self.active_until is None):
             errors["active_until"] = [_("Give both ends of the active hours, or neither.")]
         if errors:
@@ -144,3 +146,18 @@ class Menu(Timestamped):
             self.buttons = menu_validate(self.buttons)
         except MenuInvalid as exc:
             raise ValidationError({"buttons": [exc.message]}) from exc
+
+
+MARKETING_TEMPLATE_REFUSED = _(
+    "A marketing template cannot be sent as a template message here: WeChat reserves template messages for service "
+    "notices (the send policy would skip it). Choose a service template, or use a subscription notice."
+)
+
+
+def _is_marketing(template_id: int | None) -> bool:
+    """Whether the message template is for marketing (conversations.policy refuses it outside a push's override)."""
+    if template_id is None:
+        return False
+    from content.models import MessageTemplate
+
+    return MessageTemplate.objects.filter(pk=template_id, purpose=MessageTemplate.Purpose.MARKETING).exists()

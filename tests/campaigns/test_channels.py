@@ -3,15 +3,20 @@ admin; follows and scans through a channel get its welcome reply and are attribu
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
+from django.core.management import call_command
 from django.db import connection
+from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Interaction, Subscriber, Tag
 from accounts.tasks import interaction_process
-from campaigns.models import Channel, ChannelTouch
+from campaigns import tallies
+from campaigns.models import Channel, ChannelTally, ChannelTouch
 from campaigns.selectors import channel_welcome_cache_clear
-from campaigns.services import channel_create
+from campaigns.services import channel_create, channels_attribute
 from tests.fixtures.wechat_payloads import build_message
 from tests.helpers import changelist_cells, wait_for
 from wechat_crm.wechat import xml
@@ -123,17 +128,20 @@ def test_a_wechat_refusal_is_a_form_error_not_a_500(staff_client, fake_with_toke
 @pytest.mark.django_db
 def test_the_channel_list_shows_follow_counts(staff_client, fake_with_token, settings):
     channel = channel_create(name="Counted", scene_str="counted")
-    subscriber = Subscriber.objects.create(openid="oCounted_000000000000000001", is_following=True)
+    subscriber = Subscriber.objects.create(
+        openid="oCounted_000000000000000001", is_following=True, source_scene="counted"
+    )
     interaction = Interaction.objects.create(
         subscriber=subscriber, kind="subscribe", dedupe_key="k1", raw_xml="<xml/>", created_at="2026-01-01T00:00Z",
-        received_at="2026-01-01T00:00Z",
+        received_at="2026-01-01T00:00Z", scene="counted",
     )  # fmt: skip
-    ChannelTouch.objects.create(subscriber=subscriber, channel=channel, kind="follow", at=interaction.created_at)
+    channels_attribute(interactions=[Interaction.objects.get(pk=interaction.pk)])  # the follow's follow-up
 
     page = staff_client.get("/admin/campaigns/channel/").content.decode()
 
     assert "Counted" in page
     assert changelist_cells(page, "follow_count") == ["1"]
+    assert changelist_cells(page, "first_touch_count") == ["1"]
     change = staff_client.get(f"/admin/campaigns/channel/{channel.pk}/change/").content.decode()
     assert "oCounted_000000000000000001" in change  # the recent touches
 
@@ -299,6 +307,24 @@ def test_a_refollow_through_another_channel_does_not_move_the_first_touch(poster
 
     assert Subscriber.objects.get(openid=openid).source_channel == first
     assert ChannelTouch.objects.filter(channel=second, kind="follow").count() == 1
+    # The channels' counters (follows 1 + 1, first touch only the first) equal a recount, and the rebuild keeps them.
+    counters = _channel_counters()
+    assert counters == tallies.recount() == {(first.pk, "follows"): 1, (first.pk, "first_touches"): 1,
+                                             (second.pk, "follows"): 1}  # fmt: skip
+    call_command("channel_tallies_rebuild")
+    call_command("channel_tallies_rebuild")
+    assert _channel_counters() == counters
+    assert ChannelTally.objects.count() == 3
+    # The beat's folding keeps the sums (additions written twice fold into one row each).
+    ChannelTally.objects.create(channel=first, key="follows", n=1)
+    ChannelTally.objects.create(channel=first, key="follows", n=-1)
+    assert tallies.tallies_compact(above=0) == 2
+    assert _channel_counters() == counters and ChannelTally.objects.count() == 3
+
+
+def _channel_counters() -> Counter:
+    rows = ChannelTally.objects.values_list("channel_id", "key").annotate(n=Sum("n"))
+    return +Counter({(channel, key): n for channel, key, n in rows})
 
 
 def test_the_worker_attributes_a_follow_and_a_scan_through_the_callback(fake_with_token, celery_worker, poster):

@@ -14,7 +14,7 @@ from django.test import override_settings
 from accounts import webauth
 from accounts.models import Interaction, Subscriber
 from accounts.tasks import interaction_process
-from content import services
+from content import selectors, services
 from tests.fixtures.wechat_payloads import build_message
 
 from .factories import ArticleFactory, SubscriberFactory
@@ -115,6 +115,11 @@ def test_a_link_forwarded_to_another_follower_is_credited_to_that_follower(clien
     assert click.subscriber_id == friend.pk
     assert click.data["shared_by"] == sender.pk
     assert not _clicks().filter(subscriber=sender).exists()
+    assert selectors.forward_figures(push_id=3) == {
+        "forwarded_clicks": 1,
+        "forwards_to_non_followers": 0,
+        "follows_from_forwards": 0,
+    }
     wxref = parse_qs(urlsplit(response["Location"]).query)["wxref"][0]
     assert webauth.ref_read(wxref) == friend.pk
 
@@ -153,6 +158,8 @@ def test_a_follow_after_a_forward_is_attributed_to_the_original_push_and_content
     assert friend.is_following
     assert (friend.source_push_id, friend.source_content_id) == (push.pk, article.pk)
     assert friend.followed_at is not None
+    report = selectors.push_report(push=push)
+    assert (report["forwards_to_non_followers"], report["follows_from_forwards"], report["clicks"]) == (1, 1, 0)
     # A later forward and follow do not overwrite the first attribution.
     other = PushFactory(article=ArticleFactory())
     _open_in_wechat(client, fake, services.link_track(TARGET, subscriber_id=sender.pk, push_id=other.pk),
@@ -331,3 +338,26 @@ def test_the_subscribers_timeline_shows_forwards(client, fake):
     friend = Subscriber.objects.get(openid="oTimelineFriend000000000001")
     (entry,) = [e for e in subscriber_timeline(subscriber=friend) if e["kind"] == "link_click"]
     assert "forwarded" in str(entry["title"]) and entry["detail"] == TARGET
+
+
+@pytest.mark.usefixtures("english")
+def test_a_real_worker_attributes_the_follow_that_a_forward_brought(
+    celery_worker, wechat_callback, fake_wechat, client
+):
+    from tests.helpers import wait_for
+
+    sender = SubscriberFactory()
+    article = ArticleFactory()
+    push = PushFactory(article=article)
+    url = services.link_track(TARGET, subscriber_id=sender.pk, push_id=push.pk, content_id=article.pk)
+    _open_in_wechat(client, fake_wechat, url, openid="oFriendRealWorker00000000001")
+
+    wechat_callback.post(build_message("subscribe", openid="oFriendRealWorker00000000001"))
+
+    def attributed():
+        friend = Subscriber.objects.get(openid="oFriendRealWorker00000000001")
+        return friend.source_push_id is not None and friend.followed_at is not None and friend
+
+    friend = wait_for(attributed, timeout=60, message="the worker did not attribute the follow to the forward")
+    assert (friend.source_push_id, friend.source_content_id) == (push.pk, article.pk)
+    assert friend.is_following and not Interaction.objects.filter(subscriber=sender).exists()

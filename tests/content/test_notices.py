@@ -230,3 +230,47 @@ def test_the_admin_syncs_adds_from_the_library_and_shows_consents_on_the_subscri
     assert page.status_code == 200 and "活动开始提醒" in page.content.decode()
     for name in ("noticeconsent", "noticeconsentchange"):
         assert staff_client.get(reverse(f"admin:content_{name}_changelist")).status_code == 200
+
+
+def test_the_fake_wechat_answers_bizsend_with_wechats_codes(fake, template):
+    token = fake.fetch_token()
+    fake.add_users([{"openid": OPENID, "subscribe": 1}])
+    good = {"thing1": {"value": "休闲运动鞋"}, "time3": {"value": "15:01"}, "amount4": {"value": "¥99"}}
+
+    def send(**body):
+        return fake.api("/cgi-bin/message/subscribe/bizsend", {"touser": OPENID, "template_id": template.template_id,
+                                                                "data": good, **body}, access_token=token)  # fmt: skip
+
+    assert send()["errcode"] == 43101  # not accepted
+    assert send(template_id="nope")["errcode"] == 40037
+    assert send(data={**good, "thing1": {"value": "x" * 21}})["errcode"] == 47003
+    assert send(touser="oUnknown")["errcode"] == 40003
+    fake.notices_decide(OPENID, accept=[template.template_id])
+    assert fake.notices(OPENID) == {template.template_id: {"accepted": 1, "credits": 1}}
+    assert send()["errcode"] == 0 and send()["errcode"] == 43101  # a one-time acceptance allows one notice
+    fake.notices_decide(OPENID, accept=[template.template_id])
+    fake.notices_decide(OPENID, withdraw=[template.template_id])
+    assert send()["errcode"] == 43101
+
+
+@pytest.mark.usefixtures("english")
+def test_the_subscriber_timeline_says_what_the_person_decided(wechat_callback):
+    from wechat_crm.timeline import subscriber_timeline
+
+    wechat_callback.post(_popup(("tmpl_a", "accept"), ("tmpl_b", "reject"), create_time=1_800_000_000))
+    [entry] = subscriber_timeline(subscriber=Subscriber.objects.get(openid=OPENID))
+    assert entry["kind"] == "consent" and entry["detail"] == "accepted tmpl_a; rejected tmpl_b"
+
+
+def test_wechats_refusal_of_a_library_title_is_a_400_naming_it_and_a_deleted_template_in_use_is_kept(
+    staff_api, template
+):
+    keywords = staff_api.get("/api/notice-templates/library/999/")
+    assert keywords.status_code == 400 and list(keywords.json()["extra"]["fields"]) == ["tid"]
+    added = staff_api.post("/api/notice-templates/library-add/", {"tid": "999", "kid_list": [1, 2]}, format="json")
+    assert added.status_code == 400 and "tid" in added.json()["extra"]["fields"]
+
+    push = Push.objects.create(name="p", channel="notice", notice_template=template, segment=SegmentFactory())
+    assert staff_api.delete(f"/api/notice-templates/{template.pk}/").status_code == 204
+    assert not NoticeTemplate.objects.get(pk=template.pk).on_wechat and push.notice_template_id == template.pk
+    assert staff_api.delete(f"/api/notice-templates/{template.pk}/").status_code == 204  # gone on WeChat: fine

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import FollowEvent, Interaction, Subscriber, Tag
+from accounts.models import FollowEvent, Subscriber, Tag
+from content import services
 from content.models import Delivery, OperatorProfile, Push, Segment
 from content.selectors import push_report, topic_report
+from tests.fixtures.wechat_payloads import build_message
 
 from .factories import ArticleFactory, MarketerFactory, StaffFactory, SubscriberFactory, TopicFactory
 from .push_factories import PushFactory, SegmentFactory, send_now
@@ -70,7 +72,17 @@ def test_send_a_test_to_me_needs_a_linked_openid_and_reaches_it(staff_api, fake_
     assert Push.objects.get(pk=push.pk).status == Push.Status.DRAFT  # a test changes nothing
 
 
-def test_report_counts_clicks_unfollows_and_the_baseline(fake_sending):
+def _follow_ups_run() -> None:
+    """The follow-ups of every pending interaction, in this process, as the worker runs them."""
+    from accounts import follow_ups
+    from wechat_crm.wechat import dispatch
+
+    while follow_ups.interactions_process(run=dispatch.follow_ups_run, limit=100).claimed:
+        pass
+
+
+def test_report_counts_clicks_unfollows_and_the_baseline(client, wechat_callback, fake_sending):
+
     topic = TopicFactory()
     article = ArticleFactory()
     article.topics.set([topic])
@@ -81,15 +93,22 @@ def test_report_counts_clicks_unfollows_and_the_baseline(fake_sending):
     FollowEvent.objects.create(subscriber=left, kind="unfollow", at=timezone.now() - dt.timedelta(days=10))
     push = PushFactory(article=article, template__article=article)
     send_now(push)
+    # The push went out 49 hours ago (its rows, as they would be by now).
+    Delivery.objects.filter(push=push).update(
+        claimed_at=timezone.now() - dt.timedelta(hours=49), sent_at=timezone.now() - dt.timedelta(hours=49)
+    )
     sent_at = Delivery.objects.filter(push=push).values_list("sent_at", flat=True)[0]
-    # r0 clicks twice, r1 once; r2 unfollows after 2 hours, r3 after 2 days.
-    for sub, n in ((subs[0], 2), (subs[1], 1)):
-        for _ in range(n):
-            Interaction.objects.create(subscriber=sub, kind="link_click", dedupe_key=uuid.uuid4().hex,
-                                       data={"push_id": push.pk}, raw_xml="", created_at=timezone.now(),
-                                       received_at=timezone.now())  # fmt: skip
-    FollowEvent.objects.create(subscriber=subs[2], kind="unfollow", at=sent_at + dt.timedelta(hours=2))
-    FollowEvent.objects.create(subscriber=subs[3], kind="unfollow", at=sent_at + dt.timedelta(hours=48))
+    # r0 clicks twice (two links), r1 once: through the redirect.
+    cache.clear()  # no click-window marker of an earlier test's ids (SQLite reuses them)
+    for sub, targets in ((subs[0], ["https://a.example/1", "https://a.example/2"]), (subs[1], ["https://a.example/1"])):
+        for target in targets:
+            url = services.link_track(target, subscriber_id=sub.pk, push_id=push.pk, content_id=article.pk)
+            assert client.get("/r/" + url.rsplit("/r/", 1)[1]).status_code == 302
+    # r2 unfollows 2 hours after the message, r3 48 hours after: through the callback.
+    for sub, hours in ((subs[2], 2), (subs[3], 48)):
+        at = int((sent_at + dt.timedelta(hours=hours)).timestamp()) + 1
+        assert wechat_callback.post(build_message("unsubscribe", openid=sub.openid, create_time=at)).status_code == 200
+    _follow_ups_run()
     push.refresh_from_db()
     r = push_report(push=push)
     assert (r["recipients"], r["sent"], r["clicks"], r["unique_clickers"]) == (4, 4, 3, 2)
@@ -103,7 +122,7 @@ def test_report_counts_clicks_unfollows_and_the_baseline(fake_sending):
     assert by_topic["click_through_rate"] == 0.5
 
 
-def test_the_click_through_rate_counts_only_recipients_reached(fake_sending):
+def test_the_click_through_rate_counts_only_recipients_reached(client, fake_sending):
     """A click by someone the push did not reach (the operator's test sent to oneself, a forwarded link) is a clicker,
     not a reached clicker: the rate stays within 100%."""
     topic = TopicFactory()
@@ -114,10 +133,11 @@ def test_the_click_through_rate_counts_only_recipients_reached(fake_sending):
     push = PushFactory(article=article, template__article=article)
     send_now(push)
     outsider = SubscriberFactory(openid="o_ctr_outsider")  # followed after the push: not a recipient
-    for sub in (recipient, outsider):
-        Interaction.objects.create(subscriber=sub, kind="link_click", dedupe_key=uuid.uuid4().hex,
-                                   data={"push_id": push.pk}, raw_xml="", created_at=timezone.now(),
-                                   received_at=timezone.now())  # fmt: skip
+    cache.clear()  # no click-window marker of an earlier test's ids (SQLite reuses them)
+    for sub in (recipient, outsider):  # through the redirect, counted by the click's follow-up
+        url = services.link_track("https://a.example/1", subscriber_id=sub.pk, push_id=push.pk)
+        assert client.get("/r/" + url.rsplit("/r/", 1)[1]).status_code == 302
+    _follow_ups_run()
     push.refresh_from_db()
 
     r = push_report(push=push)

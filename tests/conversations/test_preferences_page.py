@@ -188,6 +188,7 @@ def test_outside_wechat_a_replayed_state_or_someone_who_does_not_follow(fake):
     _status, back = fake.authorize(first["Location"], openid="oNotAFollower00000000000001")
     answer = stranger.get(_local(back), HTTP_USER_AGENT=WECHAT_UA)
     assert answer.status_code == 200 and "Follow us first" in answer.content.decode()
+    assert not Subscriber.objects.filter(openid="oNotAFollower00000000000001").exists()  # nobody recorded
     assert stranger.get("/preferences/", HTTP_USER_AGENT="Chrome").status_code == 200  # still nobody in the session
     assert parse_qs(urlsplit(first["Location"]).query)["scope"] == ["snsapi_base"]
 
@@ -214,3 +215,23 @@ def test_a_real_worker_delivers_the_confirmation_to_the_fake_wechat(celery_worke
     assert "at most 1 push a week" in text and "You receive no topic" in text
     wait_for(lambda: OutboundMessage.objects.filter(subscriber=sub, status="sent").exists(), timeout=30)
     assert list(Subscriber.objects.get(pk=sub.pk).topics_opted_out.all()) == [tech]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("english")
+def test_a_cap_set_in_the_chat_is_kept_when_the_form_is_saved_unchanged(fake, topics):
+    sub = _follower()
+    sub.max_pushes_per_week = 4  # "每周 4" in the chat: not one of the page's usual choices
+    sub.save(update_fields=["max_pushes_per_week"])
+    browser = Client(enforce_csrf_checks=True)
+    _open_from_menu(browser, fake, sub.openid)
+    page = browser.get("/preferences/", HTTP_USER_AGENT=WECHAT_UA).content.decode()
+    assert re.search(r'<option value="4" selected>', page)
+
+    _post(browser, page, topics=[t.pk for t in topics], max_pushes_per_week="4")
+
+    sub.refresh_from_db()
+    assert sub.max_pushes_per_week == 4
+    assert not OutboundMessage.objects.exists()  # nothing changed, nothing to confirm
+    assert "Nothing changed" in browser.get("/preferences/", HTTP_USER_AGENT=WECHAT_UA).content.decode()
+    assert browser.head("/preferences/auth/?state=x&code=y").status_code == 405

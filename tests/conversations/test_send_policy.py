@@ -245,7 +245,8 @@ def test_the_send_policy_decides_each_path(name, path, expected, world, fake):
                and c["path"] in (CUSTOM, TEMPLATE)]  # fmt: skip
     accepted = [c for c in to_them if c["errcode"] == 0][ctx.get("calls_before", 0) :]
     assert len(accepted) == (1 if expected[0] == NOW_ else 0), [c["body"] for c in to_them]
-    assert not [c for c in to_them if c["errcode"] not in (0, None)]  # WeChat never had to refuse one
+    # WeChat never had to refuse one (40001 is a stale token the client refreshes, not a refusal of the message).
+    assert not [c for c in to_them if c["errcode"] not in (0, None, 40001)]
 
 
 def test_the_policy_decides_many_subscribers_in_a_few_queries(world, fake, django_assert_max_num_queries):

@@ -93,8 +93,9 @@ ROUTES: dict[str, Route] = {
             conversations.journeys_follow,
         ),
     ),
-    # Not following any more (last_interaction_at is not touched); the history keeps the unfollow.
-    K.UNSUBSCRIBE: Route(record=accounts.record_unfollow),
+    # Not following any more (last_interaction_at is not touched); the history keeps the unfollow; later the pushes
+    # of the days before count it.
+    K.UNSUBSCRIBE: Route(record=accounts.record_unfollow, follow_ups=(content.push_unfollows_count,)),
     # A follower scans a channel's QR code.
     K.SCAN: Route(
         replies=FOLLOW_OR_SCAN_REPLIES,
@@ -141,7 +142,7 @@ ROUTES: dict[str, Route] = {
     K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(campaigns.stage_advance,)),
     K.PIC_WEIXIN: Route(follow_ups=(campaigns.stage_advance,)),
     K.LOCATION_SELECT: Route(follow_ups=(campaigns.stage_advance,)),
-    # --- Tracked links (recorded by the redirect, not the callback). --------------------------------------------
+    # --- Tracked links (recorded by the redirect, not the callback); a push's clicks are counted. ---------------
     K.LINK_CLICK: Route(
         follow_ups=(
             campaigns.stage_advance,
@@ -149,6 +150,7 @@ ROUTES: dict[str, Route] = {
             conversations.journeys_current_stage,
             conversations.journeys_topic_click,
             campaigns.conversion_reattribute_clicked,  # a later conversion stored before this click: its last touch
+            content.push_clicks_count,
         ),
     ),
     # A forward: someone who does not follow opened a tracked link (identified by web authorisation). Nothing runs

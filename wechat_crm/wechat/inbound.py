@@ -5,7 +5,8 @@ Rejections, all before anything is written:
   403 a plain-mode request (no encrypt_type=aes) while an AES key is configured, unless WECHAT_ALLOW_PLAIN_MODE
       (a downgrade: the body would be trusted on the URL's signature alone, which covers no byte of it);
   403 a (timestamp, nonce) pair seen in the last WECHAT_CALLBACK_MAX_CLOCK_SKEW seconds with another body (a signed
-      URL replayed with a forged body); the same pair with the same body is WeChat's retry, answered as before;
+      URL replayed with a forged body); the same pair with the same body is WeChat's retry, answered as before
+      (decided after the body is parsed and decrypted, so a forged body that does not parse gets its 400);
   413 a body over WECHAT_CALLBACK_MAX_BODY bytes (never read past the limit);
   400 malformed XML (including any DTD or entity, or nesting deeper than xml.MAX_DEPTH), a missing required field,
       a decryption failure.
@@ -31,6 +32,7 @@ from accounts.kinds import InteractionKind as Kind
 
 from . import crypto
 from . import xml as wxml
+from .ratelimit import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +321,23 @@ def _handle(request: HttpRequest, config: CallbackConfig) -> HttpResponse:
     if config.aes_keys and not safe_mode and not config.allow_plain:
         raise Rejected(403, "plain mode refused: this account is configured for safe mode")
     body = _read_body(request, config.max_body)
-    _refuse_replay(timestamp, nonce, body, config)
+    replay = ReplayCheck.send(timestamp, nonce, body, config)
+    try:
+        message, key = _open(query, body, config, safe_mode=safe_mode, timestamp=timestamp, nonce=nonce)
+        replay.verify()
+    finally:
+        replay.close()
+
+    from . import dispatch  # imported here: dispatch reaches the apps, which need the app registry ready
+
+    reply = dispatch.handle(message)
+    return _reply(reply, config, nonce=nonce, key=key)
+
+
+def _open(
+    query: Any, body: bytes, config: CallbackConfig, *, safe_mode: bool, timestamp: str, nonce: str
+) -> tuple[InboundMessage, str]:
+    """Parse (and in safe mode check and decrypt) the body: the message and the AES key that opened it."""
     try:
         outer = wxml.parse(body)
     except wxml.XMLError as exc:
@@ -350,34 +368,83 @@ def _handle(request: HttpRequest, config: CallbackConfig) -> HttpResponse:
         raise Rejected(400, "body is not UTF-8") from None
     except MessageError as exc:
         raise Rejected(400, str(exc)) from exc
-
-    from . import dispatch  # imported here: dispatch reaches the apps, which need the app registry ready
-
-    reply = dispatch.handle(message)
-    return _reply(reply, config, nonce=nonce, key=key)
+    return message, key
 
 
 REPLAY_KEY_PREFIX = "wechat:callback:nonce:"
 
 
-def _refuse_replay(timestamp: str, nonce: str, body: bytes, config: CallbackConfig) -> None:
+class ReplayCheck:
     """Remember each (timestamp, nonce) with a digest of its body for the replay window (the clock skew accepted,
     on both sides). A later request with the same pair must carry the same body (WeChat's retry); any other body is
-    a replay of a signed URL. Without the shared cache (Redis down) the check is skipped: the callback keeps
-    answering, and the signature and timestamp checks still hold."""
-    from django.core.cache import cache
+    a replay of a signed URL, refused by `verify()` before anything is written.
 
-    pair = hashlib.sha256(f"{timestamp}\x00{nonce}".encode()).hexdigest()[:40]
-    digest = hashlib.sha256(body).hexdigest()[:40]
-    try:
-        if cache.add(REPLAY_KEY_PREFIX + pair, digest, timeout=2 * config.max_clock_skew + 1):
-            return
-        seen = cache.get(REPLAY_KEY_PREFIX + pair)
-    except Exception:  # the cache is down: see the docstring
+    With Redis (REDIS_URL) the check is one command, `SET key digest NX EX window GET` (Redis >= 7.0: it stores
+    the digest unless the pair is known, and answers the digest stored before, if any), on the process's own client
+    (Django's cache client builds a new redis.Redis, with its table of reply parsers, for every operation). The
+    command is sent before the body is parsed and decrypted and its answer read after (`verify()`), so that the
+    round trip overlaps that work instead of adding to it. Without Redis (the embedded default) Django's cache
+    keeps the pairs (two operations when a pair comes again). With the cache or Redis down the check is skipped:
+    the callback keeps answering, and the signature and timestamp checks still hold. `close()` always follows.
+    """
+
+    __slots__ = ("connection", "digest", "pool", "seen")
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+        self.seen: str | None = None
+        self.connection: Any = None
+        self.pool: Any = None
+
+    @classmethod
+    def send(cls, timestamp: str, nonce: str, body: bytes, config: CallbackConfig) -> ReplayCheck:
+        pair = hashlib.sha256(f"{timestamp}\x00{nonce}".encode()).hexdigest()[:40]
+        check = cls(hashlib.sha256(body).hexdigest()[:40])
+        key, window = REPLAY_KEY_PREFIX + pair, 2 * config.max_clock_skew + 1
+        client = redis_client()
+        try:
+            if client is None:
+                from django.core.cache import cache
+
+                if not cache.add(key, check.digest, timeout=window):
+                    check.seen = cache.get(key)
+                return check
+            check.pool = client.connection_pool
+            check.connection = check.pool.get_connection()
+            check.connection.send_command("SET", key, check.digest, "NX", "EX", window, "GET")
+        except Exception:  # the cache is down: see the docstring
+            if check.connection is not None:
+                check.connection.disconnect()
+                check.pool.release(check.connection)
+                check.connection = None
+            check._skip()
+        return check
+
+    def verify(self) -> None:
+        """Raises Rejected(403) when the pair came before with another body."""
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            try:
+                seen = connection.read_response()
+            except Exception:
+                connection.disconnect()
+                self._skip()
+            else:
+                self.seen = seen.decode() if isinstance(seen, bytes) else seen
+            finally:
+                self.pool.release(connection)
+        if self.seen is not None and self.seen != self.digest:
+            raise Rejected(403, "replayed nonce with another body")
+
+    def close(self) -> None:
+        """Give the connection back; its answer, when not read (the body was refused), is read first."""
+        if self.connection is not None:
+            with contextlib.suppress(Rejected):
+                self.verify()
+
+    def _skip(self) -> None:
         logger.warning("wechat callback: replay check skipped, the cache is unavailable")
-        return
-    if seen is not None and seen != digest:
-        raise Rejected(403, "replayed nonce with another body")
+        self.seen = None
 
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:

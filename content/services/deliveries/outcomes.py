@@ -8,12 +8,13 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Subscriber
 
-from ...models import Delivery, SendPolicy
+from ...models import Delivery, PushTally, SendPolicy
+from . import tallies
 from .rows import ChunkResult, D, DeliveryUpdate, Retry, Sendable
 
 
@@ -25,7 +26,8 @@ def retry_delay(*, retry_after: float | None, attempt: int, cap: float) -> float
 
 
 def updates_write(updates: Sequence[DeliveryUpdate]) -> None:
-    """Every row's outcome in ONE statement; only rows still "sending" (claimed by this task) are written."""
+    """Every row's outcome in ONE statement; only rows still "sending" (claimed by this task) are written. The same
+    statement adds the rows' new outcomes to their push's counters (tallies.py; "sending" counts nothing)."""
     if not updates:
         return
     table = Delivery._meta.db_table
@@ -33,22 +35,39 @@ def updates_write(updates: Sequence[DeliveryUpdate]) -> None:
         one = "(%s::bigint, %s::varchar, %s::varchar, %s::integer, %s::bigint, %s::timestamptz, %s::timestamptz, " \
               "%s::timestamptz)"  # fmt: skip
         sql = (
-            f"UPDATE {table} AS d SET status = v.status, reason = v.reason, errcode = v.errcode, "  # noqa: S608
+            f"WITH w AS (UPDATE {table} AS d SET status = v.status, reason = v.reason, errcode = v.errcode, "  # noqa: S608
             "msgid = COALESCE(v.msgid, d.msgid), sent_at = COALESCE(v.sent_at, d.sent_at), "
             "not_before = v.not_before, finished_at = v.finished_at "
             f"FROM (VALUES {', '.join([one] * len(updates))}) AS v(id, status, reason, errcode, msgid, sent_at, "
-            "not_before, finished_at) WHERE d.id = v.id AND d.status = %s"
+            "not_before, finished_at) WHERE d.id = v.id AND d.status = %s "
+            "RETURNING d.push_id, d.status, d.reason, d.sent_at, d.unfollowed_at, d.clicked_at) "
+            f"INSERT INTO {PushTally._meta.db_table} (push_id, key, n) SELECT w.push_id, k.key, count(*) "
+            f"FROM w CROSS JOIN LATERAL {tallies.row_keys_sql('w')} AS k(key) WHERE k.key IS NOT NULL "
+            "GROUP BY w.push_id, k.key"
         )
         params = [value for update in updates for value in update]
         with connection.cursor() as cursor:
             cursor.execute(sql, [*params, D.SENDING])
         return
-    objs = [
-        Delivery(pk=u.delivery_id, status=u.status, reason=u.reason, errcode=u.errcode, msgid=u.msgid,
-                 sent_at=u.sent_at, not_before=u.not_before, finished_at=u.finished_at)
-        for u in updates
-    ]  # fmt: skip
-    Delivery.objects.bulk_update(objs, ["status", "reason", "errcode", "msgid", "sent_at", "not_before", "finished_at"])
+    with transaction.atomic():
+        sending = set(
+            Delivery.objects.select_for_update()
+            .filter(pk__in=[u.delivery_id for u in updates], status=D.SENDING)
+            .values_list("pk", flat=True)
+        )
+        objs = [
+            Delivery(pk=u.delivery_id, status=u.status, reason=u.reason, errcode=u.errcode, msgid=u.msgid,
+                     sent_at=u.sent_at, not_before=u.not_before, finished_at=u.finished_at)
+            for u in updates if u.delivery_id in sending
+        ]  # fmt: skip
+        groups: dict[tuple[str, ...], list[Delivery]] = {}
+        for obj in objs:  # COALESCE(v.msgid, d.msgid), COALESCE(v.sent_at, d.sent_at): a group per kept column set
+            kept = tuple(name for name in ("msgid", "sent_at") if getattr(obj, name) is not None)
+            groups.setdefault(kept, []).append(obj)
+        for kept, group in groups.items():
+            Delivery.objects.bulk_update(group, ["status", "reason", "errcode", "not_before", "finished_at", *kept])
+        after = Delivery.objects.filter(pk__in=sending).values_list(*tallies.TALLY_FIELDS)
+        tallies.tally_add(tallies.rows_deltas([], after))
 
 
 def mark_not_following(subscriber_ids: Iterable[int], now: dt.datetime) -> None:

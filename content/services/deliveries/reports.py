@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from django.db import transaction
-from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from accounts.kinds import InteractionKind
 from wechat_crm.wechat.inbound import notice_items
 
 from ...models import Delivery, MassBatch
+from . import tallies
 from .rows import D
 
 JOB_FINISH_ATTEMPTS = 8
@@ -56,11 +56,7 @@ def deliveries_job_finish(interactions: Sequence[Any]) -> int:
             reports.append((interaction, outcome.msgid))
     if not outcomes:
         return 0
-    updated = Delivery.objects.filter(msgid__in=outcomes, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
-        status=Case(*[When(msgid=m, then=Value(o.status)) for m, o in outcomes.items()]),
-        reason=Case(*[When(msgid=m, then=Value(o.reason)) for m, o in outcomes.items()]),
-        finished_at=timezone.now(),
-    )
+    updated = _outcomes_write(outcomes)
     known = set(Delivery.objects.filter(msgid__in=outcomes).values_list("msgid", flat=True))
     for interaction, msgid in reports:
         if msgid not in known and getattr(interaction, "pk", None):
@@ -115,10 +111,20 @@ def _job_finish_apply(interaction: Any) -> JobFinish:
     outcome = _job_finish_outcome(interaction)
     if outcome.msgid is None:
         return JobFinish(0, True)
-    updated = Delivery.objects.filter(msgid=outcome.msgid, status__in=(D.SENT, D.UNKNOWN, D.SENDING)).update(
-        status=outcome.status, reason=outcome.reason, finished_at=timezone.now()
-    )
+    updated = _outcomes_write({outcome.msgid: outcome})
     return JobFinish(updated, bool(updated) or Delivery.objects.filter(msgid=outcome.msgid).exists())
+
+
+def _outcomes_write(outcomes: dict[int, JobOutcome]) -> int:
+    """The reports' outcomes on the rows with their msgids still open to one (sent, unknown, sending), with the
+    push counters' difference (tallies.py), in one transaction. Returns the rows updated."""
+    rows = Delivery.objects.filter(msgid__in=outcomes, status__in=(D.SENT, D.UNKNOWN, D.SENDING))
+    now = timezone.now()
+    changes = {
+        pk: {"status": outcomes[msgid].status, "reason": outcomes[msgid].reason, "finished_at": now}
+        for pk, msgid in rows.values_list("pk", "msgid")
+    }
+    return tallies.deliveries_transition(rows=rows, changes=changes) if changes else 0
 
 
 def mass_job_finish(interaction: Any) -> int:

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ...models import Delivery, MassBatch, Push, SendPolicy
+from . import tallies
 from .outcomes import mark_not_following, results_classify, retries_requeue, updates_write
 from .progress import push_finish_if_done
 from .quotas import decisions_for, quiet_hours_end, quotas_apply
@@ -49,12 +50,14 @@ def _claim(push_id: int, lo: int, hi: int | None, now: dt.datetime, limit: int |
     upper = "AND id < %s " if hi is not None else ""
     where = f"push_id = %s AND id >= %s {upper}AND status = %s AND (not_before IS NULL OR not_before <= %s)"
     params: list[Any] = [D.SENDING, now, push_id, lo, *([hi] if hi is not None else []), D.QUEUED, now]
+    # A new claim forgets an unfollow stamped after an earlier one (tallies.py: the first unfollow since the claim).
+    claim = "status = %s, claimed_at = %s, attempts = attempts + 1, unfollowed_at = NULL"
     if limit is None:
-        sql = f"UPDATE {table} SET status = %s, claimed_at = %s, attempts = attempts + 1 WHERE {where} "  # noqa: S608
+        sql = f"UPDATE {table} SET {claim} WHERE {where} "  # noqa: S608
     else:
         lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
         sql = (
-            f"UPDATE {table} SET status = %s, claimed_at = %s, attempts = attempts + 1 "  # noqa: S608
+            f"UPDATE {table} SET {claim} "  # noqa: S608
             f"WHERE id IN (SELECT id FROM {table} WHERE {where} ORDER BY id LIMIT %s{lock}) AND status = %s "
         )
         params += [limit, D.QUEUED]
@@ -92,9 +95,12 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
     if push is None:  # deleted since the task was queued
         return out
     if push.status == Push.Status.CANCELLED:
-        _range(Delivery.objects.filter(push_id=push_id, status=D.QUEUED), lo, hi).update(
-            status=D.SKIPPED, reason="cancelled", finished_at=now
-        )
+        with transaction.atomic():
+            tallies.tally_lock()
+            n = _range(Delivery.objects.filter(push_id=push_id, status=D.QUEUED), lo, hi).update(
+                status=D.SKIPPED, reason="cancelled", finished_at=now
+            )
+            tallies.tally_open_rows_closed(push_id=push_id, status=D.SKIPPED, reason="cancelled", n=n)
         return out
     if push.status != Push.Status.SENDING:
         return out

@@ -375,6 +375,49 @@ def test_a_signed_url_replayed_with_another_body_is_refused(wechat_callback):
     assert not Subscriber.objects.filter(openid="oSomeoneElse").exists()
 
 
+def test_a_replayed_url_with_a_body_that_does_not_parse_is_refused(wechat_callback):
+    """The replay check's answer is read after the body is parsed: a forged body that does not parse gets its 400,
+    and the pair still belongs to the first body."""
+    query, body = sign_callback(build_message("text", Content="hello", openid="oRealUser"), mode="plain")
+    assert wechat_callback.post_raw(query, body).status_code == 200
+
+    assert wechat_callback.post_raw(dict(query), b"<xml><not closed").status_code == 400
+    assert wechat_callback.post_raw(dict(query), body).status_code == 200  # WeChat's retry, still answered
+    _query, forged = sign_callback(build_message("text", Content="forged", openid="oRealUser"), mode="plain")
+    assert wechat_callback.post_raw(dict(query), forged).status_code == 403
+    assert list(Interaction.objects.values_list("content", flat=True)) == ["hello"]
+
+
+def test_the_replay_window_is_kept_in_redis_with_its_expiry(wechat_callback, settings):
+    """One key per (timestamp, nonce), holding the body's digest, expiring after the window (both clock skews)."""
+    import hashlib
+
+    from wechat_crm.wechat.inbound import REPLAY_KEY_PREFIX
+    from wechat_crm.wechat.ratelimit import redis_client
+
+    client = redis_client()
+    if client is None:
+        pytest.skip("REDIS_URL is not set: the pairs are kept in Django's cache")
+    query, body = sign_callback(build_message("text", Content="hello"), mode="safe")
+    assert wechat_callback.post_raw(query, body).status_code == 200
+
+    pair = hashlib.sha256(f"{query['timestamp']}\x00{query['nonce']}".encode()).hexdigest()[:40]
+    assert client.get(REPLAY_KEY_PREFIX + pair) == hashlib.sha256(body).hexdigest()[:40].encode()
+    assert 0 < client.ttl(REPLAY_KEY_PREFIX + pair) <= 2 * settings.WECHAT_CALLBACK_MAX_CLOCK_SKEW + 1
+
+
+def test_the_callback_answers_and_stores_when_redis_is_unreachable(wechat_callback, settings, caplog):
+    """Redis down: the replay check is skipped (logged), the message is stored once, a retry is still deduplicated."""
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    query, body = sign_callback(build_message("text", Content="hello"), mode="safe")
+
+    assert wechat_callback.post_raw(query, body).status_code == 200
+    assert wechat_callback.post_raw(dict(query), body).status_code == 200
+
+    assert Interaction.objects.count() == 1
+    assert "replay check skipped" in caplog.text
+
+
 @pytest.mark.parametrize("mode", ["plain", "safe"])
 def test_xml_nested_deeper_than_the_limit_is_refused_with_400(wechat_callback, mode):
     deep = "<a>" * 5000 + "1" + "</a>" * 5000

@@ -183,3 +183,27 @@ def test_simulation_against_our_callback_stores_every_message_once(live_server, 
     assert Subscriber.objects.count() == 15
     following = set(Subscriber.objects.filter(is_following=True).values_list("openid", flat=True))
     assert following == {u["openid"] for u in fake_wechat.users(subscribe=1)}
+
+
+def test_people_answer_the_notice_popup_and_the_fake_knows_what_they_accepted(wechat_callback_receiver, fake_wechat):
+    _simulate(wechat_callback_receiver, "--count", "30", "--seed", "5", "--fake-wechat", fake_wechat.url,
+              "--notice-templates", "tmplA,tmplB", "--notice-share", "1", "--unfollow-share", "0")  # fmt: skip
+
+    accepted: dict[str, set[str]] = defaultdict(set)
+    kinds = Counter()
+    for m in wechat_callback_receiver.messages:
+        kind = _kind(m)
+        kinds[kind] += 1
+        if kind == "subscribe_msg_popup_event":
+            items = m["SubscribeMsgPopupEvent"]["List"]
+            for item in items if isinstance(items, list) else [items]:
+                if item["SubscribeStatusString"] == "accept":
+                    accepted[m["FromUserName"]].add(item["TemplateId"])
+        elif kind == "subscribe_msg_change_event":
+            items = m["SubscribeMsgChangeEvent"]["List"]
+            for item in items if isinstance(items, list) else [items]:
+                accepted[m["FromUserName"]].discard(item["TemplateId"])
+    assert kinds["subscribe_msg_popup_event"] == 30 and kinds["subscribe_msg_change_event"] > 0
+    for openid in {m["FromUserName"] for m in wechat_callback_receiver.messages}:
+        held = {t for t, state in fake_wechat.notices(openid).items() if state["accepted"]}
+        assert held == accepted[openid]

@@ -31,6 +31,14 @@ class Command(BaseCommand):
         parser.add_argument("--fast", action="store_true", help="No waiting between events (tests, benchmarks).")
         parser.add_argument("--concurrency", type=int, default=4, help="Parallel senders (default 4).")
         parser.add_argument("--unfollow-share", type=float, default=0.15, help="Share of people who unfollow.")
+        parser.add_argument(
+            "--notice-templates",
+            default="",
+            help="Comma-separated subscription-notice template ids offered in WeChat's popup.",
+        )
+        parser.add_argument(
+            "--notice-share", type=float, default=0.3, help="Share of people who answer the notice popup (default 0.3)."
+        )
         parser.add_argument("--timeout", type=float, default=5.0, help="Seconds to wait for the callback (WeChat: 5).")
         parser.add_argument("--token", default=None, help="Callback token (default: WECHAT_TOKEN).")
         parser.add_argument("--aes-key", default=None, help="EncodingAESKey (default: WECHAT_ENCODING_AES_KEY).")
@@ -62,6 +70,8 @@ class Command(BaseCommand):
                 concurrency=options["concurrency"],
                 timeout=options["timeout"],
                 unfollow_share=options["unfollow_share"],
+                notice_templates=[t.strip() for t in options["notice_templates"].split(",") if t.strip()],
+                notice_share=options["notice_share"],
             )
             summary = simulator.run()
         except SimulatorError as exc:

@@ -134,11 +134,14 @@ class FakeWeChat:
         reject: list[str] | None = None,
         withdraw: list[str] | None = None,
         popup_scene: int = 2,
+        post: bool = True,
     ) -> dict[str, Any]:
         """The person answers WeChat's subscription-notice popup (accept / reject template ids: WeChat posts
         subscribe_msg_popup_event to the callback) or rejects templates later in WeChat's settings (withdraw:
-        subscribe_msg_change_event). Returns the events posted and what WeChat now holds for the person."""
-        body = {"accept": accept or [], "reject": reject or [], "withdraw": withdraw or [], "popup_scene": popup_scene}
+        subscribe_msg_change_event). Returns the events posted and what WeChat now holds for the person.
+        `post=False` only records the decisions (the subscriber simulator posts the events itself)."""
+        body = {"accept": accept or [], "reject": reject or [], "withdraw": withdraw or [], "popup_scene": popup_scene,
+                "post": post}  # fmt: skip
         return self._control("POST", f"users/{quote(openid, safe='')}/notices", json_body=body)
 
     def notices(self, openid: str) -> dict[str, dict[str, int]]:

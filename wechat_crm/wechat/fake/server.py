@@ -376,7 +376,7 @@ class FakeWeChatApp:
             return 404, {"error": "unknown openid"}
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        if cfg["callback_url"]:
+        if cfg["callback_url"] and payload.get("post", True):
             for event, fields in events:
                 self.events.enqueue(epoch, float(cfg["callback_delay"]), event, openid, fields)
         return 200, {"events": [e for e, _f in events], "notices": notices.consents(store.connection(), openid)}

@@ -114,6 +114,11 @@ class Simulator:
     max_actions: int = 5
     click_keys: list[str] | None = None
     view_urls: list[str] | None = None
+    # Subscription notices (订阅通知): the account's notice template ids offered in WeChat's popup. A share of the
+    # people answer it (each template accepted or rejected), and a share of those who accepted withdraw later.
+    notice_templates: list[str] = field(default_factory=list)
+    notice_share: float = 0.3
+    notice_withdraw_share: float = 0.2
 
     def __post_init__(self) -> None:
         if self.count < 0:
@@ -196,6 +201,7 @@ class Simulator:
                 actions.insert(rng.randint(0, len(actions)), "SCAN")
             for action in actions:
                 scripted.append((action, self._fields(action, rng, click_keys, view_urls, scan_later), None))
+            scripted += self._notice_steps(rng)
             if rng.random() < self.unfollow_share:
                 scripted.append(("unsubscribe", {"EventKey": ""}, {}))
             gaps = [rng.expovariate(1 / 20) for _ in scripted[1:]]
@@ -207,6 +213,27 @@ class Simulator:
                 if i:
                     at += gaps[i - 1] * scale
                 steps.append(Step(person=person, openid=openid, at=at, kind=kind, fields=fields, register=reg))
+        return steps
+
+    def _notice_steps(self, rng: random.Random) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+        """The person's answer to WeChat's subscription-notice popup and maybe a later withdrawal, as WeChat reports
+        them (subscribe_msg_popup_event, subscribe_msg_change_event); the fake learns them first (it refuses a
+        notice the person did not accept)."""
+        if not self.notice_templates or rng.random() >= self.notice_share:
+            return []
+        decisions = {t: rng.random() < 0.7 for t in self.notice_templates}
+        accepted = [t for t, ok in decisions.items() if ok]
+        items = [{"TemplateId": t, "SubscribeStatusString": "accept" if ok else "reject", "PopupScene": 2}
+                 for t, ok in decisions.items()]  # fmt: skip
+        steps: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = [
+            ("subscribe_msg_popup_event", {"SubscribeMsgPopupEvent": {"List": items}},
+             {"accept": accepted, "reject": [t for t, ok in decisions.items() if not ok]}),
+        ]  # fmt: skip
+        if accepted and rng.random() < self.notice_withdraw_share:
+            withdrawn = [rng.choice(accepted)]
+            items = [{"TemplateId": t, "SubscribeStatusString": "reject"} for t in withdrawn]
+            steps.append(("subscribe_msg_change_event", {"SubscribeMsgChangeEvent": {"List": items}},
+                          {"withdraw": withdrawn}))  # fmt: skip
         return steps
 
     def _ticket(self, scene: str) -> str:
@@ -277,6 +304,8 @@ class Simulator:
         try:
             if step.kind == "subscribe":
                 self._fake.subscribe(step.openid, subscribe_time=int(time.time()), **step.register)
+            elif step.kind in ("subscribe_msg_popup_event", "subscribe_msg_change_event"):
+                self._fake.notices_decide(step.openid, post=False, **step.register)
             else:
                 self._fake.unsubscribe(step.openid)
         except (FakeWeChatError, urllib3.exceptions.HTTPError) as exc:
