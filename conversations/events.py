@@ -89,8 +89,11 @@ def inbox_record(interactions: Sequence[Any]) -> None:
     for i in _with_subscriber(interactions):
         answered = i.reply not in ("", "success") or _template_rule(i) is not None
         before = inbound.get(i.subscriber_id, services.Inbound(0, i.created_at))
+        first = before.first_unanswered_at
+        if not answered:
+            first = i.created_at if first is None else min(first, i.created_at)
         inbound[i.subscriber_id] = services.Inbound(
-            before.unanswered + (not answered), max(before.last_at, i.created_at)
+            before.unanswered + (not answered), max(before.last_at, i.created_at), first
         )
     services.conversations_record_inbound(inbound=inbound)
 

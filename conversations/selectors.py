@@ -5,41 +5,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db.models import DateTimeField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F
 from django.utils import timezone
 
-from accounts import kinds
 from accounts.models import Interaction, Subscriber
 
 from .models import Conversation, OutboundMessage
 from .services import cs_window
 
-_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-
-
-def conversations_with_waiting_since() -> QuerySet[Conversation]:
-    """Conversations with `waiting_since`: the subscriber's first message after our last reply (their last message
-    when none is found), the moment since which an unanswered conversation waits."""
-    first_unanswered = (
-        Interaction.objects.filter(
-            subscriber_id=OuterRef("subscriber_id"),
-            kind__in=kinds.MESSAGES,
-            created_at__gt=Coalesce(OuterRef("last_outbound_at"), Value(_EPOCH)),
-        )
-        .order_by("created_at")
-        .values("created_at")[:1]
-    )
-    return Conversation.objects.select_related("subscriber").annotate(
-        waiting_since=Coalesce(Subquery(first_unanswered, output_field=DateTimeField()), "last_inbound_at")
-    )
-
 
 def inbox_summary(*, now: dt.datetime | None = None) -> dict[str, Any]:
-    """How many conversations wait for an answer, and the one that has waited longest (with how long)."""
+    """How many conversations wait for an answer, and the one that has waited longest (with how long): two index
+    scans on the stored `waiting_since`, kept by the inbox follow-up and cleared by an answer."""
     now = now or timezone.now()
-    waiting = conversations_with_waiting_since().filter(unanswered__gt=0)
-    oldest = waiting.order_by("waiting_since", "pk").first()
+    waiting = Conversation.objects.filter(unanswered__gt=0)
+    oldest = waiting.select_related("subscriber").order_by(F("waiting_since").asc(nulls_last=True), "pk").first()
     return {
         "unanswered": waiting.count(),
         "oldest": None

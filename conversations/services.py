@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, DateTimeField, F, IntegerField, Q, Value, When
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -389,7 +390,9 @@ def outbound_resend_stuck(*, now: dt.datetime | None = None, older_than: dt.time
 
 
 def conversation_answered(*, subscriber: Subscriber, at: dt.datetime) -> None:
-    Conversation.objects.update_or_create(subscriber=subscriber, defaults={"unanswered": 0, "last_outbound_at": at})
+    Conversation.objects.update_or_create(
+        subscriber=subscriber, defaults={"unanswered": 0, "last_outbound_at": at, "waiting_since": None}
+    )
 
 
 def conversation_assign(*, conversation: Conversation, to: Any) -> Conversation:
@@ -404,11 +407,12 @@ def conversation_assign(*, conversation: Conversation, to: Any) -> Conversation:
 class Inbound(NamedTuple):
     unanswered: int  # messages of the batch no auto-reply answered
     last_at: dt.datetime  # the latest message of the batch
+    first_unanswered_at: dt.datetime | None = None  # the earliest of the unanswered ones
 
 
 def conversations_record_inbound(*, inbound: Mapping[int, Inbound]) -> None:
     """Messages from subscribers ({subscriber id: their messages of the batch}): the unanswered ones wait in the
-    inbox (first in it). Two statements for the batch."""
+    inbox (first in it), waiting since the earliest unanswered message. Two statements for the batch."""
     if not inbound:
         return
     Conversation.objects.bulk_create(
@@ -420,6 +424,11 @@ def conversations_record_inbound(*, inbound: Mapping[int, Inbound]) -> None:
                output_field=IntegerField()),
         last_inbound_at=Case(*[When(subscriber_id=pk, then=Value(m.last_at)) for pk, m in inbound.items()],
                              output_field=DateTimeField()),
+        waiting_since=Case(*[When(subscriber_id=pk,
+                                  then=Least(Coalesce("waiting_since", Value(m.first_unanswered_at)),
+                                             Value(m.first_unanswered_at)))
+                             for pk, m in inbound.items() if m.first_unanswered_at is not None],
+                           default=F("waiting_since"), output_field=DateTimeField()),
     )  # fmt: skip
 
 

@@ -10,16 +10,18 @@ by one notice (`notice_credits_use`). WeChat's refusal (43101) clears what we th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, ProtectedError, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from wechat_crm.wechat import notice_rules
+from wechat_crm.wechat.errors import WeChatArgumentInvalid, WeChatTemplateInvalid
 from wechat_crm.wechat.messages import NOTICE_KEYWORDS_MAX, NOTICE_KEYWORDS_MIN, NOTICE_SCENE_DESC_MAX
 
 from ..errors import NoticeInvalid
@@ -102,7 +104,10 @@ def notice_template_add(*, tid: str, kid_list: Sequence[int], scene_desc: str) -
         errors["scene_desc"] = [_("At most %(n)d characters.") % {"n": NOTICE_SCENE_DESC_MAX}]
     if errors:
         raise NoticeInvalid(errors)
-    template_id = get_client().notice_template_add(tid=str(tid).strip(), kid_list=kids, scene_desc=scene_desc or "")
+    try:
+        template_id = get_client().notice_template_add(tid=str(tid).strip(), kid_list=kids, scene_desc=scene_desc or "")
+    except WeChatArgumentInvalid as exc:  # an unknown title, keywords it does not have: the field WeChat refused
+        raise NoticeInvalid({exc.field or "tid": [exc.message]}) from exc
     notice_templates_sync()
     template = NoticeTemplate.objects.filter(template_id=template_id).first()
     if template is None:  # WeChat answered an id its list does not show (yet): keep what we know
@@ -113,14 +118,17 @@ def notice_template_add(*, tid: str, kid_list: Sequence[int], scene_desc: str) -
 
 
 def notice_template_delete(*, template: NoticeTemplate) -> None:
-    """Delete the template on WeChat; here it is kept (marked not on WeChat) while a push names it."""
+    """Delete the template on WeChat (already gone there: fine); here it is kept, marked not on WeChat, while a push
+    or a journey step names it."""
     from wechat_crm.wechat.client import get_client
 
-    get_client().notice_template_delete(template_id=template.template_id)
-    if template.pushes.exists():
+    with contextlib.suppress(WeChatTemplateInvalid):  # WeChat no longer has it: nothing left to delete there
+        get_client().notice_template_delete(template_id=template.template_id)
+    try:
+        with transaction.atomic():
+            template.delete()
+    except ProtectedError:
         NoticeTemplate.objects.filter(pk=template.pk).update(on_wechat=False)
-    else:
-        template.delete()
 
 
 def notice_library(*, start: int = 0, limit: int = 30) -> dict[str, Any]:
@@ -140,10 +148,11 @@ def notice_library(*, start: int = 0, limit: int = 30) -> dict[str, Any]:
 def notice_library_keywords(*, tid: str) -> list[dict[str, Any]]:
     from wechat_crm.wechat.client import get_client
 
-    return [
-        {"kid": k.kid, "name": k.name, "example": k.example, "rule": k.rule}
-        for k in get_client().notice_library_keywords(tid=tid)
-    ]
+    try:
+        keywords = get_client().notice_library_keywords(tid=tid)
+    except WeChatArgumentInvalid as exc:
+        raise NoticeInvalid({exc.field or "tid": [exc.message]}) from exc
+    return [{"kid": k.kid, "name": k.name, "example": k.example, "rule": k.rule} for k in keywords]
 
 
 # --- consent -------------------------------------------------------------------------------------------------------

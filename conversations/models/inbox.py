@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from .journeys import Journey
@@ -19,6 +20,12 @@ class Conversation(models.Model):
     unanswered = models.PositiveIntegerField(_("unanswered messages"), default=0)
     last_inbound_at = models.DateTimeField(_("last message at"), null=True, blank=True)
     last_outbound_at = models.DateTimeField(_("last reply at"), null=True, blank=True)
+    waiting_since = models.DateTimeField(
+        _("waiting since"),
+        null=True,
+        blank=True,
+        help_text=_("The subscriber's first unanswered message since our last reply; empty when nothing waits."),
+    )
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -33,7 +40,11 @@ class Conversation(models.Model):
         verbose_name = _("conversation")
         verbose_name_plural = _("inbox")
         ordering = ["-unanswered", "-last_inbound_at"]
-        indexes = [models.Index(fields=["-unanswered", "-last_inbound_at"], name="conversation_inbox_idx")]
+        indexes = [
+            models.Index(fields=["-unanswered", "-last_inbound_at"], name="conversation_inbox_idx"),
+            # The dashboard's "waiting longest" and its count of waiting conversations.
+            models.Index(fields=["waiting_since"], name="conversation_waiting_idx", condition=Q(unanswered__gt=0)),
+        ]
 
     def __str__(self) -> str:
         return str(self.subscriber)

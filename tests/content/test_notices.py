@@ -260,3 +260,17 @@ def test_the_subscriber_timeline_says_what_the_person_decided(wechat_callback):
     wechat_callback.post(_popup(("tmpl_a", "accept"), ("tmpl_b", "reject"), create_time=1_800_000_000))
     [entry] = subscriber_timeline(subscriber=Subscriber.objects.get(openid=OPENID))
     assert entry["kind"] == "consent" and entry["detail"] == "accepted tmpl_a; rejected tmpl_b"
+
+
+def test_wechats_refusal_of_a_library_title_is_a_400_naming_it_and_a_deleted_template_in_use_is_kept(
+    staff_api, template
+):
+    keywords = staff_api.get("/api/notice-templates/library/999/")
+    assert keywords.status_code == 400 and list(keywords.json()["extra"]["fields"]) == ["tid"]
+    added = staff_api.post("/api/notice-templates/library-add/", {"tid": "999", "kid_list": [1, 2]}, format="json")
+    assert added.status_code == 400 and "tid" in added.json()["extra"]["fields"]
+
+    push = Push.objects.create(name="p", channel="notice", notice_template=template, segment=SegmentFactory())
+    assert staff_api.delete(f"/api/notice-templates/{template.pk}/").status_code == 204
+    assert not NoticeTemplate.objects.get(pk=template.pk).on_wechat and push.notice_template_id == template.pk
+    assert staff_api.delete(f"/api/notice-templates/{template.pk}/").status_code == 204  # gone on WeChat: fine

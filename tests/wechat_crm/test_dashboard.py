@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta
+from importlib import import_module
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from freezegun import freeze_time
@@ -18,9 +20,12 @@ from accounts.models import FollowEvent, Interaction, Subscriber
 from accounts.selectors import followers_day, followers_today
 from content.models import Delivery, Push
 from content.selectors import last_push_quality, pushes_in_flight
+from conversations import events as inbox_events
 from conversations.models import Conversation
 from conversations.selectors import inbox_summary
+from conversations.services import conversation_answered
 from tests.campaigns.funnel_population import SH, population_small
+from tests.helpers import person_did
 from wechat_crm.dashboard import dashboard_data
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
@@ -79,6 +84,9 @@ def inbox():
         subscriber=zhao, unanswered=0, last_inbound_at=datetime(2026, 3, 18, 6, 0, tzinfo=SH),
         last_outbound_at=datetime(2026, 3, 18, 6, 5, tzinfo=SH),
     )  # fmt: skip
+    # Rows written by hand, not by the inbox follow-up: `waiting_since` is backfilled as for data older than it.
+    backfill = import_module("conversations.migrations.0009_conversation_waiting_since").waiting_since_backfill
+    backfill(django_apps, None)
     return {"wang": wang}
 
 
@@ -126,6 +134,27 @@ def test_unanswered_conversations_and_the_one_waiting_longest(inbox):
     assert oldest["messages"] == 2
     assert oldest["since"] == datetime(2026, 3, 18, 8, 30, tzinfo=SH)  # the first message after our reply
     assert oldest["waiting_seconds"] == 90 * 60
+
+
+def test_the_inbox_follow_up_keeps_since_when_a_conversation_waits_and_an_answer_clears_it():
+    """What the dashboard reads is kept as messages are processed: the first unanswered message since our last reply,
+    whatever order the batches come in; an answer clears it, and the next message starts a new wait."""
+    wang = sub("o_wang_live", remark="王老师")
+    at = [datetime(2026, 3, 18, h, m, tzinfo=SH) for h, m in ((8, 30), (9, 0), (8, 45), (9, 20))]
+    first, second, late, after_answer = (person_did(wang, "text", t) for t in at)
+
+    inbox_events.inbox_record([second])
+    inbox_events.inbox_record([first])  # an earlier message processed later
+    inbox_events.inbox_record([late])
+    summary = inbox_summary(now=NOW)
+    assert summary["unanswered"] == 1
+    assert (summary["oldest"]["messages"], summary["oldest"]["since"]) == (3, at[0])
+
+    conversation_answered(subscriber=wang, at=datetime(2026, 3, 18, 9, 10, tzinfo=SH))
+    assert inbox_summary(now=NOW) == {"unanswered": 0, "oldest": None}
+
+    inbox_events.inbox_record([after_answer])
+    assert inbox_summary(now=NOW)["oldest"]["since"] == at[3]
 
 
 def test_nobody_waiting_when_every_conversation_is_answered():

@@ -32,6 +32,8 @@ API_UNAUTHORIZED = 48001
 INVALID_TEMPLATE_ID = 40037
 NOTICE_REFUSED = 43101  # subscription notices: the person has not accepted this template (or used up their one)
 ARGUMENT_INVALID = 47003  # e.g. a subscription notice's value that breaks its keyword's rule
+# wxaapi/newtmpl (subscription-notice templates): the argument WeChat refused, named as our services name it.
+NOTICE_LIBRARY_ARGUMENTS = {200014: "tid", 200020: "kid_list", 200021: "scene_desc"}
 INVALID_CODE = 40029  # web authorisation: an unknown or expired code
 CODE_USED = 40163  # web authorisation: a code exchanged already
 
@@ -149,9 +151,20 @@ class WeChatNoticeRefused(WeChatError):
 
 
 class WeChatArgumentInvalid(WeChatPermanent):
-    """47003: an argument WeChat refuses, e.g. a subscription notice's value that breaks its keyword's rule."""
+    """47003: an argument WeChat refuses, e.g. a subscription notice's value that breaks its keyword's rule; and the
+    notice library's refusals of a title id, keyword list or scene (200014, 200020, 200021): `field` names it."""
 
     default_message = _("WeChat refused an argument of the request (47003).")
+
+    @property
+    def field(self) -> str:
+        return NOTICE_LIBRARY_ARGUMENTS.get(self.errcode or 0, "")
+
+    @property
+    def message(self) -> str:
+        if self.field:
+            return str(_("WeChat refused %(field)s (%(code)s).") % {"field": self.field, "code": self.errcode})
+        return str(self.default_message)
 
 
 class WeChatTemplateInvalid(WeChatPermanent):
@@ -195,7 +208,7 @@ def error_from_response(errcode: int, errmsg: str = "") -> WeChatError:
         return WeChatUnauthorized(errcode, errmsg)
     if errcode == NOTICE_REFUSED:
         return WeChatNoticeRefused(errcode, errmsg)
-    if errcode == ARGUMENT_INVALID:
+    if errcode == ARGUMENT_INVALID or errcode in NOTICE_LIBRARY_ARGUMENTS:
         return WeChatArgumentInvalid(errcode, errmsg)
     if errcode == INVALID_TEMPLATE_ID:
         return WeChatTemplateInvalid(errcode, errmsg)
