@@ -61,8 +61,22 @@ def sent_push(celery_worker, fake_wechat, settings, live_server):
 
     wait_for(finished, timeout=240, interval=0.5, message="the push did not finish")
     rows = Delivery.objects.filter(push=push)
-    wait_for(lambda: not rows.filter(status=D.SENT).exists(), timeout=120, interval=0.5,
-             message="job-finish reports did not reach every delivery")  # fmt: skip
+
+    def unreported() -> str:
+        """What to read when a report is missing: the deliveries still waiting, and what the fake posted for them."""
+        waiting = list(rows.filter(status=D.SENT).values_list("msgid", flat=True)[:20])
+        posted = [
+            d
+            for d in fake_wechat.deliveries("TEMPLATESENDJOBFINISH")
+            if str(d.get("msg_id")) in {str(m) for m in waiting}
+        ]
+        return (
+            f"job-finish reports did not reach every delivery: {rows.filter(status=D.SENT).count()} still sent, "
+            f"e.g. msgids {waiting}; the fake's posts of those: {posted}\n{celery_worker.log()[-3000:]}"
+        )
+
+    wait_for(lambda: not rows.filter(status=D.SENT).exists(), timeout=240, interval=0.5,
+             message=unreported)  # fmt: skip
     yield {"push": push, "subs": subs, "fake": fake_wechat}
     fake_wechat.configure(callback_url="", job_finish_events=False, error_5xx_rate=0, errcode_rates={},
                           template_failure_rates={})  # fmt: skip
