@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers
@@ -32,7 +33,7 @@ def user_is_admin(user: Any) -> bool:
 
 
 class IsAdminRole(permissions.BasePermission):
-    message = "Only the admin role may export or erase a subscriber's personal data."
+    message = _("Only the admin role may export or erase a subscriber's personal data.")
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return user_is_admin(request.user)

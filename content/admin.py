@@ -38,8 +38,9 @@ class TopicAdmin(ModelAdmin):
             (_("sent"), r["sent"]),
             (_("clicks (unique)"), f"{r['clicks']} ({r['unique_clickers']})"),
             (_("click-through rate"), pct(r["click_through_rate"])),
-            (_("unfollows within 24 h"), f"{r['unfollows_24h']} = {pct(r['unfollow_rate_24h'])}"
-             f" ({_('baseline')} {pct(r['baseline_unfollow_rate_24h'])})"),
+            (_("unfollows within 24 h"), _("%(count)s = %(rate)s (baseline %(baseline)s)")
+             % {"count": r["unfollows_24h"], "rate": pct(r["unfollow_rate_24h"]),
+                "baseline": pct(r["baseline_unfollow_rate_24h"])}),
             (_("unfollows within 72 h"), r["unfollows_72h"]),
         ]  # fmt: skip
         return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))

@@ -206,10 +206,12 @@ class PushAdmin(ModelAdmin):
             (_("click-through rate"), pct(r["click_through_rate"])),
             (_("forwards: clicks by other followers / opens by non-followers / follows brought"),
              f"{r['forwarded_clicks']} / {r['forwards_to_non_followers']} / {r['follows_from_forwards']}"),
-            (_("unfollows within 24 h"), f"{r['unfollows_24h']} = {pct(r['unfollow_rate_24h'])}"
-             f" ({_('baseline')} {pct(r['baseline_unfollow_rate_24h'])})"),
-            (_("unfollows within 72 h"), f"{r['unfollows_72h']} = {pct(r['unfollow_rate_72h'])}"
-             f" ({_('baseline')} {pct(r['baseline_unfollow_rate_72h'])})"),
+            (_("unfollows within 24 h"), _("%(count)s = %(rate)s (baseline %(baseline)s)")
+             % {"count": r["unfollows_24h"], "rate": pct(r["unfollow_rate_24h"]),
+                "baseline": pct(r["baseline_unfollow_rate_24h"])}),
+            (_("unfollows within 72 h"), _("%(count)s = %(rate)s (baseline %(baseline)s)")
+             % {"count": r["unfollows_72h"], "rate": pct(r["unfollow_rate_72h"]),
+                "baseline": pct(r["baseline_unfollow_rate_72h"])}),
         ]  # fmt: skip
         return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
 

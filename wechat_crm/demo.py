@@ -52,7 +52,8 @@ def demo_content_load(*, by=None) -> None:
         if Article.objects.filter(slug=slug).exists():
             continue
         topics = list(Topic.objects.filter(slug=topic_slug))
-        body = f"# {title}\n\n{digest}\n\n{_('This is a demo article.')}"
+        note = _("This is a demo article.")
+        body = f"# {title}\n\n{digest}\n\n{note}"
         article = content_services.article_create(
             title=title, slug=slug, digest=digest, body=body, topics=topics, by=by
         )
