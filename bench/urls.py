@@ -47,7 +47,7 @@ def _replay_check_off() -> Iterator[None]:
     """The replay check does nothing for the time of one request (gunicorn's sync workers serve one at a time)."""
     if hasattr(inbound, "ReplayCheck"):
         original = inbound.ReplayCheck.__dict__["send"]
-        inbound.ReplayCheck.send = classmethod(lambda cls, *args: cls(""))
+        inbound.ReplayCheck.send = classmethod(lambda cls, *args, **kwargs: cls(""))
         try:
             yield
         finally:

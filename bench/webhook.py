@@ -24,7 +24,7 @@ What it does, in one run:
   4. prints req/s, p50 and p99 of each, per path the ratios callback/minimal and callback/bare, and checks that
      every accepted callback was stored exactly once. It exits non-zero when a target is missed.
 With --replay-check-cost a fourth target joins each round on each path: the product's callback with its replay check
-(wechat_crm.wechat.inbound.ReplayCheck) switched off by the bench (bench/urls.py; never in the product), and the
+(wechat_crm.wechat.replay.ReplayCheck) switched off by the bench (bench/urls.py; never in the product), and the
 check's cost is printed as callback / callback without it. The bench sends safe-mode callbacks, where the product no
 longer calls the check (msg_signature covers the message): the fourth target is then the callback against itself,
 which shows how far two identical targets drift apart on this machine.

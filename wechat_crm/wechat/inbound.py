@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from accounts.kinds import InteractionKind as Kind
 
 from . import crypto
 from . import xml as wxml
-from .ratelimit import redis_client
+from .replay import ReplayCheck
 
 logger = logging.getLogger(__name__)
 
@@ -327,10 +326,12 @@ def _handle(request: HttpRequest, config: CallbackConfig) -> HttpResponse:
     # In safe mode msg_signature covers the encrypted message (checked in _open): another body under the same
     # signed URL fails it, and the same body is WeChat's retry (stored once by its dedupe key). Only plain mode,
     # whose signature covers no byte of the body, needs the pair remembered, and pays a round trip to Redis for it.
-    replay = ReplayCheck(digest="") if safe_mode else ReplayCheck.send(timestamp, nonce, body, config)
+    window = 2 * config.max_clock_skew + 1  # the clock skew accepted, on both sides
+    replay = ReplayCheck(digest="") if safe_mode else ReplayCheck.send(timestamp, nonce, body, window=window)
     try:
         message, key = _open(query, body, config, safe_mode=safe_mode, timestamp=timestamp, nonce=nonce)
-        replay.verify()
+        if replay.replayed():
+            raise Rejected(403, "replayed nonce with another body")
     finally:
         replay.close()
 
@@ -375,97 +376,6 @@ def _open(
     except MessageError as exc:
         raise Rejected(400, str(exc)) from exc
     return message, key
-
-
-REPLAY_KEY_PREFIX = "wechat:callback:nonce:"
-
-
-class ReplayCheck:
-    """Remember each (timestamp, nonce) with a digest of its body for the replay window (the clock skew accepted,
-    on both sides). A later request with the same pair must carry the same body (WeChat's retry); any other body is
-    a replay of a signed URL, refused by `verify()` before anything is written.
-
-    Plain mode only: in safe mode msg_signature covers the message (see _handle).
-
-    With Redis (REDIS_URL) the check is one command, `SET key digest NX EX window GET` (Redis >= 7.0: it stores
-    the digest unless the pair is known, and answers the digest stored before, if any), on a connection of its own
-    per thread (Django's cache client builds a new redis.Redis, with its table of reply parsers, for every
-    operation, and a pool's checkout polls the socket). The command is sent before the body is parsed and decrypted
-    and its answer read after (`verify()`), so that the round trip overlaps that work instead of adding to it.
-    Without Redis (the embedded default) Django's cache keeps the pairs (two operations when a pair comes again).
-    With the cache or Redis down the check is skipped: the callback keeps answering, and the signature and timestamp
-    checks still hold. `close()` always follows.
-    """
-
-    __slots__ = ("connection", "digest", "seen")
-
-    def __init__(self, digest: str) -> None:
-        self.digest = digest
-        self.seen: str | None = None
-        self.connection: Any = None  # set while an answer is to be read
-
-    @classmethod
-    def send(cls, timestamp: str, nonce: str, body: bytes, config: CallbackConfig) -> ReplayCheck:
-        pair = hashlib.sha256(f"{timestamp}\x00{nonce}".encode()).hexdigest()[:40]
-        check = cls(hashlib.sha256(body).hexdigest()[:40])
-        key, window = REPLAY_KEY_PREFIX + pair, 2 * config.max_clock_skew + 1
-        connection = None
-        try:
-            connection = _replay_connection()
-            if connection is None:
-                from django.core.cache import cache
-
-                if not cache.add(key, check.digest, timeout=window):
-                    check.seen = cache.get(key)
-                return check
-            connection.send_command("SET", key, check.digest, "NX", "EX", window, "GET")
-            check.connection = connection
-        except Exception:  # the cache is down: see the docstring
-            if connection is not None:
-                connection.disconnect()  # reconnected by the next command
-            check._skip()
-        return check
-
-    def verify(self) -> None:
-        """Raises Rejected(403) when the pair came before with another body."""
-        if self.connection is not None:
-            connection, self.connection = self.connection, None
-            try:
-                seen = connection.read_response()
-            except Exception:
-                connection.disconnect()
-                self._skip()
-            else:
-                self.seen = seen.decode() if isinstance(seen, bytes) else seen
-        if self.seen is not None and self.seen != self.digest:
-            raise Rejected(403, "replayed nonce with another body")
-
-    def close(self) -> None:
-        """Read the answer if it was not (the body was refused), so that the connection is ready for the next one."""
-        if self.connection is not None:
-            with contextlib.suppress(Rejected):
-                self.verify()
-
-    def _skip(self) -> None:
-        logger.warning("wechat callback: replay check skipped, the cache is unavailable")
-        self.seen = None
-
-
-_replay_local = threading.local()
-
-
-def _replay_connection() -> Any:
-    """This thread's connection to settings.REDIS_URL for the replay check (None without Redis). A new client (a new
-    process after a fork, another REDIS_URL) gets a new connection."""
-    client = redis_client()
-    if client is None:
-        return None
-    held = getattr(_replay_local, "held", None)
-    if held is None or held[0] is not client:
-        pool = client.connection_pool
-        held = (client, pool.connection_class(**pool.connection_kwargs))
-        _replay_local.held = held
-    return held[1]
 
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:

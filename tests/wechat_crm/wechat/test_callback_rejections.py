@@ -393,8 +393,8 @@ def test_the_replay_window_is_kept_in_redis_with_its_expiry(wechat_callback, set
     skews)."""
     import hashlib
 
-    from wechat_crm.wechat.inbound import REPLAY_KEY_PREFIX
     from wechat_crm.wechat.ratelimit import redis_client
+    from wechat_crm.wechat.replay import REPLAY_KEY_PREFIX
 
     client = redis_client()
     if client is None:
@@ -414,8 +414,8 @@ def test_in_safe_mode_a_signed_url_replayed_with_another_body_fails_its_msg_sign
     body under the same signed URL is refused all the same, nothing stored."""
     import hashlib
 
-    from wechat_crm.wechat.inbound import REPLAY_KEY_PREFIX
     from wechat_crm.wechat.ratelimit import redis_client
+    from wechat_crm.wechat.replay import REPLAY_KEY_PREFIX
 
     query, body = sign_callback(build_message("text", Content="hello", openid="oRealUser"), mode=mode)
     assert wechat_callback.post_raw(query, body).status_code == 200
