@@ -11,7 +11,7 @@ from typing import Any
 
 from accounts.kinds import InteractionKind as Kind
 
-from . import journeys, replies, services
+from . import journeys, replies, scores, services
 
 # --- Passive replies -----------------------------------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ def _with_subscriber(interactions: Sequence[Any]) -> list[Any]:
 
 def score(interactions: Sequence[Any]) -> None:
     """The lead score: each interaction adds its kind's points (ScoreRule), once. A few statements for the batch."""
-    services.scores_add(interactions=interactions)
+    scores.scores_add(interactions=interactions)
 
 
 def template_auto_reply(interactions: Sequence[Any]) -> None:

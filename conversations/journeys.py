@@ -28,7 +28,7 @@ from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
 from wechat_crm.db import reads_reports
 
-from . import policy, services
+from . import policy, scores, services
 from .models import (
     ChannelTopic,
     Journey,
@@ -360,7 +360,7 @@ def _act(step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscribe
         tagging.tag_remove(subscribers=[subscriber.pk], tag=step.tag)
         return step.tag.name
     if step.action == a.SCORE:
-        services.score_change(subscriber_id=subscriber.pk, points=step.score_delta,
+        scores.score_change(subscriber_id=subscriber.pk, points=step.score_delta,
                               reason=f"journey {enrollment.journey_id}", at=now)  # fmt: skip
         return f"{step.score_delta:+d}"
     topic_id = enrollment.context.get("topic_id")

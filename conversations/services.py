@@ -5,26 +5,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, DateTimeField, F, IntegerField, Q, Value, When
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.kinds import InteractionKind as Kind
-from accounts.models import Interaction, Subscriber
+from accounts.models import Subscriber
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.wechat import messages
 from wechat_crm.wechat.messages import Payload
 
 from . import policy
 from .errors import OutsideWindow, SendRefused
-from .models import Conversation, OutboundMessage, ScoreEntry, ScoreRule
+from .models import Conversation, OutboundMessage
 
 logger = logging.getLogger(__name__)
 
@@ -430,73 +427,3 @@ def conversations_record_inbound(*, inbound: Mapping[int, Inbound]) -> None:
                              for pk, m in inbound.items() if m.first_unanswered_at is not None],
                            default=F("waiting_since"), output_field=DateTimeField()),
     )  # fmt: skip
-
-
-# --- the lead score -------------------------------------------------------------------------------------------------
-
-DEFAULT_SCORE_POINTS = {Kind.SUBSCRIBE: 5, Kind.TEXT: 3, Kind.CLICK: 2, Kind.VIEW: 2, Kind.LINK_CLICK: 4, Kind.SCAN: 2}
-
-
-def scores_add(*, interactions: Sequence[Interaction]) -> int:
-    """The lead score: each interaction adds its kind's points (ScoreRule) to its subscriber's score, once (one
-    ScoreEntry per interaction). At most four statements for the batch. Returns the points added."""
-    points = dict(ScoreRule.objects.values_list("kind", "points"))
-    scored = [i for i in interactions if i.subscriber_id is not None and points.get(i.kind)]
-    if not scored:
-        return 0
-    done = set(
-        ScoreEntry.objects.filter(interaction_id__in=[i.pk for i in scored]).values_list("interaction_id", flat=True)
-    )
-    fresh = [i for i in scored if i.pk not in done]
-    if not fresh:
-        return 0
-    ScoreEntry.objects.bulk_create(
-        [ScoreEntry(subscriber_id=i.subscriber_id, points=points[i.kind], reason=i.kind, interaction_id=i.pk,
-                    at=i.created_at) for i in fresh]
-    )  # fmt: skip
-    totals: dict[int, int] = {}
-    for i in fresh:
-        totals[i.subscriber_id] = totals.get(i.subscriber_id, 0) + points[i.kind]
-    Subscriber.objects.filter(pk__in=totals).update(
-        score=F("score") + Case(*[When(pk=pk, then=Value(n)) for pk, n in totals.items()], output_field=IntegerField())
-    )
-    return sum(totals.values())
-
-
-@transaction.atomic
-def score_change(*, subscriber_id: int, points: int, reason: str, at: dt.datetime | None = None) -> None:
-    ScoreEntry.objects.create(subscriber_id=subscriber_id, points=points, reason=reason[:100], at=at or timezone.now())
-    Subscriber.objects.filter(pk=subscriber_id).update(score=F("score") + points)
-
-
-def score_half_life_days() -> float:
-    return float(settings.SCORE_HALF_LIFE_DAYS)
-
-
-def score_decayed(entries: list[tuple[int, dt.datetime]], *, now: dt.datetime) -> int:
-    """The score of (points, at) entries at `now`: each halves every SCORE_HALF_LIFE_DAYS."""
-    half = score_half_life_days() * 86400
-    return round(sum(p * math.pow(0.5, max((now - at).total_seconds(), 0) / half) for p, at in entries))
-
-
-def scores_decay(*, now: dt.datetime | None = None) -> int:
-    """Recompute every scored subscriber's score from their entries with the decay (ONE statement; daily beat).
-    Returns how many subscribers were updated."""
-    now = now or timezone.now()
-    half = score_half_life_days() * 86400
-    s_table, e_table = Subscriber._meta.db_table, ScoreEntry._meta.db_table
-    if connection.vendor != "postgresql":  # the embedded default: in Python
-        totals: dict[int, list] = {}
-        for sid, points, at in ScoreEntry.objects.values_list("subscriber_id", "points", "at"):
-            totals.setdefault(sid, []).append((points, at))
-        for sid, entries in totals.items():
-            Subscriber.objects.filter(pk=sid).update(score=score_decayed(entries, now=now))
-        return len(totals)
-    sql = (
-        f"UPDATE {s_table} s SET score = t.total FROM ("  # noqa: S608
-        f"SELECT subscriber_id, ROUND(SUM(points * POWER(0.5, GREATEST(EXTRACT(EPOCH FROM (%s - at)), 0) / %s)))::int "
-        f"AS total FROM {e_table} GROUP BY subscriber_id) t WHERE s.id = t.subscriber_id AND s.score <> t.total"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [now, half])
-        return cursor.rowcount

@@ -49,6 +49,6 @@ def outbound_resend_stuck_task() -> int:
 @shared_task(name="conversations.tasks.scores_decay")
 def scores_decay_task() -> int:
     """Daily: recompute the lead scores with their decay."""
-    from .services import scores_decay
+    from .scores import scores_decay
 
     return scores_decay()

@@ -12,7 +12,7 @@ from accounts.models import Interaction, Subscriber, Tag
 from accounts.tasks import interaction_process
 from campaigns.models import Channel
 from content.models import Article, Delivery, Topic
-from conversations import journeys, services
+from conversations import journeys, scores, services
 from conversations.models import (
     ChannelTopic,
     Conversation,
@@ -377,7 +377,7 @@ def test_the_score_counts_points_per_interaction_and_decays(poster, staff_client
     sub = Subscriber.objects.get(openid=openid)
     assert sub.score == 6
 
-    services.scores_decay(now=timezone.now() + dt.timedelta(days=10))
+    scores.scores_decay(now=timezone.now() + dt.timedelta(days=10))
     sub.refresh_from_db()
     assert sub.score == 3
     body = staff_client.get(f"/api/subscribers/{sub.pk}/score/").json()

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 
 from content.models import MessageTemplate, Topic
 from conversations.models import AutoReplyRule, Journey, JourneyStep, Menu, ScoreRule
-from conversations.services import DEFAULT_SCORE_POINTS
+from conversations.scores import DEFAULT_SCORE_POINTS
 
 WELCOME = "示例：欢迎系列"
 DORMANT = "示例：沉睡线索唤醒"
