@@ -13,9 +13,10 @@ costs (the follow's follow-up, the backfill).
    Then a third of the conversions lose their channel and push, as a purchase posted before the follow's follow-up
    did before this fix. ANALYZE only, no VACUUM; then a day of messages (1 subscriber in 30 updated), as
    bench/funnel.py does, so the subscribers' pages are not all-visible, as on a live account.
-2. Times (best of 3) campaigns.funnel.attribution_report by channel, content and campaign over the last 366 days and
-   the last 30, beside the implementation it replaced (copied below as `attribution_before`: same process, same
-   database, same tables), and prints the highest conversion rate each gives: the old one exceeds 100% for "(none)".
+2. Times (best of 3) campaigns.attribution_reports.attribution_report by channel, content and campaign over the last
+   366 days and the last 30, beside the implementation it replaced (copied below as `attribution_before`: same
+   process, same database, same tables), and prints the highest conversion rate each gives: the old one exceeds
+   100% for "(none)".
 3. Times the follow's follow-up (campaigns.attribution.conversions_attribute) on batches of 100 subscribers, and the
    backfill (conversions_backfill) of the conversions that lost their channel, in conversions a second; checks that
    the backfill leaves no conversion without the channel its subscriber has.
@@ -121,7 +122,7 @@ def main() -> int:
 
     from accounts.models import Subscriber
     from bench.funnel import day_of_updates, generate, vacuum_analyze
-    from campaigns import funnel
+    from campaigns import attribution_reports, funnel
     from campaigns.attribution import conversions_attribute, conversions_backfill
     from campaigns.models import Conversion
 
@@ -143,7 +144,7 @@ def main() -> int:
         query = funnel.funnel_query(start=today - timedelta(days=days - 1), end=today, window_days=30)
         for by in ("channel", "content", "campaign"):
             before_s, before = best_of(3, lambda q=query, b=by: attribution_before(query=q, by=b))
-            after_s, after = best_of(3, lambda q=query, b=by: funnel.attribution_report(query=q, by=b))
+            after_s, after = best_of(3, lambda q=query, b=by: attribution_reports.attribution_report(query=q, by=b))
             worst_before = max((r["conversion_rate"] or 0 for r in before), default=0)
             worst_after = max((r["conversion_rate"] or 0 for r in after), default=0)
             assert all(r["converted"] <= r["base"] for r in after)
@@ -178,7 +179,7 @@ def main() -> int:
     again = conversions_backfill(batch_size=1000)
     print(f"after the backfill: {missing} conversions lack their subscriber's channel; a second run changed "
           f"{again.changed}")  # fmt: skip
-    revenue = sum((r["revenue"] for r in funnel.attribution_report(query=query, by="channel")), Decimal(0))
+    revenue = sum((r["revenue"] for r in attribution_reports.attribution_report(query=query, by="channel")), Decimal(0))
     print(f"revenue of the last 30 days across channels: {revenue}")
     return 0 if missing == 0 and again.changed == 0 else 1
 

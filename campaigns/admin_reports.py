@@ -21,7 +21,7 @@ from unfold.contrib.filters.admin import RangeDateFilter, RangeDateTimeFilter, R
 from wechat_crm import exports
 from wechat_crm.exceptions import ApplicationError
 
-from . import funnel
+from . import attribution_reports, funnel
 from .models import Campaign, Channel, Conversion, ConversionType, FunnelReport, FunnelSettings
 
 
@@ -39,7 +39,7 @@ class CampaignAdmin(ModelAdmin):
     def summary(self, campaign: Campaign) -> str:
         if campaign.pk is None:
             return "-"
-        data = funnel.campaign_summary(campaign=campaign)
+        data = attribution_reports.campaign_summary(campaign=campaign)
         stages = ", ".join(f"{funnel.STEP_LABELS[k]}: {v}" for k, v in data["stages"].items())
         return format_html(
             '<span class="campaign-summary">{}: <b class="follows">{}</b> ({}) · {}: <b class="conversions">{}</b>'
@@ -125,7 +125,7 @@ class FunnelReportAdmin(ModelAdmin):
         overall = funnel.funnel_report(query=query)
         by_channel = funnel.funnel_report(query=_with_breakdown(query, "channel"))
         cohorts = funnel.funnel_report(query=_with_breakdown(query, "cohort_week"))
-        revenue = {str(r["key"]): r for r in funnel.attribution_report(query=query, by="channel")}
+        revenue = {str(r["key"]): r for r in attribution_reports.attribution_report(query=query, by="channel")}
         channel_rows = []
         for group in by_channel["groups"]:
             money = revenue.get(str(group["key"]) if group["key"] is not None else "None", {})

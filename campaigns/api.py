@@ -25,7 +25,7 @@ from wechat_crm import exports
 from wechat_crm.db import reports_database
 from wechat_crm.permissions import WRITE_ADMIN, WRITE_INTEGRATION, WRITE_OPERATOR, RolePermission
 
-from . import conversions, funnel, selectors, services
+from . import attribution_reports, conversions, funnel, selectors, services
 from .funnel_serializers import (
     AttributionRowSerializer,
     CampaignSerializer,
@@ -74,7 +74,9 @@ class CampaignViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get"])
     def summary(self, request: Request, pk: str | None = None) -> Response:
         """Follows through its channels in its period, their stages, conversions and revenue."""
-        return Response(CampaignSummarySerializer(funnel.campaign_summary(campaign=self.get_object())).data)
+        return Response(
+            CampaignSummarySerializer(attribution_reports.campaign_summary(campaign=self.get_object())).data
+        )
 
 
 class ConversionTypeViewSet(viewsets.ModelViewSet):
@@ -273,5 +275,5 @@ class AttributionApi(APIView):
     def get(self, request: Request) -> Response:
         params = FunnelParamsSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        rows = funnel.attribution_report(query=params.query(), by=request.query_params.get("by", ""))
+        rows = attribution_reports.attribution_report(query=params.query(), by=request.query_params.get("by", ""))
         return Response(AttributionRowSerializer(rows, many=True).data)

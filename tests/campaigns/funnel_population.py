@@ -176,7 +176,7 @@ def reports() -> dict[str, Any]:
     the drop-off lists, the attribution tables and the campaign summaries, in English."""
     from django.utils import translation
 
-    from campaigns import funnel
+    from campaigns import attribution_reports, funnel
     from campaigns.models import Campaign, Channel
 
     channel_ids = dict(Channel.objects.values_list("name", "pk"))
@@ -213,9 +213,9 @@ def reports() -> dict[str, Any]:
         for by in ("channel", "campaign", "content"):
             out[f"attribution|{by}"] = [
                 {**{k: v for k, v in row.items() if k != "key"}, "revenue": _money(row["revenue"])}
-                for row in funnel.attribution_report(query=query, by=by)
+                for row in attribution_reports.attribution_report(query=query, by=by)
             ]
         for campaign in Campaign.objects.order_by("name"):
-            summary = funnel.campaign_summary(campaign=campaign)
+            summary = attribution_reports.campaign_summary(campaign=campaign)
             out[f"summary|{campaign.name}"] = {**summary, "revenue": _money(summary["revenue"])}
     return out

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import Interaction, Subscriber
 from accounts.tasks import interaction_process
-from campaigns import funnel
+from campaigns import attribution_reports, funnel
 from campaigns.attribution import conversions_attribute, conversions_backfill
 from campaigns.conversions import ConversionInput, conversions_record
 from campaigns.models import Conversion
@@ -185,17 +185,17 @@ def test_the_attribution_report_never_shows_more_converters_than_members():
         _old_conversion(subscriber, f"lost-{i}", T0 + timedelta(days=1))
     query = funnel.funnel_query(start=T0.date(), end=T0.date() + timedelta(days=10), window_days=30)
 
-    rows = {r["label"]: r for r in funnel.attribution_report(query=query, by="channel")}
+    rows = {r["label"]: r for r in attribution_reports.attribution_report(query=query, by="channel")}
     assert rows["(none)"]["conversions"] == 4  # credited to nobody until the backfill
     assert (rows["(none)"]["base"], rows["(none)"]["converted"], rows["(none)"]["conversion_rate"]) == (2, 0, 0.0)
     assert (rows["Poster"]["base"], rows["Poster"]["converted"], rows["Poster"]["conversion_rate"]) == (3, 3, 1.0)
 
     assert conversions_backfill().changed == 3
-    rows = {r["label"]: r for r in funnel.attribution_report(query=query, by="channel")}
+    rows = {r["label"]: r for r in attribution_reports.attribution_report(query=query, by="channel")}
     assert rows["Poster"]["conversions"] == 3 and rows["Poster"]["revenue"] == Decimal("30.00")
     assert rows["(none)"]["conversions"] == 1  # the early follower's, who is not a member of this period
     for by in ("channel", "content", "campaign"):
-        for row in funnel.attribution_report(query=query, by=by):
+        for row in attribution_reports.attribution_report(query=query, by=by):
             assert row["converted"] <= row["base"] and (row["conversion_rate"] or 0) <= 1, (by, row)
 
 
@@ -312,7 +312,7 @@ def test_attribution_groups_are_the_funnels_groups(filters):
     query = funnel.funnel_query(start=START, end=END, **{"window_days": 30, **filters})
     for by in ("channel", "content", "campaign"):
         groups = {g["label"]: g["steps"] for g in funnel.funnel_report(query=replace(query, breakdown=by))["groups"]}
-        rows = {r["label"]: r for r in funnel.attribution_report(query=query, by=by) if r["base"]}
+        rows = {r["label"]: r for r in attribution_reports.attribution_report(query=query, by=by) if r["base"]}
         assert {label: r["base"] for label, r in rows.items()} == {k: s[0]["count"] for k, s in groups.items()}, by
         for label, row in rows.items():
             assert groups[label][-1]["count"] <= row["converted"] <= row["base"], (by, label, row)

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import Subscriber
-from campaigns import funnel
+from campaigns import attribution_reports, funnel
 from campaigns.conversions import ConversionInput, conversions_record
 from campaigns.models import Conversion
 from tests.campaigns.funnel_population import T0, D, H, interaction, population_small
@@ -100,19 +100,19 @@ def test_attribution_first_touch_channel_and_last_touch_push(population):
     assert conv["reg-b2"].push == population["p"] and conv["reg-b2"].channel == population["b"]
     assert conv["order-b1"].push is None  # a menu click is no push
     q = funnel.funnel_query(start=datetime(2026, 3, 1).date(), end=datetime(2026, 3, 31).date(), window_days=30)
-    by_channel = {r["label"]: r for r in funnel.attribution_report(query=q, by="channel")}
+    by_channel = {r["label"]: r for r in attribution_reports.attribution_report(query=q, by="channel")}
     assert (
         by_channel["Poster A"]["revenue"] == Decimal("100.00") and by_channel["Poster A"]["conversion_rate"] == 0.3333
     )
     assert by_channel["Poster B"]["conversions"] == 1 and by_channel["Poster B"]["conversion_rate"] == 0.5
-    by_campaign = {r["label"]: r for r in funnel.attribution_report(query=q, by="campaign")}
+    by_campaign = {r["label"]: r for r in attribution_reports.attribution_report(query=q, by="campaign")}
     assert by_campaign["Spring A+B"]["conversions"] == 2 and by_campaign["Spring A+B"]["revenue"] == Decimal("100")
-    by_content = {r["label"]: r for r in funnel.attribution_report(query=q, by="content")}
+    by_content = {r["label"]: r for r in attribution_reports.attribution_report(query=q, by="content")}
     assert by_content["Article X"]["conversions"] == 2 and by_content["Article X"]["base"] == 2
 
 
 def test_campaign_summary(population):
-    summary = funnel.campaign_summary(campaign=population["c2"])
+    summary = attribution_reports.campaign_summary(campaign=population["c2"])
     assert summary["follows"] == 5
     assert summary["stages"] == {"followed": 1, "engaged": 1, "interactive": 0, "converted": 3}
     assert summary["conversions"] == 3 and summary["revenue"] == Decimal("150.00")

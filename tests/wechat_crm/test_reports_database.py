@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import Subscriber
-from campaigns import funnel
+from campaigns import attribution_reports, funnel
 from campaigns.models import Campaign, Channel
 from campaigns.summary import summary_rebuild
 from content import selectors as content_selectors
@@ -66,7 +66,7 @@ def test_the_push_report_and_the_campaign_summary_read_the_replica(replica, foll
     primary, reports = on_each(replica)
     with primary, reports:
         content_selectors.push_report(push=push)
-        summary = funnel.campaign_summary(campaign=campaign)
+        summary = attribution_reports.campaign_summary(campaign=campaign)
 
     assert summary["follows"] == 3
     assert reports.captured_queries
