@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -199,13 +199,16 @@ def template_render(
 
 def template_url(template: MessageTemplate, *, subscriber_id: int, push_id: int | None = None) -> str:
     """The tracked link opened when the subscriber taps the message ("" when the template links nowhere)."""
+    return template_url_maker(template, push_id=push_id)(subscriber_id)
+
+
+def template_url_maker(template: MessageTemplate, *, push_id: int | None = None) -> Callable[[int], str]:
+    """`template_url` for many subscribers of one push: the target and its link row are looked up once."""
     if template.article_id is not None:
-        return link_track(
-            template.article.public_url(), subscriber_id=subscriber_id, push_id=push_id, content_id=template.article_id
-        )
+        return link_tracker(template.article.public_url(), push_id=push_id, content_id=template.article_id)
     if template.link_url:
-        return link_track(template.link_url, subscriber_id=subscriber_id, push_id=push_id)
-    return ""
+        return link_tracker(template.link_url, push_id=push_id)
+    return lambda subscriber_id: ""
 
 
 # --- Tracked links ------------------------------------------------------------------------------------------------
@@ -226,12 +229,21 @@ def link_track(url: str, *, subscriber_id: int, push_id: int | None = None, cont
     The token holds ids only (subscriber, push, content, link row), is signed and expires after
     TRACKED_LINK_MAX_AGE_DAYS.
     """
+    return link_tracker(url, push_id=push_id, content_id=content_id)(subscriber_id)
+
+
+def link_tracker(url: str, *, push_id: int | None = None, content_id: int | None = None) -> Callable[[int], str]:
+    """`link_track` for many subscribers: the link row and the address's prefix are looked up once, then each
+    subscriber's address costs one signature (a push's page renders the same link for hundreds of recipients)."""
     if not url.lower().startswith(("http://", "https://")):
         raise ValueError("only http(s) URLs can be tracked")
-    payload = links.LinkPayload(
-        subscriber_id=subscriber_id, push_id=push_id, content_id=content_id, link_id=links.link_id_for(url)
-    )
-    return _redirect_prefix() + links.token_make(payload)
+    prefix, link_id = _redirect_prefix(), links.link_id_for(url)
+
+    def track(subscriber_id: int) -> str:
+        ids = {"push_id": push_id, "content_id": content_id, "link_id": link_id}
+        return prefix + links.token_make(links.LinkPayload(subscriber_id=subscriber_id, **ids))
+
+    return track
 
 
 def links_rewrite(
