@@ -19,10 +19,14 @@ from .outcomes import mark_not_following, results_classify, retries_requeue, upd
 from .progress import push_finish_if_done
 from .quotas import decisions_for, quiet_hours_end, quotas_apply
 from .rendering import Renderer
+from .reports import deliveries_early_reports_apply
 from .rows import ChunkResult, Claim, D, DeliveryUpdate, Retry, Sendable, skipped
 from .start_marks import StartMarks
 
 logger = logging.getLogger(__name__)
+
+# Channels whose every message WeChat reports on by its msgid (TEMPLATESENDJOBFINISH, subscribe_msg_sent_event).
+REPORTED_CHANNELS = (Push.Channel.TEMPLATE, Push.Channel.NOTICE)
 
 
 class ChunkSent(NamedTuple):
@@ -175,6 +179,8 @@ def _send_chunk(
     requeue = retries_requeue(result.retries, policy)
     updates = result.updates + requeue.updates
     updates_write(updates)
+    if push.channel in REPORTED_CHANNELS:  # WeChat may have reported some before their msgids were just written
+        deliveries_early_reports_apply(delivery_ids=[u.delivery_id for u in updates if u.msgid is not None])
     if marks is not None:
         marks.forget()
     mark_not_following(result.gone, now)
