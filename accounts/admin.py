@@ -9,8 +9,9 @@ from django.utils.formats import localize
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
-from unfold.contrib.filters.admin import RangeDateTimeFilter, RangeNumericFilter, RelatedDropdownFilter
+from unfold.contrib.filters.admin import RangeNumericFilter, RelatedDropdownFilter
 
+from wechat_crm.admin_filters import RangeDateTimeFilter
 from wechat_crm.admin_lists import QuickCheckboxMixin
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.paginators import EstimatedCountPaginator

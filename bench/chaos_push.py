@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CELERY = str(Path(sys.executable).with_name("celery"))
 
-from bench.common import accepted_per_openid, ensure_database, free_port  # noqa: E402
+from bench.common import accepted_per_openid, bench_setup, free_port  # noqa: E402
 from bench.push import fill, start_worker, stop_worker  # noqa: E402
 
 TEMPLATE = "/cgi-bin/message/template/send"
@@ -189,6 +189,7 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=1)
     parser.add_argument("--latency-ms", type=int, default=5, help="the fake's latency per call (slows the push)")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--fake-port", type=int, default=0, help="the fake WeChat's port (default: a free one)")
     args = parser.parse_args()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if not scenarios or any(s not in SCENARIOS for s in scenarios) or args.n < 1:
@@ -199,48 +200,26 @@ def main() -> int:
     redis_server.start()
     os.environ["REDIS_URL"] = redis_server.url
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wcrm_bench_chaos")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "wechat_crm.settings.base"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    os.environ["WECHAT_API_BASE_URL"] = url  # the fake refuses to start unless the product points at it
-    fake_proc = subprocess.Popen(
-        [sys.executable, "manage.py", "fake_wechat", "--port", str(port), "--quiet", "--workers", "2",
-         "--state-dir", tempfile.mkdtemp(prefix="chaos-fake-")],
-        cwd=ROOT, env={**os.environ},
-    )  # fmt: skip
-    env = {
-        **os.environ,
-        "DATABASE_CONN_MAX_AGE": "600",
-        "PUSH_STALLED_AFTER_SECONDS": "15",
-        "WECHAT_HTTP_TIMEOUT": "1.5",  # the late answers (3 s) of the faults scenario time out
-    }
     results = []
     try:
-        ensure_database(os.environ["DATABASE_URL"])
-        import django
-
-        django.setup()
-        from django.conf import settings
-
-        from wechat_crm.wechat.fake.control import FakeWeChat
-
-        fake = FakeWeChat(url)
-        fake.wait_ready(30)
-        fake.reset(appid=settings.WECHAT_APP_ID, secret=settings.WECHAT_APP_SECRET, job_finish_events=False)
-        for scenario in scenarios:
-            r = run(scenario, args, env, fake, redis_server)
-            results.append(r)
-            print(
-                f"{scenario:7} {args.n} recipients in {r['elapsed']:.1f} s ({'; '.join(r['events']) or 'no event'}"
-                f"{'; faults ' + str(dict(r['faults'])) if r['faults'] else ''}): duplicated {r['duplicated']}, "
-                f"lost {r['lost']}, unknown {r['unknown']} ({r['unknown_accepted']} of them accepted by WeChat), "
-                f"strangers {r['strangers']}; fake accepted {r['accepted']}; statuses {r['statuses']}",
-                flush=True,
-            )
+        with bench_setup(name="chaos", port=args.fake_port) as (fake, _url):
+            env = {
+                **os.environ,
+                "DATABASE_CONN_MAX_AGE": "600",
+                "PUSH_STALLED_AFTER_SECONDS": "15",
+                "WECHAT_HTTP_TIMEOUT": "1.5",  # the late answers (3 s) of the faults scenario time out
+            }
+            for scenario in scenarios:
+                r = run(scenario, args, env, fake, redis_server)
+                results.append(r)
+                print(
+                    f"{scenario:7} {args.n} recipients in {r['elapsed']:.1f} s ({'; '.join(r['events']) or 'no event'}"
+                    f"{'; faults ' + str(dict(r['faults'])) if r['faults'] else ''}): duplicated {r['duplicated']}, "
+                    f"lost {r['lost']}, unknown {r['unknown']} ({r['unknown_accepted']} of them accepted by WeChat), "
+                    f"strangers {r['strangers']}; fake accepted {r['accepted']}; statuses {r['statuses']}",
+                    flush=True,
+                )
     finally:
-        fake_proc.terminate()
-        fake_proc.wait(10)
         redis_server.stop()
     ok = all(not (r["duplicated"] or r["lost"] or r["strangers"]) for r in results)
     print(f"target 0 duplicated and 0 lost in every scenario: {'met' if ok else 'MISSED'}")

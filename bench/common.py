@@ -3,15 +3,17 @@ referee: the fake WeChat's log of accepted calls, per openid."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -35,6 +37,41 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
     env = {"DJANGO_SETTINGS_MODULE": "wechat_crm.settings.base", **os.environ, "DATABASE_URL": url}  # not production
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True)
+
+
+@contextlib.contextmanager
+def bench_setup(*, name: str, fake_workers: int = 2, port: int = 0) -> Iterator[tuple[object, str]]:
+    """What a benchmark against the fake WeChat does first, and undoes last: Django set up on its base settings (not
+    production's, logs at WARNING) with the product pointed at the fake; the fake server started on `port` (a free
+    one when 0) with `fake_workers` workers and a state directory of its own; DATABASE_URL's database created and
+    migrated; the fake reset for the product's app id, job-finish events off. Yields (the fake's control client,
+    its URL); the fake is stopped on the way out. Set REDIS_URL and DATABASE_URL before entering."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "wechat_crm.settings.base"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}/"
+    os.environ["WECHAT_API_BASE_URL"] = url  # the fake refuses to start unless the product points at it
+    fake_proc = subprocess.Popen(
+        [sys.executable, "manage.py", "fake_wechat", "--port", str(port), "--quiet", "--workers", str(fake_workers),
+         "--state-dir", tempfile.mkdtemp(prefix=f"bench-{name}-fake-")],
+        cwd=ROOT, env={**os.environ},
+    )  # fmt: skip
+    try:
+        ensure_database(os.environ["DATABASE_URL"])
+        import django
+
+        django.setup()
+        from django.conf import settings
+
+        from wechat_crm.wechat.fake.control import FakeWeChat
+
+        fake = FakeWeChat(url)
+        fake.wait_ready(30)
+        fake.reset(appid=settings.WECHAT_APP_ID, secret=settings.WECHAT_APP_SECRET, job_finish_events=False)
+        yield fake, url
+    finally:
+        fake_proc.terminate()
+        fake_proc.wait(10)
 
 
 def run_threads(count: int, target: Callable[[int], None]) -> float:

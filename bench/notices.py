@@ -22,7 +22,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import accepted_per_openid, ensure_database, exactly_once, free_port, run_threads  # noqa: E402
+from bench.common import accepted_per_openid, bench_setup, exactly_once, run_threads  # noqa: E402
 from bench.push import fill, start_worker, stop_worker  # noqa: E402
 
 BIZSEND = "/cgi-bin/message/subscribe/bizsend"
@@ -151,37 +150,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="requests in flight per page task")
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--fake-workers", type=int, default=2)
+    parser.add_argument("--fake-port", type=int, default=0, help="the fake WeChat's port (default: a free one)")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/7")
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wcrm_bench_notices")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "wechat_crm.settings.base"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    os.environ["WECHAT_API_BASE_URL"] = url
-    state_dir = tempfile.mkdtemp(prefix="bench-notices-fake-")
-    fake_proc = subprocess.Popen(
-        [sys.executable, "manage.py", "fake_wechat", "--port", str(port), "--quiet", "--workers",
-         str(args.fake_workers), "--state-dir", state_dir],
-        cwd=ROOT, env={**os.environ},
-    )  # fmt: skip
-    env = {**os.environ, "PUSH_SEND_THREADS": str(args.threads), "PUSH_PAGE_SIZES": f"notice={args.page}",
-           "WECHAT_HTTP_POOL_SIZE": str(max(8, args.threads)), "DATABASE_CONN_MAX_AGE": "600"}  # fmt: skip
-    try:
-        ensure_database(os.environ["DATABASE_URL"])
-        import django
-
-        django.setup()
-        from django.conf import settings
-
-        from wechat_crm.wechat.fake.control import FakeWeChat
-
-        fake = FakeWeChat(url)
-        fake.wait_ready(30)
-        fake.reset(appid=settings.WECHAT_APP_ID, secret=settings.WECHAT_APP_SECRET, job_finish_events=False)
+    with bench_setup(name="notices", fake_workers=args.fake_workers, port=args.fake_port) as (fake, url):
+        env = {**os.environ, "PUSH_SEND_THREADS": str(args.threads), "PUSH_PAGE_SIZES": f"notice={args.page}",
+               "WECHAT_HTTP_POOL_SIZE": str(max(8, args.threads)), "DATABASE_CONN_MAX_AGE": "600"}  # fmt: skip
         load = os.getloadavg()[0]
         print(f"fake WeChat at {url} ({args.fake_workers} workers); worker and tight loop: {args.concurrency} "
               f"processes x {args.threads} threads; load average {load:.1f}", flush=True)  # fmt: skip
@@ -197,9 +175,6 @@ def main() -> None:
                 f"tight loop {res['base_check']}; load average now {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-    finally:
-        fake_proc.terminate()
-        fake_proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CELERY = str(Path(sys.executable).with_name("celery"))
 
-from bench.common import accepted_per_openid, ensure_database, exactly_once, free_port, tight_loop_processes  # noqa: E402
+from bench.common import accepted_per_openid, bench_setup, exactly_once, tight_loop_processes  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
@@ -223,46 +223,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="requests in flight per page task")
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--fake-workers", type=int, default=2)
+    parser.add_argument("--fake-port", type=int, default=0, help="the fake WeChat's port (default: a free one)")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the worker and the fake when killed
 
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/7")
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wcrm_bench_push")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "wechat_crm.settings.base"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    os.environ["WECHAT_API_BASE_URL"] = url  # the fake refuses to start unless the product points at it
-    state_dir = tempfile.mkdtemp(prefix="bench-push-fake-")
-    fake_proc = subprocess.Popen(
-        [sys.executable, "manage.py", "fake_wechat", "--port", str(port), "--quiet", "--workers",
-         str(args.fake_workers), "--state-dir", state_dir],
-        cwd=ROOT, env={**os.environ},
-    )  # fmt: skip
-    env = {
-        **os.environ,
-        "PUSH_SEND_THREADS": str(args.threads),
-        "PUSH_PAGE_SIZES": f"template={args.page}",
-        "WECHAT_HTTP_POOL_SIZE": str(max(8, args.threads)),
-        "DATABASE_CONN_MAX_AGE": "600",
-    }
-    try:
-        ensure_database(os.environ["DATABASE_URL"])
-        import django
-
-        django.setup()
-        from django.conf import settings
-
-        from wechat_crm.wechat.fake.control import FakeWeChat
-
-        fake = FakeWeChat(url)
-        fake.wait_ready(30)
-        fake.reset(appid=settings.WECHAT_APP_ID, secret=settings.WECHAT_APP_SECRET, job_finish_events=False)
+    with bench_setup(name="push", fake_workers=args.fake_workers, port=args.fake_port) as (fake, url):
+        env = {
+            **os.environ,
+            "PUSH_SEND_THREADS": str(args.threads),
+            "PUSH_PAGE_SIZES": f"template={args.page}",
+            "WECHAT_HTTP_POOL_SIZE": str(max(8, args.threads)),
+            "DATABASE_CONN_MAX_AGE": "600",
+        }
         print(
             f"fake WeChat at {url} ({args.fake_workers} workers); worker: {args.concurrency} processes x "
             f"{args.threads} threads, pages of {args.page}; tight loop: the same {args.concurrency} processes x "
-            f"{args.threads} threads",
+            f"{args.threads} threads; load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
         results = []
@@ -274,7 +253,7 @@ def main() -> None:
                 f"tight loop {res['base']:7.0f} msg/s  ratio {res['rate'] / res['base']:.2f}  "
                 f"worker RSS peak {res['peak_mb']:.0f} MB (idle {res['idle_mb']:.0f} MB, largest process "
                 f"{res['peak_one_mb']:.0f} MB)  deliveries {res['statuses']}; per openid from the fake's log: "
-                f"pipeline {res['check']}, tight loop {res['base_check']}",
+                f"pipeline {res['check']}, tight loop {res['base_check']}; load average now {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
         if len(results) > 1:
@@ -291,9 +270,6 @@ def main() -> None:
                 f"{res['n']}: ratio {ratio:.2f} (target >= 0.7: {'met' if ratio >= 0.7 else 'MISSED'}); exactly one "
                 f"accepted call per recipient and none for anyone else: {'yes' if once else 'NO'}"
             )
-    finally:
-        fake_proc.terminate()
-        fake_proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
-from unfold.contrib.filters.admin import RangeDateFilter, RangeDateTimeFilter, RangeNumericFilter
+from unfold.contrib.filters.admin import RangeDateFilter, RangeNumericFilter
 
 from wechat_crm import exports
+from wechat_crm.admin_filters import RangeDateTimeFilter
 from wechat_crm.exceptions import ApplicationError
 
 from . import attribution_reports, funnel

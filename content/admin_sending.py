@@ -9,8 +9,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
-from unfold.contrib.filters.admin import RangeDateTimeFilter
 
+from wechat_crm.admin_filters import RangeDateTimeFilter
 from wechat_crm.admin_lists import QuickCheckboxMixin
 from wechat_crm.admin_saving import adopt_saved
 from wechat_crm.exceptions import ApplicationError

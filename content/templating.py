@@ -21,7 +21,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.template import Context, Engine, TemplateSyntaxError
-from django.template.base import FilterExpression, Node, NodeList, TextNode, Variable, VariableNode
+from django.template.base import (
+    FilterExpression,
+    Node,
+    NodeList,
+    TextNode,
+    Variable,
+    VariableNode,
+    render_value_in_context,
+)
 from django.template.defaulttags import CommentNode, FirstOfNode, IfNode, NowNode, WithNode
 from django.utils.translation import gettext as _
 
@@ -282,6 +290,68 @@ def render_fields(compiled: CompiledFields, context: dict[str, Any]) -> dict[str
             item["color"] = color
         data[key] = item
     return data
+
+
+def _subscriber_field(node: Node) -> str | None:
+    """The field of a plain {{ subscriber.<field> }} (no filter), else None."""
+    fe = getattr(node, "filter_expression", None)
+    if not isinstance(node, VariableNode) or fe.filters or not isinstance(fe.var, Variable):
+        return None
+    lookups = fe.var.lookups or ()
+    if len(lookups) == 2 and lookups[0] == "subscriber" and lookups[1] in SUBSCRIBER_FIELDS:
+        return lookups[1]
+    return None
+
+
+def _mentions_subscriber(node: Node) -> bool:
+    """Whether a text or {{ variable }} node reads anything of the subscriber (any other node: assume it does)."""
+    if isinstance(node, TextNode):
+        return False
+    if not isinstance(node, VariableNode):
+        return True
+    fe = node.filter_expression
+    names = [fe.var] + [arg for _func, args in fe.filters for is_lookup, arg in args if is_lookup]
+    return any(isinstance(v, Variable) and v.lookups and v.lookups[0] == "subscriber" for v in names)
+
+
+class FieldsRenderer:
+    """`render_fields(compiled, {**shared, "subscriber": subscriber_context(sub)})` for each of many subscribers,
+    with the same result, but most of the work done once: a field that does not read the subscriber is rendered
+    once; a field of text, such values and plain {{ subscriber.<field> }} is joined from its parts (a text value
+    as it is, anything else as Django renders a value); only other fields ({% if %}, filters on the subscriber's
+    fields ...) go through the template engine per subscriber."""
+
+    def __init__(self, compiled: CompiledFields, shared: Mapping[str, Any]):
+        self.compiled = compiled
+        self.shared = dict(shared)
+        self.context = Context(self.shared, autoescape=False)  # for values that are not text, and constant parts
+        self.fields: list[tuple[str, str, Any]] = []  # (key, color, parts: a list of str | (field,), or None)
+        for key, tpl, color in compiled:
+            nodes = list(tpl.nodelist)
+            if not any(_mentions_subscriber(n) for n in nodes):
+                parts: Any = [tpl.render(self.context)]
+            elif all(_subscriber_field(n) or not _mentions_subscriber(n) for n in nodes):
+                parts = [(_subscriber_field(n),) if _subscriber_field(n) else n.render(self.context) for n in nodes]
+            else:
+                parts = None  # the engine, per subscriber
+            self.fields.append((key, color, parts))
+        self.needs_engine = any(parts is None for _key, _color, parts in self.fields)
+
+    def __call__(self, subscriber: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        ctx = None
+        if self.needs_engine:
+            ctx = Context({**self.shared, "subscriber": subscriber_context(subscriber)}, autoescape=False)
+        data: dict[str, dict[str, str]] = {}
+        for (key, color, parts), (_key, tpl, _color) in zip(self.fields, self.compiled, strict=True):
+            if parts is None:
+                value = tpl.render(ctx)
+            else:
+                value = "".join(p if isinstance(p, str) else self._value(subscriber.get(p[0], "")) for p in parts)
+            data[key] = {"value": value, "color": color} if color else {"value": value}
+        return data
+
+    def _value(self, value: Any) -> str:
+        return value if type(value) is str else render_value_in_context(value, self.context)
 
 
 def cache_clear() -> None:

@@ -8,8 +8,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from unfold.admin import ModelAdmin, StackedInline
-from unfold.contrib.filters.admin import RangeDateTimeFilter, RangeNumericFilter
+from unfold.contrib.filters.admin import RangeNumericFilter
 
+from wechat_crm.admin_filters import RangeDateTimeFilter
 from wechat_crm.exceptions import ApplicationError
 
 from . import journeys, menus

@@ -20,10 +20,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from unfold.admin import ModelAdmin
-from unfold.contrib.filters.admin import RangeDateTimeFilter, RelatedDropdownFilter
+from unfold.contrib.filters.admin import RelatedDropdownFilter
 
 from accounts.models import Interaction
 from content.models import MessageTemplate
+from wechat_crm.admin_filters import RangeDateTimeFilter
 from wechat_crm.admin_lists import QuickCheckboxMixin
 from wechat_crm.exceptions import ApplicationError
 from wechat_crm.paginators import EstimatedCountPaginator

@@ -61,7 +61,7 @@ def subscriber_follows(*, subscriber_id: int) -> bool:
 
 def preferences_for(*, subscriber_id: int) -> Preferences:
     """The person's preferences as the page shows them (four queries)."""
-    from content.notice_models import NoticeConsent, NoticeTemplate
+    from content.models import NoticeConsent, NoticeTemplate
 
     subscriber = Subscriber.objects.get(pk=subscriber_id)
     opted_out = set(subscriber.topics_opted_out.values_list("pk", flat=True))
@@ -144,7 +144,7 @@ def preferences_change(
         pushes_paused=pushes_paused,
     )
     if withdrawn:
-        from content.notice_models import NoticeConsentChange
+        from content.models import NoticeConsentChange
         from content.services.notices import ConsentDecision, notice_consents_record
 
         notice_consents_record(

@@ -206,3 +206,40 @@ def test_admin_saves_a_valid_template_and_bumps_its_version(staff_client):
     assert staff_client.post(f"/admin/content/messagetemplate/{template.pk}/change/", data).status_code == 302
     template.refresh_from_db()
     assert template.version == 2
+
+
+def test_a_push_page_renders_each_recipient_as_the_engine_does():
+    """The page's renderer does most of the work once (content.templating.FieldsRenderer): it must give every
+    recipient exactly what the template engine gives, whatever the field's shape and the value's type."""
+    article = services.article_publish(article=ArticleFactory(title="新品 & 上市"))
+    template = services.template_create(
+        title="t",
+        wechat_template_id="T",
+        article=article,
+        fields=[
+            {"key": "first", "value": "你好 {{ subscriber.nickname }}，{{ subscriber.city }}!", "color": "#173177"},
+            {"key": "keyword1", "value": "{{ article.title }} / {{ push.name|upper }}", "color": ""},
+            {"key": "keyword2", "value": '{{ subscriber.remark|default:"朋友" }}', "color": ""},
+            {"key": "keyword3", "value": "{% if subscriber.city %}{{ subscriber.city }}门店{% endif %}", "color": ""},
+            {"key": "keyword4", "value": "{{ subscriber.subscribed_at }} {{ subscriber.id }}", "color": ""},
+            {"key": "remark", "value": "plain text", "color": ""},
+        ],
+    )
+    context = services.template_context(article=article, push={"id": 7, "name": "spring", "send_at": None})
+    renderer = templating.FieldsRenderer(templating.compiled_for(template), context)
+    subscribers = [
+        {"id": 1, "nickname": "<Tom & Jerry>", "remark": "", "city": "上海", "subscribed_at": None},
+        {
+            "id": 2,
+            "nickname": "",
+            "remark": "王先生",
+            "city": "",
+            "subscribed_at": templating.SAMPLE_CONTEXT["push"]["send_at"],
+        },
+        {"id": 3, "nickname": 42, "remark": None},
+    ]
+    for subscriber in subscribers:
+        expected = services.template_render(template, subscriber=subscriber, context=context)
+        assert renderer(subscriber) == expected
+    assert renderer(subscribers[0])["first"] == {"value": "你好 <Tom & Jerry>，上海!", "color": "#173177"}
+    assert renderer(subscribers[2])["keyword4"]["value"].endswith(" 3")

@@ -219,9 +219,11 @@ for _item in env.list("PUSH_PAGE_SIZES", default=[]):
         PUSH_PAGE_SIZES[_channel.strip()] = int(_size)
     except ValueError:
         raise ImproperlyConfigured(f"PUSH_PAGE_SIZES: {_item!r} is not channel=size, e.g. template=500") from None
-# A page task writes its rows' outcomes after every PUSH_WRITE_EVERY messages: a worker killed mid-page leaves at most
-# that many rows "sending", which the beat marks unknown (never resent).
-PUSH_WRITE_EVERY = env.int("PUSH_WRITE_EVERY", default=50)
+# A page task claims, decides and writes its rows PUSH_WRITE_EVERY at a time (a few statements per chunk, so a larger
+# chunk costs less per message): a worker killed mid-page leaves at most that many rows "sending"; with Redis, those
+# whose message never started go back to the queue and those WeChat accepted become sent (content.services.deliveries.
+# StartMarks), only the requests in flight become unknown; without Redis, all of them become unknown (never resent).
+PUSH_WRITE_EVERY = env.int("PUSH_WRITE_EVERY", default=250)
 # The beat's safety net treats a push's page as stalled (its worker died, or its task was lost with the broker) when
 # its rows have been queued or sending for this long; a live page sends its rows in seconds.
 PUSH_STALLED_AFTER_SECONDS = env.int("PUSH_STALLED_AFTER_SECONDS", default=300)

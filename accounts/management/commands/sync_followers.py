@@ -17,14 +17,14 @@ from accounts.followers import FollowerSyncBusy, FollowerSyncError, follower_syn
 
 
 class Command(BaseCommand):
-    help = "Import the account's existing followers from WeChat, resuming an unfinished import."
+    help = _("Import the account's existing followers from WeChat, resuming an unfinished import.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--restart", action="store_true", help="Start from the first page again.")
+        parser.add_argument("--restart", action="store_true", help=_("Start from the first page again."))
         parser.add_argument(
-            "--max-pages", type=int, default=None, help="Stop after this many pages of 10,000 followers."
+            "--max-pages", type=int, default=None, help=_("Stop after this many pages of 10,000 followers.")
         )
-        parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+        parser.add_argument("--no-progress", action="store_true", help=_("No progress bar."))
 
     def handle(self, *args, restart: bool, max_pages: int | None, no_progress: bool, **options):
         if max_pages is not None and max_pages < 1:

@@ -16,12 +16,12 @@ from campaigns.attribution import conversions_backfill
 
 
 class Command(BaseCommand):
-    help = "Fill in the first-touch channel and the last-touch push and content of conversions that lack them."
+    help = _("Fill in the first-touch channel and the last-touch push and content of conversions that lack them.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=1000, help="Conversions per transaction.")
-        parser.add_argument("--after-id", type=int, default=0, help="Start after this conversion id.")
-        parser.add_argument("--all", action="store_true", help="Derive every conversion's last touch again.")
+        parser.add_argument("--batch-size", type=int, default=1000, help=_("Conversions per transaction."))
+        parser.add_argument("--after-id", type=int, default=0, help=_("Start after this conversion id."))
+        parser.add_argument("--all", action="store_true", help=_("Derive every conversion's last touch again."))
 
     def handle(self, *args, batch_size: int, after_id: int, **options):
         if batch_size < 1:

@@ -3,22 +3,26 @@ push's values: its template's rendered fields and tracked link, or its article's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from wechat_crm.wechat import messages
 from wechat_crm.wechat.messages import Payload
 
+from ... import templating
 from ...models import Push
 
 
 class Renderer:
-    """One recipient's message. The context shared by the page's recipients is built once."""
+    """One recipient's message. What the page's recipients share is built once: the rendering context, the fields
+    that do not read the subscriber (content.templating.FieldsRenderer), the tracked link's target and link row;
+    per recipient remain the subscriber's values and the link's signature."""
 
     def __init__(self, push: Push):
-        from .. import links_rewrite, template_context, template_render, template_url
+        from .. import links_rewrite, template_context, template_url_maker
 
         self.push = push
-        self._render, self._url, self._rewrite = template_render, template_url, links_rewrite
+        self._rewrite = links_rewrite
         self.context = template_context(article=push.article, push=push)
         template = push.template
         self._miniprogram = (
@@ -26,27 +30,39 @@ class Renderer:
             if template is not None
             else None
         )
+        self._fields = self._url = None
+        if template is not None:
+            shared = dict(self.context)
+            if "article" not in shared and template.article_id is not None:  # as content.services.template_render
+                shared["article"] = templating.article_context(template.article)
+            self._fields = templating.FieldsRenderer(templating.compiled_for(template), shared)
+            self._url = template_url_maker(template, push_id=push.pk)
+        self._article_link: Callable[[int], str] | None = None  # built on first use (notices, cards)
+
+    def article_link(self, subscriber_id: int) -> str:
+        """The push's article through its tracked link, for one recipient."""
+        if self._article_link is None:
+            from .. import link_tracker
+
+            article = self.push.article
+            self._article_link = link_tracker(article.public_url(), push_id=self.push.pk, content_id=article.pk)
+        return self._article_link(subscriber_id)
 
     def template(self, sub: dict[str, Any]) -> Payload:
         """A template message: the template's fields rendered for the recipient, and its tracked link."""
-        t = self.push.template
         return messages.template_message(
             openid=sub["openid"],
-            template_id=t.wechat_template_id,
-            data=self._render(t, subscriber=sub, context=self.context),
-            url=self._url(t, subscriber_id=sub["id"], push_id=self.push.pk),
+            template_id=self.push.template.wechat_template_id,
+            data=self._fields(sub),
+            url=self._url(sub["id"]),
             miniprogram=self._miniprogram,
         )
 
     def notice(self, sub: dict[str, Any]) -> Payload:
         """A subscription notice: the template's values (checked when the push was saved), opening the article
         through its tracked link (or nothing)."""
-        push, article = self.push, self.push.article
-        page = ""
-        if article is not None:
-            from .. import link_track
-
-            page = link_track(article.public_url(), subscriber_id=sub["id"], push_id=push.pk, content_id=article.pk)
+        push = self.push
+        page = self.article_link(sub["id"]) if push.article is not None else ""
         return messages.subscription_notice(
             openid=sub["openid"], template_id=push.notice_template.template_id, data=push.notice_values, page=page
         )
@@ -55,12 +71,10 @@ class Renderer:
         """A customer-service message: the article's card with its tracked link, or the text with tracked links."""
         push, article = self.push, self.push.article
         if article is not None:
-            from .. import link_track
-
             card = messages.NewsArticle(
                 title=article.title,
                 description=article.digest,
-                url=link_track(article.public_url(), subscriber_id=sub["id"], push_id=push.pk, content_id=article.pk),
+                url=self.article_link(sub["id"]),
                 picurl=article.cover_url(),
             )
             return messages.custom_news(openid=sub["openid"], articles=[card])

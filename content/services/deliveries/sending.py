@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import threading
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -80,9 +83,10 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
     3. the send policy (conversations.policy) decides for the chunk's recipients in a few queries (their fields
        for rendering loaded by the same SELECT); skips are written with their reasons, quotas counted from our rows;
     4. the rest is sent through the client (a page of template or customer-service messages over its kept-alive
-       pool, or one mass send);
-    5. the outcomes are written with one statement (outcomes.py) per PUSH_WRITE_EVERY messages sent, so that a
-       worker killed mid-page leaves few rows whose outcome is unknown;
+       pool, or one mass send); while a chunk's messages are in flight, the next chunk is claimed, decided and
+       rendered, so that the pool is kept busy;
+    5. the outcomes are written with one statement (outcomes.py) per chunk of PUSH_WRITE_EVERY messages, so that a
+       worker killed mid-page leaves few rows whose outcome is unknown (StartMarks);
     6. rows WeChat asked to retry later go back to queued with not_before, and the task re-queues itself.
     """
     out = PageOutcome()
@@ -112,40 +116,77 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
         return out
 
     # Claimed a chunk at a time (PUSH_WRITE_EVERY rows; a mass send's whole page at once) and each chunk's outcomes
-    # written before the next is claimed: a worker killed mid-page leaves at most one chunk "sending" (unknown,
-    # never resent); the rest of the page stays queued for the task's next delivery or the beat.
-    every = None if push.is_mass else max(1, int(getattr(settings, "PUSH_WRITE_EVERY", 50)))
+    # written once its messages are answered. The next chunk is claimed, decided and rendered while the current one's
+    # messages are in flight (in the background), so the send pool never waits for the database: a worker killed
+    # mid-page leaves at most two chunks "sending", the second with no message started (StartMarks queues it again);
+    # the rest of the page stays queued for the task's next delivery or the beat.
+    every = None if push.is_mass else max(1, int(getattr(settings, "PUSH_WRITE_EVERY", 250)))
     renderer: Renderer | None = None
-    retry_in: float | None = None
-    while True:
-        with transaction.atomic():  # the claim commits only once its start marks exist (see StartMarks)
-            claimed = _claim(push_id, lo, hi, now, limit=every)
-            marks = StartMarks.begin(push_id, [(c.delivery_id, c.attempts) for c in claimed]) if every else None
-        if not claimed:
-            break
-        out.claimed += len(claimed)
-        renderer = renderer or Renderer(push)
-        chunk = _send_chunk(push, policy, renderer, claimed, now, threads, marks)
-        for status, n in chunk.counts.items():
-            out.counts[status] = out.counts.get(status, 0) + n
-        if chunk.retry_in is not None:
-            retry_in = chunk.retry_in if retry_in is None else max(retry_in, chunk.retry_in)
-        if chunk.defer_until is not None:
-            out.defer_until = max(out.defer_until or chunk.defer_until, chunk.defer_until)
-        if every is None or not Push.objects.filter(pk=push_id, status=Push.Status.SENDING).exists():
-            break  # a mass page is one call; a push cancelled meanwhile sends no further chunk
-        now = timezone.now()
+    in_flight: _InFlight | None = None
+    try:
+        while True:
+            with transaction.atomic():  # the claim commits only once its start marks exist (see StartMarks)
+                claimed = _claim(push_id, lo, hi, now, limit=every)
+                marks = StartMarks.begin(push_id, [(c.delivery_id, c.attempts) for c in claimed]) if every else None
+            chunk: _Chunk | None = None
+            if claimed:
+                out.claimed += len(claimed)
+                renderer = renderer or Renderer(push)
+                chunk = _chunk_prepare(push, policy, renderer, claimed, now, threads, marks)
+            if in_flight is not None:
+                done, in_flight = in_flight, None
+                _outcome_add(out, _chunk_finish(push, policy, done))
+                if chunk is not None and not Push.objects.filter(pk=push_id, status=Push.Status.SENDING).exists():
+                    _chunk_release(chunk, timezone.now())  # cancelled meanwhile: no further chunk is sent
+                    break
+            if chunk is None:
+                break
+            if every is None:  # a mass page is one call
+                _outcome_add(out, _chunk_finish(push, policy, _chunk_start(chunk, background=False)))
+                break
+            in_flight = _chunk_start(chunk, background=True)
+            now = timezone.now()
+    finally:
+        if in_flight is not None:  # an error preparing the next chunk: the one in flight is still written
+            _outcome_add(out, _chunk_finish(push, policy, in_flight))
     if out.claimed:
         Push.objects.filter(pk=push_id).update(updated_at=timezone.now())
     out.sent = out.counts.get(D.SENT, 0)
     out.skipped = out.counts.get(D.SKIPPED, 0)
-    out.retry_in = retry_in
-    if retry_in is None and out.defer_until is None:
+    if out.retry_in is None and out.defer_until is None:
         push_finish_if_done(push_id=push_id)
     return out
 
 
-def _send_chunk(
+def _outcome_add(out: PageOutcome, chunk: ChunkSent) -> None:
+    for status, n in chunk.counts.items():
+        out.counts[status] = out.counts.get(status, 0) + n
+    if chunk.retry_in is not None:
+        out.retry_in = chunk.retry_in if out.retry_in is None else max(out.retry_in, chunk.retry_in)
+    if chunk.defer_until is not None:
+        out.defer_until = max(out.defer_until or chunk.defer_until, chunk.defer_until)
+
+
+@dataclass
+class _Chunk:
+    """A claimed chunk, decided and rendered: the skips and quota refusals (in `result`), and the messages to send."""
+
+    claimed: Sequence[Claim]
+    now: dt.datetime
+    marks: StartMarks | None
+    sendable: list[Sendable]  # passed the send policy (notices' credits are counted from these)
+    to_send: list[Sendable]  # ... and WeChat's quotas
+    result: ChunkResult
+    send: Any = None  # () -> ChunkResult: the chunk's messages, sent
+    mass: bool = False
+
+
+class _InFlight(NamedTuple):
+    chunk: _Chunk
+    future: Future | None  # the ChunkResult of its messages, being sent in the background (None: nothing to send)
+
+
+def _chunk_prepare(
     push: Push,
     policy: SendPolicy,
     renderer: Renderer,
@@ -153,8 +194,8 @@ def _send_chunk(
     now: dt.datetime,
     threads: int | None,
     marks: StartMarks | None = None,
-) -> ChunkSent:
-    """Skip, send and write the outcomes of one claimed chunk."""
+) -> _Chunk:
+    """The send policy's decisions and WeChat's quotas for a claimed chunk, and its messages rendered."""
     decisions, subs = decisions_for(push, policy, [c.subscriber_id for c in claimed], now)
     result = ChunkResult()
     sendable: list[Sendable] = []
@@ -168,20 +209,63 @@ def _send_chunk(
             sendable.append(Sendable(claim.delivery_id, subs[claim.subscriber_id], claim.attempts))
     split = quotas_apply(push, policy, sendable, now, claimed=len(claimed))
     result.updates += split.over
+    chunk = _Chunk(claimed, now, marks, sendable, split.sendable, result, mass=push.is_mass)
     if split.sendable and not push.is_mass:
-        result.extend(_send_messages(push, policy, renderer, split.sendable, threads, marks))
+        chunk.send = _messages_sender(push, policy, renderer, split.sendable, threads, marks)
     elif split.sendable:
-        result.extend(_send_mass(push, renderer, split.sendable, policy))
+        chunk.send = lambda: _send_mass(push, renderer, split.sendable, policy)
+    return chunk
+
+
+def _chunk_start(chunk: _Chunk, *, background: bool) -> _InFlight:
+    """Send the chunk's messages: in this process's background sender thread, or here and now."""
+    if chunk.send is None:
+        return _InFlight(chunk, None)
+    if not background:
+        future: Future = Future()
+        future.set_result(chunk.send())
+        return _InFlight(chunk, future)
+    return _InFlight(chunk, _background().submit(chunk.send))
+
+
+def _chunk_finish(push: Push, policy: SendPolicy, in_flight: _InFlight) -> ChunkSent:
+    """Wait for the chunk's messages and write every row's outcome (one statement), its retries, who left."""
+    chunk = in_flight.chunk
+    result = chunk.result
+    if in_flight.future is not None:
+        result.extend(in_flight.future.result())
     requeue = retries_requeue(result.retries, policy)
     updates = result.updates + requeue.updates
     updates_write(updates)
-    if marks is not None:
-        marks.forget()
-    mark_not_following(result.gone, now)
+    if chunk.marks is not None:
+        chunk.marks.forget()
+    mark_not_following(result.gone, chunk.now)
     if push.channel == Push.Channel.NOTICE:
-        _notice_consents_used(push, sendable, updates, result.refused)
+        _notice_consents_used(push, chunk.sendable, updates, result.refused)
     later = [u.not_before for u in result.updates if u.status == D.QUEUED and u.not_before is not None]
     return ChunkSent(Counter(update.status for update in updates), requeue.delay, max(later) if later else None)
+
+
+def _chunk_release(chunk: _Chunk, now: dt.datetime) -> None:
+    """A chunk claimed but not sent (its push was cancelled meanwhile, the only way out of sending while rows are
+    open): its rows are skipped as the cancelled push's queued rows are; none of its messages started."""
+    updates_write([skipped(c.delivery_id, "cancelled", now) for c in chunk.claimed])
+    if chunk.marks is not None:
+        chunk.marks.forget()
+
+
+_sender: tuple[int, ThreadPoolExecutor] | None = None
+_sender_lock = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """This process's thread that sends a chunk's messages while the page task prepares the next chunk (one: a page
+    task has one chunk in flight; created after fork, never shared with a parent process)."""
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender[0] != os.getpid():
+            _sender = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="push-chunk"))
+        return _sender[1]
 
 
 def _notice_consents_used(
@@ -197,15 +281,16 @@ def _notice_consents_used(
     notice_refused(subscriber_ids=refused, template=push.notice_template)
 
 
-def _send_messages(
+def _messages_sender(
     push: Push,
     policy: SendPolicy,
     renderer: Renderer,
     sendable: Sequence[Sendable],
     threads: int | None,
     marks: StartMarks | None,
-) -> ChunkResult:
-    """Template or customer-service messages, one per recipient, over the client's kept-alive pool."""
+) -> Any:
+    """Template or customer-service messages, one per recipient, rendered now; the returned function sends them over
+    the client's kept-alive pool (no database access: it may run in another thread) and classifies the results."""
     from wechat_crm.wechat.client import get_client
 
     client = get_client()
@@ -218,8 +303,11 @@ def _send_messages(
     payloads = [build(s.recipient) for s in sendable]
     block = threads or settings.PUSH_SEND_THREADS
     hooks = marks.hooks([(s.delivery_id, s.attempts) for s in sendable], block=block) if marks else {}
-    results = send(payloads, threads=threads, **hooks)
-    return results_classify(sendable, results, policy)
+
+    def run() -> ChunkResult:
+        return results_classify(sendable, send(payloads, threads=threads, **hooks), policy)
+
+    return run
 
 
 def _send_mass(push: Push, renderer: Renderer, sendable: Sequence[Sendable], policy: SendPolicy) -> ChunkResult:

@@ -31,7 +31,7 @@ def _template(title: str, wechat_id: str, first: str) -> MessageTemplate:
 
 
 class Command(BaseCommand):
-    help = "Load the conversations demo examples (welcome series, dormant-lead follow-up, menu, auto-replies)."
+    help = _("Load the conversations demo examples (welcome series, dormant-lead follow-up, menu, auto-replies).")
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:

@@ -13,7 +13,7 @@ DEMO_USERNAME = "admin"
 
 
 class Command(BaseCommand):
-    help = "Create the demo superuser (printing its login) and load demo data. Safe to run again."
+    help = _("Create the demo superuser (printing its login) and load demo data. Safe to run again.")
 
     def handle(self, *args, **options) -> None:
         demo_refuse_unsafe()
