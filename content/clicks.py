@@ -118,14 +118,15 @@ def _append_connection(client):
 
 
 def _append(client, keys: list[str], args: list) -> int:
-    """The append script, by its SHA-1 (loaded on first use); one round trip. A connection found broken (Redis
-    restarted since its last use) is opened again once."""
+    """The append script, by its SHA-1 (loaded on first use); one round trip. A connection that worked before and is
+    found broken (Redis restarted since) is opened again once; a connection that cannot be opened is not retried."""
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import NoScriptError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     conn = _append_connection(client)
     for attempt in (1, 2):
+        reused = conn._sock is not None
         try:
             try:
                 conn.send_command("EVALSHA", _APPEND_SHA, len(keys), *keys, *args)
@@ -135,7 +136,7 @@ def _append(client, keys: list[str], args: list) -> int:
                 return conn.read_response()
         except (RedisConnectionError, RedisTimeoutError, OSError):
             conn.disconnect()
-            if attempt == 2:
+            if attempt == 2 or not reused:
                 raise
     raise AssertionError("unreachable")
 

@@ -321,8 +321,8 @@ def link_click_record(*, token: str, at: datetime | None = None) -> str:
         dedupe_key=f"link_click:{clicker}:{int(now.timestamp()) // window}",
         marker=f"link_click:{clicker}",
     )
-    if not buffered:
-        click_store(payload=payload, subscriber_id=payload.subscriber_id, url=url, at=now)
+    if not buffered:  # Redis did not answer: the time slot's dedupe key alone stops repeats
+        click_store(payload=payload, subscriber_id=payload.subscriber_id, url=url, at=now, window_checked=True)
     return url
 
 
@@ -334,16 +334,19 @@ def click_store(
     kind: str = Interaction.Kind.LINK_CLICK,
     extra: Mapping[str, Any] | None = None,
     at: datetime | None = None,
+    window_checked: bool = False,
 ) -> int | None:
     """Store one click of the link by `subscriber_id` (the link's own subscriber, or whoever web authorisation
     found in WeChat's browser) as an interaction of `kind`: "link_click" (touching last_interaction_at) or
     "link_forward" (someone who does not follow: their row is not touched). The id of the new interaction; None
-    for a repeat within the click window or a subscriber that no longer exists."""
+    for a repeat within the click window or a subscriber that no longer exists. `window_checked`: the caller
+    already tried the cache's marker (the click buffer, when Redis did not answer): not asked again."""
     now = at or timezone.now()
     window = max(1, int(settings.TRACKED_LINK_CLICK_WINDOW))
     clicker = f"{subscriber_id}:{payload.link_id}:{payload.push_id or 0}"
     prefix = "link_click" if kind == Interaction.Kind.LINK_CLICK else str(kind)
-    if not _click_first_in_window(f"{prefix}:{clicker}" if prefix != "link_click" else clicker, window):
+    marker = f"{prefix}:{clicker}" if prefix != "link_click" else clicker
+    if not window_checked and not _click_first_in_window(marker, window):
         return None
     # One commit for both statements; no savepoint inside a caller's transaction (the view runs in autocommit: a
     # repeat of the time slot rolls back both and redirects).
