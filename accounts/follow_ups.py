@@ -93,9 +93,11 @@ def interactions_process(
 def interactions_drain(*, run: FollowUpRunner, interaction_ids: Sequence[int], max_batches: int = 20) -> int:
     """The outbox relay's task: process the given interactions and, by batches of the oldest pending ones, whatever
     else is pending (up to `max_batches`): when the worker falls behind, the tasks queued behind this one find their
-    interactions done and cost one query each. Returns how many were processed."""
+    interactions done and cost one query each (they return at once). Returns how many were processed."""
     if len(_failed) > 10_000:
         _failed.clear()
+    if interaction_ids and not Interaction.objects.filter(pk__in=interaction_ids, processed_at__isnull=True).exists():
+        return 0  # an earlier task drained them: whatever else is pending has its own task queued (one query)
     done = 0
     for _ in range(max_batches):
         result = interactions_process(run=run, limit=PROCESS_BATCH, exclude=_failed)

@@ -30,6 +30,7 @@ REDIS_URL (default redis://127.0.0.1:6379/7, flushed at the start) is the broker
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import secrets
@@ -252,7 +253,7 @@ def run_burst(n: int, args, env: dict, port: int, fake, database_url: str, redis
         ingest = outcome["last"] - started
         deadline = time.monotonic() + args.timeout
         with psycopg.connect(database_url, autocommit=True) as conn:
-            zero_since, cleared = None, {}
+            zero_since, cleared, traced = None, {}, 0.0
             while True:
                 left = pending(conn, redis)
                 for what, count in left.items():  # when each kind of pending work last reached zero
@@ -266,6 +267,14 @@ def run_burst(n: int, args, env: dict, port: int, fake, database_url: str, redis
                         break
                 else:
                     zero_since = None
+                if os.environ.get("PIPELINE_BENCH_TRACE") and time.time() - traced >= 5:  # what is still queued
+                    traced = time.time()
+                    names: dict[str, int] = {}
+                    for q in QUEUES:
+                        for raw in redis.lrange(q, 0, -1):
+                            name = json.loads(raw).get("headers", {}).get("task", "?")
+                            names[name] = names.get(name, 0) + 1
+                    print(f"    {traced - started:6.1f} s: {left} {names}", flush=True)
                 if time.monotonic() > deadline or worker.poll() is not None:
                     raise SystemExit(f"not drained: {left}\n{log.read_text()[-3000:]}")
                 time.sleep(0.1)
@@ -316,6 +325,7 @@ def main() -> int:
     parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery worker processes (default 2)")
     parser.add_argument("--worker-queues", default="inbound,outbound,default,reports")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--port", type=int, default=0, help="the fake WeChat's port, the callback's the next one")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if min(sizes) < 10 or not 0 < args.follow_share <= 1:
@@ -335,7 +345,7 @@ def main() -> int:
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
     )
-    fake_port = free_port()
+    fake_port = args.port or free_port()
     fake_url = f"http://127.0.0.1:{fake_port}/"
     os.environ["WECHAT_API_BASE_URL"] = fake_url
     fake_proc = subprocess.Popen(
@@ -359,7 +369,7 @@ def main() -> int:
         fake.wait_ready(30)
         fake.reset(appid=settings.WECHAT_APP_ID, secret=settings.WECHAT_APP_SECRET, job_finish_events=False,
                    enforce_cs_window=False)  # fmt: skip
-        port = free_port()
+        port = args.port + 1 if args.port else free_port()
         server = start_server(port, {**os.environ}, workers=args.web_workers)
         print(
             f"gunicorn {args.web_workers} sync workers; Celery worker {args.worker_concurrency} processes on "

@@ -71,3 +71,12 @@ def push_tallies_compact() -> int:
     from .services.deliveries import tallies
 
     return tallies.tallies_compact()
+
+
+@shared_task(name="content.tasks.link_clicks_drain")
+def link_clicks_drain() -> int:
+    """Store the tracked-link clicks waiting in the click buffer (content.clicks), by batches, exactly once. Asked
+    for by the redirect (at most once a second) and run by the beat every minute; one drain at a time."""
+    from . import clicks
+
+    return clicks.clicks_drain()

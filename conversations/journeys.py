@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -26,6 +27,7 @@ from django.utils.translation import gettext as _
 from accounts import kinds
 from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
+from content.models import SendPolicy
 from wechat_crm.db import reads_reports
 
 from . import policy, scores, services
@@ -346,10 +348,78 @@ def _text(step: JourneyStep, subscriber: Subscriber, topic_name: str) -> str:
     return step.text.replace("{nickname}", subscriber.nickname or "").replace("{topic}", topic_name)
 
 
-def _act(step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscriber, now: dt.datetime) -> str:
+def _content(step: JourneyStep, topic_id: int | None) -> tuple[str, list[Any], list[int]]:
+    """A message step's topic name, articles and their topics (for the topic opt-outs)."""
+    from content.models import Article, Topic
+
+    topic_name = Topic.objects.filter(pk=topic_id).values_list("name", flat=True).first() or "" if topic_id else ""
+    if step.content == JourneyStep.Content.ARTICLE:
+        articles = [step.article]
+    elif step.content == JourneyStep.Content.TOPIC_BEST:
+        articles = _topic_articles(topic_id)
+    else:
+        articles = []
+    topic_ids = {topic_id} if topic_id else set()
+    if articles:
+        topic_ids |= set(Article.topics.through.objects.filter(article_id__in=[a.pk for a in articles])
+                         .values_list("topic_id", flat=True))  # fmt: skip
+    return topic_name, articles, sorted(topic_ids)
+
+
+class _Batch:
+    """What a batch of due enrollments shares, each loaded or asked once for the batch: the journeys' steps, the
+    subscribers (a subscriber with one enrollment in the batch: its first step uses the row loaded here), each
+    message step's content per topic, and the send policy's channel for the enrollments whose due step is a
+    message (one `journey_channels` per step and topics; the worker asks the policy again before sending)."""
+
+    def __init__(self, enrollments: Sequence[JourneyEnrollment], now: dt.datetime) -> None:
+        self.steps: dict[int, list[JourneyStep]] = {}
+        for step in (
+            JourneyStep.objects.filter(journey_id__in={e.journey_id for e in enrollments})
+            .select_related("article", "template", "notice_template", "tag")
+            .order_by("journey_id", "position", "id")
+        ):
+            self.steps.setdefault(step.journey_id, []).append(step)
+        counts = Counter(e.subscriber_id for e in enrollments)
+        self._fresh = Subscriber.objects.in_bulk([pk for pk, n in counts.items() if n == 1])
+        self._contents: dict[tuple[int, int | None], tuple[str, list[Any], list[int]]] = {}
+        self.choices: dict[tuple[int, int], policy.Choice] = {}
+        groups: dict[tuple[int, tuple[int, ...]], tuple[JourneyStep, list[JourneyEnrollment]]] = {}
+        for enrollment in enrollments:
+            steps = self.steps.get(enrollment.journey_id, [])
+            if enrollment.subscriber_id not in self._fresh or enrollment.next_position >= len(steps):
+                continue
+            step = steps[enrollment.next_position]
+            if step.action != JourneyStep.Action.MESSAGE or not enrollment.journey.is_active:
+                continue
+            _name, _articles, topic_ids = self.content(step, enrollment.context.get("topic_id"))
+            groups.setdefault((step.pk, tuple(topic_ids)), (step, []))[1].append(enrollment)
+        send_policy = SendPolicy.current() if groups else None
+        for (_pk, topic_ids), (step, group) in groups.items():
+            choices = policy.journey_channels(
+                subscriber_ids=[e.subscriber_id for e in group], now=now, template=step.template,
+                notice_template=step.notice_template, topic_ids=topic_ids, policy=send_policy,
+            )  # fmt: skip
+            for enrollment in group:
+                self.choices[(enrollment.pk, step.pk)] = choices[enrollment.subscriber_id]
+
+    def content(self, step: JourneyStep, topic_id: int | None) -> tuple[str, list[Any], list[int]]:
+        key = (step.pk, topic_id)
+        if key not in self._contents:
+            self._contents[key] = _content(step, topic_id)
+        return self._contents[key]
+
+    def subscriber(self, subscriber_id: int) -> Subscriber:
+        """The row loaded for the batch, once (a later step of the same run may follow a change): then fresh."""
+        return self._fresh.pop(subscriber_id, None) or Subscriber.objects.get(pk=subscriber_id)
+
+
+def _act(
+    step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscriber, now: dt.datetime,
+    batch: _Batch | None = None,
+) -> str:  # fmt: skip
     """Run the step's action; returns a detail for the run."""
     from accounts import tagging
-    from content.models import Article, Topic
 
     a = JourneyStep.Action
     dedupe = f"journey:{enrollment.pk}:{step.pk}"
@@ -364,7 +434,7 @@ def _act(step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscribe
                               reason=f"journey {enrollment.journey_id}", at=now)  # fmt: skip
         return f"{step.score_delta:+d}"
     topic_id = enrollment.context.get("topic_id")
-    topic_name = Topic.objects.filter(pk=topic_id).values_list("name", flat=True).first() or "" if topic_id else ""
+    topic_name, articles, topic_ids = batch.content(step, topic_id) if batch else _content(step, topic_id)
     text = _text(step, subscriber, topic_name)
     if step.action == a.NOTIFY:
         Notification.objects.create(subscriber=subscriber, journey_id=enrollment.journey_id, text=text, created_at=now)
@@ -373,19 +443,11 @@ def _act(step: JourneyStep, enrollment: JourneyEnrollment, subscriber: Subscribe
         return "notified"
     # A message: the send policy picks the first channel that applies (customer-service inside the window, a
     # subscription notice the person consented to, a service-type template) or says why none does.
-    if step.content == JourneyStep.Content.ARTICLE:
-        articles = [step.article]
-    elif step.content == JourneyStep.Content.TOPIC_BEST:
-        articles = _topic_articles(topic_id)
-    else:
-        articles = []
-    topic_ids = {topic_id} if topic_id else set()
-    if articles:
-        topic_ids |= set(Article.topics.through.objects.filter(article_id__in=[a.pk for a in articles])
-                         .values_list("topic_id", flat=True))  # fmt: skip
-    choice = policy.journey_channel(subscriber=subscriber, now=now, template=step.template,
-                                    notice_template=getattr(step, "notice_template", None),
-                                    topic_ids=sorted(topic_ids))  # fmt: skip
+    choice = batch.choices.get((enrollment.pk, step.pk)) if batch else None
+    if choice is None:
+        choice = policy.journey_channel(subscriber=subscriber, now=now, template=step.template,
+                                        notice_template=getattr(step, "notice_template", None),
+                                        topic_ids=topic_ids)  # fmt: skip
     if choice.decision.verdict == policy.Verdict.LATER:
         raise Deferred(choice.decision.at)
     if choice.channel is None:
@@ -437,14 +499,16 @@ def notice_send(*, step: JourneyStep, enrollment: JourneyEnrollment, subscriber:
     return "notice"
 
 
-def _advance_one(enrollment: JourneyEnrollment, now: dt.datetime) -> None:
-    steps = _steps(enrollment.journey_id)
+def _advance_one(enrollment: JourneyEnrollment, now: dt.datetime, batch: _Batch | None = None) -> None:
+    steps = batch.steps.get(enrollment.journey_id, []) if batch else _steps(enrollment.journey_id)
     if enrollment.next_position >= len(steps) or not enrollment.journey.is_active:
         enrollment.status, enrollment.finished_at, enrollment.due_at = E.COMPLETED, now, None
         enrollment.save(update_fields=["status", "finished_at", "due_at"])
         return
     step = steps[enrollment.next_position]
-    subscriber = Subscriber.objects.get(pk=enrollment.subscriber_id)
+    subscriber = (
+        batch.subscriber(enrollment.subscriber_id) if batch else Subscriber.objects.get(pk=enrollment.subscriber_id)
+    )
     try:
         with transaction.atomic():
             run = JourneyStepRun.objects.create(enrollment=enrollment, step=step, outcome="done", at=now)
@@ -453,7 +517,7 @@ def _advance_one(enrollment: JourneyEnrollment, now: dt.datetime) -> None:
                                else JourneyStepRun.Outcome.SKIPPED)  # fmt: skip
             else:
                 try:
-                    run.detail = _act(step, enrollment, subscriber, now)[:255]
+                    run.detail = _act(step, enrollment, subscriber, now, batch)[:255]
                 except Skipped as skip:  # the send policy's reason
                     run.outcome, run.detail = JourneyStepRun.Outcome.SKIPPED, str(skip)[:255]
             run.save(update_fields=["outcome", "detail"])
@@ -487,12 +551,13 @@ def journeys_advance(*, now: dt.datetime | None = None, limit: int = ADVANCE_BAT
                 .filter(status=E.ACTIVE, due_at__lte=now)
                 .order_by("due_at", "id")[:limit]
             )
+            shared = _Batch(batch, now) if batch else None
             for enrollment in batch:
                 # Every step whose wait is over (a step without a wait runs right after the previous one).
                 while enrollment.status == E.ACTIVE and enrollment.due_at is not None and enrollment.due_at <= now:
                     try:
                         with transaction.atomic():
-                            _advance_one(enrollment, now)
+                            _advance_one(enrollment, now, shared)
                     except Exception:
                         logger.exception("journey enrollment %s: step failed; retried next minute", enrollment.pk)
                         enrollment.refresh_from_db()

@@ -5,6 +5,7 @@
     windows(subscriber_ids=[...], now=...) -> {subscriber id: Window}    WeChat's customer-service window
     window(subscriber=..., now=...) -> Window
     journey_channel(subscriber=..., now=..., ...) -> Choice              a journey's first channel that applies
+    journey_channels(subscriber_ids=[...], now=..., ...) -> {id: Choice} the same for a batch (a few queries)
     consented(subscriber_ids=..., notice_template=..., now=...) -> set   HOOK: subscription-notice consent (`notices`)
 
 A Decision is NOW, LATER (quiet hours: `at` says when) or NEVER, with a stable reason code (`Reason`), recorded on
@@ -25,7 +26,7 @@ inside functions (content does not depend on conversations at import time).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -142,6 +143,9 @@ class Send:
     topic_ids: tuple[int, ...] = ()
     push: Any = None
     message_id: int | None = None
+    # A page of OutboundMessages being decided together: (subscriber id, message id), one message per subscriber;
+    # each message is not counted against its own window or caps (as `message_id` for one).
+    messages: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def for_push(cls, push: Push, *, topic_ids: Sequence[int] | None = None) -> Send:
@@ -191,13 +195,16 @@ def windows(
     now: dt.datetime | None = None,
     exclude_message_id: int | None = None,
     exclude_push_id: int | None = None,
+    before: Mapping[int, int] | None = None,
 ) -> dict[int, Window]:
     """WeChat's customer-service window of each subscriber, from what they did (accounts.Interaction, written by the
     callback, so never late) and the customer-service messages sent since (operator, auto-reply and journey
     messages, and customer-service pushes; failed and skipped ones do not count). At most three queries.
 
     `exclude_message_id`: the OutboundMessage about to be sent (it counts messages queued before it, not itself);
-    `exclude_push_id`: the push being sent (its own claimed deliveries do not count)."""
+    `exclude_push_id`: the push being sent (its own claimed deliveries do not count);
+    `before`: {subscriber id: message id} for a page of messages, each counting only its subscriber's messages
+    queued before it."""
     now = now or timezone.now()
     ids = list(subscriber_ids)
     result = {pk: _closed(Reason.OUTSIDE_WINDOW) for pk in ids}
@@ -229,7 +236,9 @@ def windows(
     ).exclude(status__in=(OutboundMessage.Status.FAILED, OutboundMessage.Status.SKIPPED))  # fmt: skip
     if exclude_message_id is not None:
         messages = messages.filter(pk__lt=exclude_message_id)
-    for sub_id, created_at, sent_at in messages.values_list("subscriber_id", "created_at", "sent_at"):
+    for pk, sub_id, created_at, sent_at in messages.values_list("pk", "subscriber_id", "created_at", "sent_at"):
+        if before is not None and sub_id in before and pk >= before[sub_id]:
+            continue
         sent[sub_id].append(max(created_at, sent_at or created_at))
     from content.services.deliveries.rows import COUNTED
 
@@ -370,7 +379,8 @@ def decide_many(
             undecided.append(pk)
     if undecided and send.channel == Channel.CUSTOM and WINDOW in rules:
         open_windows = windows(subscriber_ids=undecided, now=now, exclude_message_id=send.message_id,
-                               exclude_push_id=send.push.pk if send.push is not None else None)  # fmt: skip
+                               exclude_push_id=send.push.pk if send.push is not None else None,
+                               before=dict(send.messages) if send.messages else None)  # fmt: skip
         for pk in list(undecided):
             if not open_windows[pk].allowed:
                 out[pk] = _never(open_windows[pk].code)
@@ -471,6 +481,8 @@ def _facts(
         ).exclude(status__in=(OutboundMessage.Status.FAILED, OutboundMessage.Status.SKIPPED))
         if send.message_id is not None:
             journey = journey.exclude(pk=send.message_id)
+        if send.messages:  # one message per subscriber: each row's own message is not counted
+            journey = journey.exclude(pk__in=[message_id for _s, message_id in send.messages])
         journey = journey.order_by().values("subscriber_id").annotate(c=Count("id")).values("c")
         qs = qs.annotate(
             recent=Coalesce(Subquery(recent, output_field=IntegerField()), Value(0))
@@ -525,27 +537,53 @@ def journey_channel(
     window; a subscription notice the person consented to; a service-type template. LATER (quiet hours) defers the
     whole step; when no channel applies the step skips with the reason (the person's own reason when it holds for
     every channel, else `no_channel` with each channel's reason in `tried`)."""
+    return journey_channels(subscriber_ids=[subscriber.pk], now=now, template=template,
+                            notice_template=notice_template, topic_ids=topic_ids, message_id=message_id,
+                            policy=policy)[subscriber.pk]  # fmt: skip
+
+
+def journey_channels(
+    *,
+    subscriber_ids: Collection[int],
+    now: dt.datetime | None = None,
+    template: Any = None,
+    notice_template: Any = None,
+    topic_ids: Sequence[int] = (),
+    message_id: int | None = None,
+    policy: SendPolicy | None = None,
+) -> dict[int, Choice]:
+    """`journey_channel` for the same message step to many subscribers: one `decide_many` per channel tried."""
     now = now or timezone.now()
     policy = policy or SendPolicy.current()
-    tried: list[tuple[str, str]] = []
+    undecided = list(dict.fromkeys(subscriber_ids))
+    tried: dict[int, list[tuple[str, str]]] = {pk: [] for pk in undecided}
+    out: dict[int, Choice] = {}
     candidates = [(Channel.CUSTOM, None, None), (Channel.NOTICE, None, notice_template),
                   (Channel.TEMPLATE, template, None)]  # fmt: skip
     for channel, tpl, notice in candidates:
-        if channel == Channel.NOTICE and notice is None:  # the step names no subscription notice
-            tried.append((channel, Reason.NO_TEMPLATE))
-            continue
-        if channel == Channel.TEMPLATE and tpl is None:
-            tried.append((channel, Reason.NO_TEMPLATE))
+        if not undecided:
+            break
+        if (channel == Channel.NOTICE and notice is None) or (channel == Channel.TEMPLATE and tpl is None):
+            for pk in undecided:  # the step names no subscription notice / no template
+                tried[pk].append((channel, Reason.NO_TEMPLATE))
             continue
         send = Send(channel=channel, source=Source.JOURNEY, template=tpl, notice_template=notice,
                     topic_ids=tuple(topic_ids), message_id=message_id)  # fmt: skip
-        decision = decide(send=send, subscriber=subscriber, now=now, policy=policy)
-        if decision.verdict != Verdict.NEVER:
-            return Choice(channel, decision, tuple(tried))
-        if decision.reason in PERSONAL:
-            return Choice(None, decision, (*tried, (channel, decision.reason)))
-        tried.append((channel, decision.reason))
-    return Choice(None, _never(Reason.NO_CHANNEL), tuple(tried))
+        decisions = decide_many(send=send, subscriber_ids=undecided, now=now, policy=policy)
+        left = []
+        for pk in undecided:
+            decision = decisions[pk]
+            if decision.verdict != Verdict.NEVER:
+                out[pk] = Choice(channel, decision, tuple(tried[pk]))
+            elif decision.reason in PERSONAL:
+                out[pk] = Choice(None, decision, (*tried[pk], (channel, decision.reason)))
+            else:
+                tried[pk].append((channel, decision.reason))
+                left.append(pk)
+        undecided = left
+    for pk in undecided:
+        out[pk] = Choice(None, _never(Reason.NO_CHANNEL), tuple(tried[pk]))
+    return out
 
 
 # Reasons about the person, whatever the channel.

@@ -41,16 +41,11 @@ def cs_window(subscriber: Subscriber, now: dt.datetime | None = None) -> Window:
 # --- outbound messages ----------------------------------------------------------------------------------------------
 
 
-def _enqueue_send(message_id: int) -> None:
-    from .tasks import outbound_send_task
+def _enqueue_send() -> None:
+    """After commit, a page task sends it (one task for all the messages the transaction queued)."""
+    from .outbound import outbound_page_enqueue
 
-    def enqueue() -> None:
-        try:
-            outbound_send_task.delay(message_id)
-        except Exception:  # the row stays queued: outbound_resend_stuck picks it up
-            logger.warning("could not enqueue outbound message %s", message_id, exc_info=True)
-
-    transaction.on_commit(enqueue)
+    outbound_page_enqueue()
 
 
 def _create(**fields: Any) -> OutboundMessage | None:
@@ -60,7 +55,7 @@ def _create(**fields: Any) -> OutboundMessage | None:
             message = OutboundMessage.objects.create(**fields)
     except IntegrityError:
         return None
-    _enqueue_send(message.pk)
+    _enqueue_send()
     return message
 
 
@@ -229,8 +224,8 @@ def templates_send(*, sends: Sequence[TemplateSend], source: str) -> int:
             "pk", flat=True
         )
     )
-    for pk in queued:
-        _enqueue_send(pk)
+    if queued:
+        _enqueue_send()
     return len(queued)
 
 
@@ -265,36 +260,6 @@ def notice_send(
     )  # fmt: skip
 
 
-def outbound_decide(*, message: OutboundMessage, now: dt.datetime) -> policy.Decision:
-    """The send policy for a message about to be sent: the window and caps as they are now (the message itself not
-    counted), the template's purpose, the consent to a subscription notice, quiet hours for journey messages."""
-    if message.kind == OutboundMessage.Kind.NOTICE:
-        send = policy.Send(channel=policy.Channel.NOTICE, source=_policy_source(message.source),
-                           notice_template=message.notice_template, message_id=message.pk)  # fmt: skip
-        return policy.decide(send=send, subscriber=message.subscriber_id, now=now)
-    channel = policy.Channel.CUSTOM if message.kind == OutboundMessage.Kind.CUSTOM else policy.Channel.TEMPLATE
-    template = message.template if message.template_id else None
-    if channel == policy.Channel.TEMPLATE and template is None:  # a row from before templates were recorded
-        from content.models import MessageTemplate
-
-        template = MessageTemplate(purpose=MessageTemplate.Purpose.SERVICE)
-    send = policy.Send(channel=channel, source=_policy_source(message.source), template=template,
-                       message_id=message.pk)  # fmt: skip
-    return policy.decide(send=send, subscriber=message.subscriber_id, now=now)
-
-
-def _failure_reason(outcome: str, exc: Any) -> str:
-    from wechat_crm.wechat.errors import Outcome
-
-    if outcome == Outcome.OUTSIDE_WINDOW:
-        return _("Outside WeChat's customer-service window (errcode %(code)s)") % {"code": exc.errcode}
-    if outcome == Outcome.NOT_FOLLOWING:
-        return _("The subscriber no longer follows the account")
-    if outcome == Outcome.NOT_CONSENTED:
-        return _("The person has not accepted this subscription notice (errcode %(code)s)") % {"code": exc.errcode}
-    return _("WeChat refused the message: %(code)s %(message)s") % {"code": exc.errcode, "message": exc.errmsg}
-
-
 class OutboundResult(NamedTuple):
     """The message's status after a send ("" when another worker had claimed it), and when a message WeChat asked
     to retry later (back to queued) should be tried again (seconds); `defer_until`: the send policy said LATER."""
@@ -305,67 +270,15 @@ class OutboundResult(NamedTuple):
 
 
 def outbound_send(*, message_id: int, client=None) -> OutboundResult:
-    """Send one queued message. Safe to run twice: the row is claimed (queued -> sending) first. A message WeChat
-    asks to retry later goes back to queued."""
-    from wechat_crm.wechat.client import get_client
-    from wechat_crm.wechat.errors import Outcome
+    """Send one queued message (a page of one: conversations.outbound). Safe to run twice: the row is claimed
+    (queued -> sending) first. A message WeChat asks to retry later goes back to queued."""
+    from .outbound import outbound_send_page
 
-    now = timezone.now()
-    due = Q(not_before__isnull=True) | Q(not_before__lte=now)
-    if not OutboundMessage.objects.filter(due, pk=message_id, status=S.QUEUED).update(status=S.SENDING, claimed_at=now):
-        return OutboundResult("")
-    message = OutboundMessage.objects.select_related("template", "notice_template").get(pk=message_id)
-    decision = outbound_decide(message=message, now=now)
-    if decision.verdict == policy.Verdict.NEVER:  # never reaches WeChat
-        OutboundMessage.objects.filter(pk=message_id, status=S.SENDING).update(
-            status=S.SKIPPED, skip_reason=decision.reason
-        )
-        logger.info("outbound message %s: skipped (%s)", message_id, decision.reason)
-        return OutboundResult(S.SKIPPED)
-    if decision.verdict == policy.Verdict.LATER:
-        OutboundMessage.objects.filter(pk=message_id, status=S.SENDING).update(
-            status=S.QUEUED, skip_reason=decision.reason, not_before=decision.at
-        )
-        return OutboundResult(S.QUEUED, defer_until=decision.at)
-    client = client or get_client()
-    if message.kind == OutboundMessage.Kind.CUSTOM:
-        result = client.send_custom_message(message.payload)
-    elif message.kind == OutboundMessage.Kind.NOTICE:
-        result = client.send_notice_many([message.payload], threads=1)[0]
-        _notice_outcome(message, result)
-    else:
-        result = client.send_template_message(message.payload)
-    fields: dict[str, Any] = {}
-    if result.ok or result.outcome == Outcome.SENT_ALREADY:
-        fields = {"status": S.SENT, "msgid": result.msgid, "sent_at": now, "reason": "", "skip_reason": ""}
-    elif result.outcome == Outcome.RETRY_LATER:
-        fields = {"status": S.QUEUED, "reason": str(result.classification.reason)[:255]}
-    elif result.outcome == Outcome.UNKNOWN:
-        fields = {"status": S.UNKNOWN, "errcode": getattr(result.error, "errcode", None),
-                  "reason": _("WeChat did not answer after the message went out; it may have been delivered, "
-                              "so it is not sent again")}  # fmt: skip
-    else:
-        fields = {"status": S.FAILED, "errcode": result.error.errcode,
-                  "reason": _failure_reason(result.outcome, result.error)[:255]}  # fmt: skip
-        if result.outcome == Outcome.NOT_FOLLOWING:
-            Subscriber.objects.filter(pk=message.subscriber_id).update(is_following=False)
-    OutboundMessage.objects.filter(pk=message_id, status=S.SENDING).update(**fields)
-    logger.info("outbound message %s: %s %s", message_id, fields["status"], fields.get("reason", ""))
-    retry_after = result.classification.retry_after if fields["status"] == S.QUEUED else None
-    return OutboundResult(fields["status"], retry_after)
-
-
-def _notice_outcome(message: OutboundMessage, result: Any) -> None:
-    """A notice WeChat accepted uses one acceptance of a one-time template; a refusal (43101) leaves none."""
-    from content.services.notices import notice_credits_use, notice_refused
-    from wechat_crm.wechat.errors import Outcome
-
-    if message.notice_template is None:
-        return
-    if result.ok:
-        notice_credits_use(subscriber_ids=[message.subscriber_id], template=message.notice_template)
-    elif result.outcome == Outcome.NOT_CONSENTED:
-        notice_refused(subscriber_ids=[message.subscriber_id], template=message.notice_template)
+    page = outbound_send_page(ids=[message_id], client=client, threads=1)
+    status = page.statuses.get(message_id, "")
+    if status == S.QUEUED and message_id not in page.retry_after:  # the send policy said LATER
+        return OutboundResult(S.QUEUED, defer_until=page.defer_until)
+    return OutboundResult(status, page.retry_after.get(message_id))
 
 
 def outbound_resend_stuck(*, now: dt.datetime | None = None, older_than: dt.timedelta = dt.timedelta(minutes=2)):
@@ -377,10 +290,12 @@ def outbound_resend_stuck(*, now: dt.datetime | None = None, older_than: dt.time
         reason=_("The worker stopped while sending; WeChat may have delivered it, so it is not sent again"),
     )
     due = Q(not_before__isnull=True, created_at__lt=now - older_than) | Q(not_before__lte=now)
-    ids = list(OutboundMessage.objects.filter(due, status=S.QUEUED).values_list("pk", flat=True)[:500])
-    for pk in ids:
-        _enqueue_send(pk)
-    return len(ids)
+    waiting = len(OutboundMessage.objects.filter(due, status=S.QUEUED).values_list("pk", flat=True)[:1000])
+    if waiting:  # one page task sends them all (it hands over to another past its limit)
+        from .outbound import outbound_page_enqueue
+
+        outbound_page_enqueue()
+    return waiting
 
 
 # --- the inbox ------------------------------------------------------------------------------------------------------

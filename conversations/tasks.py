@@ -9,9 +9,23 @@ from celery import shared_task
 logger = logging.getLogger(__name__)
 
 
+@shared_task(name="conversations.tasks.outbound_send_page")
+def outbound_send_page_task() -> dict:
+    """Send the due queued messages a chunk at a time (conversations.outbound); past the page's limit a fresh task
+    goes on, and one runs again when the first message put back to queued (quiet hours, retry later) is due."""
+    from .outbound import outbound_page_enqueue_now, outbound_send_page
+
+    page = outbound_send_page()
+    if page.full:
+        outbound_page_enqueue_now()
+    elif page.defer_until is not None:
+        outbound_page_enqueue_now(eta=page.defer_until)
+    return dict(page.counts)
+
+
 @shared_task(name="conversations.tasks.outbound_send", bind=True, max_retries=10)
 def outbound_send_task(self, message_id: int) -> str:
-    """Send one queued customer-service or template message. Safe to run twice (claimed first)."""
+    """Send one queued message (tasks queued before the page task existed). Safe to run twice (claimed first)."""
     from .services import outbound_send
 
     result = outbound_send(message_id=message_id)

@@ -108,3 +108,11 @@ def client_as(django_user_model, role: str):
         user.groups.add(Group.objects.get(name=role))
         client.force_authenticate(user)
     return client
+
+
+def clicks_drained() -> int:
+    """Run the click buffer's drain (content.tasks.link_clicks_drain) as the beat would: every tracked-link click
+    answered so far is stored. Returns how many it stored."""
+    from content.tasks import link_clicks_drain
+
+    return link_clicks_drain()

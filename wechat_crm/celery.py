@@ -28,6 +28,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = {
     "accounts.tasks.*": {"queue": "inbound"},
     "wechat_crm.tasks.*": {"queue": "inbound"},
+    # Tracked-link clicks are stored with the callback's interactions, not behind a push's pages.
+    "content.tasks.link_clicks_drain": {"queue": "inbound"},
     "content.tasks.*": {"queue": "outbound"},
     "campaigns.tasks.*": {"queue": "reports"},
     "publishing.tasks.stats_*": {"queue": "reports"},

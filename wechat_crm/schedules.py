@@ -12,6 +12,9 @@ def every_minute(task: str, **kwargs) -> dict:
 # Callback follow-ups whose enqueue failed (broker down) or whose task was lost.
 BEAT_SCHEDULE["accounts-interactions-sweep"] = every_minute("accounts.tasks.interactions_sweep")
 
+# Tracked-link clicks left in the click buffer (the redirect asks for a drain at once; this is the net).
+BEAT_SCHEDULE["content-link-clicks-drain"] = every_minute("content.tasks.link_clicks_drain")
+
 # Profiles left pending (their fetch failed for good or its enqueue was lost): fetched every 5 minutes.
 BEAT_SCHEDULE["accounts-profiles-fetch-pending"] = {
     "task": "accounts.tasks.profiles_fetch_pending",

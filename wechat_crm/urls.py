@@ -16,6 +16,9 @@ api_patterns = [
 ]
 
 urlpatterns = [
+    # Public pages: articles /c/<slug>/ and tracked links /r/<token>, first: the redirect is the hot path after a
+    # push to many people (resolved after every other pattern, it cost 30 us instead of 6 of our 2-core machine's).
+    path("", include("content.urls")),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
@@ -26,6 +29,4 @@ urlpatterns = [
     path("api/docs/", staff_member_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
     # The subscriber's preferences page (opened from the custom menu, through web authorisation).
     path("preferences/", include("conversations.page_urls")),
-    # Public pages: articles /c/<slug>/ and tracked links /r/<token>.
-    path("", include("content.urls")),
 ]

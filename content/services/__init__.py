@@ -298,17 +298,31 @@ def link_url(payload: links.LinkPayload) -> str:
 def link_click_record(*, token: str, at: datetime | None = None) -> str:
     """Record one click of a tracked link and return the URL to redirect to.
 
-    Two statements in one transaction (one commit) on the hot path (the target URL is cached per process): one
-    UPDATE of the subscriber's last_interaction_at, one INSERT of an accounts.Interaction of kind "link_click" with
-    a unique dedupe key and data {push_id, content_id, link_id, engaged: true}. A subscriber who no longer exists
-    (erased) is redirected without a record. Repeated clicks of one link (and push) by one subscriber within
-    TRACKED_LINK_CLICK_WINDOW seconds count once: the first is remembered in the cache for the window, and the dedupe
-    key names the window's time slot, so that even without the cache two clicks of one slot are one row. Raises
-    LinkTokenInvalid / LinkTokenExpired.
+    No database query on the hot path (the target URL is cached per process, link rows never change) and one Redis
+    call (content.clicks): the click window's marker and, for a first click, its append to the click buffer, which
+    a Celery task stores by batches as accounts.Interaction rows of kind "link_click" (a unique dedupe key, data
+    {push_id, content_id, link_id, engaged: true}, the subscriber's last_interaction_at). Repeated clicks of one link
+    (and push) by one subscriber within TRACKED_LINK_CLICK_WINDOW seconds count once: the first is remembered in the
+    cache for the window, and the dedupe key names the window's time slot, so that even without the cache two clicks
+    of one slot are one row. A subscriber who no longer exists (erased) is redirected without a record. When Redis
+    does not answer, the click is stored directly (click_store). Raises LinkTokenInvalid / LinkTokenExpired.
     """
+    from .. import clicks
+
     payload = link_target(token)
     url = link_url(payload)
-    click_store(payload=payload, subscriber_id=payload.subscriber_id, url=url, at=at)
+    now = at or timezone.now()
+    window = max(1, int(settings.TRACKED_LINK_CLICK_WINDOW))
+    clicker = f"{payload.subscriber_id}:{payload.link_id}:{payload.push_id or 0}"
+    buffered = clicks.click_buffer(
+        payload=payload,
+        at=now,
+        window=window,
+        dedupe_key=f"link_click:{clicker}:{int(now.timestamp()) // window}",
+        marker=f"link_click:{clicker}",
+    )
+    if not buffered:  # Redis did not answer: the time slot's dedupe key alone stops repeats
+        click_store(payload=payload, subscriber_id=payload.subscriber_id, url=url, at=now, window_checked=True)
     return url
 
 
@@ -320,16 +334,19 @@ def click_store(
     kind: str = Interaction.Kind.LINK_CLICK,
     extra: Mapping[str, Any] | None = None,
     at: datetime | None = None,
+    window_checked: bool = False,
 ) -> int | None:
     """Store one click of the link by `subscriber_id` (the link's own subscriber, or whoever web authorisation
     found in WeChat's browser) as an interaction of `kind`: "link_click" (touching last_interaction_at) or
     "link_forward" (someone who does not follow: their row is not touched). The id of the new interaction; None
-    for a repeat within the click window or a subscriber that no longer exists."""
+    for a repeat within the click window or a subscriber that no longer exists. `window_checked`: the caller
+    already tried the cache's marker (the click buffer, when Redis did not answer): not asked again."""
     now = at or timezone.now()
     window = max(1, int(settings.TRACKED_LINK_CLICK_WINDOW))
     clicker = f"{subscriber_id}:{payload.link_id}:{payload.push_id or 0}"
     prefix = "link_click" if kind == Interaction.Kind.LINK_CLICK else str(kind)
-    if not _click_first_in_window(f"{prefix}:{clicker}" if prefix != "link_click" else clicker, window):
+    marker = f"{prefix}:{clicker}" if prefix != "link_click" else clicker
+    if not window_checked and not _click_first_in_window(marker, window):
         return None
     # One commit for both statements; no savepoint inside a caller's transaction (the view runs in autocommit: a
     # repeat of the time slot rolls back both and redirects).

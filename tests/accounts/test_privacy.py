@@ -14,6 +14,7 @@ from content.models import Delivery, Push, Segment
 from content.services import segments as segment_services
 from tests.accounts.factories import FollowEventFactory, InteractionFactory
 from tests.fixtures.wechat_payloads import build_message
+from tests.helpers import clicks_drained
 from wechat_crm.models import AuditLog
 
 pytestmark = pytest.mark.django_db
@@ -239,6 +240,7 @@ def everything(person, client, wechat_callback, settings):
     link = content_services.link_track("https://shop.example.com/x", subscriber_id=person.pk, push_id=None)
     cache.delete_many([f"link_click:{person.pk}:{n}:0" for n in range(1, 50)])  # ids restart with each test database
     assert client.get("/r/" + link.rsplit("/r/", 1)[1]).status_code == 302
+    assert clicks_drained() == 1
     result = conversions_record(
         items=[
             ConversionInput(0, "purchase", "order-1", timezone.now(), openid=OPENID,

@@ -25,7 +25,7 @@ from content.models import Article, Push
 from tests.accounts.factories import SubscriberFactory
 from tests.campaigns.factories import ChannelFactory, ConversionFactory, ConversionTypeFactory
 from tests.fixtures.wechat_payloads import build_message
-from tests.helpers import wait_for
+from tests.helpers import clicks_drained, wait_for
 
 pytestmark = pytest.mark.usefixtures("english")
 
@@ -45,6 +45,7 @@ def _click(client, *, subscriber: Subscriber, push: Push | None, article: Articl
         content_id=article and article.pk,
     )  # fmt: skip
     assert client.get("/r/" + url.rsplit("/r/", 1)[1]).status_code == 302
+    clicks_drained()  # as the beat or the redirect's drain would
 
 
 def _post_conversion(api, *, openid: str, external_id: str, value: str = "99.00", at: datetime | None = None):

@@ -12,6 +12,7 @@ from campaigns.models import FunnelSettings
 from content import services as content_services
 from content.models import Article, Push
 from tests.fixtures.wechat_payloads import build_message
+from tests.helpers import clicks_drained
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
 
@@ -94,6 +95,7 @@ def test_a_tracked_link_click_engages_with_its_push_and_content(poster, client):
     )
     response = client.get(urlsplit(url).path)
     assert response.status_code == 302
+    assert clicks_drained() == 1
     run_follow_ups()
     sub.refresh_from_db()
     assert sub.stage == "engaged" and sub.engaged_at is not None

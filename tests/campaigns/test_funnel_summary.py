@@ -23,6 +23,7 @@ from content.models import Article, Push
 from tests.campaigns.funnel_population import END, START, population_full
 from tests.campaigns.funnel_reference import report_from_columns
 from tests.fixtures.wechat_payloads import build_message
+from tests.helpers import clicks_drained
 from wechat_crm.wechat.dispatch import follow_ups_run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
@@ -114,6 +115,7 @@ def test_random_follows_unfollows_refollows_messages_clicks_and_conversions_keep
                     content_id=rng.choice(articles).pk,
                 )  # fmt: skip
                 assert client.get(urlsplit(url).path).status_code == 302
+                clicks_drained()
             else:
                 orders += 1
                 item = ConversionInput(index=0, type="purchase", external_id=f"order-{orders}", occurred_at=at,

@@ -16,6 +16,7 @@ from accounts.models import Interaction, Subscriber
 from accounts.tasks import interaction_process
 from content import selectors, services
 from tests.fixtures.wechat_payloads import build_message
+from tests.helpers import clicks_drained
 
 from .factories import ArticleFactory, SubscriberFactory
 from .push_factories import PushFactory
@@ -176,6 +177,7 @@ def test_a_browser_that_is_not_wechats_is_redirected_and_credited_as_before(clie
 
     assert response.status_code == 302
     assert response["Location"] == TARGET  # no authorise page, no reference
+    assert clicks_drained() == 1  # a plain click: through the click buffer
     assert _clicks().get().subscriber_id == subscriber.pk
     assert fake.count(AUTHORIZE) == 0 and fake.count(EXCHANGE) == 0
 
@@ -188,6 +190,7 @@ def test_web_authorisation_can_be_turned_off(client, fake):
     response = client.get(_local(url), HTTP_USER_AGENT=WECHAT_UA)
 
     assert response.status_code == 302 and response["Location"] == TARGET
+    assert clicks_drained() == 1  # a plain click: through the click buffer
     assert _clicks().get().subscriber_id == subscriber.pk
 
 

@@ -14,6 +14,7 @@ from content import services
 from content.models import Delivery, OperatorProfile, Push, Segment
 from content.selectors import push_report, topic_report
 from tests.fixtures.wechat_payloads import build_message
+from tests.helpers import clicks_drained
 
 from .factories import ArticleFactory, MarketerFactory, StaffFactory, SubscriberFactory, TopicFactory
 from .push_factories import PushFactory, SegmentFactory, send_now
@@ -104,6 +105,7 @@ def test_report_counts_clicks_unfollows_and_the_baseline(client, wechat_callback
         for target in targets:
             url = services.link_track(target, subscriber_id=sub.pk, push_id=push.pk, content_id=article.pk)
             assert client.get("/r/" + url.rsplit("/r/", 1)[1]).status_code == 302
+    assert clicks_drained() == 3
     # r2 unfollows 2 hours after the message, r3 48 hours after: through the callback.
     for sub, hours in ((subs[2], 2), (subs[3], 48)):
         at = int((sent_at + dt.timedelta(hours=hours)).timestamp()) + 1
@@ -137,6 +139,7 @@ def test_the_click_through_rate_counts_only_recipients_reached(client, fake_send
     for sub in (recipient, outsider):  # through the redirect, counted by the click's follow-up
         url = services.link_track("https://a.example/1", subscriber_id=sub.pk, push_id=push.pk)
         assert client.get("/r/" + url.rsplit("/r/", 1)[1]).status_code == 302
+    assert clicks_drained() == 2
     _follow_ups_run()
     push.refresh_from_db()
 

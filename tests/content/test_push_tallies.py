@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import Interaction, Subscriber
-from content import services
+from content import clicks, services
 from content.models import Delivery, Push, PushTally, Segment
 from content.selectors import push_report
 from content.services import pushes
@@ -84,7 +84,8 @@ def sent_push(celery_worker, fake_wechat, settings, live_server):
 
 
 def _settled() -> bool:
-    return not Interaction.objects.filter(processed_at__isnull=True).exists()
+    """The clicks stored from the click buffer (the redirect asks the worker for a drain) and every follow-up run."""
+    return not clicks.pending() and not Interaction.objects.filter(processed_at__isnull=True).exists()
 
 
 def _counters(push: Push) -> Counter[str]:

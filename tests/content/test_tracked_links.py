@@ -13,6 +13,7 @@ from freezegun import freeze_time
 
 from accounts.models import Interaction
 from content import links, selectors, services
+from tests.helpers import clicks_drained
 
 from .factories import ArticleFactory, MessageTemplateFactory, SubscriberFactory
 
@@ -34,6 +35,7 @@ def test_click_records_one_interaction_and_redirects(client):
 
     assert response.status_code == 302
     assert response["Location"] == TARGET
+    assert clicks_drained() == 1
     click = Interaction.objects.get(kind="link_click")
     assert click.subscriber_id == subscriber.pk
     assert click.data == {"push_id": 77, "content_id": article.pk, "link_id": click.data["link_id"], "engaged": True}
@@ -56,11 +58,13 @@ def test_repeated_clicks_within_the_window_count_once_and_later_visits_count_aga
         client.get(_path(services.link_track(TARGET, subscriber_id=other.pk)))
     with freeze_time("2026-03-02 10:04:00"):
         assert client.get(_path(url)).status_code == 302  # still within the window: the same click
+    assert clicks_drained() == 2
     assert selectors.link_clicks().filter(subscriber=subscriber).count() == 1
     assert selectors.link_clicks().filter(subscriber=other).count() == 1  # another person's click counts
     cache.delete(f"link_click:{subscriber.pk}:{links.link_id_for(TARGET)}:0")  # the window has passed (Redis TTL)
     with freeze_time("2026-03-02 10:06:00"):
         assert client.get(_path(url)).status_code == 302
+    assert clicks_drained() == 1
 
     clicks = selectors.link_clicks().filter(subscriber=subscriber)
     assert clicks.count() == 2
@@ -76,6 +80,7 @@ def test_without_the_cache_the_time_slot_still_counts_a_repeat_once(client, sett
         for _ in range(2):
             cache.delete(f"link_click:{subscriber.pk}:{links.link_id_for(TARGET)}:0")  # as if Redis had lost it
             assert client.get(_path(url)).status_code == 302
+    assert clicks_drained() == 1
     assert selectors.link_clicks().filter(subscriber=subscriber).count() == 1
 
 
@@ -84,6 +89,7 @@ def test_clicks_are_attributed_to_their_push_and_content(client):
     article = ArticleFactory()
     client.get(_path(services.link_track(TARGET, subscriber_id=a.pk, push_id=1, content_id=article.pk)))
     client.get(_path(services.link_track(TARGET, subscriber_id=b.pk, push_id=2)))
+    clicks_drained()
 
     assert list(selectors.link_clicks(push_id=1).values_list("subscriber_id", flat=True)) == [a.pk]
     assert list(selectors.link_clicks(content_id=article.pk).values_list("subscriber_id", flat=True)) == [a.pk]
@@ -120,6 +126,7 @@ def test_tampered_token_is_refused_and_records_nothing(client):
         assert "not valid" in response.content.decode()
         assert "Location" not in response
 
+    assert clicks_drained() == 0
     assert not Interaction.objects.exists()
 
 
@@ -137,6 +144,7 @@ def test_expired_token_is_gone_and_records_nothing(client):
     # The URL is one we signed, so the page may offer it as a link, but it does not redirect.
     assert "shop.example.com/item/42" in page
     assert "Location" not in response
+    assert clicks_drained() == 0
     assert not Interaction.objects.exists()
 
 
@@ -151,16 +159,22 @@ def test_max_age_is_configurable(client):
         assert client.get(_path(url)).status_code == 410
 
 
-def test_redirect_takes_one_update_and_one_insert(client):
-    subscriber = SubscriberFactory()
-    path = _path(services.link_track(TARGET, subscriber_id=subscriber.pk, push_id=5))
+def test_redirect_makes_no_query_and_the_drain_stores_a_batch_in_one_statement(client):
+    subscribers = SubscriberFactory.create_batch(5)
+    paths = [_path(services.link_track(TARGET, subscriber_id=s.pk, push_id=5)) for s in subscribers]
+    client.get(paths[0])  # the process learns the link's URL (link rows never change)
 
     with CaptureQueriesContext(connection) as ctx:
-        client.get(path)
+        for path in paths[1:]:
+            assert client.get(path)["Location"] == TARGET
+    assert ctx.captured_queries == []
 
-    # The savepoint exists only because the test runs inside a transaction (the view runs in autocommit).
+    with CaptureQueriesContext(connection) as ctx:
+        assert clicks_drained() == 5
+    # The savepoint exists only because the test runs inside a transaction (the task runs in autocommit).
     statements = [q["sql"].split()[0] for q in ctx.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert sorted(statements) == ["INSERT", "UPDATE"]
+    assert statements == ["WITH"]  # INSERT ... ON CONFLICT DO NOTHING, and last_interaction_at, in one statement
+    assert set(selectors.link_clicks().values_list("subscriber_id", flat=True)) == {s.pk for s in subscribers}
 
 
 def test_head_request_redirects_without_recording(client):
@@ -170,6 +184,7 @@ def test_head_request_redirects_without_recording(client):
     response = client.head(_path(url))
 
     assert response.status_code == 302
+    assert clicks_drained() == 0
     assert not Interaction.objects.exists()
 
 
@@ -181,6 +196,7 @@ def test_click_of_an_erased_subscriber_redirects_without_a_record(client):
     response = client.get(_path(url))
 
     assert response.status_code == 302
+    assert clicks_drained() == 0
     assert not Interaction.objects.exists()
 
 
@@ -194,6 +210,7 @@ def test_opening_content_through_a_tracked_link_makes_the_subscriber_engaged(cli
 
     assert response.status_code == 200
     assert article.title in response.content.decode()
+    clicks_drained()
     click = Interaction.objects.get(kind="link_click")
     assert selectors.subscriber_engaged_at(subscriber_id=subscriber.pk) == click.created_at
 
@@ -202,6 +219,7 @@ def test_last_interaction_time_never_goes_backwards(client):
     later = timezone.now() + timedelta(days=1)
     subscriber = SubscriberFactory(last_interaction_at=later)
     client.get(_path(services.link_track(TARGET, subscriber_id=subscriber.pk)))
+    assert clicks_drained() == 1
 
     subscriber.refresh_from_db()
     assert subscriber.last_interaction_at == later
@@ -246,6 +264,7 @@ def test_rewrite_tracks_every_http_link_in_text_and_html(client):
         "https://c.example.com/?a=1&b=2",
         "https://d.example.com/now",
     ]
+    clicks_drained()
     assert selectors.link_clicks(push_id=3).count() == 4
 
 
@@ -262,6 +281,7 @@ def test_template_url_tracks_the_article_or_the_link(client):
     assert services.template_url(nowhere, subscriber_id=subscriber.pk) == ""
     assert client.get(_path(article_link))["Location"] == article.public_url()
     assert client.get(_path(url_link))["Location"] == TARGET
+    assert clicks_drained() == 2
     assert selectors.link_clicks(content_id=article.pk).count() == 1
 
 

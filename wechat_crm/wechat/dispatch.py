@@ -14,8 +14,9 @@ Kinds are accounts.kinds.InteractionKind. The handlers come from each app's `eve
 only place that says which kind gets which, so nothing depends on the order of INSTALLED_APPS.
 
 Two routes start elsewhere than the callback:
-  link_click  recorded by the tracked-link redirect (content.services.link_click_record, or on the way back from
-              WeChat's authorise page, content.services.link_auth); its follow-ups are here. So is link_forward.
+  link_click  recorded by the tracked-link redirect (content.services.link_click_record, through the click buffer
+              content.clicks, stored by batches; or on the way back from WeChat's authorise page,
+              content.services.link_auth); its follow-ups are here. So is link_forward.
   conversions are not WeChat events: what follows them is the table campaigns.events.CONVERSION_FOLLOW_UPS.
 """
 
