@@ -114,8 +114,8 @@ def outbound_send_page(
 ) -> PageResult:
     """Send due queued messages a chunk at a time (all due ones, or those of `ids`), up to `limit` messages
     (OUTBOUND_PAGE_LIMIT). Safe to run concurrently and twice."""
-    every = max(1, int(getattr(settings, "OUTBOUND_WRITE_EVERY", 50)))
-    limit = limit or int(getattr(settings, "OUTBOUND_PAGE_LIMIT", 1000))
+    every = max(1, settings.OUTBOUND_WRITE_EVERY)
+    limit = limit or settings.OUTBOUND_PAGE_LIMIT
     threads = threads or settings.PUSH_SEND_THREADS
     out = PageResult()
     send_policy = None

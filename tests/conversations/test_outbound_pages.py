@@ -8,7 +8,7 @@ import datetime as dt
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Subscriber
@@ -176,3 +176,32 @@ def test_a_page_asks_the_policy_in_the_same_number_of_queries_for_5_or_30_people
             _queue(person, f"欢迎 {n}")
         with django_assert_max_num_queries(14):
             assert outbound.outbound_send_page(threads=4).counts == {"sent": n}
+
+
+def test_one_page_task_is_enqueued_for_the_messages_a_transaction_queued(
+    fake_with_token, quiet_off, django_capture_on_commit_callbacks
+):
+    first, second, third = _people(fake_with_token, 3)
+    with django_capture_on_commit_callbacks() as hooks:
+        _queue(first, "a")
+        try:
+            with transaction.atomic():  # a step that fails after queuing its message: both roll back
+                _queue(second, "b")
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        _queue(third, "c")
+    assert len(hooks) == 1
+
+
+def test_a_message_queued_after_a_rolled_back_one_still_gets_its_page_task(
+    fake_with_token, quiet_off, django_capture_on_commit_callbacks
+):
+    first, second = _people(fake_with_token, 2)
+    with django_capture_on_commit_callbacks() as hooks:
+        with transaction.atomic():
+            _queue(second, "d")  # the only message so far, in a savepoint that is then rolled back with its hook
+            transaction.set_rollback(True)
+        _queue(first, "e")
+    assert len(hooks) == 1
+    assert OutboundMessage.objects.get().text == "e"

@@ -224,6 +224,11 @@ for _item in env.list("PUSH_PAGE_SIZES", default=[]):
 # whose message never started go back to the queue and those WeChat accepted become sent (content.services.deliveries.
 # StartMarks), only the requests in flight become unknown; without Redis, all of them become unknown (never resent).
 PUSH_WRITE_EVERY = env.int("PUSH_WRITE_EVERY", default=250)
+# Outbound messages (journeys, auto-replies, replies: conversations.outbound) are claimed, decided and written
+# OUTBOUND_WRITE_EVERY at a time (a worker killed mid-chunk leaves at most that many "sending", then unknown, never
+# resent), sent PUSH_SEND_THREADS at a time; one page task sends up to OUTBOUND_PAGE_LIMIT, then hands over.
+OUTBOUND_WRITE_EVERY = env.int("OUTBOUND_WRITE_EVERY", default=50)
+OUTBOUND_PAGE_LIMIT = env.int("OUTBOUND_PAGE_LIMIT", default=1000)
 # The beat's safety net treats a push's page as stalled (its worker died, or its task was lost with the broker) when
 # its rows have been queued or sending for this long; a live page sends its rows in seconds.
 PUSH_STALLED_AFTER_SECONDS = env.int("PUSH_STALLED_AFTER_SECONDS", default=300)
