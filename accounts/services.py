@@ -211,6 +211,9 @@ _SUBSCRIBER_PARAMS = {
     _FOLLOW: ("openid", "is_following", "subscribed_at", "source_scene", "last_interaction_at"),
     _UNFOLLOW: ("openid", "is_following", "unsubscribed_at"),
 }
+# The typed attributes a message carries are parameters too; the others (most of them: a text message has only its
+# content) get their constant defaults inlined, so that each request adapts only the values it has. One statement
+# per effect and set of attributes present (a few per kind of message), each prepared once per connection.
 _INTERACTION_PARAMS = (
     "subscriber_id",
     "kind",
@@ -224,7 +227,6 @@ _INTERACTION_PARAMS = (
     "created_at",
     "received_at",
     "processed_at",
-    *INTERACTION_ATTRIBUTES,
 )
 
 
@@ -250,16 +252,17 @@ def _pg_insert_sql(model: type[models.Model], prefix: str, param_names: Iterable
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(placeholders)})"  # noqa: S608
 
 
-@lru_cache(maxsize=8)
-def _pg_record_sql(effect: str | None) -> str:
-    """The statement of _insert_all_postgresql for one effect (constant text: prepared once per connection)."""
+@lru_cache(maxsize=128)
+def _pg_record_sql(effect: str | None, attributes: tuple[str, ...]) -> str:
+    """The statement of _insert_all_postgresql for one effect and the typed attributes given (constant text:
+    prepared once per connection)."""
     ctes = []
     expressions = {}
     if effect is not None:
         subscriber_sql = _pg_insert_sql(Subscriber, "s_", _SUBSCRIBER_PARAMS[effect], {})
         ctes.append(f"s AS ({subscriber_sql}{_subscriber_conflict_clause(effect, connection.vendor)})")
         expressions["subscriber_id"] = "(SELECT id FROM s)"
-    interaction_sql = _pg_insert_sql(Interaction, "i_", _INTERACTION_PARAMS, expressions)
+    interaction_sql = _pg_insert_sql(Interaction, "i_", (*_INTERACTION_PARAMS, *attributes), expressions)
     ctes.append(f"i AS ({interaction_sql} ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, subscriber_id)")
     if _follow_kind(effect) is not None:
         follow_table = connection.ops.quote_name(FollowEvent._meta.db_table)
@@ -267,11 +270,6 @@ def _pg_record_sql(effect: str | None) -> str:
         values = "subscriber_id, %(f_kind)s, %(f_at)s, %(f_scene)s, id"
         ctes.append(f"f AS (INSERT INTO {follow_table} ({columns}) SELECT {values} FROM i)")  # noqa: S608
     return "WITH " + ", ".join(ctes) + " SELECT id FROM i"  # noqa: S608 - identifiers from the models
-
-
-@lru_cache(maxsize=1)
-def _interaction_param_defaults() -> dict[str, Any]:
-    return {name: Interaction._meta.get_field(name).get_default() for name in INTERACTION_ATTRIBUTES}
 
 
 def _pg_execute(statement: Callable[[], str], params: dict[str, Any]) -> tuple | None:
@@ -323,17 +321,17 @@ def _insert_all_postgresql(
         )
         for name in _SUBSCRIBER_PARAMS[effect]:
             params["s_" + name] = subscriber[name]
-    interaction = {
-        **_interaction_param_defaults(),
-        **_interaction_values(message=message, subscriber_id=subscriber_id, reply=reply, has_follow_ups=has_follow_ups),
-    }
+    interaction = _interaction_values(
+        message=message, subscriber_id=subscriber_id, reply=reply, has_follow_ups=has_follow_ups
+    )
     interaction["data"] = Jsonb(interaction["data"])
-    for name in _INTERACTION_PARAMS:
-        params["i_" + name] = interaction[name]
+    for name, value in interaction.items():
+        params["i_" + name] = value
+    attributes = tuple(name for name in INTERACTION_ATTRIBUTES if name in interaction)
     follow_kind = _follow_kind(effect)
     if follow_kind is not None:
         params.update(f_kind=str(follow_kind), f_at=message.created_at, f_scene=message.scene)
-    row = _pg_execute(lambda: _pg_record_sql(effect), params)
+    row = _pg_execute(lambda: _pg_record_sql(effect, attributes), params)
     return row[0] if row else None
 
 

@@ -16,8 +16,10 @@ What it does:
   4. waits for the click buffer's flush: the redirect answers once Redis holds the click (content.clicks), and the
      drain (content.tasks.link_clicks_drain, run here in this process until the buffer is empty, as a worker would)
      stores the clicks by batches; its time and rate are printed;
-  5. prints req/s, p50 and p99 of each and the ratio redirect/bare, and checks that every redirect answered (302) is
-     stored exactly once: the link_click interactions in the database equal the 302s counted by the clients.
+  5. prints req/s, p50 and p99 of each, the gunicorn workers' CPU per request answered (user + system, from /proc;
+     Redis's and PostgreSQL's own CPU not included) and the ratio redirect/bare, and checks that every redirect
+     answered (302) is stored exactly once: the link_click interactions in the database equal the 302s counted by the
+     clients.
 Target: redirect >= 0.5 x the bare view; each click stored once. Exits 1 when missed.
 
 With --wechat a third series runs in the same rounds: the same links opened with WeChat's user agent, whose first hop
@@ -138,6 +140,27 @@ def drive(port: int, paths: list[str], args, user_agent: str = "") -> dict:
     return out
 
 
+def workers_cpu_seconds(parent: int) -> float:
+    """CPU seconds (user + system) used so far by the gunicorn workers, the children of `parent` (Linux /proc)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:  # ppid; utime and stime are fields 14 and 15 of the whole line
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def timed_cpu(parent: int, run) -> dict:
+    """run() with the CPU its requests cost the gunicorn workers (warm-up included: counted per request answered)."""
+    before = workers_cpu_seconds(parent)
+    result = run()
+    result["cpu"] = workers_cpu_seconds(parent) - before
+    return result
+
+
 def summarize(rounds: list[dict], seconds: float) -> dict:
     latencies = sorted(x for r in rounds for x in r["latencies"])
 
@@ -152,6 +175,7 @@ def summarize(rounds: list[dict], seconds: float) -> dict:
         "ok": sum(r["ok"] for r in rounds),
         "errors": sum(r["errors"] for r in rounds),
         "exhausted": any(r["exhausted"] for r in rounds),
+        "cpu_us": 1e6 * sum(r.get("cpu", 0) for r in rounds) / max(1, sum(r["ok"] for r in rounds)),
     }
 
 
@@ -220,8 +244,9 @@ def main() -> int:
     chunk = len(tokens) // args.rounds  # each round clicks its own tokens: no click is ever a replay
     try:
         for k in range(args.rounds):
-            rounds["bare"].append(drive(port, ["/bench/bare/"] * 50_000, args))
-            rounds["redirect"].append(drive(port, [f"/r/{t}" for t in tokens[k * chunk : (k + 1) * chunk]], args))
+            rounds["bare"].append(timed_cpu(server.pid, lambda: drive(port, ["/bench/bare/"] * 50_000, args)))
+            paths = [f"/r/{t}" for t in tokens[k * chunk : (k + 1) * chunk]]
+            rounds["redirect"].append(timed_cpu(server.pid, lambda: drive(port, paths, args)))  # noqa: B023
             if args.wechat:  # the same round's tokens: the first hop stores nothing
                 paths = [f"/r/{t}" for t in tokens[k * chunk : (k + 1) * chunk]]
                 rounds["wechat"].append(drive(port, paths, args, user_agent=WECHAT_UA))
@@ -229,13 +254,15 @@ def main() -> int:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     load_after = os.getloadavg()[0]
-    from content import clicks
-
+    try:
+        from content import clicks
+    except ImportError:  # the product before the click buffer (ca9458d), so that this bench measures it too
+        clicks = None
     drain_started, drain_deadline = time.perf_counter(), time.time() + 600
-    while clicks.pending() and time.time() < drain_deadline:
+    while clicks is not None and clicks.pending() and time.time() < drain_deadline:
         clicks.clicks_drain()
     drain_seconds = time.perf_counter() - drain_started
-    left_in_buffer = clicks.pending()
+    left_in_buffer = clicks.pending() if clicks is not None else 0
     stored = Interaction.objects.filter(kind="link_click").count()
     redis_lib.Redis.from_url(redis_url).flushdb()
     bare, redirect = summarize(rounds["bare"], args.duration), summarize(rounds["redirect"], args.duration)
@@ -245,14 +272,15 @@ def main() -> int:
         f"{args.warmup:.0f} s warm-up; {args.subscribers:,} followers; load average {load_before:.1f} -> "
         f"{load_after:.1f} on {os.cpu_count()} CPUs"
     )
-    print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}   req/s per round")
+    print(f"{'':10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU us':>7}   req/s per round")
     series = [("bare view", bare), ("redirect", redirect)]
     wechat = summarize(rounds["wechat"], args.duration) if args.wechat else None
     if wechat is not None:
         series.append(("in WeChat", wechat))
     for name, r in series:
         per_round = " ".join(f"{x:.0f}" for x in r["per_round"])
-        print(f"{name:10} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d}   {per_round}")
+        cpu = f"{r['cpu_us']:7.0f}" if r["cpu_us"] else f"{'-':>7}"
+        print(f"{name:10} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d} {cpu}   {per_round}")
     ratio = redirect["rps"] / bare["rps"] if bare["rps"] else 0.0
     once = stored == redirect["ok"] and not left_in_buffer
     print(f"ratio redirect/bare: {ratio:.2f} (target >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'})")
@@ -262,9 +290,10 @@ def main() -> int:
         wechat_ok = wechat_ratio >= 0.5 and not wechat["errors"]
         print(f"ratio in WeChat (first hop, to the authorise page)/bare: {wechat_ratio:.2f} "
               f"(target >= 0.5: {'met' if wechat_ratio >= 0.5 else 'MISSED'})")  # fmt: skip
-    print(f"drain of the click buffer: {stored} clicks stored in {drain_seconds:.2f} s "
-          f"({stored / drain_seconds if drain_seconds else 0:.0f} clicks/s, one process); left in the buffer: "
-          f"{left_in_buffer}")  # fmt: skip
+    if clicks is not None:
+        print(f"drain of the click buffer: {stored} clicks stored in {drain_seconds:.2f} s "
+              f"({stored / drain_seconds if drain_seconds else 0:.0f} clicks/s, one process); left in the buffer: "
+              f"{left_in_buffer}")  # fmt: skip
     print(f"clicks stored: {stored} for {redirect['ok']} redirects answered (each stored once: {once})")
     if redirect["exhausted"]:
         print("note: the load ran out of tokens; raise --subscribers")

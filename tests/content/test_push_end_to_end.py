@@ -13,9 +13,10 @@ from collections import Counter
 import pytest
 from django.utils import timezone
 
-from accounts.models import Subscriber, Tag
+from accounts.models import Interaction, Subscriber, Tag
 from content.models import Delivery, Push, Segment
 from content.services import pushes
+from content.services.deliveries import tallies
 from tests.helpers import wait_for, wechat_shared_state_clear
 from wechat_crm.wechat import ratelimit
 
@@ -146,12 +147,16 @@ def test_with_5xx_and_minute_quota_errors_each_recipient_still_gets_exactly_one(
     assert retried.exists() and push.finished_at - push.started_at < dt.timedelta(minutes=5)
 
 
-def test_template_job_finish_reports_through_our_callback_mark_each_delivery(world, live_server):
-    """WeChat's TEMPLATESENDJOBFINISH goes to our real callback; the worker's follow-up marks the delivery by msgid."""
+@pytest.mark.parametrize("before_answer", [False, True], ids=["after_answer", "before_answer"])
+def test_template_job_finish_reports_through_our_callback_mark_each_delivery(world, live_server, before_answer):
+    """WeChat's TEMPLATESENDJOBFINISH goes to our real callback; the worker's follow-up marks the delivery by msgid.
+    WeChat may post it before it answers the send (before_answer): the follow-up then often runs before the page has
+    written the msgid, or while it writes it, and the report must still mark its delivery, once."""
     fake = world["fake"]
     fake.configure(
         callback_url=live_server.url + "/wechat/callback/",
         callback_delay=0,
+        job_finish_before_answer=before_answer,
         template_failure_rates={"failed:user block": 0.1, "failed: system failed": 0.05},
     )
     _run_and_wait(world["push"])
@@ -168,3 +173,8 @@ def test_template_job_finish_reports_through_our_callback_mark_each_delivery(wor
     assert sum(got.values()) == len(world["expected"]) == fake.delivery_count("TEMPLATESENDJOBFINISH")
     assert set(got) == {(D.DELIVERED, ""), (D.FAILED, "user_block"), (D.FAILED, "system_failed")}
     assert got[(D.DELIVERED, "")] > got[(D.FAILED, "user_block")] > 0
+    # Each report counted once in the push's counters, however it reached its delivery.
+    wait_for(lambda: not Interaction.objects.filter(processed_at__isnull=True).exists(), timeout=30, interval=0.3)
+    counters = tallies.push_tallies(push_ids=[world["push"].pk])[world["push"].pk]
+    baseline = (tallies.BASELINE_FOLLOWERS, tallies.BASELINE_UNFOLLOWS)
+    assert {k: n for k, n in counters.items() if n and k not in baseline} == tallies.recount(push_id=world["push"].pk)

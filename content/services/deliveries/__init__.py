@@ -1,7 +1,8 @@
 """A push's deliveries: sending a page, the caps and quotas checked before WeChat is called, what WeChat's answers
 and reports change, and a push's progress.
 
-* sending.py      `deliveries_send_page`: one page task (claim, skip, send through the client, write outcomes);
+* sending.py      `deliveries_send_page`: one page task (claim, skip, send through the client while the next chunk
+                  is prepared, write outcomes);
 * quotas.py       quiet hours, each recipient's caps, WeChat's daily and monthly quotas;
 * rendering.py    each recipient's message, built by the gateway's builders (wechat_crm.wechat.messages);
 * outcomes.py     WeChat's answers as row outcomes written in one statement, retries with backoff;

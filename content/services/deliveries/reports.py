@@ -4,7 +4,8 @@ totals), matched by WeChat's msgid."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 
 from django.db import transaction
@@ -19,6 +20,8 @@ from .rows import D
 
 JOB_FINISH_ATTEMPTS = 8
 NOTICE_SENT = InteractionKind.SUBSCRIBE_MSG_SENT_EVENT.value
+REPORT_KINDS = (InteractionKind.TEMPLATESENDJOBFINISH.value, NOTICE_SENT)
+EARLY_REPORT_MARGIN = dt.timedelta(hours=1)  # how far before a row's claim a report of it is looked for
 
 
 class JobFinish(NamedTuple):
@@ -44,9 +47,15 @@ def delivery_job_finish(interaction: Any) -> int:
 def deliveries_job_finish(interactions: Sequence[Any]) -> int:
     """TEMPLATESENDJOBFINISH reports: success -> delivered; "failed:user block" / "failed: system failed" -> failed.
 
-    Matched by msgid: one UPDATE for the batch, one query for the msgids known at all. WeChat may report before the
-    page that sent the message has written its msgid: then the update is tried again by
-    content.tasks.delivery_job_finish_later a few seconds later (for about 5 minutes). Returns the rows updated."""
+    Matched by msgid: one query for the msgids known at all, then one UPDATE for the batch. WeChat may report before
+    the page that sent the message has written its msgid: the page applies the reports stored by then when it writes
+    the msgids (deliveries_early_reports_apply), and the report is tried again a few seconds later (for about 5
+    minutes) by content.tasks.delivery_job_finish_later, for a page that died between the two. Returns the rows
+    updated.
+
+    The known msgids are read BEFORE the update: a msgid committed between the two statements (each sees what was
+    committed when it starts) would otherwise be known, but not updated, and its report lost; read first, it is
+    either updated or tried again."""
     outcomes: dict[int, JobOutcome] = {}
     reports: list[tuple[Any, int]] = []
     for interaction in interactions:
@@ -56,8 +65,8 @@ def deliveries_job_finish(interactions: Sequence[Any]) -> int:
             reports.append((interaction, outcome.msgid))
     if not outcomes:
         return 0
-    updated = _outcomes_write(outcomes)
     known = set(Delivery.objects.filter(msgid__in=outcomes).values_list("msgid", flat=True))
+    updated = _outcomes_write(outcomes)
     for interaction, msgid in reports:
         if msgid not in known and getattr(interaction, "pk", None):
             from ...tasks import delivery_job_finish_later
@@ -69,6 +78,39 @@ def deliveries_job_finish(interactions: Sequence[Any]) -> int:
                 )
             )
     return updated
+
+
+def deliveries_early_reports_apply(*, delivery_ids: Collection[int]) -> int:
+    """The reports WeChat posted before these rows' msgids were written (the page calls this once it wrote them):
+    their outcomes, as deliveries_job_finish would have written them. Returns the rows updated.
+
+    Together with deliveries_job_finish no order loses a report: the callback commits the report before its
+    follow-up runs, and the page commits the msgids before it looks here. A report committed before this look-up is
+    found here; one committed after it finds the msgid in its follow-up. When both apply one, the second finds the row
+    no longer open to a report (a locked, guarded transition): counted once.
+
+    Two queries (the rows' msgids, then their recipients' recent reports through interaction_sub_created_idx; a
+    notice's report carries its msgid inside its list), and a transition only when an early report is there."""
+    from accounts.models import Interaction
+
+    rows = list(
+        Delivery.objects.filter(
+            pk__in=list(delivery_ids), msgid__isnull=False, status__in=(D.SENT, D.UNKNOWN)
+        ).values_list("msgid", "subscriber_id", "claimed_at")
+    )
+    if not rows:
+        return 0
+    msgids = {msgid for msgid, _, _ in rows}
+    claimed = [at for _, _, at in rows if at is not None]
+    reports = Interaction.objects.filter(subscriber_id__in={sub for _, sub, _ in rows}, kind__in=REPORT_KINDS)
+    if claimed:  # a report comes after its claim; WeChat's CreateTime may be off our clock by a little
+        reports = reports.filter(created_at__gte=min(claimed) - EARLY_REPORT_MARGIN)
+    outcomes: dict[int, JobOutcome] = {}
+    for interaction in reports.order_by("created_at", "id").only("kind", "msg_id", "status", "data"):
+        outcome = _job_finish_outcome(interaction)
+        if outcome.msgid in msgids:
+            outcomes.setdefault(outcome.msgid, outcome)  # the first report of a msgid, as deliveries_job_finish
+    return _outcomes_write(outcomes) if outcomes else 0
 
 
 def delivery_job_finish_retry(*, interaction_id: int, attempt: int) -> bool:
@@ -111,8 +153,9 @@ def _job_finish_apply(interaction: Any) -> JobFinish:
     outcome = _job_finish_outcome(interaction)
     if outcome.msgid is None:
         return JobFinish(0, True)
+    known = Delivery.objects.filter(msgid=outcome.msgid).exists()  # before the update (see deliveries_job_finish)
     updated = _outcomes_write({outcome.msgid: outcome})
-    return JobFinish(updated, bool(updated) or Delivery.objects.filter(msgid=outcome.msgid).exists())
+    return JobFinish(updated, bool(updated) or known)
 
 
 def _outcomes_write(outcomes: dict[int, JobOutcome]) -> int:

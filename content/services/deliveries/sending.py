@@ -22,10 +22,14 @@ from .outcomes import mark_not_following, results_classify, retries_requeue, upd
 from .progress import push_finish_if_done
 from .quotas import decisions_for, quiet_hours_end, quotas_apply
 from .rendering import Renderer
+from .reports import deliveries_early_reports_apply
 from .rows import ChunkResult, Claim, D, DeliveryUpdate, Retry, Sendable, skipped
 from .start_marks import StartMarks
 
 logger = logging.getLogger(__name__)
+
+# Channels whose every message WeChat reports on by its msgid (TEMPLATESENDJOBFINISH, subscribe_msg_sent_event).
+REPORTED_CHANNELS = (Push.Channel.TEMPLATE, Push.Channel.NOTICE)
 
 
 class ChunkSent(NamedTuple):
@@ -86,7 +90,8 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
        pool, or one mass send); while a chunk's messages are in flight, the next chunk is claimed, decided and
        rendered, so that the pool is kept busy;
     5. the outcomes are written with one statement (outcomes.py) per chunk of PUSH_WRITE_EVERY messages, so that a
-       worker killed mid-page leaves few rows whose outcome is unknown (StartMarks);
+       worker killed mid-page leaves few rows whose outcome is unknown (StartMarks); WeChat's reports on messages
+       whose msgids were just written, stored before the write, are applied then (reports.py);
     6. rows WeChat asked to retry later go back to queued with not_before, and the task re-queues itself.
     """
     out = PageOutcome()
@@ -237,6 +242,8 @@ def _chunk_finish(push: Push, policy: SendPolicy, in_flight: _InFlight) -> Chunk
     requeue = retries_requeue(result.retries, policy)
     updates = result.updates + requeue.updates
     updates_write(updates)
+    if push.channel in REPORTED_CHANNELS:  # WeChat may have reported some before their msgids were just written
+        deliveries_early_reports_apply(delivery_ids=[u.delivery_id for u in updates if u.msgid is not None])
     if chunk.marks is not None:
         chunk.marks.forget()
     mark_not_following(result.gone, chunk.now)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from .outcomes import updates_write
+from .reports import deliveries_early_reports_apply
 from .rows import D, DeliveryUpdate
 
 logger = logging.getLogger(__name__)
@@ -151,3 +152,5 @@ def _text(value: bytes | str) -> str:
 def deliveries_recover_accepted(accepted: dict[int, int | None], *, at: dt.datetime) -> None:
     """Rows still "sending" that WeChat accepted before their worker died: sent, with WeChat's msgid (one statement)."""
     updates_write([DeliveryUpdate(pk, D.SENT, msgid=msgid, sent_at=at) for pk, msgid in accepted.items()])
+    # Their reports came while the rows were stuck (and found no msgid): applied now.
+    deliveries_early_reports_apply(delivery_ids=[pk for pk, msgid in accepted.items() if msgid is not None])

@@ -259,6 +259,39 @@ def test_entity_and_dtd_payloads_are_refused(wechat_callback, payload, mode):
     assert_nothing_stored()
 
 
+def test_a_dtd_around_a_validly_signed_envelope_is_refused(wechat_callback):
+    query, body = sign_callback(build_message("text"), mode="safe")
+    encrypted = wxml.parse(body)["Encrypt"]
+    wrapped = (
+        '<?xml version="1.0"?>\n<!DOCTYPE xml [<!ENTITY to "gh_test_account">]>\n'
+        f"<xml><ToUserName>&to;</ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+    )
+
+    response = wechat_callback.post_raw(query, wrapped.encode())
+
+    assert response.status_code == 400
+    assert_nothing_stored()
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "<xml>\n  <ToUserName><![CDATA[gh_test_account]]></ToUserName>\n  <Encrypt><![CDATA[{e}]]></Encrypt>\n</xml>\n",
+        "<xml><Encrypt>{e}</Encrypt><ToUserName>gh_test_account</ToUserName><AgentID>1</AgentID></xml>",
+        '<?xml version="1.0" encoding="utf-8"?><xml><Encrypt><![CDATA[{e}]]></Encrypt></xml>',
+    ],
+    ids=["indented", "other-order-and-fields", "declaration"],
+)
+def test_safe_mode_envelopes_laid_out_otherwise_are_accepted(wechat_callback, layout):
+    query, body = sign_callback(build_message("text", MsgId="4242"), mode="safe")
+    encrypted = wxml.parse(body)["Encrypt"]
+
+    response = wechat_callback.post_raw(query, layout.format(e=encrypted).encode())
+
+    assert response.status_code == 200
+    assert Interaction.objects.get().msg_id == "4242"
+
+
 # --- Key rotation ---
 
 

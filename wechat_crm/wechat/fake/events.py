@@ -3,7 +3,9 @@
 Each worker process has one queue and a few sender threads, started on first use (after the fork). An event waits
 ``callback_delay`` seconds, is signed (and encrypted in safe mode) with the config current at sending time, and is
 tried up to ``callback_tries`` times when the callback does not answer 200. Events queued before a reset are dropped
-(the reset bumps the state's epoch).
+(the reset bumps the state's epoch). With ``job_finish_before_answer`` an API call's events are posted instead from
+the thread that answers it, before it answers: the report reaches the callback before the sender learns its msgid
+(the real WeChat can be that quick).
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ class EventSender:
     def enqueue(self, epoch: int, delay: float, event: str, openid: str, fields: dict[str, Any]) -> None:
         self._ensure_started()
         self._queue.put((time.time() + delay, epoch, event, openid, fields, time.time()))
+
+    def deliver_now(self, epoch: int, event: str, openid: str, fields: dict[str, Any]) -> None:
+        """Post one event from the calling thread (tried as a queued one is) and record its delivery."""
+        self._ensure_started()
+        now = time.time()
+        try:
+            record = self._deliver(now, epoch, event, openid, fields, now)
+        except Exception:
+            log.exception("fake WeChat could not deliver an event")
+            return
+        if record is not None:
+            self._flush([record])
 
     def _ensure_started(self) -> None:
         if self._pid == os.getpid():

@@ -141,7 +141,9 @@ class FakeWeChatApp:
             self._record(conn, ctx, status, errcode, fault_name)
         if handler is not None and errcode == 0 and not (late and late[1] == "drop"):
             for event, openid, fields in ctx.events:
-                if cfg["job_finish_events"] and cfg["callback_url"]:
+                if cfg["job_finish_events"] and cfg["callback_url"] and cfg.get("job_finish_before_answer"):
+                    self.events.deliver_now(epoch, event, openid, fields)  # reported before the call is answered
+                elif cfg["job_finish_events"] and cfg["callback_url"]:
                     self.events.enqueue(epoch, float(cfg["callback_delay"]), event, openid, fields)
         if self.log_calls:
             print(

@@ -43,6 +43,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # Job-finish events posted back to callback_url.
     "job_finish_events": True,
     "callback_delay": 0.2,
+    "job_finish_before_answer": False,  # post an API call's events before answering it (events.py)
     "callback_timeout": 5.0,
     "callback_tries": 3,
     "callback_retry_delay": 1.0,
