@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -56,6 +57,7 @@ from wechat_crm.wechat import xml as wxml  # noqa: E402
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wcrm_bench_pipeline"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
 CALLBACK = "/wechat/callback/"
+CUSTOM_SEND = "/cgi-bin/message/custom/send"
 QUEUES = ("inbound", "outbound", "default", "reports")
 WORDS = ["你好", "价格", "hello", "优惠", "怎么购买", "谢谢", "TD", "帮助"]
 
@@ -67,30 +69,31 @@ def openid_of(run_id: str, user: int) -> str:
     return f"oPipe{run_id}u{user:08d}"
 
 
-def build_requests(index: int, processes: int, follows: int, messages: int, run_id: str) -> list[tuple[str, str]]:
-    """This process's share of the burst, encrypted (WeChat's safe mode): its users' follows first, then their
-    messages. Each is signed when it is sent (`signed_request`)."""
-    cipher = crypto.MessageCipher(AES_KEY)
-    now = int(time.time())
+def build_requests(index: int, processes: int, follows: int, messages: int, run_id: str) -> list[dict[str, str]]:
+    """This process's share of the burst: its users' follows first, then their messages. Each is stamped
+    (CreateTime), encrypted (WeChat's safe mode) and signed when it is sent (`signed_request`)."""
     documents = []
     users = list(range(index, follows, processes))
     for user in users:
         documents.append(
-            {"ToUserName": ACCOUNT, "FromUserName": openid_of(run_id, user), "CreateTime": now,
-             "MsgType": "event", "Event": "subscribe", "EventKey": ""}
+            {"ToUserName": ACCOUNT, "FromUserName": openid_of(run_id, user), "MsgType": "event",
+             "Event": "subscribe", "EventKey": ""}
         )  # fmt: skip
     for i in range(index, messages, processes):
         user = i % follows
         documents.append(
-            {"ToUserName": ACCOUNT, "FromUserName": openid_of(run_id, user), "CreateTime": now, "MsgType": "text",
+            {"ToUserName": ACCOUNT, "FromUserName": openid_of(run_id, user), "MsgType": "text",
              "Content": f"{WORDS[i % len(WORDS)]} {i}", "MsgId": f"9{run_id}{i:010d}"}
         )  # fmt: skip
-    return [(document["FromUserName"], cipher.encrypt(wxml.render(document), APP_ID)) for document in documents]
+    return documents
 
 
-def signed_request(openid: str, encrypted: str) -> bytes:
-    """Signed when it is sent, as WeChat does: a burst longer than the callback's accepted clock skew
-    (WECHAT_CALLBACK_MAX_CLOCK_SKEW) must not be refused for the age of requests built before it began."""
+def signed_request(document: dict[str, str], cipher: crypto.MessageCipher) -> bytes:
+    """Stamped, encrypted and signed when it is sent, as WeChat does: the CreateTime is the moment of sending (the
+    product's customer-service window after a follow starts then), and a burst longer than the callback's accepted
+    clock skew (WECHAT_CALLBACK_MAX_CLOCK_SKEW) must not be refused for the age of requests built before it began."""
+    openid = document["FromUserName"]
+    encrypted = cipher.encrypt(wxml.render({**document, "CreateTime": int(time.time())}), APP_ID)
     timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**9))
     query = urlencode(
         {
@@ -112,6 +115,7 @@ def load_process(index, processes, threads, follows, messages, run_id, port, rea
     start.wait()
     cpu_before = time.process_time()
     cursor, lock = iter(requests), threading.Lock()
+    cipher = crypto.MessageCipher(AES_KEY)
     counts = {"ok": 0, "errors": 0, "last": 0.0}
 
     def worker() -> None:
@@ -121,7 +125,7 @@ def load_process(index, processes, threads, follows, messages, run_id, port, rea
                 item = next(cursor, None)
             if item is None:
                 break
-            raw, status = signed_request(*item), 0
+            raw, status = signed_request(item, cipher), 0
             for _attempt in range(3):  # as WeChat does: a callback that failed is sent again (same MsgId)
                 try:
                     status = send(port, raw)
@@ -187,6 +191,29 @@ def pending(conn, redis) -> dict[str, int]:
     }
 
 
+def welcome_outcome(conn, fake) -> dict:
+    """The welcome journey's first message (sent on follow, inside WeChat's one-minute window after it): how many
+    the fake WeChat accepted (its log, one per openid at most), how many the product skipped and why (its step runs'
+    reason codes), and how many are still queued or sending."""
+    (text,) = conn.execute(
+        "SELECT s.text FROM conversations_journeystep s JOIN conversations_journey j ON j.id = s.journey_id "
+        "WHERE j.trigger = 'follow' AND s.position = 0 ORDER BY s.id LIMIT 1"
+    ).fetchone()
+    sent: Counter = Counter()
+    since = 0
+    while page := fake.calls(CUSTOM_SEND, errcode=0, since_id=since, limit=20000):
+        sent.update(c["body"].get("touser") for c in page if text in json.dumps(c["body"], ensure_ascii=False))
+        since = page[-1]["id"]
+    skipped = dict(
+        conn.execute(
+            "SELECT split_part(r.detail, ':', 1), count(*) FROM conversations_journeysteprun r "
+            "JOIN conversations_journeystep s ON s.id = r.step_id JOIN conversations_journey j ON j.id = s.journey_id "
+            "WHERE j.trigger = 'follow' AND s.position = 0 AND r.outcome <> 'done' GROUP BY 1 ORDER BY 2 DESC"
+        ).fetchall()
+    )
+    return {"sent": len(sent), "sent twice": sum(1 for n in sent.values() if n > 1), "skipped": skipped}
+
+
 def prepare(n_follows: int, fake, run_id: str) -> None:
     from django.core.management import call_command
     from django.db import connection
@@ -206,6 +233,7 @@ def prepare(n_follows: int, fake, run_id: str) -> None:
     # know their customer-service windows: its enforcement is off here (the window is tested in tests/), and the
     # welcome journey's messages go out as in the earlier runs.
     fake.reset(job_finish_events=False, enforce_cs_window=False)
+    fake.clear_calls()
     for start in range(0, n_follows, 20000):
         users = [{"openid": openid_of(run_id, u), "subscribe": 1} for u in range(start, min(n_follows, start + 20000))]
         fake.add_users(users)
@@ -292,6 +320,7 @@ def run_burst(n: int, args, env: dict, port: int, fake, database_url: str, redis
                     "SELECT count(*) FROM accounts_subscriber WHERE profile_fetched_at IS NOT NULL"
                 ).fetchone()[0],
             }
+            welcome = welcome_outcome(conn, fake)
     finally:
         sampler.stop.set()
         for p in procs:
@@ -310,6 +339,7 @@ def run_burst(n: int, args, env: dict, port: int, fake, database_url: str, redis
         "client_cpu": outcome["cpu"],
         "stored": stored,
         "follow_ups": follow_ups,
+        "welcome": welcome,
         "cleared": cleared,
         "idle_mb": idle_kb / 1024,
         "peak_mb": sampler.peak_total / 1024,
@@ -395,6 +425,12 @@ def main() -> int:
                 f"{r['peak_one_mb']:.0f})  stored {r['stored']} for {r['accepted']} accepted, {r['errors']} refused; "
                 f"{r['follow_ups']}; drained at (s) {r['cleared']}; "
                 f"load average {r['load'][0]:.1f} -> {r['load'][1]:.1f}",
+                flush=True,
+            )
+            w = r["welcome"]
+            print(
+                f"    welcome (journey) messages: {w['sent']} of {r['follows']} follows sent (fake's log; "
+                f"{w['sent twice']} openids twice), skipped by reason {w['skipped']}",
                 flush=True,
             )
         ok = all(
