@@ -211,6 +211,13 @@ def welcome_outcome(conn, fake) -> dict:
             "WHERE j.trigger = 'follow' AND s.position = 0 AND r.outcome <> 'done' GROUP BY 1 ORDER BY 2 DESC"
         ).fetchall()
     )
+    # Queued by the step, then kept back by the send policy when the worker was about to send it (the window closed).
+    for reason, count in conn.execute(
+        "SELECT 'at send: ' || o.skip_reason, count(*) FROM conversations_outboundmessage o "
+        "WHERE o.source = 'journey' AND o.status = 'skipped' AND o.text LIKE %s GROUP BY 1",
+        [f"%{text}%"],
+    ).fetchall():
+        skipped[reason] = count
     return {"sent": len(sent), "sent twice": sum(1 for n in sent.values() if n > 1), "skipped": skipped}
 
 

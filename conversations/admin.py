@@ -13,7 +13,8 @@ from unfold.contrib.filters.admin import RangeNumericFilter
 from wechat_crm.admin_filters import RangeDateTimeFilter
 from wechat_crm.exceptions import ApplicationError
 
-from . import journeys, menus
+from . import menus
+from .journeys.reports import journey_report
 from .models import (
     AutoReplyRule,
     ChannelTopic,
@@ -99,7 +100,7 @@ class JourneyAdmin(ModelAdmin):
     def report(self, obj):
         if obj.pk is None:
             return "-"
-        r = journeys.journey_report(obj)
+        r = journey_report(obj)
         head = format_html(
             "{}: {} · {}: {} · {}: {} · {}: {}",
             _("Entered"), r["entered"], _("Completed"), r["completed"], _("Active"), r["active"],

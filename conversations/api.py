@@ -18,8 +18,9 @@ from rest_framework.views import APIView
 from accounts.models import Subscriber
 from wechat_crm.permissions import WRITE_ADMIN, RolePermission
 
-from . import editing, journeys, menus
+from . import editing, menus
 from .errors import MenuInvalid
+from .journeys.reports import journey_report
 from .models import AutoReplyRule, Journey, JourneyStep, Menu, ScoreRule
 from .services import cs_window
 
@@ -231,7 +232,7 @@ class JourneyViewSet(_SetupViewSet):
     @action(detail=True, methods=["get"])
     def report(self, request: Request, pk: str | None = None) -> Response:
         """Entered, completed, stopped, active and converted enrollments, and each step's done / skipped runs."""
-        return Response(JourneyReportSerializer(journeys.journey_report(self.get_object())).data)
+        return Response(JourneyReportSerializer(journey_report(self.get_object())).data)
 
 
 class JourneyStepViewSet(_SetupViewSet):

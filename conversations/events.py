@@ -11,7 +11,8 @@ from typing import Any
 
 from accounts.kinds import InteractionKind as Kind
 
-from . import journeys, replies, scores, services
+from . import replies, scores, services
+from .journeys import entry as journey_entry
 
 # --- Passive replies -----------------------------------------------------------------------------------------------
 
@@ -75,9 +76,9 @@ def template_auto_reply(interactions: Sequence[Any]) -> None:
 
 def journeys_current_stage(interactions: Sequence[Any]) -> None:
     """The stage journeys of the stage each subscriber had at each interaction (after the funnel's follow-up)."""
-    journeys.journeys_on_current_stages(
+    journey_entry.journeys_on_current_stages(
         touches=[
-            journeys.StageTouch(i.subscriber_id, i.created_at, i.subscriber.stage)
+            journey_entry.StageTouch(i.subscriber_id, i.created_at, i.subscriber.stage)
             for i in _with_subscriber(interactions)
         ]
     )
@@ -105,8 +106,8 @@ def journeys_follow(interactions: Sequence[Any]) -> None:
     follows = _with_subscriber(interactions)
     scenes = {i.scene for i in follows if i.scene}
     channels = dict(Channel.objects.filter(scene_str__in=scenes).values_list("scene_str", "pk")) if scenes else {}
-    journeys.journeys_on_follows(
-        follows=[journeys.Follow(i.subscriber_id, channels.get(i.scene), i.created_at) for i in follows]
+    journey_entry.journeys_on_follows(
+        follows=[journey_entry.Follow(i.subscriber_id, channels.get(i.scene), i.created_at) for i in follows]
     )
 
 
@@ -123,8 +124,8 @@ def journeys_topic_click(interactions: Sequence[Any]) -> None:
         "article_id", "topic_id"
     ):
         topics.setdefault(article_id, []).append(topic_id)
-    journeys.journeys_on_topic_clicks(
-        clicks=[journeys.TopicClick(i.subscriber_id, topics[c], i.created_at) for i, c in clicks if topics.get(c)]
+    journey_entry.journeys_on_topic_clicks(
+        clicks=[journey_entry.TopicClick(i.subscriber_id, topics[c], i.created_at) for i, c in clicks if topics.get(c)]
     )
 
 
@@ -133,4 +134,4 @@ def journeys_topic_click(interactions: Sequence[Any]) -> None:
 
 def journeys_conversion(*, first_conversion: dict) -> None:
     """Enrollments marked converted (journey reports); the conversion journeys entered."""
-    journeys.journeys_on_conversions(first_conversion=first_conversion)
+    journey_entry.journeys_on_conversions(first_conversion=first_conversion)

@@ -51,6 +51,17 @@ def score_change(*, subscriber_id: int, points: int, reason: str, at: dt.datetim
     Subscriber.objects.filter(pk=subscriber_id).update(score=F("score") + points)
 
 
+def scores_change(*, subscriber_ids: Sequence[int], points: int, reason: str, at: dt.datetime | None = None) -> None:
+    """`score_change` for several subscribers (each once): one INSERT and one UPDATE."""
+    if not subscriber_ids:
+        return
+    at = at or timezone.now()
+    ScoreEntry.objects.bulk_create(
+        [ScoreEntry(subscriber_id=pk, points=points, reason=reason[:100], at=at) for pk in subscriber_ids]
+    )
+    Subscriber.objects.filter(pk__in=list(subscriber_ids)).update(score=F("score") + points)
+
+
 def score_half_life_days() -> float:
     return float(settings.SCORE_HALF_LIFE_DAYS)
 

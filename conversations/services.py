@@ -241,19 +241,24 @@ def custom_send(
     )  # fmt: skip
 
 
+def notice_payload(subscriber: Subscriber, template: Any, *, values: dict[str, str], article: Any = None) -> Payload:
+    """A subscription notice rendered for the subscriber, opening `article` through its tracked link."""
+    page = ""
+    if article is not None:
+        from content.services import link_track
+
+        page = link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk)
+    return messages.subscription_notice(openid=subscriber.openid, template_id=template.template_id, data=values,
+                                        page=page)  # fmt: skip
+
+
 def notice_send(
     *, subscriber: Subscriber, template: Any, values: dict[str, str], article: Any = None, source: str,
     dedupe_key: str | None = None, now: dt.datetime | None = None,
 ) -> OutboundMessage | None:  # fmt: skip
     """A subscription notice to one person, sent by Celery (the caller asked the send policy, which checked their
     consent; the worker asks it again). None when dedupe_key was used."""
-    page = ""
-    if article is not None:
-        from content.services import link_track
-
-        page = link_track(article.public_url(), subscriber_id=subscriber.pk, content_id=article.pk)
-    payload = messages.subscription_notice(openid=subscriber.openid, template_id=template.template_id, data=values,
-                                           page=page)  # fmt: skip
+    payload = notice_payload(subscriber, template, values=values, article=article)
     return _create(
         subscriber=subscriber, kind=OutboundMessage.Kind.NOTICE, source=source, text=template.title,
         payload=payload, dedupe_key=dedupe_key, notice_template=template, created_at=now or timezone.now(),

@@ -40,7 +40,7 @@ def outbound_send_task(self, message_id: int) -> str:
 @shared_task(name="conversations.tasks.journeys_advance")
 def journeys_advance_task() -> int:
     """Every minute (and right after an enrollment): run the due journey steps."""
-    from .journeys import journeys_advance
+    from .journeys.steps import journeys_advance
 
     return journeys_advance()
 
@@ -48,7 +48,7 @@ def journeys_advance_task() -> int:
 @shared_task(name="conversations.tasks.journeys_enter_dormant")
 def journeys_enter_dormant_task() -> int:
     """Hourly: enter dormant subscribers into the dormant journeys."""
-    from .journeys import journeys_enter_dormant
+    from .journeys.entry import journeys_enter_dormant
 
     return journeys_enter_dormant()
 

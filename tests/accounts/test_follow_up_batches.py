@@ -12,7 +12,15 @@ from django.utils import timezone
 from accounts import follow_ups, tasks
 from accounts.models import Interaction, Subscriber, Tag
 from campaigns.models import ChannelTouch
-from conversations.models import AutoReplyRule, Conversation, Journey, JourneyEnrollment, OutboundMessage, ScoreEntry
+from conversations.models import (
+    AutoReplyRule,
+    Conversation,
+    Journey,
+    JourneyEnrollment,
+    JourneyStepRun,
+    OutboundMessage,
+    ScoreEntry,
+)
 from tests.accounts.factories import InteractionFactory, SubscriberFactory
 from tests.campaigns.factories import ChannelFactory
 from tests.content.factories import ArticleFactory, MessageTemplateFactory, TopicFactory
@@ -104,7 +112,11 @@ def test_a_batch_has_the_effects_each_interaction_has_alone(automation):
         assert subscriber.followed_at is not None and subscriber.engaged_at is not None
         assert subscriber.source_channel.scene_str == "poster"
         assert list(subscriber.tags.values_list("name", flat=True)) == ["poster fans"]
-        assert subscriber.score == 5 + 3 + 3 + 4  # a follow, two texts, a link click
+        # A follow, two texts, a link click, and +1 for each journey's first step that was due at the batch (they
+        # run with it): the follow journey's at least (the click's is 3 s after the follow, maybe not due yet).
+        ran = JourneyStepRun.objects.filter(enrollment__subscriber=subscriber)
+        assert ran.filter(enrollment__journey__trigger=Journey.Trigger.FOLLOW).count() == 1
+        assert subscriber.score == 5 + 3 + 3 + 4 + ran.count()
         assert Conversation.objects.get(subscriber=subscriber).unanswered == 1  # the template answered "price"
     assert ChannelTouch.objects.count() == 3
     assert JourneyEnrollment.objects.count() == 3 * 3

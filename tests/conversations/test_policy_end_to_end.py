@@ -15,8 +15,9 @@ from django.utils import timezone
 from accounts.models import Interaction, Subscriber
 from content.models import Delivery, MessageTemplate, Push
 from content.services import link_track, pushes
-from conversations import journeys, policy, services
+from conversations import policy, services
 from conversations.errors import OutsideWindow
+from conversations.journeys import reports, steps
 from conversations.models import AutoReplyRule, JourneyStepRun, OutboundMessage
 from conversations.replies import RULES_CACHE_SECONDS
 from tests.content.factories import MessageTemplateFactory
@@ -125,7 +126,7 @@ def test_td_stops_the_welcome_series_and_auto_reply_templates(wechat, poster):
     assert (skipped.status, skipped.skip_reason) == ("skipped", "paused")
 
     # Two days later the series' second step runs (in this process: the step is due in the database).
-    journeys.journeys_advance(now=timezone.now() + dt.timedelta(days=2, minutes=1))
+    steps.journeys_advance(now=timezone.now() + dt.timedelta(days=2, minutes=1))
     runs = dict(JourneyStepRun.objects.filter(step=second).values_list("enrollment__subscriber__openid", "detail"))
     outcomes = dict(JourneyStepRun.objects.filter(step=second).values_list("enrollment__subscriber__openid",
                                                                            "outcome"))  # fmt: skip
@@ -136,7 +137,7 @@ def test_td_stops_the_welcome_series_and_auto_reply_templates(wechat, poster):
     assert _touser(wechat.calls(TEMPLATE, errcode=0)) == [stayer, stayer]
     assert quitter not in _touser(wechat.calls(TEMPLATE))
     assert sorted(_touser(wechat.calls(CUSTOM, errcode=0))) == sorted([quitter, stayer])  # the welcomes, before TD
-    report = journeys.journey_report(welcome)
+    report = reports.journey_report(welcome)
     assert report["steps"][1]["skip_reasons"] == {"paused": 1}
 
 

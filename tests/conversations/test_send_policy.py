@@ -18,8 +18,9 @@ from content.errors import PushInvalid
 from content.models import Delivery, MessageTemplate, Push
 from content.services import pushes
 from content.services.deliveries import deliveries_send_page
-from conversations import journeys, policy, services
+from conversations import policy, services
 from conversations.errors import OutsideWindow, SendRefused
+from conversations.journeys import entry, steps
 from conversations.models import JourneyEnrollment, JourneyStepRun, OutboundMessage
 from tests.content.factories import ArticleFactory, MessageTemplateFactory, SubscriberFactory, TopicFactory
 from tests.content.push_factories import PushFactory, SegmentFactory
@@ -128,8 +129,8 @@ def journey(sub, ctx):
     if ctx.get("unfollow"):
         Subscriber.objects.filter(pk=sub.pk).update(is_following=False)
     now = timezone.now()
-    enrollment = journeys.journey_enter(journey=j, subscriber_id=sub.pk, now=now)
-    journeys.journeys_advance(now=now)
+    enrollment = entry.journey_enter(journey=j, subscriber_id=sub.pk, now=now)
+    steps.journeys_advance(now=now)
     _send_outbound()
     run = JourneyStepRun.objects.filter(step=step).first()
     if run is None:
@@ -280,14 +281,14 @@ def test_a_journey_step_deferred_by_quiet_hours_is_sent_when_they_end(world, fak
     j = JourneyFactory(trigger="stage", stage="followed")
     JourneyStepFactory(journey=j, action="message", text="早上好", template=world["template"])
     now = timezone.now()
-    enrollment = journeys.journey_enter(journey=j, subscriber_id=sub.pk, now=now)
+    enrollment = entry.journey_enter(journey=j, subscriber_id=sub.pk, now=now)
 
-    journeys.journeys_advance(now=now)
+    steps.journeys_advance(now=now)
     enrollment.refresh_from_db()
     assert enrollment.due_at == quiet_end and not JourneyStepRun.objects.exists()
     assert fake.count(TEMPLATE) == 0
 
-    journeys.journeys_advance(now=quiet_end + dt.timedelta(minutes=1))
+    steps.journeys_advance(now=quiet_end + dt.timedelta(minutes=1))
     send_policy()  # the worker sends it in the morning (the real clock is still in this test's quiet hours)
     _send_outbound()
     (run,) = JourneyStepRun.objects.all()

@@ -12,7 +12,8 @@ from accounts.models import Interaction, Subscriber, Tag
 from accounts.tasks import interaction_process
 from campaigns.models import Channel
 from content.models import Article, Delivery, Topic
-from conversations import journeys, scores, services
+from conversations import scores, services
+from conversations.journeys import entry, reports, steps
 from conversations.models import (
     ChannelTopic,
     Conversation,
@@ -202,34 +203,33 @@ def test_a_welcome_series_runs_each_step_once_as_time_moves_forward(poster, fake
     fake_with_token.add_users([{"openid": openid, "subscribe": 1}])
 
     poster.post(build_message("subscribe", openid=openid, EventKey="qrscene_techfair"), "safe")
+    Subscriber.objects.filter(openid=openid).update(nickname="Li")
     for pk in Interaction.objects.filter(processed_at__isnull=True).values_list("pk", flat=True):
         interaction_process(pk)
         interaction_process(pk)  # twice: still one enrollment
     (enrollment,) = JourneyEnrollment.objects.all()
     assert enrollment.context["topic_id"] == tech.pk
-    Subscriber.objects.filter(openid=openid).update(nickname="Li")
 
     now = timezone.now()
-    assert journeys.journeys_advance(now=now) == 1
-    assert journeys.journeys_advance(now=now) == 0  # nothing fires twice
+    assert steps.journeys_advance(now=now) == 0  # the welcome (no wait) ran in the follow's own follow-up, once
     _send_all()
     (welcome,) = fake_with_token.calls(CUSTOM)  # inside the minute after the follow: customer-service
     assert welcome["body"] == {"touser": openid, "msgtype": "text", "text": {"content": "欢迎 Li!"}}
 
-    assert journeys.journeys_advance(now=now + dt.timedelta(days=1)) == 0  # still waiting
-    assert journeys.journeys_advance(now=now + dt.timedelta(days=2, minutes=1)) == 1
+    assert steps.journeys_advance(now=now + dt.timedelta(days=1)) == 0  # still waiting
+    assert steps.journeys_advance(now=now + dt.timedelta(days=2, minutes=1)) == 1
     _send_all()
     (digest,) = fake_with_token.calls(TEMPLATE)  # outside the window now: the template, about the channel's topic
     assert digest["body"]["template_id"] == "TPL_DIGEST"
     assert digest["body"]["data"] == {"first": {"value": "AI 入门"}}
     assert digest["body"]["url"].startswith("https://crm.example.com/r/")
 
-    journeys.journeys_on_conversion(Subscriber.objects.get(openid=openid).pk, now=now + dt.timedelta(days=3))
+    entry.journeys_on_conversion(Subscriber.objects.get(openid=openid).pk, now=now + dt.timedelta(days=3))
     Subscriber.objects.filter(openid=openid).update(stage="converted")
-    assert journeys.journeys_advance(now=now + dt.timedelta(days=8)) == 1
+    assert steps.journeys_advance(now=now + dt.timedelta(days=8)) == 1
     _send_all()
     assert fake_with_token.count(TEMPLATE) == 1  # converted: the offer is skipped
-    report = journeys.journey_report(journey)
+    report = reports.journey_report(journey)
     assert (report["entered"], report["completed"], report["converted"]) == (1, 1, 1)
     assert [(s["done"], s["skipped"]) for s in report["steps"]] == [(1, 0), (1, 0), (0, 1)]
 
@@ -240,9 +240,9 @@ def test_a_subscriber_enters_a_journey_once_per_period():
     journey = JourneyFactory(name="Weekly", trigger="stage", stage="engaged", period="week")
     JourneyStepFactory(journey=journey, action="score", score_delta=5)
     monday = dt.datetime(2026, 11, 23, 4, tzinfo=dt.UTC)
-    assert journeys.journeys_on_stage(sub.pk, "engaged", now=monday)
-    assert not journeys.journeys_on_stage(sub.pk, "engaged", now=monday + dt.timedelta(days=2))
-    assert journeys.journeys_on_stage(sub.pk, "engaged", now=monday + dt.timedelta(days=7))
+    assert entry.journeys_on_stage(sub.pk, "engaged", now=monday)
+    assert not entry.journeys_on_stage(sub.pk, "engaged", now=monday + dt.timedelta(days=2))
+    assert entry.journeys_on_stage(sub.pk, "engaged", now=monday + dt.timedelta(days=7))
     assert JourneyEnrollment.objects.count() == 2
 
 
@@ -257,8 +257,8 @@ def test_tag_score_and_notify_actions_with_conditions():
                                condition="score_gte", condition_value="20")  # fmt: skip
     JourneyStepFactory(journey=journey, position=3, action="remove_tag", tag=lead, condition="has_tag",
                                condition_tag=vip)  # fmt: skip
-    journeys.journeys_on_conversion(sub.pk, now=NOW)
-    journeys.journeys_advance(now=NOW)
+    entry.journeys_on_conversion(sub.pk, now=NOW)
+    steps.journeys_advance(now=NOW)
 
     sub.refresh_from_db()
     assert list(sub.tags.values_list("name", flat=True)) == ["lead"]  # not vip: the removal was skipped
@@ -309,9 +309,9 @@ def test_a_dormant_lead_gets_a_message_about_the_topic_they_last_read(fake_with_
     _interaction(active, "link_click", old, data={"content_id": article.pk})
     Subscriber.objects.filter(pk__in=[active.pk, silent_never_active.pk]).update(last_interaction_at=old)
 
-    assert journeys.journeys_enter_dormant(now=NOW) == 1
-    assert journeys.journeys_enter_dormant(now=NOW + dt.timedelta(hours=1)) == 0  # one quiet spell, one entry
-    journeys.journeys_advance(now=NOW)
+    assert entry.journeys_enter_dormant(now=NOW) == 1
+    assert entry.journeys_enter_dormant(now=NOW + dt.timedelta(hours=1)) == 0  # one quiet spell, one entry
+    steps.journeys_advance(now=NOW)
     _send_all()
     (call,) = fake_with_token.calls(TEMPLATE)
     assert call["body"]["touser"] == active.openid
@@ -399,7 +399,7 @@ def test_a_recorded_conversion_enters_conversion_journeys_and_counts_as_converte
     JourneyStepFactory(journey=welcome, action="score", score_delta=1, wait=dt.timedelta(days=9))
     thanks = JourneyFactory(name="Thanks", trigger="conversion")
     JourneyStepFactory(journey=thanks, action="notify", text="new customer")
-    journeys.journeys_on_stage(sub.pk, "followed", now=NOW)
+    entry.journeys_on_stage(sub.pk, "followed", now=NOW)
 
     item = ConversionInput(index=0, type="order", external_id="A1", occurred_at=NOW, openid=sub.openid)
     conversions_record(items=[item])
@@ -407,7 +407,7 @@ def test_a_recorded_conversion_enters_conversion_journeys_and_counts_as_converte
 
     assert JourneyEnrollment.objects.get(journey=welcome).converted_at is not None
     assert JourneyEnrollment.objects.filter(journey=thanks).count() == 1
-    journeys.journeys_advance(now=timezone.now())
+    steps.journeys_advance(now=timezone.now())
     assert Notification.objects.get().text == "new customer"
 
 
