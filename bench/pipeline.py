@@ -67,8 +67,9 @@ def openid_of(run_id: str, user: int) -> str:
     return f"oPipe{run_id}u{user:08d}"
 
 
-def build_requests(index: int, processes: int, follows: int, messages: int, run_id: str) -> list[bytes]:
-    """This process's share of the burst, as raw HTTP requests: its users' follows first, then their messages."""
+def build_requests(index: int, processes: int, follows: int, messages: int, run_id: str) -> list[tuple[str, str]]:
+    """This process's share of the burst, encrypted (WeChat's safe mode): its users' follows first, then their
+    messages. Each is signed when it is sent (`signed_request`)."""
     cipher = crypto.MessageCipher(AES_KEY)
     now = int(time.time())
     documents = []
@@ -84,23 +85,25 @@ def build_requests(index: int, processes: int, follows: int, messages: int, run_
             {"ToUserName": ACCOUNT, "FromUserName": openid_of(run_id, user), "CreateTime": now, "MsgType": "text",
              "Content": f"{WORDS[i % len(WORDS)]} {i}", "MsgId": f"9{run_id}{i:010d}"}
         )  # fmt: skip
-    out = []
-    for document in documents:
-        encrypted = cipher.encrypt(wxml.render(document), APP_ID)
-        timestamp, nonce = str(now), str(secrets.randbelow(10**9))
-        query = urlencode(
-            {
-                "signature": crypto.signature(TOKEN, timestamp, nonce),
-                "timestamp": timestamp,
-                "nonce": nonce,
-                "openid": document["FromUserName"],
-                "encrypt_type": "aes",
-                "msg_signature": crypto.signature(TOKEN, timestamp, nonce, encrypted),
-            }
-        )
-        body = wxml.render({"ToUserName": ACCOUNT, "Encrypt": encrypted}).encode()
-        out.append(request_bytes(CALLBACK, query, body))
-    return out
+    return [(document["FromUserName"], cipher.encrypt(wxml.render(document), APP_ID)) for document in documents]
+
+
+def signed_request(openid: str, encrypted: str) -> bytes:
+    """Signed when it is sent, as WeChat does: a burst longer than the callback's accepted clock skew
+    (WECHAT_CALLBACK_MAX_CLOCK_SKEW) must not be refused for the age of requests built before it began."""
+    timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**9))
+    query = urlencode(
+        {
+            "signature": crypto.signature(TOKEN, timestamp, nonce),
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "openid": openid,
+            "encrypt_type": "aes",
+            "msg_signature": crypto.signature(TOKEN, timestamp, nonce, encrypted),
+        }
+    )
+    body = wxml.render({"ToUserName": ACCOUNT, "Encrypt": encrypted}).encode()
+    return request_bytes(CALLBACK, query, body)
 
 
 def load_process(index, processes, threads, follows, messages, run_id, port, ready, start, results):
@@ -115,10 +118,10 @@ def load_process(index, processes, threads, follows, messages, run_id, port, rea
         ok = errors = 0
         while True:
             with lock:
-                raw = next(cursor, None)
-            if raw is None:
+                item = next(cursor, None)
+            if item is None:
                 break
-            status = 0
+            raw, status = signed_request(*item), 0
             for _attempt in range(3):  # as WeChat does: a callback that failed is sent again (same MsgId)
                 try:
                     status = send(port, raw)
