@@ -19,7 +19,6 @@ from conversations import policy, services
 from conversations.errors import OutsideWindow
 from conversations.journeys import reports, steps
 from conversations.models import AutoReplyRule, JourneyStepRun, OutboundMessage
-from conversations.replies import RULES_CACHE_SECONDS
 from tests.content.factories import MessageTemplateFactory
 from tests.content.push_factories import PushFactory, SegmentFactory
 from tests.content.push_factories import policy as send_policy
@@ -93,19 +92,12 @@ def test_a_location_report_a_view_and_a_web_click_do_not_reopen_the_window(wecha
     assert not OutboundMessage.objects.filter(subscriber=sub).exists()
 
 
-def _rule_saved(rule: AutoReplyRule) -> AutoReplyRule:
-    """The worker's processes keep the active rules for RULES_CACHE_SECONDS (saving a rule clears only the saving
-    process's copy): wait until a copy an earlier test left in the worker has expired."""
-    time.sleep(RULES_CACHE_SECONDS + 0.5)
-    return rule
-
-
 def test_td_stops_the_welcome_series_and_auto_reply_templates(wechat, poster):
     """After TD, the welcome series' next step and a keyword's template auto-reply are skipped with the reason; the
     person who did not reply TD gets both. The welcome message before TD went out."""
     service = MessageTemplateFactory(wechat_template_id="TPL_PRICE", fields=[{"key": "first", "value": "价目表"}])
-    _rule_saved(AutoReplyRule.objects.create(name="price", trigger="text_exact", pattern="价格",
-                                             reply_kind="template", template=service))  # fmt: skip
+    AutoReplyRule.objects.create(name="price", trigger="text_exact", pattern="价格", reply_kind="template",
+                                 template=service)  # fmt: skip
     welcome = JourneyFactory(name="Welcome", trigger="follow")
     JourneyStepFactory(journey=welcome, position=0, action="message", text="欢迎!")
     second = JourneyStepFactory(journey=welcome, position=1, wait=dt.timedelta(days=2), action="message",
@@ -143,8 +135,8 @@ def test_td_stops_the_welcome_series_and_auto_reply_templates(wechat, poster):
 
 def test_a_marketing_template_never_rides_an_auto_reply(wechat, poster):
     promo = MessageTemplateFactory(wechat_template_id="TPL_PROMO", purpose=MessageTemplate.Purpose.MARKETING)
-    _rule_saved(AutoReplyRule.objects.create(name="promo", trigger="text_exact", pattern="优惠",
-                                             reply_kind="template", template=promo))  # fmt: skip
+    AutoReplyRule.objects.create(name="promo", trigger="text_exact", pattern="优惠", reply_kind="template",
+                                 template=promo)  # fmt: skip
     openid = "oAsksForPromo000000000000001"
     wechat.add_users([{"openid": openid, "subscribe": 1}])
     poster.post(build_message("text", openid=openid, Content="优惠"), "plain")

@@ -23,8 +23,10 @@ import secrets
 import sqlite3
 from typing import Any
 
-from .api import OK, Ctx, WeChatError, _pick, _user_row, route
+from .api import OK, Ctx, WeChatError, route
+from .sending import _pick
 from .state import next_msgid
+from .users import _user_row
 
 ERRMSG = {
     43101: "user refuse to accept the msg",

@@ -27,7 +27,8 @@ import secrets
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .api import MASS_JOB_FROM, OK, Ctx, WeChatError, _following_user, route
+from .api import OK, Ctx, WeChatError, route
+from .sending import MASS_JOB_FROM, _following_user
 from .state import next_counter
 
 WECHAT_TZ = ZoneInfo("Asia/Shanghai")

@@ -19,8 +19,8 @@ from typing import Any
 import urllib3
 
 from . import wxmsg
-from .api import make_openid
 from .control import FakeWeChat, FakeWeChatError
+from .users import make_openid
 
 TEXTS = ["你好", "在吗？", "优惠", "怎么购买", "help", "价格多少", "谢谢", "退货", "营业时间", "1"]
 PLACES = [(39.9042, 116.4074, "北京市东城区"), (31.2304, 121.4737, "上海市黄浦区"), (23.1291, 113.2644, "广州市越秀区"),
