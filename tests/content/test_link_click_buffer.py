@@ -2,6 +2,8 @@
 stores the clicks by batches, exactly once, and without Redis the click is stored directly."""
 
 import json
+import threading
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -64,16 +66,23 @@ def test_the_first_click_asks_the_worker_for_a_drain():
 
     subscribers = SubscriberFactory.create_batch(3)
     redis = _redis()
-    redis.delete("inbound")
+    for thread in threading.enumerate():  # an earlier test's click may still be asking for its drain
+        if thread.name == "link-clicks-kick":
+            thread.join(timeout=10)
+    redis.delete("inbound", clicks.KICK_KEY)
 
+    started = time.monotonic()
     for subscriber in subscribers:
         _click(Client(), subscriber)
+    seconds = time.monotonic() - started  # three clicks: well within a second, unless the machine is loaded
 
     def drains_asked() -> list[str]:
         return [json.loads(m)["headers"]["task"] for m in redis.lrange("inbound", 0, -1)]
 
     wait_for(lambda: drains_asked(), timeout=10, message="no drain was asked for")
-    assert drains_asked() == ["content.tasks.link_clicks_drain"]
+    asked = drains_asked()
+    assert set(asked) == {"content.tasks.link_clicks_drain"}
+    assert len(asked) <= 1 + int(seconds), f"{len(asked)} drains asked for 3 clicks in {seconds:.2f} s"
 
 
 def test_a_retried_drain_stores_each_click_once(client):
