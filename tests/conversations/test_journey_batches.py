@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from content.models import SendPolicy
 from conversations import policy, services
 from conversations.journeys import steps
 from conversations.models import JourneyEnrollment, JourneyStepRun, OutboundMessage
@@ -86,7 +87,7 @@ def test_a_batch_with_a_paused_person_in_quiet_hours_defers_the_others_message(f
     send_policy(quiet_hours_enabled=True,
                 quiet_start=(local - dt.timedelta(hours=1)).time().replace(second=0, microsecond=0),
                 quiet_end=(local + dt.timedelta(hours=1)).time().replace(second=0, microsecond=0))  # fmt: skip
-    quiet_end = policy.quiet_hours_end(policy.SendPolicy.current(), timezone.now())
+    quiet_end = policy.quiet_hours_end(SendPolicy.current(), timezone.now())
     awake, paused = _followers(fake_with_token, 2, wrote_ago=dt.timedelta(minutes=10))
     paused.pushes_paused = True
     paused.save(update_fields=["pushes_paused"])

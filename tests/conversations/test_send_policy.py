@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import Subscriber
 from content.errors import PushInvalid
-from content.models import Delivery, MessageTemplate, Push
+from content.models import Delivery, MessageTemplate, Push, SendPolicy
 from content.services import pushes
 from content.services.deliveries import deliveries_send_page
 from conversations import policy, services
@@ -277,7 +277,7 @@ def test_a_journey_step_deferred_by_quiet_hours_is_sent_when_they_end(world, fak
     sub = SubscriberFactory()
     fake.add_users([{"openid": sub.openid, "subscribe": 1}])
     _quiet_now()
-    quiet_end = policy.quiet_hours_end(policy.SendPolicy.current(), timezone.now())
+    quiet_end = policy.quiet_hours_end(SendPolicy.current(), timezone.now())
     j = JourneyFactory(trigger="stage", stage="followed")
     JourneyStepFactory(journey=j, action="message", text="早上好", template=world["template"])
     now = timezone.now()
