@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -73,20 +74,25 @@ def _run() -> None:
                 ids.append(_queue.get_nowait())
             except queue.Empty:
                 break
-        _publish(ids)
+        publish(ids)
         published = time.monotonic()
         with _drained:
             _pending -= len(ids)
             _drained.notify_all()
 
 
-def _publish(ids: list[int]) -> None:
+def publish(ids: Sequence[int]) -> None:
+    """Hand these committed interactions to Celery now, in tasks of at most BATCH ids, failing fast when the broker
+    is down (the sweeper processes them then). For callers already off the request path (the click buffer's drain);
+    a request submits ids instead."""
     from .tasks import interactions_process
 
-    try:
-        with interactions_process.app.producer_or_acquire() as producer:
-            # Fail fast when the broker is down (kombu would otherwise retry the connection for a long time).
-            producer.connection.ensure_connection(max_retries=0, timeout=CONNECT_TIMEOUT)
-            interactions_process.apply_async((ids,), retry=False, producer=producer)
-    except Exception:
-        logger.warning("could not enqueue interactions %s; the sweeper will process them", ids, exc_info=True)
+    for start in range(0, len(ids), BATCH):
+        chunk = list(ids[start : start + BATCH])
+        try:
+            with interactions_process.app.producer_or_acquire() as producer:
+                # Fail fast when the broker is down (kombu would otherwise retry the connection for a long time).
+                producer.connection.ensure_connection(max_retries=0, timeout=CONNECT_TIMEOUT)
+                interactions_process.apply_async((chunk,), retry=False, producer=producer)
+        except Exception:
+            logger.warning("could not enqueue interactions %s; the sweeper will process them", chunk, exc_info=True)

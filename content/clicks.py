@@ -45,7 +45,6 @@ KICK_MS = 1000  # at most one drain asked for per second, by all web processes t
 KICK_COUNTDOWN = 1.5  # seconds: after the flag expired, so that the drain finds every click that saw the flag
 LOCK_MS = 120_000  # renewed at each batch
 DRAIN_BATCH = 1000
-FOLLOW_UP_BATCH = 100  # interactions per accounts.tasks.interactions_process task (its claim batch)
 
 # KEYS: the dedupe marker, the buffer, the kick flag. ARGV: the window (s), the entry, the kick flag's life (ms).
 # 0: a repeat within the window (nothing appended); 1: appended; 2: appended, and the caller asks for a drain.
@@ -243,7 +242,10 @@ def _parse(entries: Sequence[bytes | str]) -> list[tuple]:
 def clicks_store(*, entries: Sequence[bytes | str]) -> list[int]:
     """Store a batch of buffered clicks in one statement: the link_click interactions (ON CONFLICT (dedupe_key) DO
     NOTHING: a batch stored again stores nothing), for subscribers that still exist, and their last_interaction_at
-    (never backwards). Hands the new rows' follow-ups to Celery after commit. Returns the new interactions' ids."""
+    (never backwards). Hands the new rows' follow-ups (stage, score, journeys, attribution, the push's click
+    counters) to Celery after commit, through the interaction outbox's publish (if the broker is down the accounts
+    sweeper runs them). Returns the new interactions' ids."""
+    from accounts import outbox
     from accounts.models import Interaction, Subscriber
 
     rows = _parse(entries)
@@ -288,22 +290,8 @@ def clicks_store(*, entries: Sequence[bytes | str]) -> list[int]:
             cursor.execute(sql, params)
             ids = [row[0] for row in cursor.fetchall()]
         if ids:
-            transaction.on_commit(lambda: _follow_ups_enqueue(ids))
+            transaction.on_commit(lambda: outbox.publish(ids))
     if len(ids) < len(rows):
         logger.info("click buffer: %d of %d clicks stored (the others already were, or their subscriber is gone)",
                     len(ids), len(rows))  # fmt: skip
     return ids
-
-
-def _follow_ups_enqueue(ids: list[int]) -> None:
-    """The follow-ups (stage, score, journeys, attribution, the push's click counters) run in
-    accounts.tasks.interactions_process, by batches; if the broker is down the accounts sweeper runs them."""
-    from accounts.tasks import interactions_process
-
-    for start in range(0, len(ids), FOLLOW_UP_BATCH):
-        chunk = ids[start : start + FOLLOW_UP_BATCH]
-        try:
-            interactions_process.apply_async((chunk,), retry=False)
-        except Exception:
-            logger.warning("could not enqueue the follow-ups of clicks %s; the sweeper will run them", chunk,
-                           exc_info=True)  # fmt: skip
