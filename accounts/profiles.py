@@ -119,13 +119,20 @@ def tags_for_wechat_ids(wechat_ids: Iterable[int], *, client=None) -> dict[int, 
     return known
 
 
-def rows_update(rows: Sequence[models.Model], fields: Sequence[str]) -> int:
+def rows_update(rows: Sequence[models.Model], fields: Sequence[str], *, only_if: dict[str, Any] | None = None) -> int:
     """Save `fields` of many rows of one model in one statement: UPDATE ... FROM (VALUES ...) on PostgreSQL
-    (Django's bulk_update builds a CASE per field and row, which costs more to compile than to run)."""
+    (Django's bulk_update builds a CASE per field and row, which costs more to compile than to run). `only_if`:
+    only the rows whose columns still hold these values (e.g. {"status": "sending"}: rows this worker claimed).
+    Returns the rows updated."""
     if not rows:
         return 0
     model = type(rows[0])
     if connection.vendor != "postgresql":
+        if only_if:
+            return sum(
+                model.objects.filter(pk=row.pk, **only_if).update(**{name: getattr(row, name) for name in fields})
+                for row in rows
+            )
         return model.objects.bulk_update(rows, fields, batch_size=500)
     meta = model._meta
     concrete = [meta.get_field(name) for name in fields]
@@ -141,6 +148,10 @@ def rows_update(rows: Sequence[models.Model], fields: Sequence[str]) -> int:
         f"UPDATE {qn(meta.db_table)} AS t SET {sets} "  # noqa: S608 - identifiers from the model, values as parameters
         f"FROM (VALUES {', '.join([placeholders] * len(rows))}) AS v({columns}) WHERE t.id = v.id::bigint"
     )
+    for name, value in (only_if or {}).items():
+        field = meta.get_field(name)
+        sql += f" AND t.{qn(field.column)} = %s"
+        params.append(field.get_db_prep_save(value, connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount

@@ -276,27 +276,12 @@ def _failure_reason(outcome: str, exc: Any) -> str:
     return _("WeChat refused the message: %(code)s %(message)s") % {"code": exc.errcode, "message": exc.errmsg}
 
 
-_CASTS = {"status": "varchar", "reason": "varchar", "skip_reason": "varchar", "errcode": "integer",
-          "msgid": "bigint", "sent_at": "timestamptz", "not_before": "timestamptz"}  # fmt: skip
-
-
 def _write(writes: Sequence[tuple[int, dict[str, Any]]]) -> None:
     """The outcomes, one statement per set of columns written; only rows still "sending" (claimed here)."""
-    groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+    from accounts.profiles import rows_update
+
+    groups: dict[tuple[str, ...], list[OutboundMessage]] = {}
     for pk, fields in writes:
-        groups.setdefault(tuple(sorted(fields)), []).append((pk, fields))
-    table = OutboundMessage._meta.db_table
+        groups.setdefault(tuple(sorted(fields)), []).append(OutboundMessage(pk=pk, **fields))
     for columns, rows in groups.items():
-        if connection.vendor != "postgresql":
-            for pk, fields in rows:
-                OutboundMessage.objects.filter(pk=pk, status=S.SENDING).update(**fields)
-            continue
-        one = "(%s::bigint, " + ", ".join(f"%s::{_CASTS[c]}" for c in columns) + ")"
-        sql = (
-            f"UPDATE {table} AS o SET {', '.join(f'{c} = v.{c}' for c in columns)} "  # noqa: S608
-            f"FROM (VALUES {', '.join([one] * len(rows))}) AS v(id, {', '.join(columns)}) "
-            "WHERE o.id = v.id AND o.status = %s"
-        )
-        params = [value for pk, fields in rows for value in (pk, *(fields[c] for c in columns))]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, S.SENDING])
+        rows_update(rows, columns, only_if={"status": S.SENDING})
