@@ -233,7 +233,7 @@ def custom_send(
     *, subscriber: Subscriber, payload: dict[str, Any], text: str, source: str, dedupe_key: str | None = None,
     now: dt.datetime | None = None,
 ) -> OutboundMessage | None:  # fmt: skip
-    """A customer-service message from the product (journeys); the caller asked the send policy (journey_channel).
+    """A customer-service message from the product (journeys); the caller asked the send policy (journey_channels).
     The worker asks it again before sending."""
     return _create(
         subscriber=subscriber, kind=OutboundMessage.Kind.CUSTOM, source=source, text=text, payload=payload,

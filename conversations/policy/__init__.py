@@ -4,8 +4,7 @@
     decide(send=Send(...), subscriber=..., now=...) -> Decision                                (one subscriber)
     windows(subscriber_ids=[...], now=...) -> {subscriber id: Window}    WeChat's customer-service window
     window(subscriber=..., now=...) -> Window
-    journey_channel(subscriber=..., now=..., ...) -> Choice              a journey's first channel that applies
-    journey_channels(subscriber_ids=[...], now=..., ...) -> {id: Choice} the same for a batch (a few queries)
+    journey_channels(subscriber_ids=[...], now=..., ...) -> {id: Choice} a journey's first channel that applies
     consented(subscriber_ids=..., notice_template=..., now=...) -> set   HOOK: subscription-notice consent (`notices`)
 
 A Decision is NOW, LATER (quiet hours: `at` says when) or NEVER, with a stable reason code (`Reason`), recorded on
@@ -27,25 +26,15 @@ customer-service window), limits.py (quiet hours, quotas, consent), decide.py (d
 channels.py (a journey's channel). Callers use the names below as `policy.<name>`.
 """
 
-from .channels import PERSONAL, Choice, choice_detail, journey_channel, journey_channels  # noqa: F401
-from .decide import TEMPLATE_FIELDS, Decisions, decide, decide_many  # noqa: F401
-from .limits import consented, day_start, mass_quota_reached, month_start, quiet_hours_end, templates_used_today  # noqa: F401
-from .terms import (  # noqa: F401
-    _CHANNEL_RULES,
-    CAPS,
-    CONSENT,
+from .channels import Choice, choice_detail, journey_channels
+from .decide import decide, decide_many
+from .limits import consented, mass_quota_reached, quiet_hours_end, templates_used_today
+from .terms import (
     EVENT_LIMIT,
     EVENT_WINDOW,
-    FOLLOWING,
     MESSAGE_LIMIT,
     MESSAGE_WINDOW,
-    NOW_OK,
-    OPT_OUTS,
-    QUIET,
-    QUOTAS,
     RULES,
-    TEMPLATE_PURPOSE,
-    WINDOW,
     Channel,
     Decision,
     Reason,
@@ -53,4 +42,30 @@ from .terms import (  # noqa: F401
     Source,
     Verdict,
 )
-from .window import Window, window, windows  # noqa: F401
+from .window import Window, window, windows
+
+__all__ = [
+    "EVENT_LIMIT",
+    "EVENT_WINDOW",
+    "MESSAGE_LIMIT",
+    "MESSAGE_WINDOW",
+    "RULES",
+    "Channel",
+    "Choice",
+    "Decision",
+    "Reason",
+    "Send",
+    "Source",
+    "Verdict",
+    "Window",
+    "choice_detail",
+    "consented",
+    "decide",
+    "decide_many",
+    "journey_channels",
+    "mass_quota_reached",
+    "quiet_hours_end",
+    "templates_used_today",
+    "window",
+    "windows",
+]

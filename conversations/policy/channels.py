@@ -1,4 +1,4 @@
-"""A journey's message: the first channel that applies (journey_channel, journey_channels for a batch)."""
+"""A journey's message: the first channel that applies, for a batch of subscribers (journey_channels)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any, NamedTuple
 
 from django.utils import timezone
 
-from accounts.models import Subscriber
 from content.models import SendPolicy
 
 from .decide import decide_many
@@ -26,25 +25,6 @@ class Choice(NamedTuple):
     tried: tuple[tuple[str, str], ...] = ()
 
 
-def journey_channel(
-    *,
-    subscriber: Subscriber,
-    now: dt.datetime | None = None,
-    template: Any = None,
-    notice_template: Any = None,
-    topic_ids: Sequence[int] = (),
-    message_id: int | None = None,
-    policy: SendPolicy | None = None,
-) -> Choice:
-    """A journey's message step takes the first channel that applies: a customer-service message inside the
-    window; a subscription notice the person consented to; a service-type template. LATER (quiet hours) defers the
-    whole step; when no channel applies the step skips with the reason (the person's own reason when it holds for
-    every channel, else `no_channel` with each channel's reason in `tried`)."""
-    return journey_channels(subscriber_ids=[subscriber.pk], now=now, template=template,
-                            notice_template=notice_template, topic_ids=topic_ids, message_id=message_id,
-                            policy=policy)[subscriber.pk]  # fmt: skip
-
-
 def journey_channels(
     *,
     subscriber_ids: Collection[int],
@@ -55,7 +35,11 @@ def journey_channels(
     message_id: int | None = None,
     policy: SendPolicy | None = None,
 ) -> dict[int, Choice]:
-    """`journey_channel` for the same message step to many subscribers: one `decide_many` per channel tried."""
+    """A journey's message step takes the first channel that applies, for each of these subscribers: a
+    customer-service message inside the window; a subscription notice the person consented to; a service-type
+    template. LATER (quiet hours) defers the whole step; when no channel applies the step skips with the reason (the
+    person's own reason when it holds for every channel, else `no_channel` with each channel's reason in `tried`).
+    One `decide_many` per channel tried."""
     now = now or timezone.now()
     policy = policy or SendPolicy.current()
     undecided = list(dict.fromkeys(subscriber_ids))
