@@ -16,12 +16,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from content.models import Article, MassBatch, OperatorProfile, Push, SendPolicy
+from conversations.policy.limits import mass_quota_reached, month_start
 from wechat_crm.wechat.errors import WeChatError, WeChatMassQuota
 
 from ..errors import ArticleInvalid, NewsRefused, WeChatRefused
@@ -29,10 +29,6 @@ from ..models import Draft, PushNews
 from .drafts import article_check, draft_consumed, draft_for_articles
 
 MASS_MIN_OPENIDS, MASS_MAX_OPENIDS = 2, 10_000
-
-
-def _day_start(now: dt.datetime) -> dt.datetime:
-    return now.astimezone(ZoneInfo("Asia/Shanghai")).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def news_options(push: Push) -> PushNews:
@@ -78,18 +74,16 @@ def news_check(*, push: Push, recipients: int | None = None, now: dt.datetime | 
                 % {"n": recipients},
                 extra={"rule": "openids_per_send", "recipients": recipients},
             )
-    others = MassBatch.objects.exclude(push_id=push.pk)
     if subscription:
-        today = others.filter(sent_at__gte=_day_start(now)).values("push_id").distinct().count()
-        if today >= policy.mass_daily_quota:
+        if mass_quota_reached(policy=policy, now=now, push_id=push.pk):
             raise NewsRefused(
                 _("Subscription accounts may mass-send %(n)s time(s) a day (WeChat's rule); today's is used.")
                 % {"n": policy.mass_daily_quota},
                 extra={"rule": "subscription_daily"},
             )
         return
-    month = _day_start(now).replace(day=1)
-    sent = others.filter(sent_at__gte=month).values("push_id").distinct().count()
+    month = month_start(now)
+    sent = MassBatch.objects.exclude(push_id=push.pk).filter(sent_at__gte=month).values("push_id").distinct().count()
     refused = MassBatch.objects.filter(refused_at__gte=month).exists()
     if sent >= policy.mass_monthly_per_subscriber or refused:
         raise NewsRefused(
