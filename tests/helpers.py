@@ -1,5 +1,6 @@
 """Small helpers shared by tests."""
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -116,3 +117,26 @@ def clicks_drained() -> int:
     from content.tasks import link_clicks_drain
 
     return link_clicks_drain()
+
+
+def in_threads(count: int, fn: Callable[[int], T], *, timeout: float | None = None) -> list[T]:
+    """Run fn(0) .. fn(count - 1) in `count` threads released together (a barrier), each closing its database
+    connections when done; their results, in order (None for a thread still running after `timeout` seconds)."""
+    from django.db import connections
+
+    results: list = [None] * count
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = fn(i)
+        finally:
+            connections.close_all()  # this thread's connections (left open, they outlive the test's database)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return results

@@ -10,6 +10,7 @@ from django.utils import timezone
 from content.errors import PushInvalid, PushStatusError
 from content.models import Push
 from content.services import pushes
+from tests.helpers import in_threads
 
 from .push_factories import PushFactory
 
@@ -94,21 +95,7 @@ def _due(push: Push) -> None:
 def test_two_claimers_racing_for_one_due_push_claim_it_once():
     push = PushFactory()
     _due(push)
-    results: list[list[int]] = []
-    barrier = threading.Barrier(8)
-
-    def claim() -> None:
-        try:
-            barrier.wait()
-            results.append(pushes.pushes_claim_due())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = in_threads(8, lambda _i: pushes.pushes_claim_due())
     assert sorted(results, key=len) == [[]] * 7 + [[push.pk]]
     assert Push.objects.get(pk=push.pk).status == S.SENDING
 

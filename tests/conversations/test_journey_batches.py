@@ -6,7 +6,6 @@ the fake WeChat server's log and the journey's runs."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections import Counter
 
 import pytest
@@ -20,7 +19,7 @@ from conversations.models import JourneyEnrollment, JourneyStepRun, OutboundMess
 from tests.content.factories import SubscriberFactory
 from tests.content.push_factories import policy as send_policy
 from tests.conversations.factories import JourneyFactory, JourneyStepFactory
-from tests.helpers import person_did
+from tests.helpers import in_threads, person_did
 
 CUSTOM = "/cgi-bin/message/custom/send"
 
@@ -57,20 +56,7 @@ def test_two_tasks_given_the_same_batch_send_each_welcome_once(fake_with_token):
     welcome = JourneyFactory(trigger="follow")
     step = JourneyStepFactory(journey=welcome, action="message", text="欢迎关注")
     ids = _enrolled(welcome, people, at=timezone.now())
-    start, results = threading.Barrier(2), []
-
-    def task() -> None:
-        try:
-            start.wait()
-            results.append(steps.steps_run(enrollment_ids=ids))
-        finally:
-            connection.close()
-
-    pool = [threading.Thread(target=task) for _ in range(2)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    results = in_threads(2, lambda _i: steps.steps_run(enrollment_ids=ids))
     assert sum(results) == 30  # split between the two tasks, or all in one: never both
     assert steps.steps_run(enrollment_ids=ids) == 0  # a third, later: nothing is due any more
     _send_all()

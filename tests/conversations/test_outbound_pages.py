@@ -5,10 +5,9 @@ window and its five messages — asserted on what the fake WeChat server receive
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Subscriber
@@ -16,7 +15,7 @@ from conversations import outbound, services
 from conversations.models import OutboundMessage
 from tests.content.factories import SubscriberFactory
 from tests.content.push_factories import policy as send_policy
-from tests.helpers import person_did
+from tests.helpers import in_threads, person_did
 
 CUSTOM = "/cgi-bin/message/custom/send"
 JOURNEY, OPERATOR = OutboundMessage.Source.JOURNEY, OutboundMessage.Source.OPERATOR
@@ -77,19 +76,7 @@ def test_two_pages_running_at_once_send_every_message_exactly_once(fake_with_tok
     people = _people(fake_with_token, 40)
     for person in people:
         _queue(person, "hello")
-    results = []
-
-    def page() -> None:
-        try:
-            results.append(outbound.outbound_send_page(threads=2))
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=page) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
+    results = in_threads(3, lambda _i: outbound.outbound_send_page(threads=2), timeout=60)
 
     calls = [c["body"]["touser"] for c in fake_with_token.calls(CUSTOM)]
     assert sorted(calls) == sorted(p.openid for p in people)  # one call each, none twice

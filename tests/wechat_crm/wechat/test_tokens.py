@@ -7,15 +7,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
-from django.db import connections
 
+from tests.helpers import in_threads
 from wechat_crm.wechat.client import get_client
 from wechat_crm.wechat.tokens import TokenStore, cache_key
 
@@ -41,28 +40,9 @@ def _store(settings) -> TokenStore:
     return TokenStore(settings.WECHAT_APP_ID, settings.WECHAT_APP_SECRET)
 
 
-def _in_threads(count: int, fn) -> list:
-    results: list = [None] * count
-    barrier = threading.Barrier(count)
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = fn(i)
-        finally:
-            connections.close_all()  # the database cache's connection of this thread (left open, it outlived the run)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def _fetch_once_for_many(fake, settings) -> None:
     stores = [_store(settings) for _ in range(12)]
-    tokens = _in_threads(12, lambda i: stores[i].get())
+    tokens = in_threads(12, lambda i: stores[i].get())
     assert len(set(tokens)) == 1
     assert fake.count(STABLE) == 1
     assert cache.get(cache_key(settings.WECHAT_APP_ID))["token"] == tokens[0]
@@ -114,7 +94,7 @@ def test_token_is_refreshed_by_one_caller_before_it_expires(fake, settings):
     stores = [_store(settings) for _ in range(8)]
     first = stores[0].get()
     time.sleep(4.3)
-    tokens = _in_threads(8, lambda i: stores[i].get())
+    tokens = in_threads(8, lambda i: stores[i].get())
     assert fake.count(STABLE) == 2
     second = cache.get(cache_key(settings.WECHAT_APP_ID))["token"]
     assert second != first
