@@ -33,7 +33,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -42,7 +41,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -50,7 +48,7 @@ CELERY = str(Path(sys.executable).with_name("celery"))
 
 from bench.common import ensure_database, free_port  # noqa: E402
 from bench.push import MemorySampler, stop_worker  # noqa: E402
-from bench.webhook import ACCOUNT, AES_KEY, APP_ID, TOKEN, request_bytes, send, start_server  # noqa: E402
+from bench.webhook import ACCOUNT, AES_KEY, APP_ID, TOKEN, request_bytes, safe_mode_request, send, start_server  # noqa: E402
 from wechat_crm.wechat import crypto  # noqa: E402 - pure modules, no Django needed in the load processes
 from wechat_crm.wechat import xml as wxml  # noqa: E402
 
@@ -92,20 +90,9 @@ def signed_request(document: dict[str, str], cipher: crypto.MessageCipher) -> by
     """Stamped, encrypted and signed when it is sent, as WeChat does: the CreateTime is the moment of sending (the
     product's customer-service window after a follow starts then), and a burst longer than the callback's accepted
     clock skew (WECHAT_CALLBACK_MAX_CLOCK_SKEW) must not be refused for the age of requests built before it began."""
-    openid = document["FromUserName"]
-    encrypted = cipher.encrypt(wxml.render({**document, "CreateTime": int(time.time())}), APP_ID)
-    timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**9))
-    query = urlencode(
-        {
-            "signature": crypto.signature(TOKEN, timestamp, nonce),
-            "timestamp": timestamp,
-            "nonce": nonce,
-            "openid": openid,
-            "encrypt_type": "aes",
-            "msg_signature": crypto.signature(TOKEN, timestamp, nonce, encrypted),
-        }
-    )
-    body = wxml.render({"ToUserName": ACCOUNT, "Encrypt": encrypted}).encode()
+    now = int(time.time())
+    encrypted = cipher.encrypt(wxml.render({**document, "CreateTime": now}), APP_ID)
+    query, body = safe_mode_request(encrypted, openid=document["FromUserName"], timestamp=now)
     return request_bytes(CALLBACK, query, body)
 
 

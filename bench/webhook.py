@@ -106,21 +106,25 @@ def build_payloads(process_index: int, count: int, run_id: str, subscribe_share:
                 "Content": f"bench message {i} 你好",
                 "MsgId": f"{run_id}{process_index:02d}{i:010d}",
             }
-        plain = wxml.render(document)
-        encrypted = cipher.encrypt(plain, APP_ID)
-        timestamp, nonce = str(now), str(secrets.randbelow(10**9))
-        query = urlencode(
-            {
-                "signature": crypto.signature(TOKEN, timestamp, nonce),
-                "timestamp": timestamp,
-                "nonce": nonce,
-                "openid": openid,
-                "encrypt_type": "aes",
-                "msg_signature": crypto.signature(TOKEN, timestamp, nonce, encrypted),
-            }
-        )
-        payloads.append((query, wxml.render({"ToUserName": ACCOUNT, "Encrypt": encrypted}).encode()))
+        payloads.append(safe_mode_request(cipher.encrypt(wxml.render(document), APP_ID), openid=openid, timestamp=now))
     return payloads
+
+
+def safe_mode_request(encrypted: str, *, openid: str, timestamp: int) -> tuple[str, bytes]:
+    """The query string (signature, msg_signature, a fresh nonce) and body WeChat sends in safe mode for an encrypted
+    message."""
+    stamp, nonce = str(timestamp), str(secrets.randbelow(10**9))
+    query = urlencode(
+        {
+            "signature": crypto.signature(TOKEN, stamp, nonce),
+            "timestamp": stamp,
+            "nonce": nonce,
+            "openid": openid,
+            "encrypt_type": "aes",
+            "msg_signature": crypto.signature(TOKEN, stamp, nonce, encrypted),
+        }
+    )
+    return query, wxml.render({"ToUserName": ACCOUNT, "Encrypt": encrypted}).encode()
 
 
 def request_bytes(path: str, query: str, body: bytes) -> bytes:
