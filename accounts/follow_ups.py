@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -119,13 +120,20 @@ def _claim_postgresql(
 
 
 def _converted(values, fields) -> list:
-    """The values as the ORM gives them (JSON decoded, etc.): each field's database converters applied."""
-    out = []
-    for value, field in zip(values, fields, strict=True):
-        for converter in field.get_db_converters(connection):
+    """The values as the ORM gives them (JSON decoded, etc.): the database converters of the fields that have
+    some applied (most have none)."""
+    out = list(values)
+    for n, field, converters in _converters(tuple(fields)):
+        value = out[n]
+        for converter in converters:
             value = converter(value, field, connection)
-        out.append(value)
+        out[n] = value
     return out
+
+
+@lru_cache(maxsize=8)
+def _converters(fields: tuple) -> list[tuple[int, Any, list]]:
+    return [(n, f, converters) for n, f in enumerate(fields) if (converters := f.get_db_converters(connection))]
 
 
 def interactions_process(
