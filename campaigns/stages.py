@@ -165,17 +165,21 @@ def _existing(model: str, pks: set[Any]) -> dict[Any, int]:
 
 def interactive_times(*, candidates: Mapping[int, list[datetime]], settings: Any) -> dict[int, datetime]:
     """For each subscriber, the earliest of the candidate times at which the interactions of the D days up to it make
-    them interactive (N interactions on M different days). One indexed query for the batch."""
+    them interactive (N interactions on M different days). One indexed query for the batch (on PostgreSQL it returns
+    only the history of the subscribers who have N interactions on M days in the whole span)."""
     if not candidates:
         return {}
     window = timedelta(days=settings.interactive_window_days)
     every = [at for times in candidates.values() for at in times]
-    rows = Interaction.objects.filter(
-        subscriber_id__in=candidates,
-        kind__in=kinds.SUBSCRIBER_ORIGINATED,
-        created_at__gte=min(every) - window,
-        created_at__lte=max(every),
-    ).values_list("subscriber_id", "created_at", TruncDate("created_at"))
+    if connection.vendor == "postgresql":
+        rows = _history_postgresql(candidates, start=min(every) - window, end=max(every), settings=settings)
+    else:
+        rows = Interaction.objects.filter(
+            subscriber_id__in=candidates,
+            kind__in=kinds.SUBSCRIBER_ORIGINATED,
+            created_at__gte=min(every) - window,
+            created_at__lte=max(every),
+        ).values_list("subscriber_id", "created_at", TruncDate("created_at"))
     history: dict[int, list[tuple[datetime, Any]]] = {}
     for subscriber_id, created_at, day in rows:
         history.setdefault(subscriber_id, []).append((created_at, day))
@@ -188,6 +192,34 @@ def interactive_times(*, candidates: Mapping[int, list[datetime]], settings: Any
                 reached[subscriber_id] = at
                 break
     return reached
+
+
+# The history of the subscribers who may be interactive at some candidate time: those with N interactions on M
+# days over the whole span (every candidate's D days lie within it); the others, nearly all in a burst of messages,
+# are not loaded at all. Days are local dates, as TruncDate gives them.
+_HISTORY_SQL = """
+    WITH h AS (
+        SELECT subscriber_id, created_at, (created_at AT TIME ZONE %(tz)s)::date AS day
+        FROM accounts_interaction
+        WHERE subscriber_id = ANY(%(ids)s::bigint[]) AND kind = ANY(%(kinds)s::varchar[])
+          AND created_at >= %(start)s AND created_at <= %(end)s
+    ), possible AS (
+        SELECT subscriber_id FROM h GROUP BY subscriber_id
+        HAVING count(*) >= %(n)s AND count(DISTINCT day) >= %(m)s
+    )
+    SELECT h.subscriber_id, h.created_at, h.day FROM h JOIN possible USING (subscriber_id)
+"""
+
+
+def _history_postgresql(candidates: Mapping[int, Any], *, start: datetime, end: datetime, settings: Any) -> list:
+    from django.utils import timezone
+
+    params = {"tz": timezone.get_current_timezone_name(), "ids": sorted(candidates),
+              "kinds": sorted(kinds.SUBSCRIBER_ORIGINATED), "start": start, "end": end,
+              "n": settings.interactive_min_interactions, "m": settings.interactive_min_days}  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_HISTORY_SQL, params)
+        return cursor.fetchall()
 
 
 def stages_interact(*, reached: Mapping[int, datetime], refresh: bool = True) -> int:
