@@ -123,7 +123,7 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
     # Django turns psycopg's server-side prepared statements off (for transaction-mode poolers). The callback's one
-    # statement asks for one (accounts.services._pg_execute): parsed and planned once per connection instead of on
+    # statement asks for one (accounts.record_sql._pg_execute): parsed and planned once per connection instead of on
     # every request. Django's own queries bind client-side and are never prepared, whatever the threshold.
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2**31 - 1)
