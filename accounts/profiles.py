@@ -28,6 +28,7 @@ from wechat_crm.db import rows_update
 from wechat_crm.wechat.errors import WeChatNotFollowing, WeChatPermanent
 
 from .models import Subscriber, Tag
+from .signals import profiles_fetched
 
 logger = logging.getLogger(__name__)
 
@@ -268,9 +269,18 @@ def profiles_fetch_batch(*, limit: int = BATCHGET_SIZE, client=None) -> BatchRes
         Subscriber.objects.filter(pk__in=[s.pk for s in subscribers]).update(profile_claimed_until=None)
         raise
     with transaction.atomic():
-        return profiles_apply(
+        result = profiles_apply(
             subscribers=subscribers, infos=batch.infos, invalid=batch.invalid, now=timezone.now(), client=client
         )
+    transaction.on_commit(lambda: _announce([s.pk for s in subscribers]))
+    return result
+
+
+def _announce(subscriber_ids: list[int]) -> None:
+    """profiles_fetched, after commit; a receiver's failure is logged and never fails the fetch (it is stored)."""
+    for receiver, outcome in profiles_fetched.send_robust(sender=Subscriber, subscriber_ids=subscriber_ids):
+        if isinstance(outcome, Exception):
+            logger.error("profiles_fetched: %s failed", receiver, exc_info=outcome)
 
 
 def profiles_fetch_pending(*, max_batches: int = 1000, client=None) -> int:

@@ -162,9 +162,10 @@ def link_tracker(url: str, *, push_id: int | None = None, content_id: int | None
         raise ValueError("only http(s) URLs can be tracked")
     prefix, link_id = _redirect_prefix(), links.link_id_for(url)
 
+    token = links.token_maker(push_id=push_id, content_id=content_id, link_id=link_id)
+
     def track(subscriber_id: int) -> str:
-        ids = {"push_id": push_id, "content_id": content_id, "link_id": link_id}
-        return prefix + links.token_make(links.LinkPayload(subscriber_id=subscriber_id, **ids))
+        return prefix + token(subscriber_id)
 
     return track
 
