@@ -27,7 +27,6 @@ from functools import lru_cache
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.utils.encoding import force_bytes
 from django.utils.translation import gettext as _
 
 from .errors import LinkTokenExpired, LinkTokenInvalid
@@ -88,13 +87,19 @@ def token_make(payload: LinkPayload) -> str:
     return _signer().sign(raw)
 
 
+@lru_cache(maxsize=8)
+def _keyed_hmac(secret: str) -> hmac.HMAC:
+    """The HMAC of _ShortSigner's signatures for one secret key, keyed once (django.core.signing derives the key,
+    SHA-256 of salt + "signer" + secret, at every call)."""
+    key = hashlib.sha256(f"{SALT}signer{secret}".encode()).digest()
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def token_maker(*, push_id: int | None, content_id: int | None, link_id: int) -> Callable[[int], str]:
     """`token_make` for many subscribers of one link: subscriber id -> the same token `token_make` signs. Django's
     signer derives its HMAC key from the salt and SECRET_KEY on every call; here it is derived once, and each token
     costs one HMAC of its own bytes (a push's page signs hundreds)."""
-    signer = _signer()
-    key = hashlib.sha256(force_bytes(signer.salt + "signer") + force_bytes(signer.key)).digest()
-    mac = hmac.new(key, digestmod=hashlib.sha256)  # django.utils.crypto.salted_hmac's, for signing.Signer.signature
+    mac = _keyed_hmac(settings.SECRET_KEY)  # what _ShortSigner signs new tokens with
     tail = f"-{_opt(push_id)}-{_opt(content_id)}-{b62encode(link_id)}{SEP}"
 
     def make(subscriber_id: int) -> str:
@@ -112,14 +117,6 @@ def _payload_parse(raw: str) -> LinkPayload:
         raise ValueError("bad payload")
     s, p, c, link = (b62decode(x) if x else None for x in parts)
     return LinkPayload(subscriber_id=s, push_id=p, content_id=c, link_id=link)  # type: ignore[arg-type]
-
-
-@lru_cache(maxsize=8)
-def _keyed_hmac(secret: str) -> hmac.HMAC:
-    """The HMAC of _ShortSigner's signatures for one secret key, keyed once (django.core.signing derives the key,
-    SHA-256 of salt + "signer" + secret, at every call)."""
-    key = hashlib.sha256(f"{SALT}signer{secret}".encode()).digest()
-    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def _signature_matches(value: str, given: str) -> bool:
