@@ -111,15 +111,18 @@ def _tight_loop_process(url, token, openids, threads, message_path, results) -> 
 
     module, name = message_path.rsplit(":", 1)
     message = getattr(importlib.import_module(module), name)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     tight_loop(url, token, openids, threads, message)
-    results.put((started, time.perf_counter()))
+    results.put((started, time.perf_counter(), time.process_time() - cpu))
 
 
-def tight_loop_processes(url: str, token: str, openids: list[str], processes: int, threads: int, message: str) -> float:
+def tight_loop_processes(
+    url: str, token: str, openids: list[str], processes: int, threads: int, message: str, cpu: list | None = None
+) -> float:
     """Messages/s of the tight loop run by `processes` processes x `threads` threads, the same requests in flight as
     a Celery worker of that many processes sending with that many threads each. `message` is "module:function".
-    The rate is all messages over the time from the first process's start to the last one's end."""
+    The rate is all messages over the time from the first process's start to the last one's end. The processes' CPU
+    seconds while sending are appended to `cpu` when given."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # not fork: kombu's after-fork hooks hang on a parent's broker connection
@@ -135,7 +138,9 @@ def tight_loop_processes(url: str, token: str, openids: list[str], processes: in
         p.join()
         if p.exitcode:
             raise SystemExit(f"tight loop process exited with {p.exitcode}")
-    return len(openids) / (max(end for _, end in spans) - min(start for start, _ in spans))
+    if cpu is not None:
+        cpu += [seconds for _s, _e, seconds in spans]
+    return len(openids) / (max(end for _, end, _c in spans) - min(start for start, _, _c in spans))
 
 
 def accepted_per_openid(fake, path: str) -> Counter:

@@ -12,16 +12,20 @@ A typical token is about 40 characters.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import html
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.core import signing
 from django.db import IntegrityError, transaction
+from django.utils.encoding import force_bytes
 from django.utils.translation import gettext as _
 
 from .errors import LinkTokenExpired, LinkTokenInvalid
@@ -80,6 +84,24 @@ def token_make(payload: LinkPayload) -> str:
         [b62encode(payload.subscriber_id), _opt(payload.push_id), _opt(payload.content_id), b62encode(payload.link_id)]
     )
     return _signer().sign(raw)
+
+
+def token_maker(*, push_id: int | None, content_id: int | None, link_id: int) -> Callable[[int], str]:
+    """`token_make` for many subscribers of one link: subscriber id -> the same token `token_make` signs. Django's
+    signer derives its HMAC key from the salt and SECRET_KEY on every call; here it is derived once, and each token
+    costs one HMAC of its own bytes (a push's page signs hundreds)."""
+    signer = _signer()
+    key = hashlib.sha256(force_bytes(signer.salt + "signer") + force_bytes(signer.key)).digest()
+    mac = hmac.new(key, digestmod=hashlib.sha256)  # django.utils.crypto.salted_hmac's, for signing.Signer.signature
+    tail = f"-{_opt(push_id)}-{_opt(content_id)}-{b62encode(link_id)}{SEP}"
+
+    def make(subscriber_id: int) -> str:
+        value = f"{b62encode(subscriber_id)}{tail}{signing.b62_encode(int(time.time()))}"
+        one = mac.copy()
+        one.update(value.encode())
+        return f"{value}{SEP}{base64.urlsafe_b64encode(one.digest()).rstrip(b'=').decode()[:SIGNATURE_CHARS]}"
+
+    return make
 
 
 def _payload_parse(raw: str) -> LinkPayload:

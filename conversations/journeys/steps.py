@@ -30,12 +30,15 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.kinds import InteractionKind as Kind
-from accounts.models import Interaction, Subscriber
+from accounts.models import Subscriber
 from content.models import SendPolicy
 
 from .. import policy, scores, services
 from ..models import JourneyEnrollment, JourneyStep, JourneyStepRun, Notification, OutboundMessage
+from .conditions import condition_holds
+from .content import _content, _text
+
+__all__ = ["condition_holds", "enqueue_advance", "journeys_advance", "steps_run"]
 
 logger = logging.getLogger(__name__)
 ADVANCE_BATCH = 200
@@ -104,80 +107,6 @@ def _run_claimed(enrollments: Sequence[JourneyEnrollment], now: dt.datetime) -> 
             return 0
         logger.exception("a batch of %d journey enrollments failed; running it one by one", len(enrollments))
         return sum(_run_claimed([one], now) for one in enrollments)
-
-
-# --- conditions -------------------------------------------------------------------------------------------------------
-
-
-def condition_holds(
-    step: JourneyStep, subscriber: Subscriber, *, tagged: bool = False, opted_out: bool = False,
-    window_open: bool = False,
-) -> bool:  # fmt: skip
-    """Whether the step's condition holds; what needs a query is given: whether the subscriber has the condition's
-    tag, has opted out of its topic, and whether their customer-service window is open."""
-    if step.condition in ("", None):
-        return True
-    if step.condition == C.HAS_TAG:
-        return tagged
-    if step.condition == C.NOT_TAG:
-        return not tagged
-    if step.condition == C.STAGE_IN:
-        return subscriber.stage in [s.strip() for s in step.condition_value.split(",") if s.strip()]
-    if step.condition == C.PREFERS_TOPIC:
-        return not opted_out and not subscriber.pushes_paused
-    if step.condition == C.PUSHES_ACTIVE:
-        return not subscriber.pushes_paused
-    if step.condition == C.IN_WINDOW:
-        return window_open
-    if step.condition == C.SCORE_AT_LEAST:
-        return subscriber.score >= int(step.condition_value or 0)
-    if step.condition == C.NOT_CONVERTED:
-        return subscriber.stage != Subscriber.Stage.CONVERTED
-    return False
-
-
-# --- a message step's content ----------------------------------------------------------------------------------------
-
-
-def _topic_articles(topic_id: int | None, limit: int = 3) -> list[Any]:
-    """The best published articles of the topic: the most clicked (tracked link clicks) of the 50 newest."""
-    from collections import Counter
-
-    from content.models import Article
-
-    if not topic_id:
-        return []
-    candidates = list(
-        Article.objects.filter(status=Article.Status.PUBLISHED, topics=topic_id).order_by("-published_at", "-id")[:50]
-    )
-    clicks = Counter(
-        Interaction.objects.filter(kind=Kind.LINK_CLICK, data__content_id__in=[a.pk for a in candidates]).values_list(
-            "data__content_id", flat=True
-        )
-    )
-    return sorted(candidates, key=lambda a: -clicks.get(a.pk, 0))[:limit]
-
-
-def _content(step: JourneyStep, topic_id: int | None) -> tuple[str, list[Any], list[int]]:
-    """A step's topic name, articles and their topics (for the topic opt-outs)."""
-    from content.models import Article, Topic
-
-    topic_name = Topic.objects.filter(pk=topic_id).values_list("name", flat=True).first() or "" if topic_id else ""
-    if step.content == JourneyStep.Content.ARTICLE:
-        articles = [step.article]
-    elif step.content == JourneyStep.Content.TOPIC_BEST:
-        articles = _topic_articles(topic_id)
-    else:
-        articles = []
-    topic_ids = {topic_id} if topic_id else set()
-    if articles:
-        topic_ids |= set(Article.topics.through.objects.filter(article_id__in=[a.pk for a in articles])
-                         .values_list("topic_id", flat=True))  # fmt: skip
-    return topic_name, articles, sorted(topic_ids)
-
-
-def _text(step: JourneyStep, subscriber: Subscriber, topic_name: str) -> str:
-    return step.text.replace("{nickname}", subscriber.nickname or "").replace("{topic}", topic_name)
 
 
 # --- a batch ---------------------------------------------------------------------------------------------------------

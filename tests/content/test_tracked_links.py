@@ -295,3 +295,21 @@ def test_rewrite_in_text_with_angle_brackets_that_are_not_tags():
 
     assert "a.example.com" not in out
     assert out.startswith("I <3 http") and out.endswith(" > all")
+
+
+@freeze_time("2026-05-04 10:00:00")
+def test_a_pages_tracked_links_are_signed_as_one_link_alone_is(client):
+    """A push's page signs each recipient's link with the key derived once; the token is the one Django's signer
+    makes for that link alone, and opening it records the click."""
+    subscribers = SubscriberFactory.create_batch(3)
+    track = services.link_tracker(TARGET, push_id=77, content_id=None)
+    link_id = links.link_id_for(TARGET)
+
+    for subscriber in subscribers:
+        url = track(subscriber.pk)
+        payload = links.LinkPayload(subscriber_id=subscriber.pk, push_id=77, content_id=None, link_id=link_id)
+        assert _path(url).rsplit("/", 1)[1] == links.token_make(payload)
+        assert client.get(_path(url))["Location"] == TARGET
+
+    assert clicks_drained() == 3
+    assert set(Interaction.objects.values_list("subscriber_id", flat=True)) == {s.pk for s in subscribers}

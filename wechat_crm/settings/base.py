@@ -123,7 +123,7 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
     # Django turns psycopg's server-side prepared statements off (for transaction-mode poolers). The callback's one
-    # statement asks for one (accounts.services._pg_execute): parsed and planned once per connection instead of on
+    # statement asks for one (accounts.record_sql._pg_execute): parsed and planned once per connection instead of on
     # every request. Django's own queries bind client-side and are never prepared, whatever the threshold.
     if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2**31 - 1)
@@ -236,6 +236,9 @@ PUSH_STALLED_AFTER_SECONDS = env.int("PUSH_STALLED_AFTER_SECONDS", default=300)
 # and retry a failed batch after at most this many seconds (45009 would otherwise wait until midnight).
 PROFILE_FETCH_DELAY = env.float("PROFILE_FETCH_DELAY", default=1.0)
 PROFILE_FETCH_RETRY_MAX_DELAY = env.float("PROFILE_FETCH_RETRY_MAX_DELAY", default=900.0)
+# A journey's first step that shows the profile ({nickname}) waits at most this many seconds after the follow for
+# the profile fetch (conversations.journeys.profile_wait), then goes with a neutral word instead of the name.
+JOURNEY_PROFILE_WAIT = env.float("JOURNEY_PROFILE_WAIT", default=20.0)
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
 # django-axes throttles admin logins: AXES_FAILURE_LIMIT failures per username and client address lock the pair out

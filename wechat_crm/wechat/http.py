@@ -6,6 +6,7 @@ Everything that goes to WeChat's API, wechatpy's API groups included, goes throu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -100,7 +101,7 @@ class Transport:
         """Send one request. Raises WeChatTransient / WeChatOutcomeUnknown on network errors and 5xx,
         WeChatPermanent on other non-2xx statuses; returns the response otherwise."""
         if params:
-            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+            url = f"{url}{'&' if '?' in url else '?'}{_query(params)}"
         kwargs: dict[str, Any] = {"redirect": False, "preload_content": True}
         if timeout is not None:
             kwargs["timeout"] = (
@@ -138,9 +139,8 @@ class Transport:
 
 def decode(response: urllib3.BaseHTTPResponse) -> dict[str, Any] | RawResponse:
     """WeChat's JSON as a dict, raising the typed error for a non-zero errcode; a RawResponse if not JSON."""
-    content_type = response.headers.get("Content-Type", "")
     data = response.data
-    if "json" in content_type or "text/plain" in content_type or data[:1] == b"{":
+    if data[:1] == b"{" or _textual(response.headers.get("Content-Type", "")):  # the header only when needed
         try:
             result = json.loads(data.decode("utf-8", "ignore"), strict=False)
         except ValueError:
@@ -155,6 +155,23 @@ def decode(response: urllib3.BaseHTTPResponse) -> dict[str, Any] | RawResponse:
                     raise error_from_response(errcode, str(result.get("errmsg", "")))
             return result
     return RawResponse(response.status, data, dict(response.headers))
+
+
+def _textual(content_type: str) -> bool:
+    return "json" in content_type or "text/plain" in content_type
+
+
+@functools.lru_cache(maxsize=64)
+def _query_of(items: tuple) -> str:
+    return urlencode(items)
+
+
+def _query(params: dict[str, Any]) -> str:
+    """`urlencode(params)`, remembered for the few parameter sets sent again and again (a page's access token)."""
+    try:
+        return _query_of(tuple(params.items()))
+    except TypeError:  # a value that is not hashable (a list)
+        return urlencode(params)
 
 
 _transports: dict[tuple, Transport] = {}

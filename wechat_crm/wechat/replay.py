@@ -22,7 +22,7 @@ class ReplayCheck:
     on both sides). A later request with the same pair must carry the same body (WeChat's retry); any other body is
     a replay of a signed URL, refused by the callback before anything is written.
 
-    Plain mode only: in safe mode msg_signature covers the message (see inbound._handle).
+    Plain mode only: in safe mode msg_signature covers the message (see inbound.request._handle).
 
     With Redis (REDIS_URL) the check is one command, `SET key digest NX EX window GET` (Redis >= 7.0: it stores
     the digest unless the pair is known, and answers the digest stored before, if any), on a connection of its own

@@ -246,6 +246,19 @@ def test_errcodes_raise_typed_errors_without_retrying(stub, errcode, exc_type):
     assert len(stub.paths("/cgi-bin/message/custom/send")) == 1
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html; charset=utf-8", "application/json"])
+def test_an_error_is_read_from_its_json_whatever_the_content_type(stub, content_type):
+    body = b'{"errcode": 45009, "errmsg": "reach max api daily quota limit"}'
+    stub.script("/cgi-bin/message/custom/send", {"body": body, "content_type": content_type})
+    with pytest.raises(WeChatRateLimited):
+        get_client().message.send_text("o_alice", "hello")
+
+
+def test_a_json_list_answered_as_text_plain_comes_back_raw(stub):
+    stub.script("/cgi-bin/showqrcode", {"body": b"[1, 2]", "content_type": "text/plain"})
+    assert get_client().qrcode.show({"ticket": "t"}).content == b"[1, 2]"
+
+
 def test_refused_token_is_refreshed_once_and_the_call_retried_once(stub):
     client = get_client()
     assert client.tokens.get() == "tok-1"
