@@ -45,10 +45,17 @@ FROM campaigns_funnelstep f
 WHERE ({days}) AND (f.step = 0 OR f.reach_us <= %(window_us)s)
 GROUP BY 1, 2, 3
 """
+# The rows of the buckets holding a median: one index range scan on (step, delay_us) per bucket (OFFSET 0 keeps the
+# subquery a parameterized scan instead of a join over the whole summary), planned once.
 BUCKET_SQL = """
-SELECT {i}, {row_group}, f.delay_us FROM campaigns_funnelstep f
-WHERE f.step = %(step{i})s AND f.delay_us >= %(lo{i})s AND f.delay_us <= %(hi{i})s
-  AND f.day >= %(start)s AND f.day <= %(end)s AND f.reach_us <= %(window_us)s
+SELECT r.i, {row_group}, f.delay_us
+FROM unnest(%(steps)s::int[], %(los)s::bigint[], %(his)s::bigint[]) WITH ORDINALITY AS r(step, lo, hi, i)
+CROSS JOIN LATERAL (
+    SELECT f.day, f.channel_key, f.content_key, f.delay_us FROM campaigns_funnelstep f
+    WHERE f.step = r.step AND f.delay_us >= r.lo AND f.delay_us <= r.hi
+      AND f.day >= %(start)s AND f.day <= %(end)s AND f.reach_us <= %(window_us)s
+    OFFSET 0
+) f
 """
 
 
@@ -145,6 +152,8 @@ def cells_report_rows(query: Any, monday: date, campaigns_of: dict[int, list[int
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")  # (JIT only adds start-up time; the cells are hashed in memory)
         cursor.execute("SET LOCAL work_mem = '64MB'")
+        # Dozens of small index scans: parallel workers would only add their start-up time.
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cursor.execute(" UNION ALL ".join(parts), params)
         for grp, step, bucket, n in cursor.fetchall():
             if n:
@@ -230,18 +239,15 @@ def _bucket_values(cursor: Any, needed: dict, row_group: str, params: dict) -> d
     if not needed:
         return out
     ordered = sorted(needed)
-    parts = []
-    for i, key in enumerate(ordered):
-        params[f"step{i}"] = key[0]
-        params[f"lo{i}"], params[f"hi{i}"] = _bounds(key[1])
-        only = ""
-        if None not in needed[key] and row_group != "0":  # not the total's: only the rows of these groups
-            params[f"g{i}"] = sorted(needed[key])
-            only = f" AND {row_group} = ANY(%(g{i})s)"
-        parts.append(BUCKET_SQL.format(i=i, row_group=row_group) + only)
-    cursor.execute(" UNION ALL ".join(parts), params)
+    params["steps"] = [step for step, _bucket in ordered]
+    bounds = [_bounds(bucket) for _step, bucket in ordered]
+    params["los"], params["his"] = [lo for lo, _hi in bounds], [hi for _lo, hi in bounds]
+    wanted = [None if None in needed[key] else needed[key] for key in ordered]  # None: every group (the total's)
+    cursor.execute(BUCKET_SQL.format(row_group=row_group), params)
     for i, grp, delay in cursor.fetchall():
-        out[ordered[i]][grp].append(delay)
+        groups = wanted[i - 1]
+        if groups is None or grp in groups:
+            out[ordered[i - 1]][grp].append(delay)
     return out
 
 
