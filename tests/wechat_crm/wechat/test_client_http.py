@@ -308,3 +308,12 @@ def test_send_template_many_classifies_each_failure_without_raising(stub):
     assert [r.outcome for r in results] == [Outcome.NOT_FOLLOWING, Outcome.RETRY_LATER, Outcome.RETRY_LATER]
     assert isinstance(results[2].error, WeChatTransient)
     assert results[1].classification.retry_after > 60
+
+
+def test_calls_go_on_after_the_transport_dropped_its_connections(stub):
+    client = get_client()
+    client.user.get("o_alice")
+    client.transport.pool.clear()  # what the pool manager does to a host's pool when it makes room for others
+
+    client.user.get("o_bob")
+    assert [c["query"].get("openid") for c in stub.paths("/cgi-bin/user/info")] == ["o_alice", "o_bob"]
