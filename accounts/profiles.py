@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from wechat_crm.db import rows_update
 from wechat_crm.wechat.errors import WeChatNotFollowing, WeChatPermanent
 
 from .models import Subscriber, Tag
+from .signals import profiles_fetched
 
 logger = logging.getLogger(__name__)
 
@@ -117,44 +119,6 @@ def tags_for_wechat_ids(wechat_ids: Iterable[int], *, client=None) -> dict[int, 
         remote = [t for t in (client or _client()).tags_list() if int(t["id"]) in missing]
         known.update(tags_link_wechat(remote))
     return known
-
-
-def rows_update(rows: Sequence[models.Model], fields: Sequence[str], *, only_if: dict[str, Any] | None = None) -> int:
-    """Save `fields` of many rows of one model in one statement: UPDATE ... FROM (VALUES ...) on PostgreSQL
-    (Django's bulk_update builds a CASE per field and row, which costs more to compile than to run). `only_if`:
-    only the rows whose columns still hold these values (e.g. {"status": "sending"}: rows this worker claimed).
-    Returns the rows updated."""
-    if not rows:
-        return 0
-    model = type(rows[0])
-    if connection.vendor != "postgresql":
-        if only_if:
-            return sum(
-                model.objects.filter(pk=row.pk, **only_if).update(**{name: getattr(row, name) for name in fields})
-                for row in rows
-            )
-        return model.objects.bulk_update(rows, fields, batch_size=500)
-    meta = model._meta
-    concrete = [meta.get_field(name) for name in fields]
-    qn = connection.ops.quote_name
-    columns = ", ".join(["id", *(f"c{i}" for i in range(len(concrete)))])
-    placeholders = "(" + ", ".join(["%s"] * (len(concrete) + 1)) + ")"
-    params: list[Any] = []
-    for row in rows:
-        params.append(row.pk)
-        params += [f.get_db_prep_save(getattr(row, f.attname), connection) for f in concrete]
-    sets = ", ".join(f"{qn(f.column)} = v.c{i}::{f.db_type(connection)}" for i, f in enumerate(concrete))
-    sql = (
-        f"UPDATE {qn(meta.db_table)} AS t SET {sets} "  # noqa: S608 - identifiers from the model, values as parameters
-        f"FROM (VALUES {', '.join([placeholders] * len(rows))}) AS v({columns}) WHERE t.id = v.id::bigint"
-    )
-    for name, value in (only_if or {}).items():
-        field = meta.get_field(name)
-        sql += f" AND t.{qn(field.column)} = %s"
-        params.append(field.get_db_prep_save(value, connection))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
 
 
 def _subscriber_tag_rows(pairs: Iterable[tuple[int, int]]) -> int:
@@ -305,9 +269,18 @@ def profiles_fetch_batch(*, limit: int = BATCHGET_SIZE, client=None) -> BatchRes
         Subscriber.objects.filter(pk__in=[s.pk for s in subscribers]).update(profile_claimed_until=None)
         raise
     with transaction.atomic():
-        return profiles_apply(
+        result = profiles_apply(
             subscribers=subscribers, infos=batch.infos, invalid=batch.invalid, now=timezone.now(), client=client
         )
+    transaction.on_commit(lambda: _announce([s.pk for s in subscribers]))
+    return result
+
+
+def _announce(subscriber_ids: list[int]) -> None:
+    """profiles_fetched, after commit; a receiver's failure is logged and never fails the fetch (it is stored)."""
+    for receiver, outcome in profiles_fetched.send_robust(sender=Subscriber, subscriber_ids=subscriber_ids):
+        if isinstance(outcome, Exception):
+            logger.error("profiles_fetched: %s failed", receiver, exc_info=outcome)
 
 
 def profiles_fetch_pending(*, max_batches: int = 1000, client=None) -> int:

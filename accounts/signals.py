@@ -11,3 +11,7 @@ followers_imported_with_scene = Signal()
 # The apps built on accounts stop what they still hold for the person (queued messages, active journeys) and return
 # how many rows they cancelled.
 subscriber_erased = Signal()
+
+# Sent by the profile fetch (accounts.profiles) after a batch of profiles is stored and committed, with
+# `subscriber_ids`: the subscribers WeChat answered for. Journeys run the welcome steps that waited for the name.
+profiles_fetched = Signal()

@@ -74,6 +74,49 @@ def bench_setup(*, name: str, fake_workers: int = 2, port: int = 0) -> Iterator[
         fake_proc.wait(10)
 
 
+def _cpu_seconds(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds user + system) of a process, from Linux /proc; None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # fields 4, 14, 15
+
+
+def workers_cpu_seconds(parent: int) -> float:
+    """CPU seconds (user + system) used so far by the children of `parent` (gunicorn's workers)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _cpu_seconds(int(entry.name))) is not None and stat[0] == parent:
+            total += stat[1]
+    return total
+
+
+class DatabaseCPU:
+    """CPU seconds used by the PostgreSQL backends serving one database (every connection to it but this one's),
+    read from /proc: the servers' share of the database's work, which a figure per request must include when two
+    targets send different statements. Backends that end between two readings take their CPU with them (the
+    product keeps its connections: CONN_MAX_AGE)."""
+
+    def __init__(self, database_url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(database_url, autocommit=True)
+
+    def read(self) -> dict[int, float]:
+        pids = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+        return {pid: stat[1] for (pid,) in pids if (stat := _cpu_seconds(pid)) is not None}
+
+    @staticmethod
+    def used(before: dict[int, float], after: dict[int, float]) -> float:
+        return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def run_threads(count: int, target: Callable[[int], None]) -> float:
     """Seconds for `count` threads running target(0) ... target(count - 1)."""
     threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
@@ -111,15 +154,18 @@ def _tight_loop_process(url, token, openids, threads, message_path, results) -> 
 
     module, name = message_path.rsplit(":", 1)
     message = getattr(importlib.import_module(module), name)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     tight_loop(url, token, openids, threads, message)
-    results.put((started, time.perf_counter()))
+    results.put((started, time.perf_counter(), time.process_time() - cpu))
 
 
-def tight_loop_processes(url: str, token: str, openids: list[str], processes: int, threads: int, message: str) -> float:
+def tight_loop_processes(
+    url: str, token: str, openids: list[str], processes: int, threads: int, message: str, cpu: list | None = None
+) -> float:
     """Messages/s of the tight loop run by `processes` processes x `threads` threads, the same requests in flight as
     a Celery worker of that many processes sending with that many threads each. `message` is "module:function".
-    The rate is all messages over the time from the first process's start to the last one's end."""
+    The rate is all messages over the time from the first process's start to the last one's end. The processes' CPU
+    seconds while sending are appended to `cpu` when given."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # not fork: kombu's after-fork hooks hang on a parent's broker connection
@@ -135,7 +181,9 @@ def tight_loop_processes(url: str, token: str, openids: list[str], processes: in
         p.join()
         if p.exitcode:
             raise SystemExit(f"tight loop process exited with {p.exitcode}")
-    return len(openids) / (max(end for _, end in spans) - min(start for start, _ in spans))
+    if cpu is not None:
+        cpu += [seconds for _s, _e, seconds in spans]
+    return len(openids) / (max(end for _, end, _c in spans) - min(start for start, _, _c in spans))
 
 
 def accepted_per_openid(fake, path: str) -> Counter:

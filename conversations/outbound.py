@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Subscriber
+from wechat_crm.db import rows_update
 
 from . import policy
 from .models import OutboundMessage
@@ -278,8 +279,6 @@ def _failure_reason(outcome: str, exc: Any) -> str:
 
 def _write(writes: Sequence[tuple[int, dict[str, Any]]]) -> None:
     """The outcomes, one statement per set of columns written; only rows still "sending" (claimed here)."""
-    from accounts.profiles import rows_update
-
     groups: dict[tuple[str, ...], list[OutboundMessage]] = {}
     for pk, fields in writes:
         groups.setdefault(tuple(sorted(fields)), []).append(OutboundMessage(pk=pk, **fields))

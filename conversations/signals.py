@@ -1,10 +1,11 @@
 """Saving or deleting an auto-reply rule clears this process's rule cache at once (others within seconds); an erased
-subscriber's queued messages are cancelled and their active journeys stop."""
+subscriber's queued messages are cancelled and their active journeys stop; fetched profiles release the journey
+steps that waited for them."""
 
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from accounts.signals import subscriber_erased
+from accounts.signals import profiles_fetched, subscriber_erased
 
 from .models import AutoReplyRule, JourneyEnrollment, OutboundMessage
 
@@ -25,3 +26,10 @@ def _subscriber_erased(*, subscriber, at, **kwargs) -> int:
         status=JourneyEnrollment.Status.STOPPED, due_at=None, finished_at=at
     )
     return cancelled
+
+
+@receiver(profiles_fetched)
+def _profiles_fetched(*, subscriber_ids, **kwargs) -> int:
+    from .journeys.profile_wait import journeys_on_profiles
+
+    return journeys_on_profiles(subscriber_ids=subscriber_ids)

@@ -1,21 +1,26 @@
-"""Reports and exports read from a PostgreSQL replica when one is configured (REPORTS_DATABASE_URL).
+"""Database helpers shared by the apps: where report reads go, and many rows updated in one statement.
+
+Reports and exports read from a PostgreSQL replica when one is configured (REPORTS_DATABASE_URL).
 
 Every read made inside `reports_database()` (or a function decorated with `@reads_reports`) goes to the `reports`
 alias when settings.DATABASES has one, and to `default` otherwise; writes always go to `default`. Report selectors
 and exports are decorated; nothing else is, so the callback, the follow-ups and the admin's forms keep reading the
 primary (a replica lags behind it by a moment, which a report can afford and a read-modify-write cannot).
 Raw SQL asks `reports_alias()` which connection to use.
+
+`rows_update(rows, fields, only_if=...)` saves some columns of many rows of one model in one UPDATE ... FROM
+(VALUES ...): the profile fetch stores profiles with it, the outbound queue its messages' outcomes.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 REPORTS = "reports"
 _reading_reports: ContextVar[bool] = ContextVar("reading_reports", default=False)
@@ -64,3 +69,41 @@ class ReportsRouter:
 
     def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
         return False if db == REPORTS else None  # a replica is migrated by replication, never by us
+
+
+def rows_update(rows: Sequence[models.Model], fields: Sequence[str], *, only_if: dict[str, Any] | None = None) -> int:
+    """Save `fields` of many rows of one model in one statement: UPDATE ... FROM (VALUES ...) on PostgreSQL
+    (Django's bulk_update builds a CASE per field and row, which costs more to compile than to run). `only_if`:
+    only the rows whose columns still hold these values (e.g. {"status": "sending"}: rows this worker claimed).
+    Returns the rows updated."""
+    if not rows:
+        return 0
+    model = type(rows[0])
+    if connection.vendor != "postgresql":
+        if only_if:
+            return sum(
+                model.objects.filter(pk=row.pk, **only_if).update(**{name: getattr(row, name) for name in fields})
+                for row in rows
+            )
+        return model.objects.bulk_update(rows, fields, batch_size=500)
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    qn = connection.ops.quote_name
+    columns = ", ".join(["id", *(f"c{i}" for i in range(len(concrete)))])
+    placeholders = "(" + ", ".join(["%s"] * (len(concrete) + 1)) + ")"
+    params: list[Any] = []
+    for row in rows:
+        params.append(row.pk)
+        params += [f.get_db_prep_save(getattr(row, f.attname), connection) for f in concrete]
+    sets = ", ".join(f"{qn(f.column)} = v.c{i}::{f.db_type(connection)}" for i, f in enumerate(concrete))
+    sql = (
+        f"UPDATE {qn(meta.db_table)} AS t SET {sets} "  # noqa: S608 - identifiers from the model, values as parameters
+        f"FROM (VALUES {', '.join([placeholders] * len(rows))}) AS v({columns}) WHERE t.id = v.id::bigint"
+    )
+    for name, value in (only_if or {}).items():
+        field = meta.get_field(name)
+        sql += f" AND t.{qn(field.column)} = %s"
+        params.append(field.get_db_prep_save(value, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount

@@ -1,5 +1,7 @@
 """Changes of state in the content library, the per-subscriber rendering of templates, and tracked links.
 
+Articles and topics: library.py (their names are importable from here too).
+
 Pushes call, per recipient:
     template_render(template, subscriber=..., context=template_context(article=..., push=...))  -> WeChat's `data`
     template_url(template, subscriber_id=..., push_id=...)                                      -> the tracked `url`
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,13 +27,23 @@ from django.utils.translation import gettext as _
 from accounts.models import Interaction, Subscriber
 
 from .. import links, templating
-from ..errors import ArticleStatusError, LinkTokenInvalid
-from ..models import Article, MessageTemplate, Topic
-from ..slugs import short_id, slug_unique
+from ..errors import LinkTokenInvalid
+from ..models import Article, MessageTemplate
+from .library import (
+    ARTICLE_FIELDS,
+    ARTICLE_TRANSITIONS,
+    article_create,
+    article_publish,
+    article_set_status,
+    article_unpublish,
+    article_update,
+    topic_create,
+    topic_delete,
+    topic_update,
+)
 
 logger = logging.getLogger(__name__)
 
-ARTICLE_FIELDS = ("title", "slug", "digest", "body", "cover", "author")
 TEMPLATE_FIELDS = (
     "title",
     "purpose",
@@ -42,95 +54,6 @@ TEMPLATE_FIELDS = (
     "miniprogram_appid",
     "miniprogram_pagepath",
 )
-
-# --- Articles -----------------------------------------------------------------------------------------------------
-
-# The legal status changes: from -> the states it may go to.
-ARTICLE_TRANSITIONS: dict[str, set[str]] = {
-    Article.Status.DRAFT: {Article.Status.PUBLISHED},
-    Article.Status.PUBLISHED: {Article.Status.DRAFT},
-}
-
-
-@transaction.atomic
-def article_create(
-    *,
-    title: str,
-    body: str = "",
-    digest: str = "",
-    author: str = "",
-    slug: str = "",
-    cover: Any = None,
-    topics: Iterable[Topic] = (),
-    by: Any = None,
-) -> Article:
-    """A new draft article. The slug is derived from the title when empty; the body is rendered and sanitised."""
-    article = Article(title=title, body=body, digest=digest, author=author, slug=slug, created_by=by)
-    if cover:
-        article.cover = cover
-    try:
-        with transaction.atomic():
-            article.save()
-    except IntegrityError:
-        if slug:  # the operator's slug is taken (validated at the edge, so a race): let the caller see it
-            raise
-        # Another save took the same derived slug between our check and insert: derive a fresh one.
-        article.pk, article.slug = None, f"{slug_unique(Article, title, max_length=91)}-{short_id(4)}"
-        article.save()
-    article.topics.set(list(topics))
-    return article
-
-
-@transaction.atomic
-def article_update(*, article: Article, data: Mapping[str, Any]) -> Article:
-    """Change an article's editable fields (not its status: see article_set_status). `topics` replaces the set."""
-    changed = []
-    for name in ARTICLE_FIELDS:
-        if name in data:
-            setattr(article, name, data[name])
-            changed.append(name)
-    if changed:
-        article.save(update_fields=[*changed, "updated_at"])
-    if "topics" in data:
-        article.topics.set(list(data["topics"]))
-    return article
-
-
-@transaction.atomic
-def article_set_status(*, article: Article, to: str, at: datetime | None = None) -> Article:
-    """Publish or unpublish, under a row lock. Raise ArticleStatusError on an illegal change.
-
-    `published_at` is set on the first publication and kept when an article is unpublished and published again,
-    so links and "new" markers do not move.
-    """
-    locked = Article.objects.select_for_update().get(pk=article.pk)
-    if to not in Article.Status.values:
-        raise ArticleStatusError(_("Unknown status %(status)s.") % {"status": to})
-    if to not in ARTICLE_TRANSITIONS[locked.status]:
-        raise ArticleStatusError(
-            _('"%(title)s" is already %(status)s.') % {"title": locked.title, "status": locked.get_status_display()}
-            if to == locked.status
-            else _("An article cannot go from %(from)s to %(to)s.") % {"from": locked.status, "to": to}
-        )
-    if to == Article.Status.PUBLISHED and not locked.body.strip():
-        raise ArticleStatusError(_('"%(title)s" has no body to publish.') % {"title": locked.title})
-    locked.status = to
-    fields = ["status", "updated_at"]
-    if to == Article.Status.PUBLISHED and locked.published_at is None:
-        locked.published_at = at or timezone.now()
-        fields.append("published_at")
-    locked.save(update_fields=fields)
-    article.status, article.published_at, article.updated_at = locked.status, locked.published_at, locked.updated_at
-    return article
-
-
-def article_publish(*, article: Article, at: datetime | None = None) -> Article:
-    return article_set_status(article=article, to=Article.Status.PUBLISHED, at=at)
-
-
-def article_unpublish(*, article: Article) -> Article:
-    return article_set_status(article=article, to=Article.Status.DRAFT)
-
 
 # --- Message templates --------------------------------------------------------------------------------------------
 
@@ -239,9 +162,10 @@ def link_tracker(url: str, *, push_id: int | None = None, content_id: int | None
         raise ValueError("only http(s) URLs can be tracked")
     prefix, link_id = _redirect_prefix(), links.link_id_for(url)
 
+    token = links.token_maker(push_id=push_id, content_id=content_id, link_id=link_id)
+
     def track(subscriber_id: int) -> str:
-        ids = {"push_id": push_id, "content_id": content_id, "link_id": link_id}
-        return prefix + links.token_make(links.LinkPayload(subscriber_id=subscriber_id, **ids))
+        return prefix + token(subscriber_id)
 
     return track
 
@@ -413,24 +337,31 @@ def _enqueue_follow_ups(interaction_id: int) -> None:
     transaction.on_commit(lambda: outbox.submit(interaction_id))
 
 
-# --- Topics -------------------------------------------------------------------------------------------------------
-
-
-def topic_create(*, name: str, slug: str = "", description: str = "") -> Topic:
-    topic = Topic(name=name, slug=slug, description=description)
-    topic.save()
-    return topic
-
-
-def topic_update(*, topic: Topic, data: Mapping[str, Any]) -> Topic:
-    changed = [name for name in ("name", "slug", "description") if name in data]
-    for name in changed:
-        setattr(topic, name, data[name])
-    if changed:
-        topic.save(update_fields=changed)
-    return topic
-
-
-def topic_delete(*, topic: Topic) -> None:
-    """Delete the topic: articles lose it, subscribers' preferences and opt-outs of it go with it."""
-    topic.delete()
+__all__ = [
+    "ARTICLE_FIELDS",
+    "ARTICLE_TRANSITIONS",
+    "TEMPLATE_FIELDS",
+    "article_create",
+    "article_publish",
+    "article_set_status",
+    "article_unpublish",
+    "article_update",
+    "click_store",
+    "link_click_record",
+    "link_max_age_seconds",
+    "link_target",
+    "link_track",
+    "link_tracker",
+    "link_url",
+    "links_rewrite",
+    "template_context",
+    "template_create",
+    "template_render",
+    "template_save",
+    "template_update",
+    "template_url",
+    "template_url_maker",
+    "topic_create",
+    "topic_delete",
+    "topic_update",
+]

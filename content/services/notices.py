@@ -20,6 +20,7 @@ from django.db.models import F, ProtectedError, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from wechat_crm.lookups import AnyOf
 from wechat_crm.wechat import notice_rules
 from wechat_crm.wechat.errors import WeChatArgumentInvalid, WeChatTemplateInvalid
 from wechat_crm.wechat.messages import NOTICE_KEYWORDS_MAX, NOTICE_KEYWORDS_MIN, NOTICE_SCENE_DESC_MAX
@@ -216,7 +217,7 @@ def notice_consented_ids(*, subscriber_ids: Iterable[int], template: NoticeTempl
     if not ids:
         return set()
     return set(
-        NoticeConsent.objects.filter(_allowed(template), template_id=template.template_id, subscriber_id__in=ids)
+        NoticeConsent.objects.filter(_allowed(template), AnyOf("subscriber_id", ids), template_id=template.template_id)
         .values_list("subscriber_id", flat=True)
     )  # fmt: skip
 
@@ -226,9 +227,8 @@ def notice_credits_use(*, subscriber_ids: Iterable[int], template: NoticeTemplat
     ids = list(subscriber_ids)
     if not ids or template.kind == NoticeTemplate.Kind.LONG_TERM:
         return 0
-    return NoticeConsent.objects.filter(template_id=template.template_id, subscriber_id__in=ids, credits__gt=0).update(
-        credits=F("credits") - 1
-    )
+    rows = NoticeConsent.objects.filter(AnyOf("subscriber_id", ids), template_id=template.template_id, credits__gt=0)
+    return rows.update(credits=F("credits") - 1)
 
 
 def notice_refused(*, subscriber_ids: Iterable[int], template: NoticeTemplate) -> int:
@@ -239,4 +239,4 @@ def notice_refused(*, subscriber_ids: Iterable[int], template: NoticeTemplate) -
     changes: dict[str, Any] = {"credits": 0}
     if template.kind == NoticeTemplate.Kind.LONG_TERM:
         changes["accepted"] = False
-    return NoticeConsent.objects.filter(template_id=template.template_id, subscriber_id__in=ids).update(**changes)
+    return NoticeConsent.objects.filter(AnyOf("subscriber_id", ids), template_id=template.template_id).update(**changes)

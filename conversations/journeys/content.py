@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import pgettext
+
 from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
 
@@ -48,4 +50,9 @@ def _content(step: JourneyStep, topic_id: int | None) -> tuple[str, list[Any], l
 
 
 def _text(step: JourneyStep, subscriber: Subscriber, topic_name: str) -> str:
-    return step.text.replace("{nickname}", subscriber.nickname or "").replace("{topic}", topic_name)
+    """The step's text with {nickname} and {topic}. A message to someone whose name WeChat did not give (a profile
+    not fetched in time, or WeChat keeping nicknames back) says a neutral word instead of leaving a gap."""
+    nickname = subscriber.nickname
+    if not nickname and step.action == JourneyStep.Action.MESSAGE:
+        nickname = pgettext("the name in a journey message when WeChat gave none", "friend")
+    return step.text.replace("{nickname}", nickname or "").replace("{topic}", topic_name)

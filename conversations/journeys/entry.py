@@ -3,7 +3,8 @@
 * `journey_enter` (one) and `journeys_enter` (a batch) insert enrollments under UNIQUE (journey, subscriber,
   period_key): at most once per period. The first step's `due_at` is stored in the row. A batch runs its due
   first steps at once, in its own transaction (`steps.steps_run`: a welcome message must leave inside WeChat's
-  minute after the follow); a later step is run by the advance task (`steps.journeys_advance`, every minute).
+  minute after the follow), except those that wait a few seconds for the subscriber's profile (profile_wait.py);
+  a later step is run by the advance task (`steps.journeys_advance`, every minute).
 * Triggers, each for a batch (conversations.events, campaigns.events): journeys_on_follows,
   journeys_on_topic_clicks, journeys_on_current_stages, journeys_on_conversions; one subscriber: journeys_on_stage;
   dormant subscribers are entered by `journeys_enter_dormant(now=...)` (beat task).
@@ -25,6 +26,7 @@ from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
 
 from ..models import ChannelTopic, Journey, JourneyEnrollment, JourneyStep
+from . import profile_wait
 from . import steps as journey_steps
 
 logger = logging.getLogger(__name__)
@@ -85,8 +87,10 @@ def journeys_enter(*, entries: Sequence[Entry]) -> int:
     if not entries:
         return 0
     first_steps: dict[int, JourneyStep] = {}
-    for step in JourneyStep.objects.filter(journey_id__in={e.journey.pk for e in entries}).order_by(
-        "journey_id", "position", "id"
+    for step in (
+        JourneyStep.objects.filter(journey_id__in={e.journey.pk for e in entries})
+        .select_related("template")
+        .order_by("journey_id", "position", "id")
     ):
         first_steps.setdefault(step.journey_id, step)
     rows: dict[tuple[int, int, str], JourneyEnrollment] = {}
@@ -99,8 +103,11 @@ def journeys_enter(*, entries: Sequence[Entry]) -> int:
             journey=entry.journey, subscriber_id=entry.subscriber_id, period_key=key[2], next_position=0,
             due_at=entry.at + step.wait, context=entry.context, entered_at=entry.at,
         ))  # fmt: skip
+    held_until = profile_wait.hold(rows.values(), first_steps)  # a welcome with {nickname} waits for the profile
     JourneyEnrollment.objects.bulk_create(rows.values(), ignore_conflicts=True)
     _run_due_first_steps(rows.values())
+    if held_until is not None:
+        profile_wait.advance_at(held_until)
     if any(first_steps[journey_id].wait <= dt.timedelta(minutes=1) for journey_id, _s, _k in rows):
         journey_steps.enqueue_advance()
     return len(rows)

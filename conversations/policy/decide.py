@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Subscriber
 from content.models import Delivery, MessageTemplate, Push, SendPolicy
+from wechat_crm.lookups import AnyOf
 
 from ..models import OutboundMessage
 from .limits import consented, mass_quota_reached, month_start, quiet_hours_end, templates_used_today
@@ -164,7 +165,7 @@ def _facts(
 
     if not ids:
         return {}
-    qs = Subscriber.objects.filter(pk__in=ids)
+    qs = Subscriber.objects.filter(AnyOf("pk", ids))
     names = ["recent", "opted_out", "mass_month"]
     push_id = send.push.pk if send.push is not None else None
     if CAPS in rules:

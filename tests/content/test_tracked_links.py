@@ -130,6 +130,25 @@ def test_tampered_token_is_refused_and_records_nothing(client):
     assert not Interaction.objects.exists()
 
 
+def test_links_signed_before_a_secret_key_rotation_still_work_and_others_do_not(client, settings):
+    subscriber = SubscriberFactory()
+    settings.SECRET_KEY = "the-secret-key-of-last-year-0123456789-abcdefghijklmnop"
+    old_path = _path(services.link_track(TARGET, subscriber_id=subscriber.pk))
+    settings.SECRET_KEY = "the-secret-key-of-this-year-0123456789-abcdefghijklmno"
+
+    assert client.get(old_path).status_code == 400  # signed with a key we no longer hold
+
+    settings.SECRET_KEY_FALLBACKS = ["the-secret-key-of-last-year-0123456789-abcdefghijklmnop"]
+    response = client.get(old_path)
+    new_path = _path(services.link_track(TARGET, subscriber_id=subscriber.pk))
+
+    assert response.status_code == 302
+    assert response["Location"] == TARGET
+    assert new_path != old_path  # new links are signed with the current key
+    assert client.get(new_path).status_code == 302
+    assert clicks_drained() == 1  # both clicks in one window: one click
+
+
 def test_expired_token_is_gone_and_records_nothing(client):
     subscriber = SubscriberFactory()
     with freeze_time("2026-01-01 00:00:00"):
@@ -295,3 +314,21 @@ def test_rewrite_in_text_with_angle_brackets_that_are_not_tags():
 
     assert "a.example.com" not in out
     assert out.startswith("I <3 http") and out.endswith(" > all")
+
+
+@freeze_time("2026-05-04 10:00:00")
+def test_a_pages_tracked_links_are_signed_as_one_link_alone_is(client):
+    """A push's page signs each recipient's link with the key derived once; the token is the one Django's signer
+    makes for that link alone, and opening it records the click."""
+    subscribers = SubscriberFactory.create_batch(3)
+    track = services.link_tracker(TARGET, push_id=77, content_id=None)
+    link_id = links.link_id_for(TARGET)
+
+    for subscriber in subscribers:
+        url = track(subscriber.pk)
+        payload = links.LinkPayload(subscriber_id=subscriber.pk, push_id=77, content_id=None, link_id=link_id)
+        assert _path(url).rsplit("/", 1)[1] == links.token_make(payload)
+        assert client.get(_path(url))["Location"] == TARGET
+
+    assert clicks_drained() == 3
+    assert set(Interaction.objects.values_list("subscriber_id", flat=True)) == {s.pk for s in subscribers}

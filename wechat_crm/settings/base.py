@@ -236,6 +236,9 @@ PUSH_STALLED_AFTER_SECONDS = env.int("PUSH_STALLED_AFTER_SECONDS", default=300)
 # and retry a failed batch after at most this many seconds (45009 would otherwise wait until midnight).
 PROFILE_FETCH_DELAY = env.float("PROFILE_FETCH_DELAY", default=1.0)
 PROFILE_FETCH_RETRY_MAX_DELAY = env.float("PROFILE_FETCH_RETRY_MAX_DELAY", default=900.0)
+# A journey's first step that shows the profile ({nickname}) waits at most this many seconds after the follow for
+# the profile fetch (conversations.journeys.profile_wait), then goes with a neutral word instead of the name.
+JOURNEY_PROFILE_WAIT = env.float("JOURNEY_PROFILE_WAIT", default=20.0)
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
 # django-axes throttles admin logins: AXES_FAILURE_LIMIT failures per username and client address lock the pair out

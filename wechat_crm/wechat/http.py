@@ -6,6 +6,7 @@ Everything that goes to WeChat's API, wechatpy's API groups included, goes throu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 import urllib3
 from django.conf import settings
 from urllib3.exceptions import (
+    ClosedPoolError,
     ConnectTimeoutError,
     HTTPError,
     NameResolutionError,
@@ -84,6 +86,7 @@ class Transport:
         self.pool = urllib3.PoolManager(
             num_pools=4, maxsize=pool_size, block=False, retries=False, timeout=self.timeout
         )
+        self._pools: dict[str, urllib3.HTTPConnectionPool] = {}  # origin -> the manager's pool for it
 
     def request(
         self,
@@ -100,7 +103,7 @@ class Transport:
         """Send one request. Raises WeChatTransient / WeChatOutcomeUnknown on network errors and 5xx,
         WeChatPermanent on other non-2xx statuses; returns the response otherwise."""
         if params:
-            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+            url = f"{url}{'&' if '?' in url else '?'}{_query(params)}"
         kwargs: dict[str, Any] = {"redirect": False, "preload_content": True}
         if timeout is not None:
             kwargs["timeout"] = (
@@ -115,9 +118,14 @@ class Transport:
             if body is not None:
                 headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
         try:
-            response = self.pool.request(method.upper(), url, headers=headers, **kwargs)
-        except (ConnectTimeoutError, NewConnectionError, NameResolutionError) as exc:
-            # Failed while connecting: nothing reached WeChat.
+            direct = self._pool_for(url) if fields is None else None
+            if direct is not None:  # what PoolManager.request does for a plain body, without finding the pool again
+                pool, path = direct
+                response = pool.urlopen(method.upper(), path, headers=headers, assert_same_host=False, **kwargs)
+            else:
+                response = self.pool.request(method.upper(), url, headers=headers, **kwargs)
+        except (ConnectTimeoutError, NewConnectionError, NameResolutionError, ClosedPoolError) as exc:
+            # Failed while connecting (or before: a pool the manager closed): nothing reached WeChat.
             raise WeChatTransient(None, f"connect failed: {exc.__class__.__name__}") from exc
         except (ReadTimeoutError, ProtocolError, HTTPError, OSError) as exc:
             # The request may have been sent: only a request that is safe to repeat may be retried.
@@ -135,12 +143,24 @@ class Transport:
             raise WeChatPermanent(None, f"HTTP {status}")
         return response
 
+    def _pool_for(self, url: str) -> tuple[urllib3.HTTPConnectionPool, str] | None:
+        """The manager's connection pool for the URL's origin (remembered: a page sends hundreds of messages to one
+        host) and the URL's path and query; None for a URL without an origin and a path."""
+        scheme_end = url.find("://")
+        path_at = url.find("/", scheme_end + 3) if scheme_end > 0 else -1
+        if path_at < 0:
+            return None
+        origin = url[:path_at]
+        pool = self._pools.get(origin)
+        if pool is None or pool.pool is None:  # new, or closed by the manager when it made room for another host
+            pool = self._pools[origin] = self.pool.connection_from_url(origin)
+        return pool, url[path_at:]
+
 
 def decode(response: urllib3.BaseHTTPResponse) -> dict[str, Any] | RawResponse:
     """WeChat's JSON as a dict, raising the typed error for a non-zero errcode; a RawResponse if not JSON."""
-    content_type = response.headers.get("Content-Type", "")
     data = response.data
-    if "json" in content_type or "text/plain" in content_type or data[:1] == b"{":
+    if data[:1] == b"{" or _textual(response.headers.get("Content-Type", "")):  # the header only when needed
         try:
             result = json.loads(data.decode("utf-8", "ignore"), strict=False)
         except ValueError:
@@ -155,6 +175,23 @@ def decode(response: urllib3.BaseHTTPResponse) -> dict[str, Any] | RawResponse:
                     raise error_from_response(errcode, str(result.get("errmsg", "")))
             return result
     return RawResponse(response.status, data, dict(response.headers))
+
+
+def _textual(content_type: str) -> bool:
+    return "json" in content_type or "text/plain" in content_type
+
+
+@functools.lru_cache(maxsize=64)
+def _query_of(items: tuple) -> str:
+    return urlencode(items)
+
+
+def _query(params: dict[str, Any]) -> str:
+    """`urlencode(params)`, remembered for the few parameter sets sent again and again (a page's access token)."""
+    try:
+        return _query_of(tuple(params.items()))
+    except TypeError:  # a value that is not hashable (a list)
+        return urlencode(params)
 
 
 _transports: dict[tuple, Transport] = {}

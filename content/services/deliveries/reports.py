@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.kinds import InteractionKind
+from wechat_crm.lookups import AnyOf
 from wechat_crm.wechat.inbound import notice_items
 
 from ...models import Delivery, MassBatch
@@ -95,14 +96,14 @@ def deliveries_early_reports_apply(*, delivery_ids: Collection[int]) -> int:
 
     rows = list(
         Delivery.objects.filter(
-            pk__in=list(delivery_ids), msgid__isnull=False, status__in=(D.SENT, D.UNKNOWN)
+            AnyOf("pk", delivery_ids), msgid__isnull=False, status__in=(D.SENT, D.UNKNOWN)
         ).values_list("msgid", "subscriber_id", "claimed_at")
     )
     if not rows:
         return 0
     msgids = {msgid for msgid, _, _ in rows}
     claimed = [at for _, _, at in rows if at is not None]
-    reports = Interaction.objects.filter(subscriber_id__in={sub for _, sub, _ in rows}, kind__in=REPORT_KINDS)
+    reports = Interaction.objects.filter(AnyOf("subscriber_id", {sub for _, sub, _ in rows}), kind__in=REPORT_KINDS)
     if claimed:  # a report comes after its claim; WeChat's CreateTime may be off our clock by a little
         reports = reports.filter(created_at__gte=min(claimed) - EARLY_REPORT_MARGIN)
     outcomes: dict[int, JobOutcome] = {}

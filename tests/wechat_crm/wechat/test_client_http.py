@@ -246,6 +246,19 @@ def test_errcodes_raise_typed_errors_without_retrying(stub, errcode, exc_type):
     assert len(stub.paths("/cgi-bin/message/custom/send")) == 1
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html; charset=utf-8", "application/json"])
+def test_an_error_is_read_from_its_json_whatever_the_content_type(stub, content_type):
+    body = b'{"errcode": 45009, "errmsg": "reach max api daily quota limit"}'
+    stub.script("/cgi-bin/message/custom/send", {"body": body, "content_type": content_type})
+    with pytest.raises(WeChatRateLimited):
+        get_client().message.send_text("o_alice", "hello")
+
+
+def test_a_json_list_answered_as_text_plain_comes_back_raw(stub):
+    stub.script("/cgi-bin/showqrcode", {"body": b"[1, 2]", "content_type": "text/plain"})
+    assert get_client().qrcode.show({"ticket": "t"}).content == b"[1, 2]"
+
+
 def test_refused_token_is_refreshed_once_and_the_call_retried_once(stub):
     client = get_client()
     assert client.tokens.get() == "tok-1"
@@ -295,3 +308,12 @@ def test_send_template_many_classifies_each_failure_without_raising(stub):
     assert [r.outcome for r in results] == [Outcome.NOT_FOLLOWING, Outcome.RETRY_LATER, Outcome.RETRY_LATER]
     assert isinstance(results[2].error, WeChatTransient)
     assert results[1].classification.retry_after > 60
+
+
+def test_calls_go_on_after_the_transport_dropped_its_connections(stub):
+    client = get_client()
+    client.user.get("o_alice")
+    client.transport.pool.clear()  # what the pool manager does to a host's pool when it makes room for others
+
+    client.user.get("o_bob")
+    assert [c["query"].get("openid") for c in stub.paths("/cgi-bin/user/info")] == ["o_alice", "o_bob"]

@@ -4,7 +4,8 @@ A handler gets a :class:`Ctx` (an open write transaction, the config, the parsed
 body, or raises :class:`WeChatError`. Job-finish events to post after the commit are appended to ``ctx.events``.
 Handlers register with :func:`route`, one per path, in the modules of their concern: :mod:`.tokens`,
 :mod:`.users` (users and tags), :mod:`.sending` (template, customer-service and mass sends), :mod:`.qrcodes`,
-:mod:`.menu`, :mod:`.publishing`, :mod:`.notices`, :mod:`.datacube`, :mod:`.oauth`. :mod:`.calls` runs them.
+:mod:`.menu`, :mod:`.materials`, :mod:`.publishing`, :mod:`.notices`, :mod:`.datacube`, :mod:`.oauth`.
+:mod:`.calls` runs them.
 """
 
 from __future__ import annotations

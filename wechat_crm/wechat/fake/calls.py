@@ -17,7 +17,7 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
-from . import api, datacube, menu, notices, oauth, publishing, qrcodes, sending, tokens, users  # noqa: F401 - they register their routes
+from . import api, datacube, materials, menu, notices, oauth, publishing, qrcodes, sending, tokens, users  # noqa: F401 - they register their routes
 from .api import Ctx, WeChatError
 from .state import ConfigError, next_counter
 
@@ -162,7 +162,7 @@ class WeChatApiMixin:
                 ctx.method,
                 ctx.path,
                 json.dumps(ctx.query),
-                publishing.recorded_body(ctx),
+                materials.recorded_body(ctx),
                 status,
                 errcode,
                 fault,
