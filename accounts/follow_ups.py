@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from functools import lru_cache
+from typing import Any, NamedTuple
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import Interaction
+from .models import Interaction, Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +39,101 @@ def _claim(
     exclude: set[int] | None = None,
 ) -> list[Interaction]:
     """Lock pending interactions (FOR UPDATE SKIP LOCKED: a concurrent worker skips them, and no one else can mark
-    them processed until this transaction ends), with their subscribers. The oldest received are claimed first (the
-    partial index of pending rows); the batch is returned in the order they happened."""
-    pending = Interaction.objects.select_for_update(skip_locked=True, of=("self",)).filter(processed_at__isnull=True)
-    if interaction_ids is not None:
-        pending = pending.filter(pk__in=interaction_ids)
-    if received_before is not None:
-        pending = pending.filter(received_at__lt=received_before)
-    if exclude:
-        pending = pending.exclude(pk__in=exclude)
-    pending = pending.select_related("subscriber").order_by("received_at", "id")
-    batch = list(pending[:limit] if limit else pending)
+    them processed until this transaction ends), with their subscribers, and mark them processed: the mark commits
+    with their follow-ups or not at all. The oldest received are claimed first (the partial index of pending rows);
+    the batch is returned in the order they happened. On PostgreSQL one statement."""
+    if connection.vendor == "postgresql":
+        batch = _claim_postgresql(interaction_ids=interaction_ids, received_before=received_before, limit=limit,
+                                  exclude=exclude)  # fmt: skip
+    else:
+        pending = Interaction.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+            processed_at__isnull=True
+        )
+        if interaction_ids is not None:
+            pending = pending.filter(pk__in=interaction_ids)
+        if received_before is not None:
+            pending = pending.filter(received_at__lt=received_before)
+        if exclude:
+            pending = pending.exclude(pk__in=exclude)
+        pending = pending.select_related("subscriber").order_by("received_at", "id")
+        batch = list(pending[:limit] if limit else pending)
+        if batch:
+            Interaction.objects.filter(pk__in=[i.pk for i in batch]).update(processed_at=timezone.now())
     return sorted(batch, key=lambda interaction: (interaction.created_at, interaction.pk))
+
+
+def _columns(model) -> list[str]:
+    return [f.column for f in model._meta.concrete_fields]
+
+
+def _claim_postgresql(
+    *,
+    interaction_ids: Sequence[int] | None,
+    received_before: datetime | None,
+    limit: int | None,
+    exclude: set[int] | None,
+) -> list[Interaction]:
+    """The claim, the mark and the rows with their subscribers in one round trip: UPDATE ... RETURNING the locked
+    rows, joined to their subscribers, built into model instances without a second query."""
+    where, params = ["processed_at IS NULL"], []
+    if interaction_ids is not None:
+        where.append("id = ANY(%s::bigint[])")
+        params.append(list(interaction_ids))
+    if received_before is not None:
+        where.append("received_at < %s")
+        params.append(received_before)
+    if exclude:
+        where.append("NOT (id = ANY(%s::bigint[]))")
+        params.append(sorted(exclude))
+    limit_sql = ""
+    if limit:
+        limit_sql = "LIMIT %s"
+        params.append(limit)
+    params.append(timezone.now())
+    i_columns, s_columns = _columns(Interaction), _columns(Subscriber)
+    qn = connection.ops.quote_name
+    sql = (
+        f"WITH claimed AS (SELECT id FROM {Interaction._meta.db_table} WHERE {' AND '.join(where)} "  # noqa: S608
+        f"ORDER BY received_at, id {limit_sql} FOR UPDATE SKIP LOCKED), "
+        f"marked AS (UPDATE {Interaction._meta.db_table} AS i SET processed_at = %s FROM claimed "
+        f"WHERE i.id = claimed.id RETURNING {', '.join('i.' + qn(c) for c in i_columns)}) "
+        f"SELECT {', '.join('m.' + qn(c) for c in i_columns)}, {', '.join('s.' + qn(c) for c in s_columns)} "
+        f"FROM marked AS m LEFT JOIN {Subscriber._meta.db_table} AS s ON s.id = m.subscriber_id"
+    )  # identifiers from the models, values as parameters
+    i_names = [f.attname for f in Interaction._meta.concrete_fields]
+    s_names = [f.attname for f in Subscriber._meta.concrete_fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    i_fields, s_fields = Interaction._meta.concrete_fields, Subscriber._meta.concrete_fields
+    cache = Interaction._meta.get_field("subscriber")
+    batch = []
+    for row in rows:
+        interaction = Interaction.from_db(connection.alias, i_names, _converted(row[: len(i_names)], i_fields))
+        if row[len(i_names)] is not None:
+            subscriber = Subscriber.from_db(connection.alias, s_names, _converted(row[len(i_names) :], s_fields))
+            cache.set_cached_value(interaction, subscriber)
+        elif interaction.subscriber_id is None:
+            cache.set_cached_value(interaction, None)
+        batch.append(interaction)
+    return batch
+
+
+def _converted(values, fields) -> list:
+    """The values as the ORM gives them (JSON decoded, etc.): the database converters of the fields that have
+    some applied (most have none)."""
+    out = list(values)
+    for n, field, converters in _converters(tuple(fields)):
+        value = out[n]
+        for converter in converters:
+            value = converter(value, field, connection)
+        out[n] = value
+    return out
+
+
+@lru_cache(maxsize=8)
+def _converters(fields: tuple) -> list[tuple[int, Any, list]]:
+    return [(n, f, converters) for n, f in enumerate(fields) if (converters := f.get_db_converters(connection))]
 
 
 def interactions_process(
@@ -74,7 +158,6 @@ def interactions_process(
             claimed = [interaction.pk for interaction in batch]
             if batch:
                 run(batch)
-                Interaction.objects.filter(pk__in=claimed).update(processed_at=timezone.now())
         return Processed(len(claimed), len(claimed))
     except Exception:
         if len(claimed) <= 1:

@@ -74,6 +74,49 @@ def bench_setup(*, name: str, fake_workers: int = 2, port: int = 0) -> Iterator[
         fake_proc.wait(10)
 
 
+def _cpu_seconds(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds user + system) of a process, from Linux /proc; None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # fields 4, 14, 15
+
+
+def workers_cpu_seconds(parent: int) -> float:
+    """CPU seconds (user + system) used so far by the children of `parent` (gunicorn's workers)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _cpu_seconds(int(entry.name))) is not None and stat[0] == parent:
+            total += stat[1]
+    return total
+
+
+class DatabaseCPU:
+    """CPU seconds used by the PostgreSQL backends serving one database (every connection to it but this one's),
+    read from /proc: the servers' share of the database's work, which a figure per request must include when two
+    targets send different statements. Backends that end between two readings take their CPU with them (the
+    product keeps its connections: CONN_MAX_AGE)."""
+
+    def __init__(self, database_url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(database_url, autocommit=True)
+
+    def read(self) -> dict[int, float]:
+        pids = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+        return {pid: stat[1] for (pid,) in pids if (stat := _cpu_seconds(pid)) is not None}
+
+    @staticmethod
+    def used(before: dict[int, float], after: dict[int, float]) -> float:
+        return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def run_threads(count: int, target: Callable[[int], None]) -> float:
     """Seconds for `count` threads running target(0) ... target(count - 1)."""
     threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]

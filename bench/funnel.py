@@ -265,7 +265,7 @@ def maintain_stages() -> dict:
     from django.db import connection, transaction
 
     from accounts import follow_ups
-    from campaigns import events, stages, summary
+    from campaigns import cells, events, stages, summary
     from campaigns.models import Conversion
     from wechat_crm.wechat.dispatch import FOLLOW_UP_ORDER, follow_ups_for
 
@@ -283,6 +283,7 @@ def maintain_stages() -> dict:
                 follow_up(mine)
 
     figures = {"with": [0, 0.0, 0], "without": [0, 0.0, 0]}  # interactions, seconds, batches
+    folds = [0, 0.0]  # cells written, seconds
     started = time.monotonic()
     batch_number = 0
     while True:
@@ -297,6 +298,10 @@ def maintain_stages() -> dict:
         figures[mode][1] += elapsed
         figures[mode][2] += 1
         batch_number += 1
+        if batch_number % 500 == 0:  # the beat folds the cells' additions every 5 minutes (campaigns.cells)
+            t0 = time.perf_counter()
+            folds[0] += cells.cells_fold()
+            folds[1] += time.perf_counter() - t0
         if batch_number % 2000 == 0:
             done = figures["with"][0] + figures["without"][0]
             print(f"  {done:,} interactions through the stage follow-ups ({time.monotonic() - started:.0f} s)",
@@ -326,13 +331,16 @@ def maintain_stages() -> dict:
             summary.summary_refresh(subscriber_ids=pending[start : start + 10_000])
     catch_up = time.perf_counter() - t0
     t0 = time.perf_counter()
-    differences = summary.summary_differences()
+    folds[0] += cells.cells_fold()
+    folds[1] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    differences = summary.summary_differences() + cells.cells_differences()
     check_seconds = time.perf_counter() - t0
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM campaigns_funnelstep")
         summary_rows = cursor.fetchone()[0]
     return {"interactions": figures, "conversions": conv, "catch_up": (len(pending), catch_up),
-            "differences": differences, "check_seconds": check_seconds, "summary_rows": summary_rows,
+            "differences": differences, "folds": folds, "check_seconds": check_seconds, "summary_rows": summary_rows,
             "seconds": time.monotonic() - started}  # fmt: skip
 
 
@@ -353,6 +361,8 @@ def print_maintenance(m: dict) -> None:
     )
     n, seconds = m["catch_up"]
     print(f"  catch-up refresh of the {n:,} subscribers of the batches run without it: {seconds:.1f} s")
+    print(f"  the cells' folds (as the beat, every 500 batches here): {m['folds'][0]:,} cells written in "
+          f"{m['folds'][1]:.1f} s")  # fmt: skip
     same = "yes" if not m["differences"] else "NO " + repr(m["differences"][:3])
     print(f"  summary: {m['summary_rows']:,} rows; equal to its rebuild from the stored columns: {same}")
     print(f"  (checked in {m['check_seconds']:.1f} s)")
@@ -387,6 +397,7 @@ def vacuum_analyze() -> None:
         cur.execute("ANALYZE accounts_interaction")
         cur.execute("ANALYZE campaigns_conversion")
         cur.execute("ANALYZE campaigns_funnelstep")
+        cur.execute("ANALYZE campaigns_funnelcell")
     raw.autocommit = old
 
 

@@ -23,6 +23,7 @@ from content.models import Article
 from wechat_crm.db import reads_reports, reports_alias
 from wechat_crm.exceptions import ApplicationError
 
+from .funnel_cells import campaigns_by_channel, cells_answer, cells_report_rows
 from .models import Campaign, Channel, FunnelStep
 from .stages import ORDER, STAGE_FIELDS, funnel_settings
 
@@ -203,8 +204,16 @@ def report_from_rows(query: FunnelQuery, overall_rows: list, grouped: list) -> d
 
 
 def _report_rows_postgresql(query: FunnelQuery) -> tuple[list, list]:
-    """(overall rows, group rows), each (group, is_total, 4 counts, 3 medians in microseconds): one or two
-    statements over the summary."""
+    """(overall rows, group rows), each (group, is_total, 4 counts, 3 medians in microseconds): from the summary's
+    cells when they hold the report (campaigns.funnel_cells), else from the summary's rows."""
+    if cells_answer(query):
+        campaigns_of = campaigns_by_channel(reports_alias()) if query.breakdown == "campaign" else {}
+        return cells_report_rows(query, _first_monday(query), campaigns_of)
+    return report_rows_summary(query)
+
+
+def report_rows_summary(query: FunnelQuery) -> tuple[list, list]:
+    """The same rows in one or two statements over the summary's rows (every filter and window)."""
     where, params = _filters(query)
     breakdown = query.breakdown
     partition = breakdown in PARTITIONS or (breakdown == "campaign" and _campaigns_partition_channels())

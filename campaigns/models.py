@@ -332,7 +332,51 @@ class FunnelStep(models.Model):
                 include=["channel_key", "content_key", "reach_us", "delay_us", "subscriber"],
                 name="funnelstep_day_idx",
             ),
+            # The exact medians (campaigns.cells): the rows of one delay bucket of a step.
+            models.Index(
+                fields=["step", "delay_us"],
+                include=["day", "reach_us", "channel_key", "content_key"],
+                name="funnelstep_step_delay_idx",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.subscriber_id}:{self.step}"
+
+
+class FunnelCell(models.Model):
+    """Counts of the funnel summary's rows (campaigns.cells) by period, group, step, window class and delay bucket:
+    what the reports add up instead of counting rows, and where they find the bucket of each median. Written only by
+    the triggers on campaigns_funnelstep (additions, in the transaction of the rows they count), folded by the beat
+    into one row per cell."""
+
+    kind = models.PositiveSmallIntegerField(
+        _("kind"), help_text=_("0 by week, 1 by month and channel, 2 by month and content.")
+    )
+    period = models.DateField(_("first day of the week or month"))
+    grp = models.BigIntegerField(_("group"), help_text=_("The channel's or article's ID, 0 for none or by week."))
+    step = models.PositiveSmallIntegerField(_("step"))
+    wclass = models.PositiveSmallIntegerField(_("window class"))
+    bucket = models.PositiveSmallIntegerField(_("delay bucket"))
+    n = models.BigIntegerField(_("rows"))
+    folded = models.BooleanField(_("folded"), default=False)
+
+    class Meta:
+        verbose_name = _("funnel summary cell")
+        verbose_name_plural = _("funnel summary cells")
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "period", "grp", "step", "wclass", "bucket"],
+                condition=models.Q(folded=True),
+                name="funnelcell_folded_uniq",
+            ),
+        ]
+        indexes = [
+            # (No INCLUDE: a fold's update of `n` then stays a HOT update, pruned without a VACUUM.)
+            models.Index(fields=["kind", "period"], name="funnelcell_kind_period_idx"),
+            models.Index(fields=["id"], condition=models.Q(folded=False), name="funnelcell_unfolded_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.period}:{self.grp}:{self.step}:{self.wclass}:{self.bucket} {self.n:+d}"

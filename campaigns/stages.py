@@ -60,6 +60,28 @@ class Engagement(NamedTuple):
     push_id: Any = None
 
 
+def _advance_sql(stage: str) -> str:
+    """`_advance` in SQL (our own constants only)."""
+    earlier = ", ".join(f"'{s}'" for s in ORDER[: ORDER.index(stage)])
+    return f"CASE WHEN s.stage IN ({earlier}) THEN '{stage}' ELSE s.stage END"
+
+
+def _update_from(sets: str, condition: str, columns: Mapping[str, tuple[str, Mapping[int, Any]]]) -> int:
+    """PostgreSQL: one UPDATE accounts_subscriber AS s ... FROM unnest(arrays) AS v(id, <columns>) for a batch, a
+    value per subscriber and column (the set-based form of `_each`, without a CASE per subscriber to compile)."""
+    ids = sorted(next(iter(columns.values()))[1])
+    names = ", ".join(columns)
+    arrays = ", ".join(f"%s::{sql_type}[]" for sql_type, _values in columns.values())
+    params: list[Any] = [ids, *([values[pk] for pk in ids] for _sql_type, values in columns.values())]
+    sql = (
+        f"UPDATE accounts_subscriber AS s SET {sets} "  # noqa: S608 - our own constants, values as parameters
+        f"FROM unnest(%s::bigint[], {arrays}) AS v(id, {names}) WHERE s.id = v.id AND {condition}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
 def _each(values: Mapping[int, Any], output_field: Any) -> Case:
     """A per-subscriber value inside one UPDATE: CASE id WHEN ... THEN ... END."""
     return Case(
@@ -76,9 +98,12 @@ def stages_follow(*, first_follow: Mapping[int, datetime], refresh: bool = True)
     for the batch (and the summary's). Returns the rows updated."""
     if not first_follow:
         return 0
-    updated = Subscriber.objects.filter(pk__in=first_follow, followed_at__isnull=True).update(
-        followed_at=_each(first_follow, DateTimeField())
-    )
+    if connection.vendor == "postgresql":
+        updated = _update_from("followed_at = v.at", "s.followed_at IS NULL", {"at": ("timestamptz", first_follow)})
+    else:
+        updated = Subscriber.objects.filter(pk__in=first_follow, followed_at__isnull=True).update(
+            followed_at=_each(first_follow, DateTimeField())
+        )
     if refresh:
         summary_refresh(subscriber_ids=first_follow)
     return updated
@@ -91,20 +116,32 @@ def stages_engage(*, engagements: Mapping[int, Engagement], refresh: bool = True
         return 0
     contents = _existing("content.Article", {e.content_id for e in engagements.values()})
     pushes = _existing("content.Push", {e.push_id for e in engagements.values()})
-    at = _each({pk: e.at for pk, e in engagements.items()}, DateTimeField())
-    updated = (
-        Subscriber.objects.filter(pk__in=engagements)
-        .filter(Q(engaged_at__isnull=True) | Q(engaged_at__gt=at))
-        .update(
-            engaged_at=at,
-            engaged_content_id=_each(
-                {pk: contents.get(e.content_id) for pk, e in engagements.items()}, BigIntegerField()
-            ),
-            engaged_push_id=_each({pk: pushes.get(e.push_id) for pk, e in engagements.items()}, BigIntegerField()),
-            stage=_advance(Stage.ENGAGED),
-            followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
+    if connection.vendor == "postgresql":
+        updated = _update_from(
+            f"engaged_at = v.at, engaged_content_id = v.content_id, engaged_push_id = v.push_id, "
+            f"stage = {_advance_sql(Stage.ENGAGED)}, followed_at = COALESCE(s.followed_at, s.subscribed_at)",
+            "(s.engaged_at IS NULL OR s.engaged_at > v.at)",
+            {
+                "at": ("timestamptz", {pk: e.at for pk, e in engagements.items()}),
+                "content_id": ("bigint", {pk: contents.get(e.content_id) for pk, e in engagements.items()}),
+                "push_id": ("bigint", {pk: pushes.get(e.push_id) for pk, e in engagements.items()}),
+            },
         )
-    )
+    else:
+        at = _each({pk: e.at for pk, e in engagements.items()}, DateTimeField())
+        updated = (
+            Subscriber.objects.filter(pk__in=engagements)
+            .filter(Q(engaged_at__isnull=True) | Q(engaged_at__gt=at))
+            .update(
+                engaged_at=at,
+                engaged_content_id=_each(
+                    {pk: contents.get(e.content_id) for pk, e in engagements.items()}, BigIntegerField()
+                ),
+                engaged_push_id=_each({pk: pushes.get(e.push_id) for pk, e in engagements.items()}, BigIntegerField()),
+                stage=_advance(Stage.ENGAGED),
+                followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
+            )
+        )
     if refresh:
         summary_refresh(subscriber_ids=engagements)
     return updated
@@ -128,17 +165,21 @@ def _existing(model: str, pks: set[Any]) -> dict[Any, int]:
 
 def interactive_times(*, candidates: Mapping[int, list[datetime]], settings: Any) -> dict[int, datetime]:
     """For each subscriber, the earliest of the candidate times at which the interactions of the D days up to it make
-    them interactive (N interactions on M different days). One indexed query for the batch."""
+    them interactive (N interactions on M different days). One indexed query for the batch (on PostgreSQL it returns
+    only the history of the subscribers who have N interactions on M days in the whole span)."""
     if not candidates:
         return {}
     window = timedelta(days=settings.interactive_window_days)
     every = [at for times in candidates.values() for at in times]
-    rows = Interaction.objects.filter(
-        subscriber_id__in=candidates,
-        kind__in=kinds.SUBSCRIBER_ORIGINATED,
-        created_at__gte=min(every) - window,
-        created_at__lte=max(every),
-    ).values_list("subscriber_id", "created_at", TruncDate("created_at"))
+    if connection.vendor == "postgresql":
+        rows = _history_postgresql(candidates, start=min(every) - window, end=max(every), settings=settings)
+    else:
+        rows = Interaction.objects.filter(
+            subscriber_id__in=candidates,
+            kind__in=kinds.SUBSCRIBER_ORIGINATED,
+            created_at__gte=min(every) - window,
+            created_at__lte=max(every),
+        ).values_list("subscriber_id", "created_at", TruncDate("created_at"))
     history: dict[int, list[tuple[datetime, Any]]] = {}
     for subscriber_id, created_at, day in rows:
         history.setdefault(subscriber_id, []).append((created_at, day))
@@ -153,21 +194,57 @@ def interactive_times(*, candidates: Mapping[int, list[datetime]], settings: Any
     return reached
 
 
+# The history of the subscribers who may be interactive at some candidate time: those with N interactions on M
+# days over the whole span (every candidate's D days lie within it); the others, nearly all in a burst of messages,
+# are not loaded at all. Days are local dates, as TruncDate gives them.
+_HISTORY_SQL = """
+    WITH h AS (
+        SELECT subscriber_id, created_at, (created_at AT TIME ZONE %(tz)s)::date AS day
+        FROM accounts_interaction
+        WHERE subscriber_id = ANY(%(ids)s::bigint[]) AND kind = ANY(%(kinds)s::varchar[])
+          AND created_at >= %(start)s AND created_at <= %(end)s
+    ), possible AS (
+        SELECT subscriber_id FROM h GROUP BY subscriber_id
+        HAVING count(*) >= %(n)s AND count(DISTINCT day) >= %(m)s
+    )
+    SELECT h.subscriber_id, h.created_at, h.day FROM h JOIN possible USING (subscriber_id)
+"""
+
+
+def _history_postgresql(candidates: Mapping[int, Any], *, start: datetime, end: datetime, settings: Any) -> list:
+    from django.utils import timezone
+
+    params = {"tz": timezone.get_current_timezone_name(), "ids": sorted(candidates),
+              "kinds": sorted(kinds.SUBSCRIBER_ORIGINATED), "start": start, "end": end,
+              "n": settings.interactive_min_interactions, "m": settings.interactive_min_days}  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_HISTORY_SQL, params)
+        return cursor.fetchall()
+
+
 def stages_interact(*, reached: Mapping[int, datetime], refresh: bool = True) -> int:
     """Interactive at each subscriber's time unless interactive earlier. One statement for the batch (and the
     summary's)."""
     if not reached:
         return 0
-    at = _each(reached, DateTimeField())
-    updated = (
-        Subscriber.objects.filter(pk__in=reached)
-        .filter(Q(interactive_at__isnull=True) | Q(interactive_at__gt=at))
-        .update(
-            interactive_at=at,
-            stage=_advance(Stage.INTERACTIVE),
-            followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
+    if connection.vendor == "postgresql":
+        updated = _update_from(
+            f"interactive_at = v.at, stage = {_advance_sql(Stage.INTERACTIVE)}, "
+            "followed_at = COALESCE(s.followed_at, s.subscribed_at)",
+            "(s.interactive_at IS NULL OR s.interactive_at > v.at)",
+            {"at": ("timestamptz", reached)},
         )
-    )
+    else:
+        at = _each(reached, DateTimeField())
+        updated = (
+            Subscriber.objects.filter(pk__in=reached)
+            .filter(Q(interactive_at__isnull=True) | Q(interactive_at__gt=at))
+            .update(
+                interactive_at=at,
+                stage=_advance(Stage.INTERACTIVE),
+                followed_at=Coalesce(F("followed_at"), F("subscribed_at")),
+            )
+        )
     if refresh:
         summary_refresh(subscriber_ids=reached)
     return updated

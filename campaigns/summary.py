@@ -3,8 +3,16 @@
 One narrow row per subscriber and funnel step reached (FunnelStep): the local day of the first follow, the source
 channel, the engaging content, the microseconds from the follow to the step (`reach_us`: the step is within a
 report's window when it is at most the window) and from the previous step (`delay_us`: what the medians sort).
-Counts are sums of rows; the medians are exact because each row keeps its own delay (a median cannot be computed from
-per-day counts or histograms, and the reports show it to a tenth of a second, number by number).
+Counts are sums of rows; the medians are exact because each row keeps its own delay (the reports show them to a tenth
+of a second, number by number, so a histogram alone cannot give them).
+
+The cells (campaigns.cells): triggers on the summary count its rows, in the same transaction, by week or by month and
+channel or content, step, window class and delay bucket (log scale). A report without a filter whose window is one of
+the classes (campaigns.funnel_cells) adds up the cells of the whole periods in its range (the rows of the days at its
+edges are counted directly) instead of reading every row, and takes each median in two phases, exactly: the
+cumulative counts by bucket tell which bucket holds the middle row(s) of a group and step and their ranks inside it;
+only those buckets' rows are read (an index on step and delay) and the middle values picked. Other reports read the
+rows in one pass, with the same numbers.
 
 Why not the subscribers' columns themselves: every message updates its subscriber's row (last_interaction_at), so
 on a live account most of accounts_subscriber's pages are not all-visible and an index-only scan of it fetches the
@@ -17,8 +25,9 @@ columns, source channel or engaging content is followed, in the same transaction
 subscribers it touched: one INSERT ... SELECT ... ON CONFLICT DO UPDATE for the batch that recomputes their rows from
 the stored columns and writes only those that differ. Recomputing (rather than adding increments) makes it exactly
 once by construction: a retried batch, a batch run twice or a subscriber in two batches writes the same rows.
-`summary_rebuild` recomputes everything (migration, backfill after writes made outside the product such as a bulk
-import, and `manage.py funnel_summary --check` to verify).
+`summary_rebuild` recomputes everything, cells included (migration, backfill after writes made outside the product
+such as a bulk import, and `manage.py funnel_summary --check` to verify both). The cells follow the rows' actual
+changes (a refresh that writes nothing adds nothing), so they are exactly once whenever the rows are.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from django.utils import timezone
 
 from accounts.models import Subscriber
 
+from .cells import cells_off, cells_rebuild
 from .models import FunnelStep
 
 # A step's microseconds from the follow: the delays up to it (NULL until every step up to it is reached).
@@ -121,9 +131,10 @@ def _refresh_portable(ids: list[int]) -> None:
 
 
 @transaction.atomic
-def summary_rebuild() -> int:
-    """Recompute the whole summary from the stored columns (in one transaction: reports see the old or the new one).
-    Returns the rows written."""
+def summary_rebuild(*, cells: bool = True) -> int:
+    """Recompute the whole summary from the stored columns, then its cells (in one transaction: reports see the old
+    or the new one). Returns the rows written. `cells=False`: the migration that created the summary, before its
+    cells existed."""
     if connection.vendor != "postgresql":
         FunnelStep.objects.all().delete()
         written = 0
@@ -134,9 +145,16 @@ def summary_rebuild() -> int:
             written += len(rows)
         return written
     with connection.cursor() as cursor:
+        # Writers of the summary wait until the cells are recounted from what this transaction writes.
+        cursor.execute("LOCK TABLE campaigns_funnelstep IN SHARE ROW EXCLUSIVE MODE")
+        cells_off()
         cursor.execute("DELETE FROM campaigns_funnelstep")
         cursor.execute(f"INSERT INTO campaigns_funnelstep ({_COLUMNS}) {_STEPS_SQL.format(where='')}", {"tz": _tz()})
-        return cursor.rowcount
+        written = cursor.rowcount
+    cells_off(False)  # (inside an outer transaction, later writes add cells again)
+    if cells:
+        cells_rebuild()
+    return written
 
 
 def summary_differences(*, limit: int = 20) -> list[tuple[str, Any]]:

@@ -17,3 +17,11 @@ def channel_tallies_compact() -> int:
     from . import tallies
 
     return tallies.tallies_compact()
+
+
+@shared_task(name="campaigns.tasks.funnel_cells_fold")
+def funnel_cells_fold() -> int:
+    """Every 5 minutes: fold the funnel summary's cell additions into one row per cell (campaigns.cells)."""
+    from . import cells
+
+    return cells.cells_fold()

@@ -26,11 +26,17 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
+import redis
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection, transaction
 
 from . import links
@@ -76,21 +82,48 @@ return redis.call('DEL', KEYS[2])
 
 _APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()  # noqa: S324 (Redis names scripts by their SHA-1)
 APPEND_TIMEOUT = 1.0  # seconds to connect to Redis and to get its answer, when the cache sets none
+# The cache's OPTIONS that are Django's own, not redis-py's connection arguments.
+_DJANGO_OPTIONS = {"parser_class", "pool_class", "serializer"}
 
 _scripts: dict[tuple[int, str], object] = {}
 _local = threading.local()
 
 
-def _client():
-    """The default cache's Redis client (wechat_crm.cache keeps one per pool), or None without a Redis cache or
-    PostgreSQL."""
-    from django.core.cache import caches
-    from django.core.cache.backends.redis import RedisCache
+class _Buffer(NamedTuple):
+    pid: int
+    caches_setting: dict  # settings.CACHES when it was built (tests replace it)
+    client: redis.Redis | None
+    make_key: Callable[[str], str]  # the default cache's keys (its prefix and version), for the window's markers
 
-    cache = caches["default"]
-    if not isinstance(cache, RedisCache) or connection.vendor != "postgresql":
-        return None
-    return cache._cache.get_client(write=True)
+
+_buffer: _Buffer | None = None
+_buffer_lock = threading.Lock()
+
+
+def _current() -> _Buffer:
+    """The buffer's client and key function, built once per process and CACHES setting (a click pays two lookups)."""
+    global _buffer
+    buffer = _buffer
+    if buffer is not None and buffer.caches_setting is settings.CACHES and buffer.pid == os.getpid():
+        return buffer
+    with _buffer_lock:
+        cache = caches["default"]
+        client = None
+        if isinstance(cache, RedisCache) and connection.vendor == "postgresql":
+            cache_settings = settings.CACHES["default"]
+            location = cache_settings["LOCATION"]
+            servers = re.split("[;,]", location) if isinstance(location, str) else list(location)
+            options = {k: v for k, v in cache_settings.get("OPTIONS", {}).items() if k not in _DJANGO_OPTIONS}
+            client = redis.Redis.from_url(servers[0], **options)  # Django's Redis cache writes to the first server
+        _buffer = buffer = _Buffer(os.getpid(), settings.CACHES, client, cache.make_key)
+    return buffer
+
+
+def _client() -> redis.Redis | None:
+    """A redis-py client (one pool per process) for the server the default cache writes to, so that the buffer and
+    the click window's markers, which the cache API reads too, live side by side; None without a Redis cache or
+    PostgreSQL."""
+    return _current().client
 
 
 def _script(client, source: str):
@@ -116,6 +149,16 @@ def _append_connection(client):
     return conn
 
 
+def _packed(*parts: str | int) -> bytes:
+    """A command in Redis's protocol (RESP), as redis-py's packer writes it for str and int arguments, without its
+    per-argument encoder (most of the CPU the command costs the click)."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else b"%d" % part
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
 def _append(client, keys: list[str], args: list) -> int:
     """The append script, by its SHA-1 (loaded on first use); one round trip. A connection that worked before and is
     found broken (Redis restarted since) is opened again once; a connection that cannot be opened is not retried."""
@@ -125,13 +168,13 @@ def _append(client, keys: list[str], args: list) -> int:
 
     conn = _append_connection(client)
     for attempt in (1, 2):
-        reused = conn._sock is not None
+        reused = conn.is_connected
         try:
             try:
-                conn.send_command("EVALSHA", _APPEND_SHA, len(keys), *keys, *args)
+                conn.send_packed_command([_packed("EVALSHA", _APPEND_SHA, len(keys), *keys, *args)])
                 return conn.read_response()
             except NoScriptError:
-                conn.send_command("EVAL", _APPEND, len(keys), *keys, *args)
+                conn.send_packed_command([_packed("EVAL", _APPEND, len(keys), *keys, *args)])
                 return conn.read_response()
         except (RedisConnectionError, RedisTimeoutError, OSError):
             conn.disconnect()
@@ -143,17 +186,17 @@ def _append(client, keys: list[str], args: list) -> int:
 def click_buffer(*, payload: links.LinkPayload, at: datetime, window: int, dedupe_key: str, marker: str) -> bool:
     """Append a first click of its window to the buffer (a repeat is dropped, as the cache marker says). False when
     there is no buffer or Redis did not answer: the caller stores the click itself."""
-    client = _client()
+    buffer = _current()
+    client = buffer.client
     if client is None:
         return False
-    from django.core.cache import cache
-
     entry = json.dumps(
         [payload.subscriber_id, payload.push_id, payload.content_id, payload.link_id, at.isoformat(), dedupe_key],
         separators=(",", ":"),
     )
     try:
-        outcome = _append(client, [cache.make_key(marker), BUFFER_KEY, KICK_KEY], [window, entry, KICK_MS])
+        marker_key = buffer.make_key(marker)
+        outcome = _append(client, [marker_key, BUFFER_KEY, KICK_KEY], [window, entry, KICK_MS])
     except Exception:
         logger.warning("the click buffer is unavailable; storing the click directly", exc_info=True)
         return False
@@ -197,6 +240,11 @@ def clicks_drain(*, batch: int = DRAIN_BATCH, max_batches: int = 100) -> int:
     return stored
 
 
+def buffered() -> bool:
+    """Whether clicks go through the buffer (a Redis cache and PostgreSQL)."""
+    return _client() is not None
+
+
 def pending() -> int:
     """Clicks in the buffer not stored yet (the buffer and a drain's batch in progress)."""
     client = _client()
@@ -214,11 +262,9 @@ def buffer_clear(*, markers: bool = False) -> None:
     client = _client()
     if client is None:
         return
-    from django.core.cache import cache
-
     client.delete(BUFFER_KEY, DRAINING_KEY, LOCK_KEY, KICK_KEY)
     if markers:
-        for key in client.scan_iter(match=cache.make_key("link_click:*"), count=1000):
+        for key in client.scan_iter(match=caches["default"].make_key("link_click:*"), count=1000):
             client.delete(key)
 
 

@@ -9,6 +9,8 @@
   metrics endpoint of their own and the figures agree whichever process is scraped.
 - `wechat_crm_interactions_pending`: callback follow-ups not yet processed (the outbox's backlog).
 - `wechat_crm_celery_queue_length` (gauge, label `queue`): messages waiting in each Celery queue in Redis.
+- `wechat_crm_link_clicks_pending`: tracked-link clicks answered and waiting in the click buffer (Redis) for the
+  drain that stores them (content.clicks); absent without the buffer (no Redis cache) or when Redis is down.
 
 METRICS_TOKEN, when set, must be given as `Authorization: Bearer <token>`.
 """
@@ -82,6 +84,12 @@ class DatabaseCollector(Collector):
         for name, n in figures["queues"]:
             queues.add_metric([name], n)
         yield queues
+        if figures.get("clicks_pending") is not None:
+            yield GaugeMetricFamily(
+                "wechat_crm_link_clicks_pending",
+                "Tracked-link clicks waiting in the click buffer to be stored.",
+                value=figures["clicks_pending"],
+            )
 
 
 def _figures() -> dict:
@@ -102,6 +110,13 @@ def _figures() -> dict:
                 for name in QUEUES:
                     pipe.llen(name)
                 figures["queues"] = list(zip(QUEUES, pipe.execute(), strict=True))
+    except Exception:  # noqa: S110 - Redis down: the gauge is absent, /healthz says why
+        pass
+    try:
+        from content import clicks
+
+        if clicks.buffered():
+            figures["clicks_pending"] = clicks.pending()
     except Exception:  # noqa: S110 - Redis down: the gauge is absent, /healthz says why
         pass
     return figures

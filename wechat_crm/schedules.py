@@ -60,6 +60,13 @@ BEAT_SCHEDULE["campaigns-channel-tallies-compact"] = {
     "options": {"expires": 290},
 }
 
+# The funnel summary's cells: their additions folded into one row per cell (campaigns.cells).
+BEAT_SCHEDULE["campaigns-funnel-cells-fold"] = {
+    "task": "campaigns.tasks.funnel_cells_fold",
+    "schedule": crontab(minute="4-59/5"),
+    "options": {"expires": 290},
+}
+
 # Publishing: WeChat's statistics of yesterday (datacube has a day's figures from the next day) at 08:15 Beijing
 # time; publications whose PUBLISHJOBFINISH did not come are asked about every 5 minutes.
 BEAT_SCHEDULE["publishing-stats-pull-daily"] = {

@@ -8,7 +8,7 @@ def backfill(apps, schema_editor):
     """The summary of the subscribers already stored, from their stage columns (campaigns.summary)."""
     from campaigns.summary import summary_rebuild
 
-    summary_rebuild()
+    summary_rebuild(cells=False)  # its cells come with them (0006_funnel_cells)
 
 
 class Migration(migrations.Migration):

@@ -127,6 +127,8 @@ def _run_due_first_steps(rows: Collection[JourneyEnrollment]) -> None:
             entered_at__in={r.entered_at for r in due}, status=E.ACTIVE, next_position=0, due_at__lte=now,
         ).values_list("pk", flat=True)
     )  # fmt: skip
+    if not ids:  # every entry was of a period entered already
+        return
     try:
         with transaction.atomic():
             journey_steps.steps_run(enrollment_ids=ids, now=now)

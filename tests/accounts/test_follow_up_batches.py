@@ -58,8 +58,9 @@ def automation():
 
 def _pending(n: int, article) -> list[int]:
     """n new subscribers, each with a follow through the channel, a text, a text the template rule answers and a
-    tracked-link click, all pending."""
-    now = timezone.now().replace(microsecond=0)
+    tracked-link click, all pending, a minute ago (every journey's first step is due when the batch runs, however
+    long making the rows took)."""
+    now = timezone.now().replace(microsecond=0) - timedelta(minutes=1)
     ids = []
     for _ in range(n):
         subscriber = SubscriberFactory(source_scene="poster", followed_at=None)
@@ -112,8 +113,8 @@ def test_a_batch_has_the_effects_each_interaction_has_alone(automation):
         assert subscriber.followed_at is not None and subscriber.engaged_at is not None
         assert subscriber.source_channel.scene_str == "poster"
         assert list(subscriber.tags.values_list("name", flat=True)) == ["poster fans"]
-        # A follow, two texts, a link click, and +1 for each journey's first step that was due at the batch (they
-        # run with it): the follow journey's at least (the click's is 3 s after the follow, maybe not due yet).
+        # A follow, two texts, a link click, and +1 for each journey's first step (due at the batch: they run with
+        # it).
         ran = JourneyStepRun.objects.filter(enrollment__subscriber=subscriber)
         assert ran.filter(enrollment__journey__trigger=Journey.Trigger.FOLLOW).count() == 1
         assert subscriber.score == 5 + 3 + 3 + 4 + ran.count()
@@ -132,3 +133,58 @@ def test_a_batch_delivered_twice_has_its_effects_once(automation):
     assert ScoreEntry.objects.filter(interaction__isnull=False).count() == 12
     assert OutboundMessage.objects.count() == 3
     assert JourneyEnrollment.objects.count() == 9
+
+
+def _texts(subscribers, *, at, content="hello") -> list[int]:
+    ids = []
+    for subscriber in subscribers:
+        row = InteractionFactory(subscriber=subscriber, kind="text", content=content, created_at=at)
+        Interaction.objects.filter(pk=row.pk).update(processed_at=None)
+        ids.append(row.pk)
+    return ids
+
+
+def test_a_batch_of_messages_takes_a_few_statements_whatever_its_size(automation, django_assert_max_num_queries):
+    """The worker's most common batch: messages from subscribers seen before. The claim (which also marks them
+    processed), the funnel's settings and history, the score, the stage journey's five (journeys, stages, steps,
+    entries already there, none due) and the inbox: the same statements for 5 or 100 messages."""
+    for n in (5, 100):
+        subscribers = SubscriberFactory.create_batch(n)
+        now = timezone.now()  # after their follows
+        _batch(_texts(subscribers, at=now))  # their first messages: the stage journey entered
+        ids = _texts(subscribers, at=now + timedelta(milliseconds=1))
+        with django_assert_max_num_queries(12):  # with the test's savepoint and its release
+            assert _batch(ids) == n
+
+    assert ScoreEntry.objects.filter(reason="text").count() == 2 * 105
+    assert not Interaction.objects.filter(processed_at__isnull=True).exists()
+
+
+def test_the_inbox_waits_since_the_first_unanswered_message_across_batches(automation):
+    subscriber = SubscriberFactory()
+    t0 = timezone.now().replace(microsecond=0) - timedelta(minutes=10)
+
+    _batch(_texts([subscriber], at=t0))
+    _batch(_texts([subscriber], at=t0 + timedelta(minutes=1), content="price"))  # answered by the template rule
+    _batch(_texts([subscriber], at=t0 + timedelta(minutes=2)) + _texts([subscriber], at=t0 + timedelta(minutes=3)))
+
+    conversation = Conversation.objects.get(subscriber=subscriber)
+    assert conversation.unanswered == 3
+    assert conversation.waiting_since == t0
+    assert conversation.last_inbound_at == t0 + timedelta(minutes=3)
+    subscriber.refresh_from_db()
+    assert subscriber.score == 4 * 3 + 1  # four texts, and the stage journey's step entered at the first
+
+
+def test_a_message_batch_run_again_scores_nothing_more(automation):
+    subscribers = SubscriberFactory.create_batch(3)
+    ids = _texts(subscribers, at=timezone.now() - timedelta(minutes=1))
+    _batch(ids)
+    scores = dict(Subscriber.objects.values_list("pk", "score"))
+    Interaction.objects.filter(pk__in=ids).update(processed_at=None)  # as if its commit had been lost after the work
+
+    _batch(ids)
+
+    assert dict(Subscriber.objects.values_list("pk", "score")) == scores
+    assert all(score >= 3 for score in scores.values())
+    assert ScoreEntry.objects.filter(interaction_id__in=ids).count() == 3

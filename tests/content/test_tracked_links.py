@@ -130,6 +130,25 @@ def test_tampered_token_is_refused_and_records_nothing(client):
     assert not Interaction.objects.exists()
 
 
+def test_links_signed_before_a_secret_key_rotation_still_work_and_others_do_not(client, settings):
+    subscriber = SubscriberFactory()
+    settings.SECRET_KEY = "the-secret-key-of-last-year-0123456789-abcdefghijklmnop"
+    old_path = _path(services.link_track(TARGET, subscriber_id=subscriber.pk))
+    settings.SECRET_KEY = "the-secret-key-of-this-year-0123456789-abcdefghijklmno"
+
+    assert client.get(old_path).status_code == 400  # signed with a key we no longer hold
+
+    settings.SECRET_KEY_FALLBACKS = ["the-secret-key-of-last-year-0123456789-abcdefghijklmnop"]
+    response = client.get(old_path)
+    new_path = _path(services.link_track(TARGET, subscriber_id=subscriber.pk))
+
+    assert response.status_code == 302
+    assert response["Location"] == TARGET
+    assert new_path != old_path  # new links are signed with the current key
+    assert client.get(new_path).status_code == 302
+    assert clicks_drained() == 1  # both clicks in one window: one click
+
+
 def test_expired_token_is_gone_and_records_nothing(client):
     subscriber = SubscriberFactory()
     with freeze_time("2026-01-01 00:00:00"):

@@ -188,3 +188,29 @@ def test_metrics_require_the_token_when_one_is_configured(client, settings):
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
+
+
+@pytest.mark.django_db
+def test_metrics_show_the_clicks_waiting_in_the_click_buffer(client, settings):
+    from urllib.parse import urlsplit
+
+    from django.core.cache import cache
+
+    from content import clicks, services
+    from tests.accounts.factories import SubscriberFactory
+
+    if not clicks.buffered():
+        pytest.skip("the click buffer needs a Redis cache and PostgreSQL")
+    settings.METRICS_TOKEN = ""
+    clicks.buffer_clear(markers=True)
+    for subscriber in (SubscriberFactory(), SubscriberFactory()):
+        url = services.link_track("https://shop.example.com/item/9", subscriber_id=subscriber.pk)
+        assert client.get(urlsplit(url).path).status_code == 302
+
+    cache.delete("metrics:figures")
+    body = client.get("/metrics").content.decode()
+    assert "wechat_crm_link_clicks_pending 2.0" in body
+
+    clicks.clicks_drain()
+    cache.delete("metrics:figures")
+    assert "wechat_crm_link_clicks_pending 0.0" in client.get("/metrics").content.decode()

@@ -2,6 +2,7 @@
 replays: test_callback_replays.py."""
 
 import time
+from urllib.parse import urlencode
 
 import pytest
 
@@ -302,3 +303,24 @@ def test_xml_nested_deeper_than_the_limit_is_refused_with_400(wechat_callback, m
     assert response.status_code == 400
     assert_nothing_stored()
     assert wxml.parse("<xml>" + "<a>" * (wxml.MAX_DEPTH - 1) + "1" + "</a>" * (wxml.MAX_DEPTH - 1) + "</xml>")
+
+
+def test_too_many_query_parameters_is_a_bad_request(wechat_callback, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 20
+    query, body = sign_callback(build_message("text"), mode="safe")
+    query.update({f"extra{i}": "x" for i in range(30)})
+
+    response = wechat_callback.post_raw(query, body)
+
+    assert response.status_code == 400
+    assert_nothing_stored()
+
+
+def test_a_repeated_query_parameter_counts_its_last_value(wechat_callback):
+    query, body = sign_callback(build_message("text"), mode="safe")
+    url = f"{wechat_callback.path}?nonce=first&{urlencode(query)}"
+
+    response = wechat_callback.client.generic("POST", url, body, content_type="text/xml")
+
+    assert response.status_code == 200
+    assert Interaction.objects.count() == 1
