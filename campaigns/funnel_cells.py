@@ -59,6 +59,27 @@ CROSS JOIN LATERAL (
 """
 
 
+# A group's rows of a bucket, through the index that leads with the step and the group's column (not the bucket's
+# rows of every group).
+_GROUP_ROWS = {
+    "channel": "f.channel_key = r.grp",
+    "campaign": "f.channel_key = r.grp",
+    "content": "f.content_key = r.grp",
+    "cohort_week": "f.day >= %(monday)s::date + 7 * r.grp::int AND f.day < %(monday)s::date + 7 * r.grp::int + 7",
+}
+GROUP_BUCKET_SQL = """
+SELECT r.step, r.bucket, r.grp, f.delay_us
+FROM unnest(%(gsteps)s::int[], %(gbuckets)s::int[], %(glos)s::bigint[], %(ghis)s::bigint[], %(ggrps)s::bigint[])
+     AS r(step, bucket, lo, hi, grp)
+CROSS JOIN LATERAL (
+    SELECT f.delay_us FROM campaigns_funnelstep f
+    WHERE f.step = r.step AND {group_rows} AND f.delay_us >= r.lo AND f.delay_us <= r.hi
+      AND f.day >= %(start)s AND f.day <= %(end)s AND f.reach_us <= %(window_us)s
+    OFFSET 0
+) f
+"""
+
+
 def cells_answer(query: Any) -> bool:
     """Whether the cells hold this report's numbers."""
     no_filter = query.channel_id is None and query.campaign_id is None and query.tag is None
@@ -159,7 +180,7 @@ def cells_report_rows(query: Any, monday: date, campaigns_of: dict[int, list[int
             if n:
                 hist[grp][step][bucket] += n
         plans, needed = _plan(_groups(breakdown, hist, monday, campaigns_of))
-        values = _bucket_values(cursor, needed, row_group, params)
+        values = _bucket_values(cursor, needed, breakdown, params)
     rows = [_row(plan, values) for plan in plans]
     return [r for r in rows if r[1]], [r for r in rows if not r[1]]
 
@@ -232,22 +253,28 @@ def _plan(groups: list[tuple]) -> tuple[list, dict]:
     return plans, needed
 
 
-def _bucket_values(cursor: Any, needed: dict, row_group: str, params: dict) -> dict[tuple[int, int], dict]:
-    """{(step, bucket): {raw group: [delays]}} of the buckets holding a median (of the groups that need them), read
-    in one statement."""
+def _bucket_values(cursor: Any, needed: dict, breakdown: str | None, params: dict) -> dict[tuple[int, int], dict]:
+    """{(step, bucket): {raw group: [delays]}} of the buckets holding a median: every row of the total's buckets,
+    a group's own rows of the others; in two statements."""
     out: dict[tuple[int, int], dict[int, list[int]]] = {key: defaultdict(list) for key in needed}
-    if not needed:
-        return out
-    ordered = sorted(needed)
-    params["steps"] = [step for step, _bucket in ordered]
-    bounds = [_bounds(bucket) for _step, bucket in ordered]
-    params["los"], params["his"] = [lo for lo, _hi in bounds], [hi for _lo, hi in bounds]
-    wanted = [None if None in needed[key] else needed[key] for key in ordered]  # None: every group (the total's)
-    cursor.execute(BUCKET_SQL.format(row_group=row_group), params)
-    for i, grp, delay in cursor.fetchall():
-        groups = wanted[i - 1]
-        if groups is None or grp in groups:
-            out[ordered[i - 1]][grp].append(delay)
+    everyone = sorted(key for key in needed if None in needed[key])
+    if everyone:
+        params["steps"] = [step for step, _bucket in everyone]
+        bounds = [_bounds(bucket) for _step, bucket in everyone]
+        params["los"], params["his"] = [lo for lo, _hi in bounds], [hi for _lo, hi in bounds]
+        cursor.execute(BUCKET_SQL.format(row_group=_ROW_GROUP[breakdown]), params)
+        for i, grp, delay in cursor.fetchall():
+            out[everyone[i - 1]][grp].append(delay)
+    some = sorted((key, grp) for key in needed if None not in needed[key] for grp in needed[key])
+    if some:
+        params["gsteps"] = [step for (step, _b), _g in some]
+        params["gbuckets"] = [bucket for (_s, bucket), _g in some]
+        params["glos"] = [_bounds(bucket)[0] for (_s, bucket), _g in some]
+        params["ghis"] = [_bounds(bucket)[1] for (_s, bucket), _g in some]
+        params["ggrps"] = [grp for _key, grp in some]
+        cursor.execute(GROUP_BUCKET_SQL.format(group_rows=_GROUP_ROWS[breakdown]), params)
+        for step, bucket, grp, delay in cursor.fetchall():
+            out[(step, bucket)][grp].append(delay)
     return out
 
 

@@ -338,6 +338,10 @@ class FunnelStep(models.Model):
                 include=["day", "reach_us", "channel_key", "content_key"],
                 name="funnelstep_step_delay_idx",
             ),
+            # ... and of one group's rows (a channel, an article, a cohort week's days).
+            models.Index(fields=["step", "channel_key", "delay_us"], name="funnelstep_step_channel_idx"),
+            models.Index(fields=["step", "content_key", "delay_us"], name="funnelstep_step_content_idx"),
+            models.Index(fields=["step", "day", "delay_us"], name="funnelstep_step_day_idx"),
         ]
 
     def __str__(self) -> str:

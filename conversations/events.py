@@ -85,7 +85,8 @@ def journeys_current_stage(interactions: Sequence[Any]) -> None:
 
 
 def inbox_record(interactions: Sequence[Any]) -> None:
-    """Messages wait in the operator inbox, unanswered unless an auto-reply answered them. Two statements."""
+    """Messages wait in the operator inbox, unanswered unless an auto-reply answered them. One statement (two on
+    SQLite)."""
     inbound: dict[int, services.Inbound] = {}
     for i in _with_subscriber(interactions):
         answered = i.reply not in ("", "success") or _template_rule(i) is not None
