@@ -447,8 +447,8 @@ def main() -> int:
 
     print(
         f"gunicorn 2 sync workers, {args.concurrency} connections from {args.processes} load processes, "
-        f"{args.rounds} alternating rounds of {args.duration:g} s each after {args.warmup:g} s warm-up, "
-        f"{args.subscribe_share:.0%} subscribes, interleaved; "
+        f"{args.rounds} interleaved rounds of {args.duration:g} s each after {args.warmup:g} s warm-up, "
+        f"{args.subscribe_share:.0%} subscribes; "
         f"load average {load_before:.1f} before, {load_after:.1f} after on {os.cpu_count()} CPUs"
     )
     ok, accepted = True, 0

@@ -355,9 +355,12 @@ class FunnelCell(models.Model):
     into one row per cell."""
 
     kind = models.PositiveSmallIntegerField(
-        _("kind"), help_text=_("0 by week, 1 by month and channel, 2 by month and content.")
+        _("kind"),
+        help_text=_(
+            "0 by week; 1 by month, channel; 2 by month, article; 3 by quarter, channel; 4 by quarter, article."
+        ),
     )
-    period = models.DateField(_("first day of the week or month"))
+    period = models.DateField(_("first day of the week, month or quarter"))
     grp = models.BigIntegerField(_("group"), help_text=_("The channel's or article's ID, 0 for none or by week."))
     step = models.PositiveSmallIntegerField(_("step"))
     wclass = models.PositiveSmallIntegerField(_("window class"))

@@ -345,8 +345,10 @@ def test_the_subscribers_timeline_shows_forwards(client, fake):
 
 @pytest.mark.usefixtures("english")
 def test_a_real_worker_attributes_the_follow_that_a_forward_brought(
-    celery_worker, wechat_callback, fake_wechat, client
+    wechat_callback, celery_worker, fake_wechat, client
 ):
+    # wechat_callback first: its settings (the payloads' appid) must be in place before celery_worker resets the fake
+    # WeChat with the settings' appid, or the fake's authorise page refuses the app (400).
     from tests.helpers import wait_for
 
     sender = SubscriberFactory()
