@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -36,8 +35,9 @@ from typing import NamedTuple
 import redis
 from django.conf import settings
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from django.db import connection, transaction
+
+from wechat_crm.cache import RedisCache
 
 from . import links
 
@@ -82,8 +82,6 @@ return redis.call('DEL', KEYS[2])
 
 _APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()  # noqa: S324 (Redis names scripts by their SHA-1)
 APPEND_TIMEOUT = 1.0  # seconds to connect to Redis and to get its answer, when the cache sets none
-# The cache's OPTIONS that are Django's own, not redis-py's connection arguments.
-_DJANGO_OPTIONS = {"parser_class", "pool_class", "serializer"}
 
 _scripts: dict[tuple[int, str], object] = {}
 _local = threading.local()
@@ -110,18 +108,14 @@ def _current() -> _Buffer:
         cache = caches["default"]
         client = None
         if isinstance(cache, RedisCache) and connection.vendor == "postgresql":
-            cache_settings = settings.CACHES["default"]
-            location = cache_settings["LOCATION"]
-            servers = re.split("[;,]", location) if isinstance(location, str) else list(location)
-            options = {k: v for k, v in cache_settings.get("OPTIONS", {}).items() if k not in _DJANGO_OPTIONS}
-            client = redis.Redis.from_url(servers[0], **options)  # Django's Redis cache writes to the first server
+            client = cache.redis_client()  # the cache's own kept client: one pool for the markers and the buffer
         _buffer = buffer = _Buffer(os.getpid(), settings.CACHES, client, cache.make_key)
     return buffer
 
 
 def _client() -> redis.Redis | None:
-    """A redis-py client (one pool per process) for the server the default cache writes to, so that the buffer and
-    the click window's markers, which the cache API reads too, live side by side; None without a Redis cache or
+    """The default cache's own kept redis-py client (wechat_crm.cache), so that the buffer and the click window's
+    markers, which the cache API reads too, live side by side on one pool; None without a Redis cache or
     PostgreSQL."""
     return _current().client
 

@@ -32,3 +32,8 @@ class RedisCache(DjangoRedisCache):
     def __init__(self, server, params) -> None:
         super().__init__(server, params)
         self._class = KeptRedisCacheClient
+
+    def redis_client(self):
+        """The kept redis-py client of the server the cache writes to (the first of LOCATION), for commands the
+        cache API has no word for (content.clicks' buffer script): the same pool as every cache call."""
+        return self._cache.get_client(write=True)
