@@ -40,14 +40,18 @@ run: install
 	$(PY) manage.py demo_setup
 	$(VENV)/bin/honcho start
 
-# Tests run against the local PostgreSQL and Redis unless DATABASE_URL / REDIS_URL say otherwise.
+# Tests run against the local PostgreSQL and Redis unless DATABASE_URL / REDIS_URL say otherwise, in TEST_PROCESSES
+# pytest-xdist processes (a test module stays in one process; each process has its own test database, Redis database,
+# Celery worker and fake WeChat: wechat_crm/settings/test.py). Most tests wait on a worker, a server or WeChat's fake,
+# so three processes keep two cores busy; TEST_PROCESSES=0 runs them in this process.
+TEST_PROCESSES ?= 3
 test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/wechat_crm
 test: export REDIS_URL ?= redis://127.0.0.1:6379/0
 test: export DJANGO_SETTINGS_MODULE := wechat_crm.settings.test
 test: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -187,9 +187,13 @@ def welcome_outcome(conn, fake) -> dict:
         "WHERE j.trigger = 'follow' AND s.position = 0 ORDER BY s.id LIMIT 1"
     ).fetchone()
     sent: Counter = Counter()
+    first_sent: dict[str, float] = {}  # openid -> when the fake accepted their welcome
     since = 0
     while page := fake.calls(CUSTOM_SEND, errcode=0, since_id=since, limit=20000):
-        sent.update(c["body"].get("touser") for c in page if text in json.dumps(c["body"], ensure_ascii=False))
+        for call in page:
+            if text in json.dumps(call["body"], ensure_ascii=False):
+                sent[call["body"].get("touser")] += 1
+                first_sent.setdefault(call["body"].get("touser"), call["at"])
         since = page[-1]["id"]
     skipped = dict(
         conn.execute(
@@ -205,7 +209,27 @@ def welcome_outcome(conn, fake) -> dict:
         [f"%{text}%"],
     ).fetchall():
         skipped[reason] = count
-    return {"sent": len(sent), "sent twice": sum(1 for n in sent.values() if n > 1), "skipped": skipped}
+    # Per follow, oldest received first: how long its follow-ups waited (the claim marks it processed) and when its
+    # welcome reached the fake, from the follow's arrival.
+    follows = conn.execute(
+        "SELECT s.openid, extract(epoch FROM i.received_at), extract(epoch FROM i.processed_at) "
+        "FROM accounts_interaction i JOIN accounts_subscriber s ON s.id = i.subscriber_id "
+        "WHERE i.kind = 'subscribe' ORDER BY i.received_at, i.id"
+    ).fetchall()
+    fifths = []
+    for n in range(5):
+        part = follows[n * len(follows) // 5 : (n + 1) * len(follows) // 5]
+        claimed = [float(done) - float(at) for _o, at, done in part if done is not None]
+        welcomed = [first_sent[o] - float(at) for o, at, _d in part if o in first_sent]
+        fifths.append({
+            "follow-ups max": round(max(claimed, default=0.0), 1),
+            "welcome p50": round(sorted(welcomed)[len(welcomed) // 2], 1) if welcomed else None,
+            "welcome max": round(max(welcomed, default=0.0), 1),
+            "in time": sum(1 for lag in welcomed if lag < 60),
+        })  # fmt: skip
+    in_time = sum(f["in time"] for f in fifths)
+    return {"sent": len(sent), "sent twice": sum(1 for n in sent.values() if n > 1), "skipped": skipped,
+            "in time": in_time, "fifths": fifths}  # fmt: skip
 
 
 def prepare(n_follows: int, fake, run_id: str) -> None:
@@ -424,9 +448,12 @@ def main() -> int:
             w = r["welcome"]
             print(
                 f"    welcome (journey) messages: {w['sent']} of {r['follows']} follows sent (fake's log; "
-                f"{w['sent twice']} openids twice), skipped by reason {w['skipped']}",
+                f"{w['sent twice']} openids twice), {w['in time']} within 60 s of the follow's arrival; skipped by "
+                f"reason {w['skipped']}",
                 flush=True,
             )
+            for n, fifth in enumerate(w["fifths"], 1):
+                print(f"      follows, fifth {n} (oldest first): {fifth}", flush=True)
         ok = all(
             r["stored"] == r["accepted"] and not r["errors"] and r["drained"] / r["ingest"] <= 1.2 for r in results
         )

@@ -13,7 +13,10 @@ notices) a page at a time, as pushes send theirs (content.services.deliveries):
 4. the outcomes are written with one statement per kind of outcome, only on rows still "sending".
 
 One page task (`outbound_page_enqueue`, once per transaction that queued messages) sends every due message, a
-chunk at a time, up to OUTBOUND_PAGE_LIMIT; then it hands over to a fresh task.
+chunk at a time, up to OUTBOUND_PAGE_LIMIT; then it hands over to a fresh task. Inside `sent_after_commit()` (the
+callback's follow-ups, the release of welcomes held for the profile) the transaction's messages are sent by the same
+process right after its commit instead: a welcome must reach WeChat inside the minute after the follow, and a page
+task queued behind a backlog of follow-up tasks would wait for the whole backlog first.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,20 +61,54 @@ def outbound_page_enqueue_now(*, eta: dt.datetime | None = None) -> None:
         logger.warning("could not enqueue an outbound page", exc_info=True)
 
 
+_send_after_commit: ContextVar[bool] = ContextVar("outbound_send_after_commit", default=False)
+
+
+@contextmanager
+def sent_after_commit() -> Iterator[None]:
+    """Messages queued inside are sent by this process right after their transaction commits (`outbound_send_due`),
+    not by a page task queued behind the tasks already waiting."""
+    token = _send_after_commit.set(True)
+    try:
+        yield
+    finally:
+        _send_after_commit.reset(token)
+
+
 def outbound_page_enqueue() -> None:
-    """After commit, one page task sends what the transaction queued: one per transaction, however many messages.
+    """After commit, one page task sends what the transaction queued: one per transaction, however many messages;
+    inside `sent_after_commit()`, this process sends them at once instead.
 
     A hook registered earlier in the transaction is only dropped by rolling back a savepoint that is still open,
     which drops this message too; so one hook is enough."""
     conn = transaction.get_connection()
     if conn.in_atomic_block and any(getattr(hook[1], "outbound_page", False) for hook in conn.run_on_commit):
         return
+    send_now = _send_after_commit.get()
 
     def enqueue() -> None:
-        outbound_page_enqueue_now()
+        if not send_now:
+            outbound_page_enqueue_now()
+            return
+        try:
+            outbound_send_due()
+        except Exception:  # the rows stay queued (or sending, then unknown): a page task takes over
+            logger.warning("sending the messages just queued failed; a page task sends them", exc_info=True)
+            outbound_page_enqueue_now()
 
     enqueue.outbound_page = True  # type: ignore[attr-defined]
     transaction.on_commit(enqueue)
+
+
+def outbound_send_due() -> PageResult:
+    """Send the due queued messages, up to a page; a page task goes on past the page's limit, and one runs when the
+    first message put back to queued (quiet hours, retry later) is due."""
+    page = outbound_send_page()
+    if page.full:
+        outbound_page_enqueue_now()
+    elif page.defer_until is not None:
+        outbound_page_enqueue_now(eta=page.defer_until)
+    return page
 
 
 # --- a page ----------------------------------------------------------------------------------------------------------

@@ -31,5 +31,7 @@ def _subscriber_erased(*, subscriber, at, **kwargs) -> int:
 @receiver(profiles_fetched)
 def _profiles_fetched(*, subscriber_ids, **kwargs) -> int:
     from .journeys.profile_wait import journeys_on_profiles
+    from .outbound import sent_after_commit
 
-    return journeys_on_profiles(subscriber_ids=subscriber_ids)
+    with sent_after_commit():  # the held welcomes go out now, inside the minute after the follow
+        return journeys_on_profiles(subscriber_ids=subscriber_ids)

@@ -13,14 +13,9 @@ logger = logging.getLogger(__name__)
 def outbound_send_page_task() -> dict:
     """Send the due queued messages a chunk at a time (conversations.outbound); past the page's limit a fresh task
     goes on, and one runs again when the first message put back to queued (quiet hours, retry later) is due."""
-    from .outbound import outbound_page_enqueue_now, outbound_send_page
+    from .outbound import outbound_send_due
 
-    page = outbound_send_page()
-    if page.full:
-        outbound_page_enqueue_now()
-    elif page.defer_until is not None:
-        outbound_page_enqueue_now(eta=page.defer_until)
-    return dict(page.counts)
+    return dict(outbound_send_due().counts)
 
 
 @shared_task(name="conversations.tasks.outbound_send", bind=True, max_retries=10)

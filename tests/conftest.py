@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.celery_worker",
     "tests.fixtures.wsgi",
     "tests.fixtures.embedded",
+    "tests.fixtures.quiet_hours",
 ]
 
 

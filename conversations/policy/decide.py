@@ -72,6 +72,12 @@ def decide_many(
     policy = policy or SendPolicy.current()
     rules = RULES.get(send.source, _CHANNEL_RULES | {OPT_OUTS, CAPS, QUIET})
     ids = list(dict.fromkeys(subscriber_ids))
+    quiet_end = None
+    if QUIET in rules and not (send.push is not None and send.push.ignore_quiet_hours):
+        quiet_end = quiet_hours_end(policy, now)
+    awake_check = quiet_end is not None and send.source == Source.JOURNEY
+    if awake_check:
+        fields = {*fields, "last_interaction_at"}
     rows = _facts(send, policy, ids, now, rules, fields)
     out = Decisions()
     out.rows = rows
@@ -103,12 +109,21 @@ def decide_many(
             if pk not in ok:
                 out[pk] = _never(Reason.NO_CONSENT)
                 undecided.remove(pk)
-    quiet_end = None
-    if QUIET in rules and not (send.push is not None and send.push.ignore_quiet_hours):
-        quiet_end = quiet_hours_end(policy, now)
     for pk in undecided:
-        out[pk] = Decision(Verdict.LATER, Reason.QUIET_HOURS, quiet_end) if quiet_end else NOW_OK
+        asleep = quiet_end is not None and not (awake_check and _awake(rows[pk], now))
+        out[pk] = Decision(Verdict.LATER, Reason.QUIET_HOURS, quiet_end) if asleep else NOW_OK
     return out
+
+
+# Quiet hours keep the account from waking people. Someone who followed or wrote to the account in the last minutes
+# is awake: a journey step that answers that (the welcome after a follow, a step due just after a message) goes now,
+# not at the end of the night. Pushes obey quiet hours whoever is awake.
+AWAKE = dt.timedelta(minutes=10)
+
+
+def _awake(row: dict[str, Any], now: dt.datetime) -> bool:
+    last = row.get("last_interaction_at")
+    return last is not None and now - AWAKE <= last <= now + AWAKE
 
 
 class Decisions(dict):

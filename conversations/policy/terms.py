@@ -64,7 +64,8 @@ class Source:
 
 # Which rules each source obeys. Channel rules (the window for customer-service messages, the template's purpose,
 # consent for notices, WeChat's quotas) apply to every source; a person's own opt-outs and the account's caps and
-# quiet hours apply to what the account sends on its own initiative.
+# quiet hours apply to what the account sends on its own initiative (a journey's step to someone who followed or wrote
+# in the last minutes, who is awake, is not held by quiet hours: decide.AWAKE).
 FOLLOWING, OPT_OUTS, CAPS, QUIET = "following", "opt_outs", "caps", "quiet_hours"
 WINDOW, TEMPLATE_PURPOSE, CONSENT, QUOTAS = "window", "template_purpose", "consent", "quotas"
 _CHANNEL_RULES = frozenset({FOLLOWING, WINDOW, TEMPLATE_PURPOSE, CONSENT, QUOTAS})

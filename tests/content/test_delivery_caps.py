@@ -143,7 +143,9 @@ def test_quiet_hours_defer_the_page_without_dropping_anyone(fake_sending):
 
 
 def test_quiet_hours_wrap_past_midnight():
-    p = SendPolicy(quiet_start=dt.time(22), quiet_end=dt.time(8), quiet_timezone="Asia/Shanghai")
+    p = SendPolicy(
+        quiet_hours_enabled=True, quiet_start=dt.time(22), quiet_end=dt.time(8), quiet_timezone="Asia/Shanghai"
+    )
     sh = dt.timezone(dt.timedelta(hours=8))
     assert quiet_hours_end(p, dt.datetime(2026, 3, 1, 23, 30, tzinfo=sh)) == dt.datetime(2026, 3, 2, 8, tzinfo=sh)
     assert quiet_hours_end(p, dt.datetime(2026, 3, 2, 7, 59, tzinfo=sh)) == dt.datetime(2026, 3, 2, 8, tzinfo=sh)
@@ -282,11 +284,12 @@ def test_service_account_four_mass_messages_per_subscriber_per_month(fake_sendin
     assert sorted(call["body"]["touser"]) == ["o_b", "o_c"]
 
 
-def test_the_default_policy_has_quiet_hours_22_to_8_in_shanghai():
+def test_the_default_policy_has_quiet_hours_22_to_8_in_shanghai(product_quiet_hours):
     SendPolicy.objects.all().delete()
     p = SendPolicy.current()
     sh = dt.timezone(dt.timedelta(hours=8))
     assert (p.frequency_cap, p.frequency_window_days, p.template_daily_quota) == (4, 7, 100_000)
+    assert (p.quiet_hours_enabled, p.quiet_start, p.quiet_end) == (True, dt.time(22), dt.time(8))
     assert quiet_hours_end(p, dt.datetime(2026, 3, 1, 22, 30, tzinfo=sh)) == dt.datetime(2026, 3, 2, 8, tzinfo=sh)
     assert quiet_hours_end(p, dt.datetime(2026, 3, 1, 12, 0, tzinfo=sh)) is None
 

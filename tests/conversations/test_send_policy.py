@@ -274,7 +274,7 @@ def test_the_inbox_pushes_and_journeys_read_the_same_window(world, fake):
 
 
 def test_a_journey_step_deferred_by_quiet_hours_is_sent_when_they_end(world, fake):
-    sub = SubscriberFactory()
+    sub = SubscriberFactory(last_interaction_at=timezone.now() - dt.timedelta(hours=3))  # asleep since
     fake.add_users([{"openid": sub.openid, "subscribe": 1}])
     _quiet_now()
     quiet_end = policy.quiet_hours_end(SendPolicy.current(), timezone.now())
@@ -294,6 +294,32 @@ def test_a_journey_step_deferred_by_quiet_hours_is_sent_when_they_end(world, fak
     (run,) = JourneyStepRun.objects.all()
     assert (run.outcome, run.detail) == ("done", "template")
     assert [c["body"]["touser"] for c in fake.calls(TEMPLATE, errcode=0)] == [sub.openid]
+
+
+def test_a_welcome_at_night_goes_at_once_to_the_person_who_just_followed(world, fake):
+    """Quiet hours keep the account from waking people: someone who followed a minute ago is awake, so the welcome
+    journey's first step goes now, through the fake, at any hour; the same step to someone whose last interaction
+    was an hour ago waits for the morning, and so does a push to the one who just followed."""
+    now = timezone.now()
+    new, old = SubscriberFactory(), SubscriberFactory()
+    fake.add_users([{"openid": s.openid, "subscribe": 1} for s in (new, old)])
+    person_did(new, "subscribe", now - dt.timedelta(seconds=20), fake=fake)  # WeChat's minute after a follow
+    person_did(old, "text", now - dt.timedelta(hours=1), fake=fake)
+    Subscriber.objects.filter(pk=new.pk).update(last_interaction_at=now - dt.timedelta(seconds=20))
+    Subscriber.objects.filter(pk=old.pk).update(last_interaction_at=now - dt.timedelta(hours=1))
+    _quiet_now()
+    quiet_end = policy.quiet_hours_end(SendPolicy.current(), now)
+    welcome = JourneyFactory(trigger="follow")
+    JourneyStepFactory(journey=welcome, action="message", text="欢迎关注")
+    for sub in (new, old):
+        entry.journey_enter(journey=welcome, subscriber_id=sub.pk, now=now)
+
+    steps.journeys_advance(now=now)
+    _send_outbound()
+    assert [c["body"]["touser"] for c in fake.calls(CUSTOM, errcode=0)] == [new.openid]
+    assert JourneyEnrollment.objects.get(subscriber=old).due_at == quiet_end
+    push_send = policy.Send(channel=policy.Channel.CUSTOM, source=policy.Source.PUSH)
+    assert policy.decide(send=push_send, subscriber=new).verdict == LATER
 
 
 def test_a_message_queued_before_quiet_hours_waits_for_their_end(world, fake):

@@ -33,6 +33,7 @@ from accounts.kinds import InteractionKind as K
 from campaigns import events as campaigns
 from content import events as content
 from conversations import events as conversations
+from conversations import outbound
 from publishing import events as publishing
 
 from .inbound import SUCCESS, InboundMessage
@@ -210,17 +211,20 @@ def follow_ups_for(kind: str) -> Sequence[FollowUp]:
 
 def follow_ups_run(interactions: Sequence[Any]) -> None:
     """The follow-ups of a batch of interactions (oldest first): each follow-up of their routes runs once, on the
-    batch's interactions whose route has it, in an order that agrees with every route."""
+    batch's interactions whose route has it, in an order that agrees with every route. The messages they queue (a
+    follow's welcome, template auto-replies) are sent by this process right after the batch commits, not by a page
+    task queued behind the follow-up tasks waiting in a burst (WeChat allows them only in the minute after a follow)."""
     routes = {kind: route_for(kind) for kind in {interaction.kind for interaction in interactions}}
     needed = {follow_up for route in routes.values() for follow_up in route.follow_ups}
     if needed <= set(FOLLOW_UP_ORDER):
         order: Sequence[FollowUp] = [follow_up for follow_up in FOLLOW_UP_ORDER if follow_up in needed]
     else:  # routes that are not the table's (tests)
         order = follow_up_order(routes[kind] for kind in sorted(routes, key=_table_position))
-    for follow_up in order:
-        batch = [interaction for interaction in interactions if follow_up in routes[interaction.kind].follow_ups]
-        if batch:
-            follow_up(batch)
+    with outbound.sent_after_commit():
+        for follow_up in order:
+            batch = [interaction for interaction in interactions if follow_up in routes[interaction.kind].follow_ups]
+            if batch:
+                follow_up(batch)
 
 
 def handle(message: InboundMessage) -> str:
