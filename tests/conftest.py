@@ -12,6 +12,28 @@ pytest_plugins = [
 ]
 
 
+def _seed_after_flush(sender, using="default", **kwargs) -> None:
+    """A transactional test ends with a flush of every table, which also removes the rows a data migration seeded (the
+    built-in conversion types and the funnel settings row of campaigns/migrations/0003; the role groups come back
+    through the product's own post_migrate). In one process pytest-django runs transactional tests last, so nothing
+    after them needs those rows; under pytest-xdist (`make test`) a process runs whole modules in turn, and a later
+    module would find them gone. The flush sends post_migrate (pytest-django sets no available_apps): seeded again
+    here, as the migration does."""
+    if sender.label != "campaigns":
+        return
+    from campaigns.models import ConversionType, FunnelSettings
+
+    for slug, name in (("register", "Register"), ("purchase", "Purchase"), ("download", "Download")):
+        ConversionType.objects.using(using).get_or_create(slug=slug, defaults={"name": name})
+    FunnelSettings.objects.using(using).get_or_create(pk=1)
+
+
+def pytest_configure(config):
+    from django.db.models.signals import post_migrate
+
+    post_migrate.connect(_seed_after_flush, dispatch_uid="tests.seed_after_flush")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_reply_caches():
     """The callback keeps the auto-reply rules and channel welcomes in the process for a few seconds; a test's

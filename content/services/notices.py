@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, ProtectedError, Q
+from django.db.models import F, ProtectedError, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -211,15 +211,19 @@ def notice_consented(*, subscriber_id: int, template: NoticeTemplate) -> bool:
     return bool(notice_consented_ids(subscriber_ids=[subscriber_id], template=template))
 
 
+def notice_consents_allowing(*, template: NoticeTemplate) -> QuerySet[NoticeConsent]:
+    """The recorded consents that allow one more notice of this template (the consent rule's one definition: by id
+    for a page of recipients, as a subquery when a push's recipients are written)."""
+    return NoticeConsent.objects.filter(_allowed(template), template_id=template.template_id).order_by()
+
+
 def notice_consented_ids(*, subscriber_ids: Iterable[int], template: NoticeTemplate) -> set[int]:
     """Of these people, those whose recorded consent allows one more notice of this template (one query)."""
     ids = list(subscriber_ids)
     if not ids:
         return set()
-    return set(
-        NoticeConsent.objects.filter(_allowed(template), AnyOf("subscriber_id", ids), template_id=template.template_id)
-        .values_list("subscriber_id", flat=True)
-    )  # fmt: skip
+    allowing = notice_consents_allowing(template=template).filter(AnyOf("subscriber_id", ids))
+    return set(allowing.values_list("subscriber_id", flat=True))
 
 
 def notice_credits_use(*, subscriber_ids: Iterable[int], template: NoticeTemplate) -> int:

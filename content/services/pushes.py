@@ -264,7 +264,13 @@ def _enqueue_start(ids: list[int]) -> None:
 
 def push_resolve(*, push: Push, now: dt.datetime | None = None) -> int:
     """Write one queued Delivery per recipient with ONE INSERT ... SELECT from the segment query (followers only,
-    resolved now). Safe to run twice: the unique (push, subscriber) constraint drops repeats. Returns the count."""
+    resolved now). Safe to run twice: the unique (push, subscriber) constraint drops repeats. Returns the count.
+
+    A subscription notice's recipients whom the send policy refuses for consent (conversations.policy
+    `consent_refusals`: no consent recorded that allows a notice now, and no earlier rule refusing them) are written
+    skipped with the reason `no_consent` by the same statement: their rows never go through a page (nobody else is
+    ever called, as before). Whoever may be sent to is queued, and decided again by the policy when their page
+    sends, consent included (a withdrawal meanwhile is seen then)."""
     now = now or timezone.now()
     from accounts.models import Subscriber
 
@@ -275,6 +281,29 @@ def push_resolve(*, push: Push, now: dt.datetime | None = None) -> int:
         members = Subscriber.objects.filter(is_following=True, tags=push.mass_tag_id)
     else:
         members = segment_subscribers(rules=push.segment.rules, now=now)
+    from .deliveries import tallies
+
+    with transaction.atomic():  # the recipients' counter with the rows it counts
+        if push.channel == Push.Channel.NOTICE:
+            inserted, skipped = _notice_deliveries_insert(push, members, now)
+        else:
+            inserted, skipped = _deliveries_insert(push, members, now), 0
+        deltas = {(push.pk, tallies.RECIPIENTS): inserted}
+        if skipped:
+            from conversations import policy as send_policy
+
+            for key in tallies.row_keys(Delivery.Status.SKIPPED, send_policy.Reason.NO_CONSENT, None, None):
+                deltas[(push.pk, key)] = skipped
+        tallies.tally_add(deltas)
+    count = Delivery.objects.filter(push_id=push.pk).count()
+    Push.objects.filter(pk=push.pk).update(recipients=count, resolved_at=now)
+    push.recipients, push.resolved_at = count, now
+    tallies.baseline_record(push=push)
+    return count
+
+
+def _deliveries_insert(push: Push, members: Any, now: dt.datetime) -> int:
+    """One queued row per member (one statement): the rows inserted."""
     select_sql, params = members.order_by("id").values("id").query.sql_with_params()
     table = Delivery._meta.db_table
     sql = (
@@ -282,18 +311,34 @@ def push_resolve(*, push: Push, now: dt.datetime | None = None) -> int:
         f"SELECT %s, m.id, %s, %s, '', 0, %s FROM ({select_sql}) m ORDER BY m.id "
         "ON CONFLICT (push_id, subscriber_id) DO NOTHING"
     )
-    from .deliveries import tallies
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [push.pk, push.channel, Delivery.Status.QUEUED, now, *params])
+        return cursor.rowcount
 
-    with transaction.atomic():  # the recipients' counter with the rows it counts
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [push.pk, push.channel, Delivery.Status.QUEUED, now, *params])
-            inserted = cursor.rowcount
-        tallies.tally_add({(push.pk, tallies.RECIPIENTS): inserted})
-    count = Delivery.objects.filter(push_id=push.pk).count()
-    Push.objects.filter(pk=push.pk).update(recipients=count, resolved_at=now)
-    push.recipients, push.resolved_at = count, now
-    tallies.baseline_record(push=push)
-    return count
+
+def _notice_deliveries_insert(push: Push, members: Any, now: dt.datetime) -> tuple[int, int]:
+    """A notice's rows (one statement): queued, or skipped for consent as the send policy decides it set-based.
+    Returns (the rows inserted, those of them skipped)."""
+    from conversations import policy as send_policy
+
+    decided = send_policy.consent_refusals(send=send_policy.Send.for_push(push), subscribers=members, now=now)
+    select_sql, params = decided.order_by("id").values("id", "consent_refused").query.sql_with_params()
+    table = Delivery._meta.db_table
+    refused = "CASE WHEN m.consent_refused THEN"
+    sql = (
+        f"WITH ins AS (INSERT INTO {table} "  # noqa: S608
+        "(push_id, subscriber_id, channel, status, reason, attempts, created_at, finished_at) "
+        f"SELECT %s, m.id, %s, {refused} %s ELSE %s END, {refused} %s ELSE '' END, 0, %s, {refused} %s END "
+        f"FROM ({select_sql}) m ORDER BY m.id "
+        "ON CONFLICT (push_id, subscriber_id) DO NOTHING RETURNING status) "
+        "SELECT count(*), count(*) FILTER (WHERE status = %s) FROM ins"
+    )
+    d = Delivery.Status
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [push.pk, push.channel, d.SKIPPED, d.QUEUED, send_policy.Reason.NO_CONSENT, now, now,
+                             *params, d.SKIPPED])  # fmt: skip
+        inserted, skipped = cursor.fetchone()
+    return inserted, skipped
 
 
 def push_pages(*, push_id: int, size: int) -> list[tuple[int, int | None]]:

@@ -6,6 +6,7 @@
     window(subscriber=..., now=...) -> Window
     journey_channels(subscriber_ids=[...], now=..., ...) -> {id: Choice} a journey's first channel that applies
     consented(subscriber_ids=..., notice_template=..., now=...) -> set   HOOK: subscription-notice consent (`notices`)
+    consent_refusals(send=Send(...), subscribers=<queryset>, now=...)   the same queryset, `consent_refused` annotated
 
 A Decision is NOW, LATER (quiet hours: `at` says when) or NEVER, with a stable reason code (`Reason`), recorded on
 the message's row (Delivery.reason, OutboundMessage.skip_reason, JourneyStepRun.detail) and shown in reports.
@@ -27,7 +28,7 @@ channels.py (a journey's channel). Callers use the names below as `policy.<name>
 """
 
 from .channels import Choice, choice_detail, journey_channels
-from .decide import decide, decide_many
+from .decide import consent_refusals, decide, decide_many
 from .limits import consented, mass_quota_reached, quiet_hours_end, templates_used_today
 from .terms import (
     EVENT_LIMIT,
@@ -59,6 +60,7 @@ __all__ = [
     "Verdict",
     "Window",
     "choice_detail",
+    "consent_refusals",
     "consented",
     "decide",
     "decide_many",

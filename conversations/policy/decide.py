@@ -6,7 +6,19 @@ import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, Subquery, Value
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -172,16 +184,63 @@ def _person_never(send: Send, policy: SendPolicy, row: dict[str, Any], rules: fr
     return ""
 
 
+def consent_refusals(
+    *, send: Send, subscribers: QuerySet[Subscriber], now: dt.datetime | None = None, policy: SendPolicy | None = None
+) -> QuerySet[Subscriber]:
+    """`subscribers` (a queryset, e.g. a push's segment) annotated with `consent_refused`: whether `decide_many`
+    would refuse the person with NO_CONSENT, in SQL, so that a subscription-notice push writes those skips with its
+    recipients, set-based, instead of sending their rows through its pages. The same facts and the same order as
+    `decide_many`: a person refused for an earlier rule (not following, paused, opted out, over their cap) is not
+    refused for consent here, and keeps that rule's reason when the page decides; consent is the rule's own
+    definition (content.services.notices.notice_consents_allowing)."""
+    from content.services.notices import notice_consents_allowing
+
+    now = now or timezone.now()
+    policy = policy or SendPolicy.current()
+    rules = RULES.get(send.source, _CHANNEL_RULES | {OPT_OUTS, CAPS, QUIET})
+    refusable = send.channel == Channel.NOTICE and CONSENT in rules and not _channel_never(send, policy, now, rules)
+    if not refusable:
+        return subscribers.annotate(consent_refused=Value(False))
+    qs = _annotated(send, policy, subscribers, now, rules)
+    earlier: list[When] = []  # _person_never's rules, in its order (the window is for customer-service messages)
+    if FOLLOWING in rules:
+        earlier.append(When(is_following=False, then=Value(False)))
+    if OPT_OUTS in rules:
+        earlier += [When(pushes_paused=True, then=Value(False)), When(opted_out=True, then=Value(False))]
+    if CAPS in rules:
+        earlier.append(When(recent__gte=_cap(send, policy), then=Value(False)))
+    if send.notice_template is not None:  # consent first: the others are looked at only for who has none
+        allowing = notice_consents_allowing(template=send.notice_template).filter(subscriber_id=OuterRef("pk"))
+        earlier.insert(0, When(Exists(allowing), then=Value(False)))
+    return qs.annotate(consent_refused=Case(*earlier, default=Value(True), output_field=BooleanField()))
+
+
+def _cap(send: Send, policy: SendPolicy) -> Any:
+    """A person's frequency cap as an expression (as `_person_never` computes it): the push's cap, or the
+    policy's, and the person's own when lower (their own replaces the policy's)."""
+    push_cap = send.push.frequency_cap if send.push is not None else None
+    if push_cap is None:
+        return Coalesce(F("max_pushes_per_week"), Value(policy.frequency_cap))
+    return Case(When(max_pushes_per_week__lt=push_cap, then=F("max_pushes_per_week")), default=Value(push_cap))
+
+
 def _facts(
     send: Send, policy: SendPolicy, ids: list[int], now: dt.datetime, rules: frozenset[str], fields: Collection[str]
 ) -> dict[int, dict[str, Any]]:
     """One query: each subscriber's state, recent sends (caps), topic opt-outs and mass sends this month."""
-    from content.services.deliveries.rows import COUNTED
-
     if not ids:
         return {}
-    qs = Subscriber.objects.filter(AnyOf("pk", ids))
+    qs = _annotated(send, policy, Subscriber.objects.filter(AnyOf("pk", ids)), now, rules)
     names = ["recent", "opted_out", "mass_month"]
+    return {row["id"]: row for row in qs.values(*{*TEMPLATE_FIELDS, *fields}, *names)}
+
+
+def _annotated(
+    send: Send, policy: SendPolicy, qs: QuerySet[Subscriber], now: dt.datetime, rules: frozenset[str]
+) -> QuerySet[Subscriber]:
+    """The subscribers with their recent sends (caps), topic opt-outs and mass sends this month annotated."""
+    from content.services.deliveries.rows import COUNTED
+
     push_id = send.push.pk if send.push is not None else None
     if CAPS in rules:
         window_start = now - dt.timedelta(days=policy.frequency_window_days)
@@ -223,4 +282,4 @@ def _facts(
         qs = qs.annotate(mass_month=Coalesce(Subquery(month, output_field=IntegerField()), Value(0)))
     else:
         qs = qs.annotate(mass_month=Value(0))
-    return {row["id"]: row for row in qs.values(*{*TEMPLATE_FIELDS, *fields}, *names)}
+    return qs

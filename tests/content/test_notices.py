@@ -1,22 +1,29 @@
 """Subscription notices (订阅通知) without a worker: the account's templates from the fake WeChat's library, WeChat's
 value rules refused when a push is saved (API 400 and admin form, naming the field), consents recorded from the
-popup and change events posted to the callback, and the roles."""
+popup and change events posted to the callback, the roles, and who a notice push skips for consent and when."""
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import Subscriber
-from content.models import NoticeConsent, NoticeConsentChange, NoticeTemplate, Push
-from content.services import notices
+from content.models import Delivery, NoticeConsent, NoticeConsentChange, NoticeTemplate, Push
+from content.selectors import push_report
+from content.services import notices, pushes
+from content.services.deliveries import deliveries_send_page, tallies
+from conversations import policy
 from tests.fixtures.wechat_payloads import build_message
 from wechat_crm.wechat import notice_rules
 from wechat_crm.wechat.inbound import notice_items
 
-from .factories import MarketerFactory, SubscriberFactory
-from .push_factories import SegmentFactory
+from .factories import ArticleFactory, MarketerFactory, SubscriberFactory, TopicFactory
+from .push_factories import PushFactory, SegmentFactory, reasons
 
 pytestmark = pytest.mark.django_db
 OPENID = "oTest_subscriber_000000000001"
@@ -274,3 +281,105 @@ def test_wechats_refusal_of_a_library_title_is_a_400_naming_it_and_a_deleted_tem
     assert staff_api.delete(f"/api/notice-templates/{template.pk}/").status_code == 204
     assert not NoticeTemplate.objects.get(pk=template.pk).on_wechat and push.notice_template_id == template.pk
     assert staff_api.delete(f"/api/notice-templates/{template.pk}/").status_code == 204  # gone on WeChat: fine
+
+
+# --- sending: who the consent rule skips, and when -------------------------------------------------------------------
+
+
+def _notice_push(template, segment, **fields) -> Push:
+    return pushes.push_create(name="Notice", channel=Push.Channel.NOTICE, notice_template=template,
+                              notice_values={"thing1": "发货", "time3": "15:01", "amount4": "1元"},
+                              segment=segment, **fields)  # fmt: skip
+
+
+def _consent(sub, template, *, accepted=True, credits=1) -> None:
+    NoticeConsent.objects.update_or_create(subscriber=sub, template_id=template.template_id,
+                                           defaults={"accepted": accepted, "credits": credits,
+                                                     "changed_at": "2026-01-01T00:00:00Z"})  # fmt: skip
+
+
+def _sent_before(sub, *, times: int = 1) -> None:
+    """`times` pushes delivered to the person yesterday (they count against caps)."""
+    now = timezone.now()
+    for _ in range(times):
+        Delivery.objects.create(push=PushFactory(status=Push.Status.SENT), subscriber=sub, channel="template",
+                                status="delivered", claimed_at=now - dt.timedelta(days=1), created_at=now)  # fmt: skip
+
+
+def test_a_notice_push_skips_whoever_has_not_consented_when_it_writes_its_recipients(fake_sending, template):
+    """Those the consent rule refuses are skipped with `no_consent` when the push's recipients are written (the
+    report shows them at once, no page claims them); a person an earlier rule refuses keeps that rule's reason;
+    consent is checked again when a page sends (a withdrawal meanwhile skips the person); only the others reach
+    WeChat, once each, and each uses their acceptance."""
+    people = {name: SubscriberFactory(nickname=name) for name in
+              ("accepts", "silent", "used", "paused", "capped", "withdraws")}  # fmt: skip
+    fake_sending.add_users([{"openid": s.openid, "subscribe": 1} for s in people.values()])
+    for name in ("accepts", "withdraws"):
+        fake_sending.notices_decide(people[name].openid, accept=[template.template_id], post=False)
+        _consent(people[name], template)
+    _consent(people["used"], template, credits=0)  # a one-time acceptance already used
+    Subscriber.objects.filter(pk=people["paused"].pk).update(pushes_paused=True)
+    Subscriber.objects.filter(pk=people["capped"].pk).update(max_pushes_per_week=1)
+    _sent_before(people["capped"])
+    push = _notice_push(template, SegmentFactory(rules={}))
+    pushes.push_schedule(push=push, send_at=timezone.now())
+    assert pushes.pushes_claim_due(push_id=push.pk) == [push.pk]
+    push.refresh_from_db()
+
+    assert pushes.push_resolve(push=push) == 6
+    assert reasons(push) == {"no_consent": {"silent", "used"}}
+    report = push_report(push=push)
+    assert (report["recipients"], report["skipped_by_reason"]) == (6, {"no_consent": 2})
+    assert set(Delivery.objects.filter(push=push, status="skipped").values_list("attempts", flat=True)) == {0}
+
+    NoticeConsent.objects.filter(subscriber=people["withdraws"]).update(accepted=False, credits=0)
+    for lo, hi in pushes.push_pages(push_id=push.pk, size=pushes.page_size(push.channel)):
+        deliveries_send_page(push_id=push.pk, lo=lo, hi=hi, threads=2)
+
+    assert reasons(push) == {"no_consent": {"silent", "used", "withdraws"}, "paused": {"paused"},
+                             "frequency_cap": {"capped"}}  # fmt: skip
+    assert Delivery.objects.get(push=push, subscriber=people["accepts"]).status == "sent"
+    calls = fake_sending.calls("/cgi-bin/message/subscribe/bizsend")
+    assert [c["body"]["touser"] for c in calls if c["errcode"] == 0] == [people["accepts"].openid]
+    assert not NoticeConsent.objects.get(subscriber=people["accepts"]).credits
+    push.refresh_from_db()
+    assert push.status == Push.Status.SENT
+    assert push_report(push=push)["skipped_by_reason"] == {"no_consent": 3, "paused": 1, "frequency_cap": 1}
+    counters = tallies.push_tallies(push_ids=[push.pk])[push.pk]
+    assert +counters - tallies.recount(push_id=push.pk) == {k: v for k, v in counters.items() if "baseline" in k}
+
+
+def test_the_consent_rule_set_based_agrees_with_the_policy_person_by_person(fake_sending, template):
+    """`policy.consent_refusals` (a push's recipients, in SQL) refuses for consent exactly those `decide_many`
+    refuses with no_consent, whatever else is true of them, for one-time and long-term templates, with and
+    without the push's own cap."""
+    long_term = NoticeTemplate.objects.create(
+        template_id="tmpl_long", title="long", kind=NoticeTemplate.Kind.LONG_TERM, keywords=template.keywords
+    )
+    topic = TopicFactory()
+    article = ArticleFactory()
+    article.topics.set([topic])
+    people = []
+    situations = itertools.product((True, False), (False, True), (False, True), (None, 0, 1, 5), (0, 2),
+                                   ("none", "fresh", "used", "withdrawn"))  # fmt: skip
+    for following, paused, opted_out, own_cap, recent, consent in situations:
+        sub = SubscriberFactory(is_following=following, pushes_paused=paused, max_pushes_per_week=own_cap)
+        if opted_out:
+            sub.topics_opted_out.set([topic])
+        _sent_before(sub, times=recent)
+        for t in (template, long_term):
+            if consent != "none":
+                _consent(sub, t, accepted=consent != "withdrawn", credits=int(consent == "fresh"))
+        people.append(sub.pk)
+    now = timezone.now()
+    seen = set()
+    for notice_template in (template, long_term):
+        for push_cap in (None, 1, 3):
+            push = _notice_push(notice_template, SegmentFactory(rules={}), article=article, frequency_cap=push_cap)
+            send = policy.Send.for_push(push)
+            decided = policy.decide_many(send=send, subscriber_ids=people, now=now)
+            expected = {pk for pk, d in decided.items() if d.reason == policy.Reason.NO_CONSENT}
+            rows = policy.consent_refusals(send=send, subscribers=Subscriber.objects.filter(pk__in=people), now=now)
+            assert {pk for pk, refused in rows.values_list("pk", "consent_refused") if refused} == expected
+            seen |= {d.reason for d in decided.values()}
+    assert {"no_consent", "not_following", "paused", "topic_opt_out", "frequency_cap", ""} <= seen
