@@ -317,28 +317,39 @@ def _deliveries_insert(push: Push, members: Any, now: dt.datetime) -> int:
 
 
 def _notice_deliveries_insert(push: Push, members: Any, now: dt.datetime) -> tuple[int, int]:
-    """A notice's rows (one statement): queued, or skipped for consent as the send policy decides it set-based.
-    Returns (the rows inserted, those of them skipped)."""
+    """A notice's rows: queued, or skipped for consent as the send policy decides it set-based (one statement on
+    PostgreSQL). Returns (the rows inserted, those of them skipped)."""
     from conversations import policy as send_policy
 
     decided = send_policy.consent_refusals(send=send_policy.Send.for_push(push), subscribers=members, now=now)
     select_sql, params = decided.order_by("id").values("id", "consent_refused").query.sql_with_params()
     table = Delivery._meta.db_table
-    refused = "CASE WHEN m.consent_refused THEN"
-    sql = (
-        f"WITH ins AS (INSERT INTO {table} "  # noqa: S608
-        "(push_id, subscriber_id, channel, status, reason, attempts, created_at, finished_at) "
-        f"SELECT %s, m.id, %s, {refused} %s ELSE %s END, {refused} %s ELSE '' END, 0, %s, {refused} %s END "
-        f"FROM ({select_sql}) m ORDER BY m.id "
-        "ON CONFLICT (push_id, subscriber_id) DO NOTHING RETURNING status) "
-        "SELECT count(*), count(*) FILTER (WHERE status = %s) FROM ins"
-    )
-    d = Delivery.Status
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [push.pk, push.channel, d.SKIPPED, d.QUEUED, send_policy.Reason.NO_CONSENT, now, now,
-                             *params, d.SKIPPED])  # fmt: skip
-        inserted, skipped = cursor.fetchone()
-    return inserted, skipped
+    columns = "(push_id, subscriber_id, channel, status, reason, attempts, created_at, finished_at)"
+    d, no_consent = Delivery.Status, send_policy.Reason.NO_CONSENT
+    if connection.vendor == "postgresql":
+        refused = "CASE WHEN m.consent_refused THEN"
+        sql = (
+            f"WITH ins AS (INSERT INTO {table} {columns} "  # noqa: S608
+            f"SELECT %s, m.id, %s, {refused} %s ELSE %s END, {refused} %s ELSE '' END, 0, %s, {refused} %s END "
+            f"FROM ({select_sql}) m ORDER BY m.id "
+            "ON CONFLICT (push_id, subscriber_id) DO NOTHING RETURNING status) "
+            "SELECT count(*), count(*) FILTER (WHERE status = %s) FROM ins"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [push.pk, push.channel, d.SKIPPED, d.QUEUED, no_consent, now, now, *params, d.SKIPPED])
+            inserted, skipped = cursor.fetchone()
+        return inserted, skipped
+    counts = []  # elsewhere (SQLite: no INSERT ... RETURNING inside WITH): the skipped rows, then the queued ones
+    for refused, status, reason, finished_at in ((True, d.SKIPPED, no_consent, now), (False, d.QUEUED, "", None)):
+        sql = (
+            f"INSERT INTO {table} {columns} SELECT %s, m.id, %s, %s, %s, 0, %s, %s "  # noqa: S608
+            f"FROM ({select_sql}) m WHERE m.consent_refused = %s ORDER BY m.id "
+            "ON CONFLICT (push_id, subscriber_id) DO NOTHING"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [push.pk, push.channel, status, reason, now, finished_at, *params, refused])
+            counts.append(cursor.rowcount)
+    return sum(counts), counts[0]
 
 
 def push_pages(*, push_id: int, size: int) -> list[tuple[int, int | None]]:
