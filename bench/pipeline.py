@@ -20,7 +20,10 @@ text messages from those subscribers, each with a unique MsgId):
   5. prints the ingest rate (accepted callbacks / time to accept them), the end-to-end rate (interactions / time
      until nothing is pending, from the first request), the drain ratio (that time / the ingest time) and the
      worker's peak memory (RSS of the worker and its pool, sampled every 50 ms), and checks that every accepted
-     callback is stored exactly once.
+     callback is stored exactly once;
+  6. the welcome journey's first message, from the fake's log: how many went out, how many within 60 s of the
+     follow's arrival (WeChat's minute after a follow), and per fifth of the follows (oldest first) the worst wait
+     of their follow-ups (claimed - received) and the median and worst lag of their welcome.
 Targets: drain ratio <= 1.2 at the callback's full rate; worker peak RSS at the largest size within 20% of
 that at the smallest. Exits 1 when one is missed.
 
