@@ -27,7 +27,8 @@ from django.utils import timezone
 from wechat_crm.db import rows_update
 from wechat_crm.wechat.errors import WeChatNotFollowing, WeChatPermanent
 
-from .models import Subscriber, Tag
+from .kinds import InteractionKind
+from .models import Interaction, Subscriber, Tag
 from .signals import profiles_fetched
 
 logger = logging.getLogger(__name__)
@@ -283,18 +284,43 @@ def _announce(subscriber_ids: list[int]) -> None:
             logger.error("profiles_fetched: %s failed", receiver, exc_info=outcome)
 
 
+class FetchRun(NamedTuple):
+    handled: int  # subscribers handled
+    more: bool  # stopped before nothing was pending: yielded to waiting follows, or at max_batches
+
+
 def profiles_fetch_pending(*, max_batches: int = 1000, client=None) -> int:
     """Fetch pending profiles batch after batch until none is pending. Returns the number of subscribers handled.
 
     Raises WeChatError from the batch that failed (the batches before it are kept).
     """
+    return profiles_fetch_run(max_batches=max_batches, client=client).handled
+
+
+def profiles_fetch_run(*, max_batches: int = 1000, client=None, yield_to_follows: bool = False) -> FetchRun:
+    """`profiles_fetch_pending`, and with `yield_to_follows` it stops after a batch while follows wait for their
+    follow-ups (`follows_waiting`): in a burst of follows a fetch would otherwise hold a worker process for as long
+    as the callback creates subscribers, and the follows' welcomes, which WeChat allows only in the minute after the
+    follow, would wait behind it. The caller schedules the rest."""
     handled = 0
     for _batch in range(max_batches):
         result = profiles_fetch_batch(client=client)
         if result is None:
-            break
+            return FetchRun(handled, more=False)
         handled += result.fetched + result.not_following + len(result.invalid)
-    return handled
+        if yield_to_follows and follows_waiting():
+            return FetchRun(handled, more=True)
+    return FetchRun(handled, more=True)
+
+
+FOLLOWS_WAITING_SCAN = 500
+
+
+def follows_waiting() -> bool:
+    """A follow among the oldest pending interactions (at most FOLLOWS_WAITING_SCAN, the partial index of pending
+    rows) waits for its follow-ups. One query."""
+    oldest = Interaction.objects.filter(processed_at__isnull=True).order_by("received_at")[:FOLLOWS_WAITING_SCAN]
+    return Interaction.objects.filter(pk__in=oldest.values("pk"), kind=InteractionKind.SUBSCRIBE).exists()
 
 
 def profile_fetch_schedule(*, delay: float | None = None) -> bool:

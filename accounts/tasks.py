@@ -51,16 +51,20 @@ def interactions_sweep() -> int:
 @shared_task(name="accounts.tasks.profiles_fetch_pending", bind=True, max_retries=20)
 def profiles_fetch_pending_task(self) -> int:
     """Fetch every pending profile through WeChat's batch profile call, 100 at a time. Enqueued ~1 s after a follow
-    (accounts.profiles.profile_fetch_schedule) and every 5 minutes as a sweep. Safe to run twice: each batch is claimed
-    (select_for_update with skip_locked) before it is fetched. A WeChat error that may pass (quota, 5xx, network)
-    retries the task later."""
+    (accounts.profiles.profile_fetch_schedule) and every 5 minutes as a sweep. While follows wait for their
+    follow-ups it fetches one batch and schedules itself again, so that their welcomes go first. Safe to run twice:
+    each batch is claimed (select_for_update with skip_locked) before it is fetched. A WeChat error that may pass
+    (quota, 5xx, network) retries the task later."""
 
     from wechat_crm.wechat.errors import Outcome, WeChatError, classify
 
-    from .profiles import profiles_fetch_pending
+    from .profiles import profile_fetch_schedule, profiles_fetch_run
 
     try:
-        return profiles_fetch_pending()
+        run = profiles_fetch_run(yield_to_follows=True)
+        if run.more:
+            profile_fetch_schedule()
+        return run.handled
     except WeChatError as exc:
         decision = classify(exc, attempt=self.request.retries)
         if decision.outcome is not Outcome.RETRY_LATER:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.models import Subscriber, Tag
+from accounts.models import Interaction, Subscriber, Tag
 from accounts.profiles import profiles_fetch_pending
 from tests.fixtures.wechat_payloads import build_message
 from tests.helpers import token_fetched, wait_for
@@ -196,3 +196,29 @@ def test_while_wechat_answers_slowly_the_callback_is_not_blocked_and_no_other_wo
     subscriber = Subscriber.objects.get(openid=openid)
     assert subscriber.profile_fetched_at is not None and subscriber.profile_claimed_until is None
     assert subscriber.last_interaction_at is not None  # the text's update went through during the fetch
+
+
+def test_the_profile_fetch_gives_way_to_follows_waiting_for_their_follow_ups(fake_wechat, settings, db, monkeypatch):
+    """In a burst of follows, a fetch that ran until no profile is pending would hold a worker process for as long as
+    the callback creates subscribers, and the follows' welcomes (WeChat allows them only in the minute after the
+    follow) would wait behind it: while a follow waits, the task fetches one batch and schedules the rest."""
+    from accounts import profiles, tasks
+    from tests.accounts.factories import InteractionFactory
+
+    settings.WECHAT_API_BASE_URL = fake_wechat.url
+    token_fetched(fake_wechat)
+    openids = fake_wechat.add_users(generate=250)
+    for openid in openids:
+        Subscriber.objects.create(openid=openid, is_following=True, subscribed_at="2026-01-01T00:00:00Z")
+    follow = InteractionFactory(subscriber=Subscriber.objects.first(), kind="subscribe", processed_at=None)
+    scheduled = []
+    monkeypatch.setattr(profiles, "profile_fetch_schedule", lambda **kwargs: scheduled.append(kwargs))
+
+    assert tasks.profiles_fetch_pending_task() == 100  # one batch, then the follow goes first
+    assert scheduled == [{}]  # the rest is fetched by the next task
+    assert Subscriber.objects.filter(profile_fetched_at__isnull=False).count() == 100
+
+    Interaction.objects.filter(pk=follow.pk).update(processed_at="2026-01-01T00:00:01Z")  # its follow-ups ran
+    assert tasks.profiles_fetch_pending_task() == 150  # nothing waits: every pending profile, in one task
+    assert scheduled == [{}]
+    assert len(_batchget_openids(fake_wechat)) == 3
