@@ -28,6 +28,32 @@ def _seed_after_flush(sender, using="default", **kwargs) -> None:
     FunnelSettings.objects.using(using).get_or_create(pk=1)
 
 
+# The slowest modules (a minute or more of waiting on servers, workers and browsers), started first when the suite
+# runs in several processes (`make test`: pytest-xdist hands out whole modules in collection order), so that none of
+# them starts last and keeps one process busy after the others have finished.
+SLOW_FIRST = (
+    "tests/security/test_api_schemathesis.py",
+    "tests/browser/",
+    "tests/wechat_crm/test_embedded_acceptance.py",
+    "tests/wechat_crm/wechat/test_tokens.py",
+    "tests/content/test_push_end_to_end.py",
+    "tests/wechat_crm/test_embedded_default.py",
+    "tests/reliability/",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.has_plugin("xdist") or config.getoption("dist", "no") == "no":
+        return  # one process: pytest-django's order (transactional tests last) stays
+
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return next((i for i, prefix in enumerate(SLOW_FIRST) if path.startswith(prefix)), len(SLOW_FIRST))
+
+    items.sort(key=rank)  # stable: the order within each module, and among the rest, is kept
+
+
 def pytest_configure(config):
     from django.db.models.signals import post_migrate
 
