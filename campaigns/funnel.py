@@ -191,7 +191,7 @@ def report_from_rows(query: FunnelQuery, overall_rows: list, grouped: list) -> d
     }
     if breakdown:
         labels = _labels(breakdown, [row[0] for row in grouped])
-        grouped.sort(key=lambda row: (-row[2], row[0] or ""))
+        grouped.sort(key=lambda row: (-row[2], *_key_order(row[0])))
         report["groups"] = [
             {
                 "key": row[0],
@@ -325,6 +325,12 @@ def _run(sql: str, where: str, params: dict[str, Any], breakdown: str | None, *,
 def _first_monday(q: FunnelQuery) -> date:
     """The local Monday of the week of `start`."""
     return q.start - timedelta(days=q.start.weekday())
+
+
+def _key_order(key: str | None) -> tuple[bool, int, str]:
+    """Groups of the same size in the order of their keys, ids as numbers ("98" before "100", as on every
+    database), the group of none last."""
+    return key is None, int(key) if key and key.isdigit() else 0, key or ""
 
 
 def _labels(breakdown: str, keys: list[str | None]) -> dict[str | None, str]:

@@ -136,3 +136,19 @@ def test_imported_followers_get_their_first_follow_from_the_backfill():
     imported.refresh_from_db()
     assert imported.followed_at == at
     assert stages_backfill() == 0
+
+
+def test_groups_of_the_same_size_come_in_the_order_of_their_ids_as_numbers():
+    """Ties are ordered by id as a number, whatever the ids' number of digits: a channel with id 98 comes before
+    one with id 100 (as text, "100" sorted first, and the order of two equal groups changed with the ids a database
+    happened to hand out, so SQLite and PostgreSQL could disagree)."""
+    from campaigns.models import Channel
+
+    Channel.objects.create(pk=100, name="Poster C", scene_str="poster-c")
+    Channel.objects.create(pk=98, name="Poster A", scene_str="poster-a")
+    query = funnel.FunnelQuery(start=T0.date(), end=T0.date(), window_days=30, breakdown="channel")
+    row = (1, 0, 11, 7, 4, 1, None, None, None)
+    grouped = [("100", *row[1:]), (None, *row[1:]), ("98", *row[1:]), ("99", 0, 12, 1, 0, 0, None, None, None)]
+    report = funnel.report_from_rows(query, [(None, 1, 34, 9, 4, 1, None, None, None)], grouped)
+    assert [g["key"] for g in report["groups"]] == ["99", "98", "100", None]
+    assert [g["label"] for g in report["groups"]][1:3] == ["Poster A", "Poster C"]
