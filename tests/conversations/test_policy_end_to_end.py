@@ -66,7 +66,15 @@ def test_a_location_report_a_view_and_a_web_click_do_not_reopen_the_window(wecha
                        HTTP_USER_AGENT="Mozilla/5.0 (Macintosh) Chrome/120")  # fmt: skip
     assert click.status_code == 302
     wait_for(_processed, timeout=60, message="the worker did not process the interactions")
-    wait_for(lambda: Interaction.objects.filter(subscriber=sub, kind="link_click").exists(), timeout=30)
+    clicked = Interaction.objects.filter(subscriber=sub, kind="link_click").exists
+    deadline = time.monotonic() + 15
+    while not clicked() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not clicked():  # asking for a drain is best effort (content.clicks): the beat's minute drain stores the click
+        from content.tasks import link_clicks_drain
+
+        link_clicks_drain.delay()
+    wait_for(clicked, timeout=30)
     sub.refresh_from_db()
     assert sub.last_interaction_at > timezone.now() - dt.timedelta(minutes=5)  # recent activity, yet:
 
