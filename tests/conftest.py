@@ -1,5 +1,7 @@
 """Shared test set-up. Fixtures live in tests/fixtures/ and are registered here."""
 
+import os
+
 import pytest
 
 pytest_plugins = [
@@ -44,7 +46,7 @@ SLOW_FIRST = (
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.has_plugin("xdist") or config.getoption("dist", "no") == "no":
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # (an xdist worker's own `dist` option says "no")
         return  # one process: pytest-django's order (transactional tests last) stays
 
     def rank(item) -> int:
