@@ -1,7 +1,5 @@
 """Shared test set-up. Fixtures live in tests/fixtures/ and are registered here."""
 
-import os
-
 import pytest
 
 pytest_plugins = [
@@ -28,32 +26,6 @@ def _seed_after_flush(sender, using="default", **kwargs) -> None:
     for slug, name in (("register", "Register"), ("purchase", "Purchase"), ("download", "Download")):
         ConversionType.objects.using(using).get_or_create(slug=slug, defaults={"name": name})
     FunnelSettings.objects.using(using).get_or_create(pk=1)
-
-
-# The slowest modules (a minute or more of waiting on servers, workers and browsers), started first when the suite
-# runs in several processes (`make test`: pytest-xdist hands out whole modules in collection order), so that none of
-# them starts last and keeps one process busy after the others have finished.
-SLOW_FIRST = (
-    "tests/security/test_api_schemathesis.py",
-    "tests/browser/",
-    "tests/wechat_crm/test_embedded_acceptance.py",
-    "tests/wechat_crm/wechat/test_tokens.py",
-    "tests/content/test_push_end_to_end.py",
-    "tests/wechat_crm/test_embedded_default.py",
-    "tests/reliability/",
-)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items):
-    if not os.environ.get("PYTEST_XDIST_WORKER"):  # (an xdist worker's own `dist` option says "no")
-        return  # one process: pytest-django's order (transactional tests last) stays
-
-    def rank(item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return next((i for i, prefix in enumerate(SLOW_FIRST) if path.startswith(prefix)), len(SLOW_FIRST))
-
-    items.sort(key=rank)  # stable: the order within each module, and among the rest, is kept
 
 
 def pytest_configure(config):
