@@ -70,7 +70,7 @@ def decide_many(
     `.rows`."""
     now = now or timezone.now()
     policy = policy or SendPolicy.current()
-    rules = RULES.get(send.source, _CHANNEL_RULES | {OPT_OUTS, CAPS, QUIET})
+    rules = _rules(send)
     ids = list(dict.fromkeys(subscriber_ids))
     quiet_end = None
     if QUIET in rules and not (send.push is not None and send.push.ignore_quiet_hours):
@@ -124,6 +124,11 @@ AWAKE = dt.timedelta(minutes=10)
 def _awake(row: dict[str, Any], now: dt.datetime) -> bool:
     last = row.get("last_interaction_at")
     return last is not None and now - AWAKE <= last <= now + AWAKE
+
+
+def _rules(send: Send) -> frozenset[str]:
+    """The rules this send obeys (a source of no table obeys every rule)."""
+    return RULES.get(send.source, _CHANNEL_RULES | {OPT_OUTS, CAPS, QUIET})
 
 
 class Decisions(dict):
@@ -197,7 +202,7 @@ def consent_refusals(
 
     now = now or timezone.now()
     policy = policy or SendPolicy.current()
-    rules = RULES.get(send.source, _CHANNEL_RULES | {OPT_OUTS, CAPS, QUIET})
+    rules = _rules(send)
     refusable = send.channel == Channel.NOTICE and CONSENT in rules and not _channel_never(send, policy, now, rules)
     if not refusable:
         return subscribers.annotate(consent_refused=Value(False))
