@@ -18,14 +18,14 @@ def _seed_after_flush(sender, using="default", **kwargs) -> None:
     through the product's own post_migrate). In one process pytest-django runs transactional tests last, so nothing
     after them needs those rows; under pytest-xdist (`make test`) a process runs whole modules in turn, and a later
     module would find them gone. The flush sends post_migrate (pytest-django sets no available_apps): seeded again
-    here, as the migration does."""
+    here by the migration's own code."""
     if sender.label != "campaigns":
         return
-    from campaigns.models import ConversionType, FunnelSettings
+    import importlib
 
-    for slug, name in (("register", "Register"), ("purchase", "Purchase"), ("download", "Download")):
-        ConversionType.objects.using(using).get_or_create(slug=slug, defaults={"name": name})
-    FunnelSettings.objects.using(using).get_or_create(pk=1)
+    from django.apps import apps
+
+    importlib.import_module("campaigns.migrations.0003_conversion_types_settings_roles").defaults_seed(apps, using)
 
 
 def pytest_configure(config):

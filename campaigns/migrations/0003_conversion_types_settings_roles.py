@@ -3,12 +3,18 @@
 from django.db import migrations
 
 
-def forwards(apps, schema_editor):
+def defaults_seed(apps, using):
+    """The built-in conversion types and the funnel settings row (idempotent; the tests seed them again after a
+    flush through this function)."""
     ConversionType = apps.get_model("campaigns", "ConversionType")
     FunnelSettings = apps.get_model("campaigns", "FunnelSettings")
     for slug, name in (("register", "Register"), ("purchase", "Purchase"), ("download", "Download")):
-        ConversionType.objects.get_or_create(slug=slug, defaults={"name": name})
-    FunnelSettings.objects.get_or_create(pk=1)
+        ConversionType.objects.using(using).get_or_create(slug=slug, defaults={"name": name})
+    FunnelSettings.objects.using(using).get_or_create(pk=1)
+
+
+def forwards(apps, schema_editor):
+    defaults_seed(apps, schema_editor.connection.alias)
 
     # Permissions are normally created after migrate; create them now so that the groups can get them.
     from django.apps import apps as global_apps
