@@ -49,6 +49,21 @@ def _fresh_reply_caches():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_link_cache():
+    """TrackedLink ids (by URL) and compiled templates are cached per process, and each test has its own rows: a
+    link id another test left would sign this test's clicks for a link its database does not have, and the click
+    buffer's drain would store nothing for them. Every test, not only tests/content's: under pytest-xdist a process
+    runs modules of every directory in turn."""
+    from content import links, templating
+
+    links.cache_clear()
+    templating.cache_clear()
+    yield
+    links.cache_clear()
+    templating.cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def _empty_click_buffer():
     """Tracked-link clicks an earlier test left in the click buffer (content.clicks) never reach this test's rows,
     and its click-window markers (ids restart with each test database) do not make this test's clicks repeats."""

@@ -1,17 +1,5 @@
 import pytest
 
-from content import links, templating
-
-
-@pytest.fixture(autouse=True)
-def _fresh_link_cache():
-    """TrackedLink ids and compiled templates are cached per process; each test has its own rows."""
-    links.cache_clear()
-    templating.cache_clear()
-    yield
-    links.cache_clear()
-    templating.cache_clear()
-
 
 @pytest.fixture
 def fake_sending(fake, settings, db):

@@ -24,7 +24,7 @@ from tests.content.push_factories import PushFactory, SegmentFactory
 from tests.content.push_factories import policy as send_policy
 from tests.conversations.factories import JourneyFactory, JourneyStepFactory
 from tests.fixtures.wechat_payloads import build_message
-from tests.helpers import clicks_drained, wait_for, wechat_shared_state_clear
+from tests.helpers import wait_for, wechat_shared_state_clear
 
 CUSTOM = "/cgi-bin/message/custom/send"
 TEMPLATE = "/cgi-bin/message/template/send"
@@ -66,13 +66,7 @@ def test_a_location_report_a_view_and_a_web_click_do_not_reopen_the_window(wecha
                        HTTP_USER_AGENT="Mozilla/5.0 (Macintosh) Chrome/120")  # fmt: skip
     assert click.status_code == 302
     wait_for(_processed, timeout=60, message="the worker did not process the interactions")
-    clicked = Interaction.objects.filter(subscriber=sub, kind="link_click").exists
-    deadline = time.monotonic() + 15
-    while not clicked() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if not clicked():  # asking for a drain is best effort (content.clicks): the beat's minute drain stores the click
-        clicks_drained()
-    wait_for(clicked, timeout=30)
+    wait_for(lambda: Interaction.objects.filter(subscriber=sub, kind="link_click").exists(), timeout=30)
     sub.refresh_from_db()
     assert sub.last_interaction_at > timezone.now() - dt.timedelta(minutes=5)  # recent activity, yet:
 
