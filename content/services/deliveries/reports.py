@@ -81,24 +81,40 @@ def deliveries_job_finish(interactions: Sequence[Any]) -> int:
     return updated
 
 
-def deliveries_early_reports_apply(*, delivery_ids: Collection[int]) -> int:
+class Written(NamedTuple):
+    """A row whose msgid was just written, as the page that wrote it knows it."""
+
+    msgid: int
+    subscriber_id: int
+    claimed_at: dt.datetime | None
+
+
+def deliveries_early_reports_apply(
+    *, delivery_ids: Collection[int] = (), written: Sequence[Written] | None = None
+) -> int:
     """The reports WeChat posted before these rows' msgids were written (the page calls this once it wrote them):
-    their outcomes, as deliveries_job_finish would have written them. Returns the rows updated.
+    their outcomes, as deliveries_job_finish would have written them. Returns the rows updated. The rows are read by
+    their ids, or given as the page wrote them (`written`: no query for them; a report changes only a row that has its
+    msgid and is still open to one, whatever the list says).
 
     Together with deliveries_job_finish no order loses a report: the callback commits the report before its
     follow-up runs, and the page commits the msgids before it looks here. A report committed before this look-up is
     found here; one committed after it finds the msgid in its follow-up. When both apply one, the second finds the row
     no longer open to a report (a locked, guarded transition): counted once.
 
-    Two queries (the rows' msgids, then their recipients' recent reports through interaction_sub_created_idx; a
-    notice's report carries its msgid inside its list), and a transition only when an early report is there."""
+    Two queries (the rows' msgids, unless given, then their recipients' recent reports through
+    interaction_sub_created_idx; a notice's report carries its msgid inside its list), and a transition only when an
+    early report is there."""
     from accounts.models import Interaction
 
-    rows = list(
-        Delivery.objects.filter(
-            AnyOf("pk", delivery_ids), msgid__isnull=False, status__in=(D.SENT, D.UNKNOWN)
-        ).values_list("msgid", "subscriber_id", "claimed_at")
-    )
+    if written is not None:
+        rows = [(w.msgid, w.subscriber_id, w.claimed_at) for w in written]
+    else:
+        rows = list(
+            Delivery.objects.filter(
+                AnyOf("pk", delivery_ids), msgid__isnull=False, status__in=(D.SENT, D.UNKNOWN)
+            ).values_list("msgid", "subscriber_id", "claimed_at")
+        )
     if not rows:
         return 0
     msgids = {msgid for msgid, _, _ in rows}

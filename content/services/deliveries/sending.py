@@ -22,7 +22,7 @@ from .outcomes import mark_not_following, results_classify, retries_requeue, upd
 from .progress import push_finish_if_done
 from .quotas import decisions_for, quiet_hours_end, quotas_apply
 from .rendering import Renderer
-from .reports import deliveries_early_reports_apply
+from .reports import Written, deliveries_early_reports_apply
 from .rows import ChunkResult, Claim, D, DeliveryUpdate, Retry, Sendable, skipped
 from .start_marks import StartMarks
 
@@ -88,10 +88,11 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
        for rendering loaded by the same SELECT); skips are written with their reasons, quotas counted from our rows;
     4. the rest is sent through the client (a page of template or customer-service messages over its kept-alive
        pool, or one mass send); while a chunk's messages are in flight, the next chunk is claimed, decided and
-       rendered, so that the pool is kept busy;
-    5. the outcomes are written with one statement (outcomes.py) per chunk of PUSH_WRITE_EVERY messages, so that a
-       worker killed mid-page leaves few rows whose outcome is unknown (StartMarks); WeChat's reports on messages
-       whose msgids were just written, stored before the write, are applied then (reports.py);
+       rendered, and its messages leave as soon as the chunk's are answered, so that the pool is kept busy;
+    5. the outcomes are written with one statement (outcomes.py) per chunk of PUSH_WRITE_EVERY messages, while the
+       next chunk's messages are in flight, so that a worker killed mid-page leaves few rows whose outcome is
+       unknown (StartMarks); WeChat's reports on messages whose msgids were just written, stored before the write,
+       are applied then (reports.py);
     6. rows WeChat asked to retry later go back to queued with not_before, and the task re-queues itself.
     """
     out = PageOutcome()
@@ -122,9 +123,11 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
 
     # Claimed a chunk at a time (PUSH_WRITE_EVERY rows; a mass send's whole page at once) and each chunk's outcomes
     # written once its messages are answered. The next chunk is claimed, decided and rendered while the current one's
-    # messages are in flight (in the background), so the send pool never waits for the database: a worker killed
-    # mid-page leaves at most two chunks "sending", the second with no message started (StartMarks queues it again);
-    # the rest of the page stays queued for the task's next delivery or the beat.
+    # messages are in flight (in the background), and its messages start before the current one's outcomes are
+    # written, so the send pool never waits for the database. A worker killed mid-page leaves at most two chunks
+    # "sending": one answered, its acceptances all marked (StartMarks: sent after the restart's recovery), and one
+    # with its messages in flight or none started (those never started are queued again); the rest of the page stays
+    # queued for the task's next delivery or the beat.
     every = None if push.is_mass else max(1, int(getattr(settings, "PUSH_WRITE_EVERY", 250)))
     renderer: Renderer | None = None
     in_flight: _InFlight | None = None
@@ -140,16 +143,21 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
                 chunk = _chunk_prepare(push, policy, renderer, claimed, now, threads, marks)
             if in_flight is not None:
                 done, in_flight = in_flight, None
-                _outcome_add(out, _chunk_finish(push, policy, done))
+                _chunk_answered(done)
                 if chunk is not None and not Push.objects.filter(pk=push_id, status=Push.Status.SENDING).exists():
+                    _outcome_add(out, _chunk_write(push, policy, done.chunk))
                     _chunk_release(chunk, timezone.now())  # cancelled meanwhile: no further chunk is sent
                     break
-            if chunk is None:
-                break
-            if every is None:  # a mass page is one call
+                if chunk is not None:  # its messages leave while the answered chunk's outcomes are written
+                    in_flight = _chunk_start(chunk, background=True)
+                _outcome_add(out, _chunk_write(push, policy, done.chunk))
+            elif chunk is not None and every is None:  # a mass page is one call
                 _outcome_add(out, _chunk_finish(push, policy, _chunk_start(chunk, background=False)))
                 break
-            in_flight = _chunk_start(chunk, background=True)
+            elif chunk is not None:
+                in_flight = _chunk_start(chunk, background=True)
+            if chunk is None:
+                break
             now = timezone.now()
     finally:
         if in_flight is not None:  # an error preparing the next chunk: the one in flight is still written
@@ -235,15 +243,26 @@ def _chunk_start(chunk: _Chunk, *, background: bool) -> _InFlight:
 
 def _chunk_finish(push: Push, policy: SendPolicy, in_flight: _InFlight) -> ChunkSent:
     """Wait for the chunk's messages and write every row's outcome (one statement), its retries, who left."""
-    chunk = in_flight.chunk
-    result = chunk.result
+    _chunk_answered(in_flight)
+    return _chunk_write(push, policy, in_flight.chunk)
+
+
+def _chunk_answered(in_flight: _InFlight) -> None:
+    """Wait for the chunk's messages: their outcomes join the chunk's result, to be written."""
     if in_flight.future is not None:
-        result.extend(in_flight.future.result())
+        in_flight.chunk.result.extend(in_flight.future.result())
+
+
+def _chunk_write(push: Push, policy: SendPolicy, chunk: _Chunk) -> ChunkSent:
+    """Write every row's outcome of an answered chunk (one statement), its retries, who left."""
+    result = chunk.result
     requeue = retries_requeue(result.retries, policy)
     updates = result.updates + requeue.updates
     updates_write(updates)
     if push.channel in REPORTED_CHANNELS:  # WeChat may have reported some before their msgids were just written
-        deliveries_early_reports_apply(delivery_ids=[u.delivery_id for u in updates if u.msgid is not None])
+        subscribers = {c.delivery_id: c.subscriber_id for c in chunk.claimed}
+        written = [Written(u.msgid, subscribers[u.delivery_id], chunk.now) for u in updates if u.msgid is not None]
+        deliveries_early_reports_apply(written=written)
     if chunk.marks is not None:
         chunk.marks.forget()
     mark_not_following(result.gone, chunk.now)
@@ -312,7 +331,10 @@ def _messages_sender(
     hooks = marks.hooks([(s.delivery_id, s.attempts) for s in sendable], block=block) if marks else {}
 
     def run() -> ChunkResult:
-        return results_classify(sendable, send(payloads, threads=threads, **hooks), policy)
+        results = send(payloads, threads=threads, **hooks)
+        if marks is not None:  # before the next chunk's messages leave (see deliveries_send_page)
+            marks.answered()
+        return results_classify(sendable, results, policy)
 
     return run
 

@@ -60,9 +60,11 @@ class StartMarks:
         try:
             pipe = redis.pipeline()
             pipe.sadd(f"{marks.key}:claimed", *(_member(*claim) for claim in claims))
-            pipe.sadd(f"{marks.key}:started", "-")  # exists from now on, so that its TTL is set once
+            pipe.sadd(f"{marks.key}:started", "-")  # these two exist from now on, so that their TTL is set once
+            pipe.hset(f"{marks.key}:accepted", "-", "")
             pipe.expire(f"{marks.key}:claimed", cls.TTL)
             pipe.expire(f"{marks.key}:started", cls.TTL)
+            pipe.expire(f"{marks.key}:accepted", cls.TTL)
             pipe.execute()
         except Exception:
             logger.warning("push %s: start marks unavailable; a crash would leave this chunk unknown", push_id)
@@ -98,10 +100,23 @@ class StartMarks:
                 return
             batch, self._accepted = self._accepted, {}
         # Written outside the lock: no other thread waits for this batch.
-        pipe = self.redis.pipeline()
-        pipe.hset(f"{self.key}:accepted", mapping=batch)
-        pipe.expire(f"{self.key}:accepted", self.TTL)
-        pipe.execute()
+        self._accepted_write(batch)
+
+    def answered(self) -> None:
+        """Every message of the chunk was answered: the acceptances still batched are written now, so that a crash
+        before the chunk's outcomes are written (the next chunk's messages go out meanwhile) leaves none of them
+        unknown. When Redis fails here, they are unknown after a crash, as without marks."""
+        with self._accepted_lock:
+            batch, self._accepted = self._accepted, {}
+        if not batch:
+            return
+        try:
+            self._accepted_write(batch)
+        except Exception:
+            logger.warning("%s: accepted marks not written; a crash would leave %s rows unknown", self.key, len(batch))
+
+    def _accepted_write(self, batch: dict[str, str]) -> None:
+        self.redis.hset(f"{self.key}:accepted", mapping=batch)  # its TTL was set by begin()
 
     def forget(self) -> None:
         try:
