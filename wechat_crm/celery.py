@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.production")  # never debug by default
 
@@ -22,6 +22,20 @@ def _logging_from_settings(loglevel=None, **kwargs) -> None:
     if loglevel:
         config["root"] = {**config.get("root", {}), "level": loglevel}
     dictConfig(config)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _database_connections_as_requests(task=None, **kwargs) -> None:
+    """Around each task, the worker's database connections are closed as Django closes them around a request: when
+    older than CONN_MAX_AGE, broken by an error, or left outside autocommit; a kept one is checked on its first use
+    (CONN_HEALTH_CHECKS). Celery's own fixup would close them every time (settings.CELERY_DB_REUSE_MAX). A task run
+    eagerly, inside its caller, leaves the caller's connections alone."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 app.config_from_object("django.conf:settings", namespace="CELERY")

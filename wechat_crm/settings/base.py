@@ -154,6 +154,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# Celery's Django fixup closes the worker's database connections before and after every task, unless it may reuse them
+# for CELERY_DB_REUSE_MAX tasks: a new PostgreSQL connection (a backend started, its caches cold) for every push page
+# and every callback follow-up. Out of reach here: the worker closes them as Django does around a request instead
+# (wechat_crm.celery), so DATABASE_CONN_MAX_AGE and the health check on first use apply to tasks too.
+CELERY_DB_REUSE_MAX = 2**62
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_CREATE_MISSING_QUEUES = True
