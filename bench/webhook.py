@@ -7,7 +7,8 @@
 What it does, in one run:
   1. creates the PostgreSQL database of DATABASE_URL if missing, migrates it, empties the accounts tables and gives
      the account a history, as a live one has: --seed-subscribers followers (100,000) and --seed-interactions past
-     messages (1,000,000), written with COPY and analysed;
+     messages (1,000,000), written with COPY; the minimal callback's table gets the same messages (the same table
+     state for both); then everything is analysed;
   2. starts two gunicorns (2 sync workers each, settings bench.settings = the product's base settings without debug;
      bench/urls.py adds two yardsticks to the product's URLs: /bench/bare/ answers "success", /bench/minimal/
      decrypts with wechatpy, parses and does one INSERT: the least a callback can do), one per serving path
@@ -284,6 +285,11 @@ def prepare_database(database_url: str, env: dict, *, subscribers: int, interact
     seed = [sys.executable, "-c", f"from bench.webhook import seed; seed({subscribers}, {interactions})"]
     subprocess.run(seed, cwd=ROOT, env=env, check=True)
     with psycopg.connect(database_url, autocommit=True) as conn:
+        # The minimal callback's table starts with the same history as the product's (the same table state): its
+        # unique index holds the same keys, as deep as the interactions' one.
+        conn.execute(
+            "INSERT INTO bench_minimal (dedupe_key, raw_xml) SELECT dedupe_key, raw_xml FROM accounts_interaction"
+        )
         conn.execute("VACUUM ANALYZE")
 
 
