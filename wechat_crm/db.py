@@ -10,6 +10,9 @@ Raw SQL asks `reports_alias()` which connection to use.
 
 `rows_update(rows, fields, only_if=...)` saves some columns of many rows of one model in one UPDATE ... FROM
 (VALUES ...): the profile fetch stores profiles with it, the outbound queue its messages' outcomes.
+
+`rows_by_id(values_queryset, field=..., ids=...)` reads a page's rows by id with one index probe per id: the send
+policy's subscriber facts and the notice consent check use it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db.models.expressions import RawSQL
+
+from .lookups import AnyOf
 
 REPORTS = "reports"
 _reading_reports: ContextVar[bool] = ContextVar("reading_reports", default=False)
@@ -107,3 +113,24 @@ def rows_update(rows: Sequence[models.Model], fields: Sequence[str], *, only_if:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def rows_by_id(queryset: models.QuerySet, *, field: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The rows of a values() queryset whose `field` is one of `ids`, named and converted as values() gives them.
+
+    On PostgreSQL one index probe per id (`unnest(ids) CROSS JOIN LATERAL (...)`: a nested loop whatever the planner's
+    statistics say). Filtered as `field = ANY(ids)`, a table the planner has no statistics for yet (a fresh import,
+    autovacuum behind, a new template's consents) is read whole for every page: 8-14 ms instead of about 1 ms for
+    250 of 10,000 subscribers, and growing with the table. Elsewhere `field IN (ids)`."""
+    db = queryset.db
+    if connections[db].vendor != "postgresql":
+        return list(queryset.filter(AnyOf(field, ids)))
+    query = queryset.filter(**{field: RawSQL("u.id", ())}).order_by().query
+    compiler = query.get_compiler(using=db)
+    probe, params = compiler.as_sql()
+    sql = f"SELECT p.* FROM unnest(%s::bigint[]) AS u(id) CROSS JOIN LATERAL ({probe}) p"  # noqa: S608
+    with connections[db].cursor() as cursor:
+        cursor.execute(sql, [list(ids), *params])
+        fetched = cursor.fetchall()
+    selected = list(query.selected) if query.selected else [*query.values_select, *query.annotation_select]
+    return [dict(zip(selected, row, strict=True)) for row in compiler.results_iter(results=[fetched])]

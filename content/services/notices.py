@@ -15,12 +15,12 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, ProtectedError, Q, QuerySet
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from wechat_crm.db import rows_by_id
 from wechat_crm.lookups import AnyOf
 from wechat_crm.wechat import notice_rules
 from wechat_crm.wechat.errors import WeChatArgumentInvalid, WeChatTemplateInvalid
@@ -223,17 +223,8 @@ def notice_consented_ids(*, subscriber_ids: Iterable[int], template: NoticeTempl
     ids = list(subscriber_ids)
     if not ids:
         return set()
-    allowing = notice_consents_allowing(template=template)
-    if connection.vendor != "postgresql":
-        return set(allowing.filter(AnyOf("subscriber_id", ids)).values_list("subscriber_id", flat=True))
-    # One index probe per person (LATERAL ... LIMIT 1 is a nested loop whatever the statistics say): filtered as
-    # `subscriber_id = ANY(ids)`, a template the planner's statistics do not know yet (new, or its consents not yet
-    # analysed) has all its consents read and matched against the page's ids, every page.
-    probe, params = allowing.filter(subscriber_id=RawSQL("u.id", ())).values("pk")[:1].query.sql_with_params()
-    sql = f"SELECT u.id FROM unnest(%s::bigint[]) AS u(id) CROSS JOIN LATERAL ({probe}) p"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [ids, *params])
-        return {row[0] for row in cursor.fetchall()}
+    allowing = notice_consents_allowing(template=template).values("subscriber_id")  # one per person and template
+    return {row["subscriber_id"] for row in rows_by_id(allowing, field="subscriber_id", ids=ids)}
 
 
 def notice_credits_use(*, subscriber_ids: Iterable[int], template: NoticeTemplate) -> int:

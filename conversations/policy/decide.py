@@ -6,7 +6,6 @@ import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
-from django.db import connections
 from django.db.models import (
     BooleanField,
     Case,
@@ -20,13 +19,12 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Subscriber
 from content.models import Delivery, MessageTemplate, Push, SendPolicy
-from wechat_crm.lookups import AnyOf
+from wechat_crm.db import rows_by_id
 
 from ..models import OutboundMessage
 from .limits import consented, mass_quota_reached, month_start, quiet_hours_end, templates_used_today
@@ -239,25 +237,8 @@ def _facts(
         return {}
     names = ["recent", "opted_out", "mass_month"]
     columns = [*dict.fromkeys([*TEMPLATE_FIELDS, *fields]), *names]
-    db = Subscriber.objects.db
-    if connections[db].vendor != "postgresql":
-        qs = _annotated(send, policy, Subscriber.objects.filter(AnyOf("pk", ids)), now, rules)
-        return {row["id"]: row for row in qs.values(*columns)}
-    # One primary-key probe per id (LATERAL: a nested loop whatever the statistics say). Filtered as `id = ANY(ids)`,
-    # a subscribers table the planner has no statistics for yet (a fresh import, autovacuum behind) was read whole
-    # for every chunk: 8-14 ms instead of 1 ms for 250 of 10,000 people, and growing with the table.
-    qs = _annotated(send, policy, Subscriber.objects.filter(pk=RawSQL("u.id", ())), now, rules)
-    query = qs.order_by().values(*columns).query
-    compiler = query.get_compiler(using=db)
-    probe, params = compiler.as_sql()
-    sql = f"SELECT p.* FROM unnest(%s::bigint[]) AS u(id) CROSS JOIN LATERAL ({probe}) p"  # noqa: S608
-    with connections[db].cursor() as cursor:
-        cursor.execute(sql, [ids, *params])
-        fetched = cursor.fetchall()
-    # Named and converted as values() names and converts its rows.
-    selected = list(query.selected) if query.selected else [*query.values_select, *query.annotation_select]
-    rows = (dict(zip(selected, row, strict=True)) for row in compiler.results_iter(results=[fetched]))
-    return {row["id"]: row for row in rows}
+    qs = _annotated(send, policy, Subscriber.objects.all(), now, rules).values(*columns)
+    return {row["id"]: row for row in rows_by_id(qs, field="pk", ids=ids)}
 
 
 def _annotated(
