@@ -144,13 +144,15 @@ def deliveries_send_page(*, push_id: int, lo: int, hi: int | None, threads: int 
             if in_flight is not None:
                 done, in_flight = in_flight, None
                 _chunk_answered(done)
-                if chunk is not None and not Push.objects.filter(pk=push_id, status=Push.Status.SENDING).exists():
-                    _outcome_add(out, _chunk_write(push, policy, done.chunk))
-                    _chunk_release(chunk, timezone.now())  # cancelled meanwhile: no further chunk is sent
-                    break
-                if chunk is not None:  # its messages leave while the answered chunk's outcomes are written
+                cancelled = (
+                    chunk is not None and not Push.objects.filter(pk=push_id, status=Push.Status.SENDING).exists()
+                )
+                if chunk is not None and not cancelled:  # its messages leave while the answered chunk's are written
                     in_flight = _chunk_start(chunk, background=True)
                 _outcome_add(out, _chunk_write(push, policy, done.chunk))
+                if cancelled:
+                    _chunk_release(chunk, timezone.now())  # cancelled meanwhile: no further chunk is sent
+                    break
             elif chunk is not None and every is None:  # a mass page is one call
                 _outcome_add(out, _chunk_finish(push, policy, _chunk_start(chunk, background=False)))
                 break
