@@ -218,7 +218,7 @@ def _chunk_prepare(
     marks: StartMarks | None = None,
 ) -> _Chunk:
     """The send policy's decisions and WeChat's quotas for a claimed chunk, and its messages rendered."""
-    decisions, subs = decisions_for(push, policy, [c.subscriber_id for c in claimed], now)
+    decisions, subs = decisions_for(push, policy, [c.subscriber_id for c in claimed], now, renderer.subscriber_fields)
     result = ChunkResult()
     sendable: list[Sendable] = []
     for claim in claimed:
