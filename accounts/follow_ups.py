@@ -18,7 +18,8 @@ from .models import Interaction, Subscriber
 logger = logging.getLogger(__name__)
 
 FollowUpRunner = Callable[[list[Interaction]], None]  # runs the follow-ups of a batch (wechat_crm.wechat.dispatch)
-PROCESS_BATCH = 100
+PROCESS_BATCH = 100  # the first claim of a drain: a reply's follow-ups wait for no more than this
+PROCESS_BATCH_MAX = 400  # a backlog is claimed by batches growing up to this: fewer statements per interaction
 
 
 class Processed(NamedTuple):
@@ -175,20 +176,24 @@ def interactions_process(
 
 def interactions_drain(*, run: FollowUpRunner, interaction_ids: Sequence[int], max_batches: int = 20) -> int:
     """The outbox relay's task: process the given interactions and, by batches of the oldest pending ones, whatever
-    else is pending (up to `max_batches`): when the worker falls behind, the tasks queued behind this one find their
-    interactions done and cost one query each (they return at once). Returns how many were processed."""
+    else is pending (up to `max_batches`): the first batch of PROCESS_BATCH, and each after a full one twice the
+    size, up to PROCESS_BATCH_MAX (idle, a batch is small and its replies go at once; behind a backlog, the
+    statements of each follow-up serve more interactions). When the worker falls behind, the tasks queued behind
+    this one find their interactions done and cost one query each (they return at once). Returns how many were
+    processed."""
     if len(_failed) > 10_000:
         _failed.clear()
     if interaction_ids and not Interaction.objects.filter(pk__in=interaction_ids, processed_at__isnull=True).exists():
         return 0  # an earlier task drained them: whatever else is pending has its own task queued (one query)
-    done = 0
+    done, size = 0, PROCESS_BATCH
     for _ in range(max_batches):
-        result = interactions_process(run=run, limit=PROCESS_BATCH, exclude=_failed)
+        result = interactions_process(run=run, limit=size, exclude=_failed)
         done += result.done
-        if result.claimed < PROCESS_BATCH:  # nothing else pending, or locked by a worker that processes it
+        if result.claimed < size:  # nothing else pending, or locked by a worker that processes it
             return done
         if not result.done:
             break
+        size = min(2 * size, PROCESS_BATCH_MAX)  # a full batch: more are waiting; each batch's statements serve more
     # The backlog goes on (or a batch failed): this task's own interactions are not left waiting behind it.
     left = [pk for pk in interaction_ids if pk not in _failed]
     return done + (interactions_process(run=run, interaction_ids=left).done if left else 0)

@@ -188,3 +188,29 @@ def test_a_message_batch_run_again_scores_nothing_more(automation):
     assert dict(Subscriber.objects.values_list("pk", "score")) == scores
     assert all(score >= 3 for score in scores.values())
     assert ScoreEntry.objects.filter(interaction_id__in=ids).count() == 3
+
+
+def test_a_backlog_is_claimed_by_growing_batches_and_each_interaction_once():
+    subscriber = SubscriberFactory()
+    rows = InteractionFactory.create_batch(750, subscriber=subscriber, kind="text", content="hi")
+    Interaction.objects.filter(pk__in=[r.pk for r in rows]).update(processed_at=None)
+    seen: list[list[int]] = []
+
+    def run(batch) -> None:
+        seen.append([i.pk for i in batch])
+
+    assert follow_ups.interactions_drain(run=run, interaction_ids=[rows[-1].pk]) == 750
+
+    assert [len(batch) for batch in seen] == [100, 200, 400, 50]  # idle-sized first, then twice as many per full one
+    assert sorted(pk for batch in seen for pk in batch) == sorted(r.pk for r in rows)
+    assert not Interaction.objects.filter(processed_at__isnull=True).exists()
+
+
+def test_a_lone_interaction_is_claimed_alone():
+    subscriber = SubscriberFactory()
+    row = InteractionFactory(subscriber=subscriber, kind="text", content="hi")
+    Interaction.objects.filter(pk=row.pk).update(processed_at=None)
+    seen: list[int] = []
+
+    assert follow_ups.interactions_drain(run=lambda batch: seen.append(len(batch)), interaction_ids=[row.pk]) == 1
+    assert seen == [1]
