@@ -11,6 +11,10 @@ Raw SQL asks `reports_alias()` which connection to use.
 `rows_update(rows, fields, only_if=...)` saves some columns of many rows of one model in one UPDATE ... FROM
 (VALUES ...): the profile fetch stores profiles with it, the outbound queue its messages' outcomes.
 
+`rows_insert(rows, ignore_conflicts=..., returning=...)` inserts many new rows of one model in one statement that is
+the same text for any number of rows (INSERT ... SELECT FROM unnest(one array per column)), server-side prepared:
+the journeys' enrollments, step runs and messages.
+
 `rows_by_id(values_queryset, field=..., ids=...)` reads a page's rows by id with one index probe per id: the send
 policy's subscriber facts and the notice consent check use it.
 """
@@ -18,11 +22,13 @@ policy's subscriber facts and the notice consent check use it.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models.expressions import RawSQL
 
@@ -113,6 +119,48 @@ def rows_update(rows: Sequence[models.Model], fields: Sequence[str], *, only_if:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def rows_insert(
+    rows: Sequence[models.Model], *, ignore_conflicts: bool = False, returning: Sequence[str] = ()
+) -> list[tuple]:
+    """Insert new rows of one model (their primary keys unset) in one statement, as bulk_create does, and return the
+    `returning` columns (attnames) of the rows inserted (with `ignore_conflicts`, a row a unique constraint refused
+    is skipped and not returned).
+
+    On PostgreSQL one INSERT ... SELECT FROM unnest(%s::type[], ...) [ON CONFLICT DO NOTHING] RETURNING ...: one
+    array per column, so the statement's text does not depend on the number of rows and is prepared server-side,
+    parsed and planned once per connection, where bulk_create sends a VALUES list of one parameter per row and
+    column that PostgreSQL parses and plans every time. Elsewhere bulk_create (`returning` then needs the rows'
+    primary keys back, which only PostgreSQL gives with ignore_conflicts: none is returned then)."""
+    if not rows:
+        return []
+    model = type(rows[0])
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(rows, ignore_conflicts=ignore_conflicts)
+        if ignore_conflicts:
+            return []
+        return [tuple(getattr(row, meta.get_field(name).attname) for name in returning) for row in rows]
+    qn = connection.ops.quote_name
+    columns = [[f.get_db_prep_save(f.pre_save(row, True), connection) for row in rows] for f in fields]
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 - identifiers from the model
+        f"SELECT * FROM unnest({', '.join(f'%s::{f.db_type(connection)}[]' for f in fields)})"
+    )
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(qn(meta.get_field(name).column) for name in returning)}"
+    connection.ensure_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, columns, prepare=True)
+        fetched = cursor.fetchall() if returning else []
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    return fetched
 
 
 def rows_by_id(queryset: models.QuerySet, *, field: str, ids: Sequence[int]) -> list[dict[str, Any]]:

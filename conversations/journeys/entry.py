@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -25,6 +25,7 @@ from accounts import kinds
 from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
 from accounts.selectors import touches_pending
+from wechat_crm.db import rows_insert
 
 from ..models import ChannelTopic, Journey, JourneyEnrollment, JourneyStep
 from . import profile_wait
@@ -83,8 +84,8 @@ class Entry(NamedTuple):
 
 def journeys_enter(*, entries: Sequence[Entry]) -> int:
     """Enter subscribers into journeys, each at most once per period (an entry of a period entered already is
-    skipped), a journey without steps never: one query for the journeys' first steps and one INSERT for the batch.
-    Returns how many entries were tried."""
+    skipped), a journey without steps never: one query for the journeys' first steps and one INSERT for the batch
+    (which returns the enrollments it created). Returns how many entries were tried."""
     if not entries:
         return 0
     first_steps: dict[int, JourneyStep] = {}
@@ -105,8 +106,8 @@ def journeys_enter(*, entries: Sequence[Entry]) -> int:
             due_at=entry.at + step.wait, context=entry.context, entered_at=entry.at,
         ))  # fmt: skip
     held_until = profile_wait.hold(rows.values(), first_steps)  # a welcome with {nickname} waits for the profile
-    JourneyEnrollment.objects.bulk_create(rows.values(), ignore_conflicts=True)
-    _run_due_first_steps(rows.values())
+    created = _enrollments_insert(rows)
+    _run_due_first_steps(created)
     if held_until is not None:
         profile_wait.advance_at(held_until)
     if any(first_steps[journey_id].wait <= dt.timedelta(minutes=1) for journey_id, _s, _k in rows):
@@ -114,27 +115,45 @@ def journeys_enter(*, entries: Sequence[Entry]) -> int:
     return len(rows)
 
 
-def _run_due_first_steps(rows: Collection[JourneyEnrollment]) -> None:
-    """The first steps due now (no wait) of the enrollments just inserted, run in this transaction: one query finds
-    them (an entry of a period entered already is not among them), `steps_run` runs them. A failure leaves them to
+def _enrollments_insert(rows: dict[tuple[int, int, str], JourneyEnrollment]) -> list[JourneyEnrollment]:
+    """Insert the enrollments (an entry of a period entered already is skipped by the unique constraint) and return
+    those created, with their ids: on PostgreSQL the INSERT returns them; elsewhere one query finds them."""
+    if not rows:
+        return []
+    if connection.vendor == "postgresql":
+        created = rows_insert(list(rows.values()), ignore_conflicts=True,
+                              returning=("id", "journey_id", "subscriber_id", "period_key"))  # fmt: skip
+        for pk, journey_id, subscriber_id, key in created:
+            rows[(journey_id, subscriber_id, key)].pk = pk
+        return [rows[(journey_id, subscriber_id, key)] for _pk, journey_id, subscriber_id, key in created]
+    JourneyEnrollment.objects.bulk_create(rows.values(), ignore_conflicts=True)
+    found = JourneyEnrollment.objects.filter(
+        journey_id__in={r.journey_id for r in rows.values()},
+        subscriber_id__in={r.subscriber_id for r in rows.values()},
+        entered_at__in={r.entered_at for r in rows.values()}, status=E.ACTIVE, next_position=0,
+    ).values_list("pk", "journey_id", "subscriber_id", "period_key", "entered_at")  # fmt: skip
+    created = []
+    for pk, journey_id, subscriber_id, key, entered_at in found:
+        row = rows.get((journey_id, subscriber_id, key))
+        if row is not None and row.pk is None and row.entered_at == entered_at:
+            row.pk = pk
+            created.append(row)
+    return created
+
+
+def _run_due_first_steps(created: Sequence[JourneyEnrollment]) -> None:
+    """The first steps due now (no wait) of the enrollments this transaction just created (no other transaction sees
+    them before it commits: they need no claim), run in this transaction by `steps_run`. A failure leaves them to
     the advance task enqueued after commit."""
     now = timezone.now()
-    due = [row for row in rows if row.due_at <= now]
+    due = [row for row in created if row.due_at <= now]
     if not due:
-        return
-    ids = list(
-        JourneyEnrollment.objects.filter(
-            journey_id__in={r.journey_id for r in due}, subscriber_id__in={r.subscriber_id for r in due},
-            entered_at__in={r.entered_at for r in due}, status=E.ACTIVE, next_position=0, due_at__lte=now,
-        ).values_list("pk", flat=True)
-    )  # fmt: skip
-    if not ids:  # every entry was of a period entered already
         return
     try:
         with transaction.atomic():
-            journey_steps.steps_run(enrollment_ids=ids, now=now)
+            journey_steps.steps_run_created(enrollments=due, now=now)
     except Exception:
-        logger.exception("the first steps of %d journey enrollments failed; left to the advance task", len(ids))
+        logger.exception("the first steps of %d journey enrollments failed; left to the advance task", len(due))
 
 
 class Follow(NamedTuple):

@@ -32,13 +32,14 @@ from django.utils import timezone
 
 from accounts.models import Subscriber
 from content.models import SendPolicy
+from wechat_crm.db import rows_insert
 
 from .. import policy, scores, services
 from ..models import JourneyEnrollment, JourneyStep, JourneyStepRun, Notification, OutboundMessage
 from .conditions import condition_holds
 from .content import _content, _text
 
-__all__ = ["condition_holds", "enqueue_advance", "journeys_advance", "steps_run"]
+__all__ = ["condition_holds", "enqueue_advance", "journeys_advance", "steps_run", "steps_run_created"]
 
 logger = logging.getLogger(__name__)
 ADVANCE_BATCH = 200
@@ -82,6 +83,13 @@ def steps_run(*, enrollment_ids: Collection[int], now: dt.datetime | None = None
         return 0
     with transaction.atomic():
         return _run_claimed(_claim(now=now, limit=len(enrollment_ids), ids=enrollment_ids), now)
+
+
+def steps_run_created(*, enrollments: Sequence[JourneyEnrollment], now: dt.datetime) -> int:
+    """Run the due first steps of enrollments this transaction has just inserted (`entry.journeys_enter`): no other
+    transaction sees them before this one commits, so they need no claim, and they are the rows as inserted (their
+    journey loaded). Returns how many steps ran."""
+    return _run_claimed([e for e in enrollments if e.status == E.ACTIVE and e.due_at and e.due_at <= now], now)
 
 
 def _claim(*, now: dt.datetime, limit: int, ids: Collection[int] | None = None) -> list[JourneyEnrollment]:
@@ -304,7 +312,7 @@ class _Run:
                         rows.append(row)
                         self._ran(state, step, R.DONE, choice.channel)
         if rows:  # one INSERT for the round (a dedupe key used already is left alone)
-            OutboundMessage.objects.bulk_create(rows, ignore_conflicts=True)
+            rows_insert(rows, ignore_conflicts=True)
             self.queued = True
 
     def _track(self, article: Any, subscriber_id: int) -> str:
@@ -345,7 +353,7 @@ class _Run:
     # The writes: the runs, the enrollments, the page task.
 
     def _write(self) -> None:
-        JourneyStepRun.objects.bulk_create(self.runs)
+        rows_insert(self.runs)
         changed = [s for s in self.states
                    if (s.position, s.status, s.due_at, s.finished_at) != (s.enrollment.next_position,
                        s.enrollment.status, s.enrollment.due_at, s.enrollment.finished_at)]  # fmt: skip
