@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from django.db import connection, transaction
+from django.db.models.functions import Coalesce, Mod
 from django.utils import timezone
 
 from .models import Interaction, Subscriber
@@ -38,6 +39,8 @@ def _claim(
     received_before: datetime | None = None,
     limit: int | None = None,
     exclude: set[int] | None = None,
+    received_from: datetime | None = None,
+    share: tuple[int, int] | None = None,
 ) -> list[Interaction]:
     """Lock pending interactions (FOR UPDATE SKIP LOCKED: a concurrent worker skips them, and no one else can mark
     them processed until this transaction ends), with their subscribers, and mark them processed: the mark commits
@@ -45,7 +48,7 @@ def _claim(
     the batch is returned in the order they happened. On PostgreSQL one statement."""
     if connection.vendor == "postgresql":
         batch = _claim_postgresql(interaction_ids=interaction_ids, received_before=received_before, limit=limit,
-                                  exclude=exclude)  # fmt: skip
+                                  exclude=exclude, received_from=received_from, share=share)  # fmt: skip
     else:
         pending = Interaction.objects.select_for_update(skip_locked=True, of=("self",)).filter(
             processed_at__isnull=True
@@ -54,6 +57,11 @@ def _claim(
             pending = pending.filter(pk__in=interaction_ids)
         if received_before is not None:
             pending = pending.filter(received_at__lt=received_before)
+        if received_from is not None:
+            pending = pending.filter(received_at__gte=received_from)
+        if share is not None:
+            share_of = Mod(Coalesce("subscriber_id", 0), share[1])
+            pending = pending.alias(catch_up_share=share_of).filter(catch_up_share=share[0])
         if exclude:
             pending = pending.exclude(pk__in=exclude)
         pending = pending.select_related("subscriber").order_by("received_at", "id")
@@ -73,6 +81,8 @@ def _claim_postgresql(
     received_before: datetime | None,
     limit: int | None,
     exclude: set[int] | None,
+    received_from: datetime | None = None,
+    share: tuple[int, int] | None = None,
 ) -> list[Interaction]:
     """The claim, the mark and the rows with their subscribers in one round trip: UPDATE ... RETURNING the locked
     rows, joined to their subscribers, built into model instances without a second query."""
@@ -86,6 +96,14 @@ def _claim_postgresql(
     if exclude:
         where.append("NOT (id = ANY(%s::bigint[]))")
         params.append(sorted(exclude))
+    if received_from is not None:
+        where.append("received_at >= %s")
+        params.append(received_from)
+    if share is not None:
+        # Remainder k of n written as "none of the others": for `mod(...) = k` the planner guesses 0.5% of the rows
+        # and reads and sorts every pending row for each claim instead of following the pending index's order.
+        where.append("mod(COALESCE(subscriber_id, 0), %s) <> ALL(%s::bigint[])")
+        params.extend([share[1], [other for other in range(share[1]) if other != share[0]]])
     limit_sql = ""
     if limit:
         limit_sql = "LIMIT %s"
@@ -106,13 +124,15 @@ def _claim_postgresql(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    i_fields, s_fields = Interaction._meta.concrete_fields, Subscriber._meta.concrete_fields
+    i_converters = _converters(tuple(Interaction._meta.concrete_fields))  # once a batch, not once a row
+    s_converters = _converters(tuple(Subscriber._meta.concrete_fields))
     cache = Interaction._meta.get_field("subscriber")
+    alias, n = connection.alias, len(i_names)
     batch = []
     for row in rows:
-        interaction = Interaction.from_db(connection.alias, i_names, _converted(row[: len(i_names)], i_fields))
-        if row[len(i_names)] is not None:
-            subscriber = Subscriber.from_db(connection.alias, s_names, _converted(row[len(i_names) :], s_fields))
+        interaction = Interaction.from_db(alias, i_names, _converted(row[:n], i_converters))
+        if row[n] is not None:
+            subscriber = Subscriber.from_db(alias, s_names, _converted(row[n:], s_converters))
             cache.set_cached_value(interaction, subscriber)
         elif interaction.subscriber_id is None:
             cache.set_cached_value(interaction, None)
@@ -120,11 +140,11 @@ def _claim_postgresql(
     return batch
 
 
-def _converted(values, fields) -> list:
+def _converted(values, converters_of_fields: list[tuple[int, Any, list]]) -> list:
     """The values as the ORM gives them (JSON decoded, etc.): the database converters of the fields that have
-    some applied (most have none)."""
+    some (`_converters`; most have none) applied."""
     out = list(values)
-    for n, field, converters in _converters(tuple(fields)):
+    for n, field, converters in converters_of_fields:
         value = out[n]
         for converter in converters:
             value = converter(value, field, connection)
@@ -144,9 +164,12 @@ def interactions_process(
     received_before: datetime | None = None,
     limit: int | None = None,
     exclude: set[int] | None = None,
+    received_from: datetime | None = None,
+    share: tuple[int, int] | None = None,
 ) -> Processed:
-    """Claim a batch of pending interactions (the given ids, or the `limit` oldest, received before a time if given),
-    run their follow-ups once for the whole batch and mark them processed, in one transaction: exactly once.
+    """Claim a batch of pending interactions (the given ids, or the `limit` oldest, received before a time and from
+    a time if given; with `share` (k, n) only those of subscribers whose id is k modulo n: accounts.catch_up), run
+    their follow-ups once for the whole batch and mark them processed, in one transaction: exactly once.
 
     When the batch fails, each of its interactions is tried again alone, so that one failing interaction does not
     hold back the others; it stays pending for the sweeper. A batch of one re-raises its error.
@@ -155,7 +178,7 @@ def interactions_process(
     try:
         with transaction.atomic():
             batch = _claim(interaction_ids=interaction_ids, received_before=received_before, limit=limit,
-                           exclude=exclude)  # fmt: skip
+                           exclude=exclude, received_from=received_from, share=share)  # fmt: skip
             claimed = [interaction.pk for interaction in batch]
             if batch:
                 run(batch)

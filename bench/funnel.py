@@ -2,7 +2,9 @@
 """Benchmark of the funnel report at 1,000,000 subscribers and 10,000,000 interactions.
 
     .venv/bin/python bench/funnel.py                           # generate, maintain the stages, then time
+    .venv/bin/python bench/funnel.py --processes 2 --batch 2000    # the catch-up's processes and claim (defaults)
     .venv/bin/python bench/funnel.py --skip-generate           # time again on the data already generated (migrated)
+    .venv/bin/python bench/funnel.py --generate-only           # then --skip-generate: maintains what is pending, times
     .venv/bin/python bench/funnel.py --subscribers 200000 --interactions 2000000 --skip-raw
     .venv/bin/python bench/funnel.py --stages-from-generator   # a fast dataset for bench/admin.py (see below)
 
@@ -11,17 +13,20 @@
    their source channel stored as the channel attribution would have), about 10 interactions each (messages, menu
    clicks, tracked-link clicks with push and content, WeChat's send reports; their follow), all pending, and
    conversions for about 10% of them, some outside the window. No stage column is written by the generator.
-2. The stage columns and the funnel summary come from the product's own stage maintenance: the pending interactions
-   are claimed by batches of 100 in the order they were received (accounts.follow_ups.interactions_process, as the
-   worker does) and their stage follow-ups run (campaigns.events.stage_follow / stage_advance, as the dispatch table
-   routes them); then the conversions, by batches of 1,000 in the order they occurred, go through
-   campaigns.events.stage_convert (as conversions_record runs it). Their throughput is printed. Every other batch
-   runs with the summary's refresh switched off, to print what the summary costs the follow-ups in the same run; the
-   subscribers of those batches get their summary rows afterwards (one refresh per 10,000, timed and printed), and
-   the whole summary is then checked against its rebuild from the stored columns. This runs at a few hundred
-   interactions a second on our loaded 2-core machine (hours for 10M): --stages-from-generator writes the stage
-   columns in the generator instead (the rules of campaigns.stages, in Python) and rebuilds the summary from them,
-   for a dataset in minutes (bench/admin.py's); its funnel timings are then not the product's maintenance's.
+2. The stage columns and the funnel summary come from the product's own stage maintenance: the generated
+   interactions are the backlog an import or an outage leaves, and the product's catch-up processes it
+   (accounts.catch_up.interactions_catch_up, what `manage.py interactions_catch_up` runs: --processes processes, each
+   on its share of the subscribers, claiming --batch at a time in the order they were received through
+   accounts.follow_ups.interactions_process, as the worker claims its smaller batches) with the funnel's follow-ups of
+   the dispatch table (campaigns.events.stage_follow / stage_advance; the command runs every follow-up); then the
+   conversions, by batches of 1,000 in the order they occurred, go through campaigns.events.stage_convert (as
+   conversions_record runs it). Their throughput is printed, and what the summary's refresh costs: every call of it
+   (its statement and the cells' triggers) is timed, in every process (the refresh always runs; earlier versions
+   ran every other batch without it instead). The cells' additions are folded every 5 minutes, as the beat does; the
+   whole summary and its cells are then checked against their rebuild from the stored columns.
+   --stages-from-generator writes the stage columns in the generator instead (the rules of campaigns.stages, in
+   Python) and rebuilds the summary from them, for a dataset in minutes (bench/admin.py's); its funnel timings are
+   then not the product's maintenance's.
 3. No VACUUM: the tables are ANALYZEd, then get a day of messages (1 subscriber in 30 updated) before the timing, and
    autovacuum runs as configured.
 4. Times campaigns.funnel.funnel_report (best of 3) without a breakdown and with each breakdown, a hand-written SQL
@@ -258,60 +263,74 @@ def generate(*, subscribers: int, interactions: int, seed: int, stages_here: boo
     print(f"generated in {time.monotonic() - started:.0f} s", flush=True)
 
 
-def maintain_stages() -> dict:
-    """The product's stage maintenance over every pending interaction, then every conversion (see the module's
-    docstring). Every other batch runs without the summary's refresh; their subscribers are refreshed afterwards.
-    Returns the figures."""
+def maintain_stages(*, processes: int, batch: int) -> dict:
+    """The product's stage maintenance over the backlog the generator left (every interaction pending), then every
+    conversion (see the module's docstring). Returns the figures."""
+    import multiprocessing
+
     from django.db import connection, transaction
 
-    from accounts import follow_ups
+    from accounts import catch_up
     from campaigns import cells, events, stages, summary
     from campaigns.models import Conversion
     from wechat_crm.wechat.dispatch import FOLLOW_UP_ORDER, follow_ups_for
 
     stage_follow_ups = [f for f in FOLLOW_UP_ORDER if f in (events.stage_follow, events.stage_advance)]
+    shared = multiprocessing.get_context("fork")
+    spent = {"refresh": shared.Value("d", 0.0), "follow_ups": shared.Value("d", 0.0)}  # seconds, all processes
     real_refresh = stages.summary_refresh
-    skipped: set[int] = set()
 
-    def no_refresh(*, subscriber_ids) -> None:
-        skipped.update(subscriber_ids)
+    def add(name: str, seconds: float) -> None:
+        with spent[name].get_lock():
+            spent[name].value += seconds
 
-    def run(batch) -> None:
+    def timed_refresh(*, subscriber_ids) -> None:  # the product's refresh, timed (its statement and the cells')
+        t0 = time.perf_counter()
+        real_refresh(subscriber_ids=subscriber_ids)
+        add("refresh", time.perf_counter() - t0)
+
+    def run(batch) -> None:  # the funnel's follow-ups of the dispatch table, in its order (as follow_ups_run)
+        t0 = time.perf_counter()
         for follow_up in stage_follow_ups:
             mine = [i for i in batch if follow_up in follow_ups_for(i.kind)]
             if mine:
                 follow_up(mine)
+        add("follow_ups", time.perf_counter() - t0)
 
-    figures = {"with": [0, 0.0, 0], "without": [0, 0.0, 0]}  # interactions, seconds, batches
     folds = [0, 0.0]  # cells written, seconds
     started = time.monotonic()
-    batch_number = 0
-    while True:
-        mode = "with" if batch_number % 2 == 0 else "without"
-        stages.summary_refresh = real_refresh if mode == "with" else no_refresh
+    last = {"print": started, "fold": started}
+
+    def fold() -> None:
         t0 = time.perf_counter()
-        result = follow_ups.interactions_process(run=run, limit=follow_ups.PROCESS_BATCH)
-        elapsed = time.perf_counter() - t0
-        if not result.claimed:
-            break
-        figures[mode][0] += result.done
-        figures[mode][1] += elapsed
-        figures[mode][2] += 1
-        batch_number += 1
-        if batch_number % 500 == 0:  # the beat folds the cells' additions every 5 minutes (campaigns.cells)
-            t0 = time.perf_counter()
-            folds[0] += cells.cells_fold()
-            folds[1] += time.perf_counter() - t0
-        if batch_number % 2000 == 0:
-            done = figures["with"][0] + figures["without"][0]
-            print(f"  {done:,} interactions through the stage follow-ups ({time.monotonic() - started:.0f} s)",
-                  flush=True)  # fmt: skip
-    stages.summary_refresh = real_refresh
-    conv = {"with": [0, 0.0, 0], "without": [0, 0.0, 0]}
+        folds[0] += cells.cells_fold()
+        folds[1] += time.perf_counter() - t0
+
+    def progress(done: int) -> None:
+        now = time.monotonic()
+        if now - last["fold"] >= 300:  # the beat folds the cells' additions every 5 minutes (campaigns.cells)
+            fold()
+            last["fold"] = now
+        if now - last["print"] >= 60:
+            print(f"  {done:,} interactions through the stage follow-ups ({now - started:.0f} s, "
+                  f"{done / (now - started):.0f}/s)", flush=True)  # fmt: skip
+            last["print"] = now
+
+    with connection.cursor() as cursor:  # the generator spreads some interactions into the next weeks: all of them
+        cursor.execute("SELECT max(received_at) FROM accounts_interaction")
+        before = cursor.fetchone()[0] + timedelta(seconds=1)
+    stages.summary_refresh = timed_refresh
+    cpu0 = os.times()
+    result = catch_up.interactions_catch_up(run=run, batch=batch, processes=processes, received_before=before,
+                                            progress=progress)  # fmt: skip
+    cpu1 = os.times()
+    cpu = sum(getattr(cpu1, f) - getattr(cpu0, f) for f in ("user", "system", "children_user", "children_system"))
+    interactions = {"done": result.processed, "seconds": result.seconds, "failed": result.failed, "cpu": cpu,
+                    "refresh": spent["refresh"].value, "follow_ups": spent["follow_ups"].value}  # fmt: skip
+    spent["refresh"].value = 0.0
+    conv = [0, 0.0, 0]  # conversions, seconds, batches
     rows = list(Conversion.objects.order_by("occurred_at", "id").values_list("subscriber_id", "occurred_at"))
-    for number, start in enumerate(range(0, len(rows), 1000)):
-        mode = "with" if number % 2 == 0 else "without"
-        stages.summary_refresh = real_refresh if mode == "with" else no_refresh
+    for start in range(0, len(rows), 1000):
         first: dict[int, datetime] = {}
         for subscriber_id, at in rows[start : start + 1000]:
             if subscriber_id not in first or at < first[subscriber_id]:
@@ -319,49 +338,41 @@ def maintain_stages() -> dict:
         t0 = time.perf_counter()
         with transaction.atomic():
             events.stage_convert(first_conversion=first)
-        conv[mode][0] += len(rows[start : start + 1000])
-        conv[mode][1] += time.perf_counter() - t0
-        conv[mode][2] += 1
+        conv[0] += len(rows[start : start + 1000])
+        conv[1] += time.perf_counter() - t0
+        conv[2] += 1
+    conv.append(spent["refresh"].value)
     stages.summary_refresh = real_refresh
-    # The subscribers of the batches run without the refresh get theirs now (what those batches left undone).
-    t0 = time.perf_counter()
-    pending = sorted(skipped)
-    for start in range(0, len(pending), 10_000):
-        with transaction.atomic():
-            summary.summary_refresh(subscriber_ids=pending[start : start + 10_000])
-    catch_up = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    folds[0] += cells.cells_fold()
-    folds[1] += time.perf_counter() - t0
+    fold()
     t0 = time.perf_counter()
     differences = summary.summary_differences() + cells.cells_differences()
     check_seconds = time.perf_counter() - t0
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM campaigns_funnelstep")
         summary_rows = cursor.fetchone()[0]
-    return {"interactions": figures, "conversions": conv, "catch_up": (len(pending), catch_up),
-            "differences": differences, "folds": folds, "check_seconds": check_seconds, "summary_rows": summary_rows,
-            "seconds": time.monotonic() - started}  # fmt: skip
+        cursor.execute("SELECT count(*) FROM accounts_interaction WHERE processed_at IS NULL")
+        left = cursor.fetchone()[0]
+    return {"interactions": interactions, "conversions": conv, "differences": differences, "folds": folds,
+            "check_seconds": check_seconds, "summary_rows": summary_rows, "left": left, "processes": processes,
+            "batch": batch, "seconds": time.monotonic() - started}  # fmt: skip
 
 
 def print_maintenance(m: dict) -> None:
-    def rate(f):
-        return f[0] / f[1] if f[1] else 0.0
-
-    w, wo = m["interactions"]["with"], m["interactions"]["without"]
-    print("stage maintenance through the product (batches of 100 claimed as the worker claims them):")
-    print(f"  interactions: {w[0] + wo[0]:,} in {w[1] + wo[1]:.0f} s of batches ({m['seconds']:.0f} s in all)")
-    print(f"  with the summary's refresh:    {rate(w):8.0f} interactions/s ({w[2]:,} batches)")
-    print(f"  without it (every other batch): {rate(wo):7.0f} interactions/s ({wo[2]:,} batches)")
-    if rate(wo):
-        print(f"  summary cost: {rate(wo) / rate(w) - 1:+.1%} time per interaction ({rate(w) / rate(wo):.2f} x)")
-    cw, cwo = m["conversions"]["with"], m["conversions"]["without"]
-    print(
-        f"  conversions (stage_convert, batches of 1,000): with the refresh {rate(cw):.0f}/s, without {rate(cwo):.0f}/s"
-    )
-    n, seconds = m["catch_up"]
-    print(f"  catch-up refresh of the {n:,} subscribers of the batches run without it: {seconds:.1f} s")
-    print(f"  the cells' folds (as the beat, every 500 batches here): {m['folds'][0]:,} cells written in "
+    i = m["interactions"]
+    print(f"stage maintenance through the product's catch-up (accounts.catch_up.interactions_catch_up, as "
+          f"`manage.py interactions_catch_up`: {m['processes']} processes, batches of {m['batch']:,}; the funnel's "
+          f"stage follow-ups of the dispatch table):")  # fmt: skip
+    print(f"  interactions: {i['done']:,} in {i['seconds']:.0f} s: {i['done'] / i['seconds']:,.0f} interactions/s "
+          f"({m['left']:,} left pending, {i['failed']} processes failed); CPU of the bench's processes "
+          f"{i['cpu'] / max(i['done'], 1) * 1e6:.0f} us per interaction (PostgreSQL's not included)")  # fmt: skip
+    share = i["refresh"] / i["follow_ups"] if i["follow_ups"] else 0.0
+    whole = i["refresh"] / (i["seconds"] * m["processes"]) if i["seconds"] else 0.0
+    print(f"  the summary's refresh (every call timed: its statement and the cells' triggers): {i['refresh']:.0f} s "
+          f"of the follow-ups' {i['follow_ups']:.0f} s ({share:.1%}); {whole:.1%} of the processes' time")  # fmt: skip
+    n, seconds, batches, refresh = m["conversions"]
+    print(f"  conversions (stage_convert, {batches:,} batches of 1,000): {n / seconds if seconds else 0:,.0f}/s, "
+          f"of which the summary's refresh {refresh / seconds if seconds else 0:.1%} of the time")  # fmt: skip
+    print(f"  the cells' folds (as the beat, every 5 minutes, and once at the end): {m['folds'][0]:,} cells written in "
           f"{m['folds'][1]:.1f} s")  # fmt: skip
     same = "yes" if not m["differences"] else "NO " + repr(m["differences"][:3])
     print(f"  summary: {m['summary_rows']:,} rows; equal to its rebuild from the stored columns: {same}")
@@ -571,11 +582,14 @@ def main() -> int:
         help="write the stage columns in the generator and rebuild the summary (a fast dataset for bench/admin.py; "
         "not the product's stage maintenance)",
     )
+    parser.add_argument("--generate-only", action="store_true", help="generate, then stop (--skip-generate goes on)")
+    parser.add_argument("--processes", type=int, default=2, help="processes of the product's catch-up")
+    parser.add_argument("--batch", type=int, default=2000, help="interactions each claims at a time")
     args = parser.parse_args()
 
     url = os.environ.get("FUNNEL_BENCH_DATABASE_URL") or DEFAULT_DB
     os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wechat_crm.settings.local")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")  # base settings, not in debug
     sys.path.insert(0, str(ROOT))
     from bench.common import ensure_database
 
@@ -585,18 +599,19 @@ def main() -> int:
     django.setup()
     from django.utils import timezone
 
+    from accounts.models import Interaction
     from campaigns import funnel
 
     maintenance = None
     if not args.skip_generate:
         generate(subscribers=args.subscribers, interactions=args.interactions, seed=args.seed,
                  stages_here=args.stages_from_generator)  # fmt: skip
-        if not args.stages_from_generator:
-            maintenance = maintain_stages()
-            print_maintenance(maintenance)
-            vacuum_analyze()
-    else:
-        vacuum_analyze()  # a migration may have rewritten the table: fresh statistics (no VACUUM)
+        if args.generate_only:
+            return 0
+    if Interaction.objects.filter(processed_at__isnull=True).exists():  # generated, or an interrupted maintenance
+        maintenance = maintain_stages(processes=args.processes, batch=args.batch)
+        print_maintenance(maintenance)
+    vacuum_analyze()  # fresh statistics (a migration may have rewritten a table since); no VACUUM
     day_of_updates()
     today = timezone.localdate()
     query = funnel.funnel_query(start=today - timedelta(days=366), end=today, window_days=30)
@@ -646,11 +661,11 @@ def main() -> int:
         "tables: no VACUUM before the timing (ANALYZE only), then a day of messages (1 subscriber in 30 updated), "
         "autovacuum as configured; "
         + (
-            "stage columns and summary as generated by an earlier run (--skip-generate)"
+            "stage columns and summary written by the product's stage maintenance (above)"
+            if maintenance
+            else "stage columns and summary as an earlier run left them (--skip-generate)"
             if args.skip_generate
             else "stage columns written by the GENERATOR (--stages-from-generator), summary rebuilt from them"
-            if args.stages_from_generator
-            else "stage columns and summary written by the product's stage maintenance"
         )
     )
     print(f"{'breakdown':<12} {'report ms':>10} {'stored-column SQL ms':>21} {'ratio':>6}  target <= 500 ms")
@@ -664,6 +679,9 @@ def main() -> int:
     print(f"load average: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     if maintenance and maintenance["differences"]:
         print("THE SUMMARY DIFFERS FROM ITS REBUILD")
+        return 1
+    if maintenance and (maintenance["left"] or maintenance["interactions"]["failed"]):
+        print("THE CATCH-UP LEFT INTERACTIONS PENDING")
         return 1
     if differ:
         print("NUMBERS DIFFER:")
