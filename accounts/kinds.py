@@ -83,3 +83,9 @@ SYSTEM_REPORTS: frozenset[str] = frozenset({K.TEMPLATESENDJOBFINISH, K.MASSSENDJ
 # What a person decided about subscription notices (订阅通知): accepting or rejecting them in WeChat's popup, and
 # rejecting them later in WeChat's notice settings. Neither opens the customer-service window.
 NOTICE_CONSENT_EVENTS: frozenset[str] = frozenset({K.SUBSCRIBE_MSG_POPUP_EVENT, K.SUBSCRIBE_MSG_CHANGE_EVENT})
+
+# The kinds whose subscriber's last_interaction_at moves in their follow-ups (accounts.events.touch, the first
+# follow-up of their routes in wechat_crm.wechat.dispatch), not in the callback's request: until those ran, such an
+# interaction is newer than the column says (accounts.selectors.touches_pending). A follow moves it in the request;
+# an automatic location report (no follow-ups) too; a tracked-link click when its buffer is stored (content.clicks).
+TOUCHED_LATER: frozenset[str] = MESSAGES | MENU_EVENTS | NOTICE_CONSENT_EVENTS | {K.SCAN}

@@ -7,6 +7,7 @@ gets the same in up to three statements (_insert_statement, _subscriber_conflict
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -97,6 +98,10 @@ def _later(column: str, table: str) -> str:
 
 # How each kind of interaction changes the subscriber row when the openid already exists.
 _TOUCH = "touch"  # a message or event the subscriber originated: last_interaction_at moves forward
+# The same, when the interaction has follow-ups: a subscriber we hold is only looked up (its last_interaction_at
+# moves in the follow-ups' first step, accounts.events.touch, by batches); for an openid we do not hold the
+# statement stores nothing, and _TOUCH's creates the subscriber (the interaction's foreign key needs the row).
+_LINK = "link"
 _FOLLOW = "follow"
 _UNFOLLOW = "unfollow"
 
@@ -193,6 +198,7 @@ def _follow_kind(effect: str | None) -> str | None:
 # in the statement. Fewer than 50 parameters keep psycopg's query conversion cached.
 _SUBSCRIBER_PARAMS = {
     _TOUCH: ("openid", "is_following", "last_interaction_at"),
+    _LINK: ("openid",),
     _FOLLOW: ("openid", "is_following", "subscribed_at", "source_scene", "last_interaction_at"),
     _UNFOLLOW: ("openid", "is_following", "unsubscribed_at"),
 }
@@ -215,7 +221,15 @@ _INTERACTION_PARAMS = (
 )
 
 
-def _pg_insert_sql(model: type[models.Model], prefix: str, param_names: Iterable[str], expressions: dict) -> str:
+_LENGTH = re.compile(r"[(]\d+[)]$")  # varchar(64) -> varchar
+
+
+def _pg_insert_sql(
+    model: type[models.Model], prefix: str, param_names: Iterable[str], expressions: dict, *, select_from: str = ""
+) -> str:
+    """`INSERT INTO table (columns) VALUES (...)`; with `select_from` (e.g. "FROM e"), `INSERT INTO table (columns)
+    SELECT ... <select_from>` (each value cast to its column's type: a SELECT's untyped literals and parameters
+    would be text)."""
     qn = connection.ops.quote_name
     param_names = set(param_names)
     columns, placeholders = [], []
@@ -233,7 +247,11 @@ def _pg_insert_sql(model: type[models.Model], prefix: str, param_names: Iterable
             default = f.get_db_prep_save(_default(f), connection)
             literal = psycopg.sql.Literal(default).as_string(connection.connection)
             placeholders.append(literal.replace("%", "%%"))
+        if select_from and f.attname not in expressions:  # without its length: too long fails as in VALUES
+            placeholders[-1] = f"CAST({placeholders[-1]} AS {_LENGTH.sub('', f.cast_db_type(connection))})"
     table = qn(model._meta.db_table)
+    if select_from:
+        return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(placeholders)} {select_from}"
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(placeholders)})"  # noqa: S608
 
 
@@ -243,6 +261,19 @@ def _pg_record_sql(effect: str | None, attributes: tuple[str, ...]) -> str:
     prepared once per connection)."""
     ctes = []
     expressions = {}
+    if effect == _LINK:
+        # The subscriber we hold: an index probe, nothing written to its table (the statement does not even open
+        # the table's indexes for writing). Without one, nothing is inserted and the statement answers no
+        # subscriber: the caller runs _TOUCH's statement instead, which creates it.
+        subscribers = connection.ops.quote_name(Subscriber._meta.db_table)
+        interaction_sql = _pg_insert_sql(
+            Interaction, "i_", (*_INTERACTION_PARAMS, *attributes), {"subscriber_id": "e.id"}, select_from="FROM e"
+        )
+        return (
+            f"WITH e AS (SELECT id FROM {subscribers} WHERE openid = %(s_openid)s), "  # noqa: S608
+            f"i AS ({interaction_sql} ON CONFLICT (dedupe_key) DO NOTHING RETURNING id) "
+            "SELECT (SELECT id FROM i), (SELECT id FROM e)"
+        )
     if effect is not None:
         subscriber_sql = _pg_insert_sql(Subscriber, "s_", _SUBSCRIBER_PARAMS[effect], {})
         ctes.append(f"s AS ({subscriber_sql}{_subscriber_conflict_clause(effect, connection.vendor)})")

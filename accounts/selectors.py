@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from . import kinds
 from .models import FollowEvent, Interaction, Subscriber, Tag
 
 
@@ -19,6 +20,22 @@ def interactions_pending(*, received_before: datetime, limit: int) -> list[int]:
         .order_by("received_at")
         .values_list("id", flat=True)[:limit]
     )
+
+
+def touches_pending(*, since: datetime) -> QuerySet[Interaction]:
+    """Interactions created since `since` that have not moved their subscriber's last_interaction_at yet: of the
+    kinds whose follow-ups move it (kinds.TOUCHED_LATER), still pending. A subscriber's last interaction is the later
+    of last_interaction_at and these; there are none once the follow-ups ran (a moment after the message). Filter
+    them by subscriber (interaction_sub_created_idx) or let PostgreSQL read the few pending rows (the partial index
+    interaction_pending_idx)."""
+    return Interaction.objects.filter(processed_at__isnull=True, kind__in=kinds.TOUCHED_LATER, created_at__gte=since)
+
+
+def interacted_since(since: datetime) -> Q:
+    """Subscribers whose last interaction is at or after `since`, counting the messages whose follow-ups have not
+    run yet (touches_pending). Its negation with last_interaction_at__lt is "silent since"."""
+    pending = touches_pending(since=since).filter(subscriber_id=OuterRef("pk"))
+    return Q(last_interaction_at__gte=since) | Q(Exists(pending))
 
 
 def subscribers_list() -> QuerySet[Subscriber]:

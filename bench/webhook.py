@@ -20,8 +20,13 @@ What it does, in one run:
      there is no keep-alive to use), drives the six (path, target) pairs in short interleaved rounds (--rounds of
      --duration seconds, each after a short warm-up: bare, minimal, callback, bare, minimal, callback ... on each
      path) with a mix of safe-mode (encrypted) subscribe events (--subscribe-share, default 1 in 5, new
-     subscribers) and text messages (existing subscribers), each with a unique MsgId or subscriber, so every
-     callback is a real INSERT; every other round runs the targets in the reverse order;
+     subscribers) and text messages from the seeded followers (each load process and round starting at a random
+     one of them), each with a unique MsgId or subscriber, so every callback is a real INSERT; every other round
+     runs the targets in the reverse order. (Until session 7 the text messages came from 500 openids per load
+     process and round that no one held: below ~1,000 callbacks a second most of them created a subscriber, so the
+     "existing subscribers" were mostly new ones.) A text message from a follower we hold stores its interaction,
+     and its last_interaction_at moves in the follow-ups, which no worker runs here, as for every other follow-up;
+     a subscribe creates its subscriber and writes its follow history in the request;
   4. prints req/s of each (the median of its rounds, and the mean), p50 and p99, and per path the ratios
      callback/minimal and callback/bare two ways: the median of the ratios round by round, THE TARGET'S FIGURE
      (the targets of one round run next to each other in time, so a swing of the machine's load between rounds
@@ -84,12 +89,17 @@ MODES = {
 # --- Payloads ---------------------------------------------------------------------------------------------------------
 
 
-def build_payloads(process_index: int, count: int, run_id: str, subscribe_share: float) -> list[tuple[str, bytes]]:
-    """(query string, body) of `count` signed, encrypted callbacks: subscribes (a share) and text messages."""
+def build_payloads(
+    process_index: int, count: int, run_id: str, subscribe_share: float, followers: int
+) -> list[tuple[str, bytes]]:
+    """(query string, body) of `count` signed, encrypted callbacks: subscribes of new people (a share) and text
+    messages from the seeded followers (`followers` of them: oSeed000000001 ...), each load process and round
+    starting at a random one, so that two requests in flight rarely share a follower."""
     cipher = crypto.MessageCipher(AES_KEY)
     now = int(time.time())
     payloads = []
     every = round(1 / subscribe_share) if subscribe_share > 0 else 0
+    first = secrets.randbelow(followers)
     for i in range(count):
         if every and i % every == 0:
             openid = f"oBench{run_id}{process_index:02d}new{i:08d}"
@@ -102,7 +112,7 @@ def build_payloads(process_index: int, count: int, run_id: str, subscribe_share:
                 "EventKey": "qrscene_bench",
             }
         else:
-            openid = f"oBench{run_id}{process_index:02d}user{i % 500:04d}"
+            openid = f"oSeed{(first + i) % followers + 1:09d}"
             document = {
                 "ToUserName": ACCOUNT,
                 "FromUserName": openid,
@@ -156,10 +166,10 @@ def send(port: int, raw: bytes) -> int:
 # --- Load processes ---------------------------------------------------------------------------------------------------
 
 
-def load_process(index, target, port, threads, payload_count, run_id, share, ready, start, timing, results):
+def load_process(index, target, port, threads, payload_count, run_id, share, followers, ready, start, timing, results):
     """One load process: build its payloads, wait for the start, drive `target` with `threads` threads."""
     path = {**PATHS, **NO_REPLAY}[target]
-    payloads = [request_bytes(path, q, b) for q, b in build_payloads(index, payload_count, run_id, share)]
+    payloads = [request_bytes(path, q, b) for q, b in build_payloads(index, payload_count, run_id, share, followers)]
     ready.put(index)
     start.wait()
     measure_from, stop_at = timing[0], timing[1]
@@ -217,7 +227,20 @@ def drive(target: str, port: int, args, run_id: str) -> dict:
     procs = [
         ctx.Process(
             target=load_process,
-            args=(i, target, port, threads, payload_count, run_id, args.subscribe_share, ready, start, timing, results),
+            args=(
+                i,
+                target,
+                port,
+                threads,
+                payload_count,
+                run_id,
+                args.subscribe_share,
+                args.seed_subscribers,
+                ready,
+                start,
+                timing,
+                results,
+            ),
         )
         for i in range(args.processes)
     ]

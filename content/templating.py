@@ -336,6 +336,12 @@ class FieldsRenderer:
                 parts = None  # the engine, per subscriber
             self.fields.append((key, color, parts))
         self.needs_engine = any(parts is None for _key, _color, parts in self.fields)
+        # The subscriber's fields the values read (all of them when the engine renders some field).
+        self.subscriber_fields: tuple[str, ...] = (
+            SUBSCRIBER_FIELDS
+            if self.needs_engine
+            else tuple(dict.fromkeys(p[0] for _k, _c, parts in self.fields for p in parts if not isinstance(p, str)))
+        )
 
     def __call__(self, subscriber: Mapping[str, Any]) -> dict[str, dict[str, str]]:
         ctx = None

@@ -111,6 +111,20 @@ def client_as(django_user_model, role: str):
     return client
 
 
+def follow_ups_run() -> int:
+    """Run the follow-ups of every pending interaction in this process, by batches, as the worker runs them (for
+    tests without the Celery worker, whose on_commit hand-over never fires). Returns how many were processed."""
+    from accounts import follow_ups
+    from wechat_crm.wechat import dispatch
+
+    done = 0
+    while (
+        result := follow_ups.interactions_process(run=dispatch.follow_ups_run, limit=follow_ups.PROCESS_BATCH)
+    ).claimed:
+        done += result.done
+    return done
+
+
 def clicks_drained() -> int:
     """Run the click buffer's drain (content.tasks.link_clicks_drain) as the beat would: every tracked-link click
     answered so far is stored. Returns how many it stored."""

@@ -19,7 +19,13 @@ class Delivery(models.Model):
         ERROR = "error", _("Error")
         UNKNOWN = "unknown", _("Unknown")
 
-    push = models.ForeignKey(Push, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("push"))
+    push = models.ForeignKey(
+        Push,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        verbose_name=_("push"),
+        db_index=False,  # covered by delivery_one_per_push_subscriber and delivery_push_status_id_idx
+    )
     subscriber = models.ForeignKey(
         "accounts.Subscriber",
         on_delete=models.CASCADE,
@@ -56,7 +62,8 @@ class Delivery(models.Model):
             models.UniqueConstraint(fields=["push", "subscriber"], name="delivery_one_per_push_subscriber"),
         ]
         indexes = [
-            models.Index(fields=["push", "status"], name="delivery_push_status_idx"),
+            # A page's claim reads its id range of the push's queued rows (id in the index: only those entries).
+            models.Index(fields=["push", "status", "id"], name="delivery_push_status_id_idx"),
             models.Index(fields=["subscriber", "claimed_at"], name="delivery_sub_claimed_idx"),
             models.Index(fields=["channel", "claimed_at"], name="delivery_chan_claimed_idx"),
             models.Index(fields=["msgid"], name="delivery_msgid_idx", condition=models.Q(msgid__isnull=False)),

@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Subscriber, Tag
+from accounts.selectors import interacted_since, touches_pending
 
 from ..errors import SegmentInvalid
 from ..models import Segment, Topic
@@ -205,19 +206,26 @@ def _compile_rule(rule: Mapping[str, Any], now: dt.datetime) -> Q:
         return Q(source_channel_id__in=rule["in"])
     if kind in ("followed", "last_interaction"):
         field = "subscribed_at" if kind == "followed" else "last_interaction_at"
+
+        def since(at: dt.datetime) -> Q:  # last_interaction: a message whose follow-ups are pending counts already
+            return Q(**{f"{field}__gte": at}) if kind == "followed" else interacted_since(at)
+
+        def silent_since(at: dt.datetime, *, never: bool = False) -> Q:
+            older = Q(**{f"{field}__lt": at}) | (Q(**{f"{field}__isnull": True}) if never else Q())
+            if kind == "followed":
+                return older
+            return older & ~Exists(touches_pending(since=at).filter(subscriber_id=OuterRef("pk")))
+
         q = Q()
         if "within_days" in rule:
-            q &= Q(**{f"{field}__gte": now - dt.timedelta(days=rule["within_days"])})
+            q &= since(now - dt.timedelta(days=rule["within_days"]))
         if "older_than_days" in rule:
-            older = Q(**{f"{field}__lt": now - dt.timedelta(days=rule["older_than_days"])})
-            q &= older | Q(**{f"{field}__isnull": True}) if kind == "last_interaction" else older
+            q &= silent_since(now - dt.timedelta(days=rule["older_than_days"]), never=kind == "last_interaction")
         tz = timezone.get_current_timezone()
         if "after" in rule:
-            day = dt.datetime.combine(dt.date.fromisoformat(rule["after"]), dt.time.min, tzinfo=tz)
-            q &= Q(**{f"{field}__gte": day})
+            q &= since(dt.datetime.combine(dt.date.fromisoformat(rule["after"]), dt.time.min, tzinfo=tz))
         if "before" in rule:
-            day = dt.datetime.combine(dt.date.fromisoformat(rule["before"]), dt.time.min, tzinfo=tz)
-            q &= Q(**{f"{field}__lt": day})
+            q &= silent_since(dt.datetime.combine(dt.date.fromisoformat(rule["before"]), dt.time.min, tzinfo=tz))
         return q
     if kind == "attribute":
         path, op, value = f"attributes__{rule['key']}", rule["op"], rule.get("value")

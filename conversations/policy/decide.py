@@ -23,6 +23,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Subscriber
+from accounts.selectors import touches_pending
 from content.models import Delivery, MessageTemplate, Push, SendPolicy
 from wechat_crm.db import rows_by_id
 
@@ -109,15 +110,25 @@ def decide_many(
             if pk not in ok:
                 out[pk] = _never(Reason.NO_CONSENT)
                 undecided.remove(pk)
+    awake: set[int] = set()
+    if quiet_end is not None and awake_check and undecided:
+        awake = {pk for pk in undecided if _awake(rows[pk], now)}
+        if len(awake) < len(undecided):  # a message whose follow-ups (they move last_interaction_at) are pending
+            awake |= set(
+                touches_pending(since=now - AWAKE)
+                .filter(subscriber_id__in=[pk for pk in undecided if pk not in awake], created_at__lte=now + AWAKE)
+                .values_list("subscriber_id", flat=True)
+            )
     for pk in undecided:
-        asleep = quiet_end is not None and not (awake_check and _awake(rows[pk], now))
+        asleep = quiet_end is not None and pk not in awake
         out[pk] = Decision(Verdict.LATER, Reason.QUIET_HOURS, quiet_end) if asleep else NOW_OK
     return out
 
 
 # Quiet hours keep the account from waking people. Someone who followed or wrote to the account in the last minutes
 # is awake: a journey step that answers that (the welcome after a follow, a step due just after a message) goes now,
-# not at the end of the night. Pushes obey quiet hours whoever is awake.
+# not at the end of the night. Pushes obey quiet hours whoever is awake. A message whose follow-ups have not moved
+# last_interaction_at yet counts (accounts.selectors.touches_pending: one more query, only for those who look asleep).
 AWAKE = dt.timedelta(minutes=10)
 
 

@@ -146,8 +146,9 @@ def _texts(subscribers, *, at, content="hello") -> list[int]:
 
 def test_a_batch_of_messages_takes_a_few_statements_whatever_its_size(automation):
     """The worker's most common batch: messages from subscribers seen before. The claim (which also marks them
-    processed), the funnel's settings and history, the score, the stage journey's five (journeys, stages, steps,
-    entries already there, none due) and the inbox: the same statements for 5 or 100 messages."""
+    processed), their last_interaction_at (the callback leaves it to the follow-ups), the funnel's settings and
+    history, the score, the stage journey's five (journeys, stages, steps, entries already there, none due) and the
+    inbox: the same statements for 5 or 100 messages."""
     for n in (5, 100):
         subscribers = SubscriberFactory.create_batch(n)
         now = timezone.now()  # after their follows
@@ -156,7 +157,11 @@ def test_a_batch_of_messages_takes_a_few_statements_whatever_its_size(automation
         with CaptureQueriesContext(connection) as queries:
             assert _batch(ids) == n
         # With the test's savepoint and its release; on failure the statements are listed (CI runs without -v).
-        assert len(queries) <= 12, "\n".join(q["sql"][:160] for q in queries.captured_queries)
+        assert len(queries) <= 13, "\n".join(q["sql"][:160] for q in queries.captured_queries)
+        moved = Subscriber.objects.filter(
+            pk__in=[s.pk for s in subscribers], last_interaction_at=now + timedelta(milliseconds=1)
+        )
+        assert moved.count() == n
 
     assert ScoreEntry.objects.filter(reason="text").count() == 2 * 105
     assert not Interaction.objects.filter(processed_at__isnull=True).exists()

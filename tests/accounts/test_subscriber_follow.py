@@ -1,4 +1,5 @@
-"""What the callback does to subscribers: follow, unfollow, refollow, scenes and last_interaction_at."""
+"""What the callback does to subscribers: follow, unfollow, refollow, scenes and last_interaction_at (moved by the
+callback for a follow, by the follow-ups of a message from a subscriber we hold)."""
 
 import time
 from datetime import UTC, datetime
@@ -7,6 +8,7 @@ import pytest
 
 from accounts.models import FollowEvent, Interaction, Subscriber
 from tests.fixtures.wechat_payloads import build_message
+from tests.helpers import follow_ups_run
 
 pytestmark = pytest.mark.django_db
 
@@ -107,18 +109,48 @@ def test_messages_and_events_the_subscriber_sends_update_last_interaction_at(wec
     wechat_callback.post(build_message("subscribe", openid=OPENID, create_time=now - 50))
 
     wechat_callback.post(build_message(kind, openid=OPENID, create_time=now))
+    follow_ups_run()
 
     assert Subscriber.objects.get(openid=OPENID).last_interaction_at == at(now)
+
+
+def test_a_first_message_from_someone_we_never_saw_creates_them_at_once(wechat_callback):
+    now = int(time.time())
+
+    wechat_callback.post(build_message("text", openid=OPENID, create_time=now))
+
+    subscriber = Subscriber.objects.get(openid=OPENID)  # before any follow-up: the interaction needs its row
+    assert subscriber.is_following and subscriber.last_interaction_at == at(now)
+    assert Interaction.objects.get().subscriber == subscriber
 
 
 def test_last_interaction_at_never_moves_backwards(wechat_callback):
     now = int(time.time())
     wechat_callback.post(build_message("text", openid=OPENID, create_time=now))
+    follow_ups_run()
 
     wechat_callback.post(build_message("text", openid=OPENID, create_time=now - 60))  # delivered late
+    follow_ups_run()
 
     assert Subscriber.objects.get(openid=OPENID).last_interaction_at == at(now)
     assert Interaction.objects.count() == 2
+
+
+def test_the_follow_ups_move_last_interaction_at_to_the_newest_message_of_a_batch_once(wechat_callback):
+    now = int(time.time())
+    wechat_callback.post(build_message("subscribe", openid=OPENID, create_time=now - 100))
+    for offset in (10, 30, 20):  # delivered out of order, processed in one batch
+        wechat_callback.post(build_message("text", openid=OPENID, create_time=now - offset))
+
+    assert follow_ups_run() == 4
+    subscriber = Subscriber.objects.get(openid=OPENID)
+    assert subscriber.last_interaction_at == at(now - 10)
+
+    from accounts.events import touch  # a retried follow-up (or an older batch after a newer one) changes nothing
+
+    touch(list(Interaction.objects.filter(kind="text").order_by("created_at")[:1]))
+    assert Subscriber.objects.get(openid=OPENID).last_interaction_at == at(now - 10)
+    assert Subscriber.objects.get(openid=OPENID).updated_at == subscriber.updated_at
 
 
 def test_send_reports_do_not_count_as_interactions(wechat_callback):
@@ -126,6 +158,7 @@ def test_send_reports_do_not_count_as_interactions(wechat_callback):
     wechat_callback.post(build_message("text", openid=OPENID, create_time=now - 60))
 
     wechat_callback.post(build_message("TEMPLATESENDJOBFINISH", openid=OPENID, create_time=now))
+    follow_ups_run()
 
     subscriber = Subscriber.objects.get(openid=OPENID)
     assert subscriber.last_interaction_at == at(now - 60)

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.models import Subscriber, Tag
+from accounts.models import Interaction, Subscriber, Tag
 from content.errors import SegmentInvalid
 from content.services.segments import rules_validate, segment_create, segment_subscribers
 from tests.campaigns.factories import ChannelFactory
@@ -81,6 +81,22 @@ def test_follow_date_and_last_interaction(audience):
     assert members([{"type": "last_interaction", "within_days": 1}]) == {"a"}
     # "older than 30 days" includes those who never interacted
     assert members([{"type": "last_interaction", "older_than_days": 30}]) == {"b", "c"}
+
+
+def test_a_message_whose_follow_ups_have_not_run_yet_is_already_the_last_interaction(audience):
+    """The callback stores a message at once; the subscriber's last_interaction_at moves in its follow-ups a moment
+    later. A segment built in between sees the message: b, silent for 60 days, has just written."""
+    b, c = Subscriber.objects.get(nickname="b"), Subscriber.objects.get(nickname="c")
+    at = NOW - dt.timedelta(minutes=1)
+    Interaction.objects.create(subscriber=b, kind="text", dedupe_key="msg:seg-1", raw_xml="", created_at=at,
+                               received_at=at, processed_at=None)  # fmt: skip
+    # A report about our own send to c, waiting for its follow-ups too, is nothing c did.
+    Interaction.objects.create(subscriber=c, kind="templatesendjobfinish", dedupe_key="msg:seg-2", raw_xml="",
+                               created_at=at, received_at=at, processed_at=None)  # fmt: skip
+    assert Subscriber.objects.get(pk=b.pk).last_interaction_at < NOW - dt.timedelta(days=59)
+
+    assert members([{"type": "last_interaction", "within_days": 1}]) == {"a", "b"}
+    assert members([{"type": "last_interaction", "older_than_days": 30}]) == {"c"}
 
 
 def test_topic_preferences(audience):

@@ -207,6 +207,7 @@ def test_td_then_resume_and_the_preference_menu_keys(poster):
 @pytest.mark.django_db
 def test_a_preference_from_a_new_subscriber_leaves_them_following(poster):
     poster.post(build_message("text", openid="oNewPref_000000000000000001", Content="每周 1"), "plain")
+    _process_all()  # the message's last_interaction_at moves in its follow-ups
 
     sub = Subscriber.objects.get(openid="oNewPref_000000000000000001")
     assert sub.is_following and sub.max_pushes_per_week == 1 and sub.last_interaction_at is not None

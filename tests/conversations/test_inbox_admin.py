@@ -14,6 +14,7 @@ from PIL import Image
 
 from accounts.models import Interaction, Subscriber
 from conversations.models import Conversation, OutboundMessage, QuickReply
+from tests.fixtures.wechat_payloads import build_message
 from tests.helpers import changelist_cells
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english")]
@@ -104,6 +105,24 @@ def test_outside_the_window_the_thread_says_so(staff_client):
     conversation = _conversation(_sub("oOld_01"), minutes_ago=60 * 49)
     page = staff_client.get(f"{INBOX}{conversation.pk}/thread/").content.decode()
     assert "Outside WeChat's 48-hour window" in page
+
+
+def test_a_message_whose_follow_ups_have_not_run_yet_opens_the_window_for_the_operator(staff_client, wechat_callback):
+    """Someone who last wrote 49 hours ago writes again. The callback stores the message at once; their
+    last_interaction_at moves in the follow-ups a moment later. An operator who answers from the inbox in between
+    is inside WeChat's window: it is read from the messages themselves."""
+    sub = _sub("oBack_0000000000000000001", last_interaction_at=timezone.now() - dt.timedelta(hours=49))
+    conversation = _conversation(sub, minutes_ago=60 * 49)
+    url = f"{INBOX}{conversation.pk}/thread/"
+    assert "Outside WeChat's 48-hour window" in staff_client.get(url).content.decode()
+
+    wechat_callback.post(build_message("text", openid=sub.openid, Content="还在吗?"))
+    assert Interaction.objects.get(subscriber=sub, content="还在吗?").processed_at is None  # follow-ups pending
+    assert Subscriber.objects.get(pk=sub.pk).last_interaction_at < timezone.now() - dt.timedelta(hours=48)
+
+    assert "Inside WeChat's 48-hour window" in staff_client.get(url).content.decode()
+    staff_client.post(url, {"text": "在的,请讲", "send_text": "1"})
+    assert OutboundMessage.objects.get(subscriber=sub).text == "在的,请讲"
 
 
 def test_images_and_voice_are_fetched_from_wechat_through_the_gateway(staff_client, fake_wechat):

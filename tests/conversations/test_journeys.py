@@ -175,6 +175,26 @@ def test_a_dormant_lead_gets_a_message_about_the_topic_they_last_read(fake_with_
 
 
 @pytest.mark.django_db
+def test_a_message_whose_follow_ups_have_not_run_yet_ends_the_dormant_spell():
+    """The callback stores the message at once; last_interaction_at moves in its follow-ups a moment later. The
+    dormant journeys' sweep in between does not take the person who has just written for a dormant one."""
+    journey = JourneyFactory(name="Dormant", trigger="dormant", dormant_days=30)
+    JourneyStepFactory(journey=journey, action="message", text="好久不见")
+    wrote, silent = _sub("oWrote_00000000000000000001"), _sub("oQuiet_00000000000000000001")
+    old = NOW - dt.timedelta(days=31)
+    for sub in (wrote, silent):
+        _interaction(sub, "text", old)
+    Subscriber.objects.filter(pk__in=[wrote.pk, silent.pk]).update(last_interaction_at=old)
+    # A message as the callback stores it: its follow-ups are pending.
+    Interaction.objects.create(subscriber=wrote, kind="text", dedupe_key="msg:dormant-1", raw_xml="",
+                               created_at=NOW - dt.timedelta(minutes=1), received_at=NOW - dt.timedelta(minutes=1),
+                               processed_at=None)  # fmt: skip
+
+    assert entry.journeys_enter_dormant(now=NOW) == 1
+    assert list(JourneyEnrollment.objects.values_list("subscriber_id", flat=True)) == [silent.pk]
+
+
+@pytest.mark.django_db
 def test_a_recorded_conversion_enters_conversion_journeys_and_counts_as_converted():
     from campaigns.conversions import ConversionInput, conversions_record
 

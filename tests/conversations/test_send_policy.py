@@ -322,6 +322,28 @@ def test_a_welcome_at_night_goes_at_once_to_the_person_who_just_followed(world, 
     assert policy.decide(send=push_send, subscriber=new).verdict == LATER
 
 
+def test_a_message_whose_follow_ups_have_not_run_yet_wakes_the_person_for_a_journey_step(world, fake):
+    """The callback stores a message at once; last_interaction_at moves in its follow-ups a moment later. A journey
+    step decided in between, at night, goes now to the person who has just written (not at the end of the night);
+    a report about our own send to them, waiting for its follow-ups too, wakes no one."""
+    from accounts.models import Interaction
+
+    now = timezone.now()
+    wrote, reported = SubscriberFactory(), SubscriberFactory()
+    for sub in (wrote, reported):
+        person_did(sub, "text", now - dt.timedelta(hours=3))
+    Subscriber.objects.filter(pk__in=[wrote.pk, reported.pk]).update(last_interaction_at=now - dt.timedelta(hours=3))
+    for sub, kind in ((wrote, "text"), (reported, "templatesendjobfinish")):
+        Interaction.objects.create(subscriber=sub, kind=kind, dedupe_key=f"msg:awake-{sub.pk}", raw_xml="",
+                                   created_at=now - dt.timedelta(seconds=20),
+                                   received_at=now - dt.timedelta(seconds=20), processed_at=None)  # fmt: skip
+    _quiet_now()
+    journey_send = policy.Send(channel=policy.Channel.CUSTOM, source=policy.Source.JOURNEY)
+
+    decisions = policy.decide_many(send=journey_send, subscriber_ids=[wrote.pk, reported.pk])
+    assert decisions[wrote.pk].verdict == NOW_ and decisions[reported.pk].verdict == LATER
+
+
 def test_a_message_queued_before_quiet_hours_waits_for_their_end(world, fake):
     """The worker asks the policy again just before sending: a journey message created before quiet hours began is
     deferred (not_before), not sent into the night, and not dropped."""

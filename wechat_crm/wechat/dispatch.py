@@ -1,7 +1,10 @@
 """What the product does on each message and event: one table from kind to route. Read it to know the product.
 
 A route has three parts:
-  record      runs in the request: stores the interaction (exactly once) and its effect on the subscriber.
+  record      runs in the request: stores the interaction (exactly once) and its effect on the subscriber. The
+              default, accounts.record_message, moves the subscriber's last_interaction_at in the request only
+              when the route has no follow-ups; otherwise its first follow-up does (accounts.touch, by batches),
+              and the request only looks up a subscriber we hold (or creates one we do not).
   replies     run in the request, in order: passive reply builders; the first that answers something other than
               "success" (or "") wins. None answering: "success".
   follow_ups  run later in Celery (accounts.tasks.interactions_process, follow_ups_run below), after the
@@ -29,6 +32,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts import events as accounts
+from accounts.kinds import TOUCHED_LATER
 from accounts.kinds import InteractionKind as K
 from campaigns import events as campaigns
 from content import events as content
@@ -65,8 +69,10 @@ FOLLOW_OR_SCAN_REPLIES = (
 )
 TEXT_OR_CLICK_REPLIES = (conversations.reply_preferences, conversations.reply_rules)
 
-# What follows any message the subscriber sends: the funnel, the lead score, the stage journeys, the inbox.
+# What follows any message the subscriber sends: last_interaction_at, the funnel, the lead score, the stage journeys,
+# the inbox.
 MESSAGE_FOLLOW_UPS = (
+    accounts.touch,
     campaigns.stage_advance,
     conversations.score,
     conversations.journeys_current_stage,
@@ -102,6 +108,7 @@ ROUTES: dict[str, Route] = {
     K.SCAN: Route(
         replies=FOLLOW_OR_SCAN_REPLIES,
         follow_ups=(
+            accounts.touch,
             campaigns.channel_attribute,
             campaigns.stage_advance,
             conversations.score,
@@ -109,10 +116,12 @@ ROUTES: dict[str, Route] = {
             conversations.journeys_current_stage,
         ),
     ),
-    # --- Messages: last_interaction_at moves forward. -----------------------------------------------------------
+    # --- Messages: last_interaction_at moves forward (accounts.touch: the first follow-up of each route of a
+    # message or event the subscriber sent, so that what follows in the batch sees it). ---------------------------
     K.TEXT: Route(
         replies=TEXT_OR_CLICK_REPLIES,
         follow_ups=(
+            accounts.touch,
             campaigns.stage_advance,
             conversations.score,
             conversations.template_auto_reply,
@@ -131,20 +140,24 @@ ROUTES: dict[str, Route] = {
     K.CLICK: Route(
         replies=TEXT_OR_CLICK_REPLIES,
         follow_ups=(
+            accounts.touch,
             campaigns.stage_advance,
             conversations.score,
             conversations.template_auto_reply,
             conversations.journeys_current_stage,
         ),
     ),
-    K.VIEW: Route(follow_ups=(campaigns.stage_advance, conversations.score, conversations.journeys_current_stage)),
-    K.SCANCODE_PUSH: Route(follow_ups=(campaigns.stage_advance,)),
-    K.SCANCODE_WAITMSG: Route(follow_ups=(campaigns.stage_advance,)),
-    K.PIC_SYSPHOTO: Route(follow_ups=(campaigns.stage_advance,)),
-    K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(campaigns.stage_advance,)),
-    K.PIC_WEIXIN: Route(follow_ups=(campaigns.stage_advance,)),
-    K.LOCATION_SELECT: Route(follow_ups=(campaigns.stage_advance,)),
-    # --- Tracked links (recorded by the redirect, not the callback); a push's clicks are counted. ---------------
+    K.VIEW: Route(
+        follow_ups=(accounts.touch, campaigns.stage_advance, conversations.score, conversations.journeys_current_stage)
+    ),
+    K.SCANCODE_PUSH: Route(follow_ups=(accounts.touch, campaigns.stage_advance)),
+    K.SCANCODE_WAITMSG: Route(follow_ups=(accounts.touch, campaigns.stage_advance)),
+    K.PIC_SYSPHOTO: Route(follow_ups=(accounts.touch, campaigns.stage_advance)),
+    K.PIC_PHOTO_OR_ALBUM: Route(follow_ups=(accounts.touch, campaigns.stage_advance)),
+    K.PIC_WEIXIN: Route(follow_ups=(accounts.touch, campaigns.stage_advance)),
+    K.LOCATION_SELECT: Route(follow_ups=(accounts.touch, campaigns.stage_advance)),
+    # --- Tracked links (recorded by the redirect, not the callback, which moves last_interaction_at itself); a
+    # push's clicks are counted. ------------------------------------------------------------------------------
     K.LINK_CLICK: Route(
         follow_ups=(
             campaigns.stage_advance,
@@ -163,8 +176,8 @@ ROUTES: dict[str, Route] = {
     # --- Subscription notices (订阅通知): the person's consent per template. --------------------------------------
     # Accepted or rejected in WeChat's popup; rejected later in WeChat's settings. Each item becomes a decision in
     # the consent history and moves the current consent (content.NoticeConsent), which every notice send checks.
-    K.SUBSCRIBE_MSG_POPUP_EVENT: Route(follow_ups=(content.notice_consents,)),
-    K.SUBSCRIBE_MSG_CHANGE_EVENT: Route(follow_ups=(content.notice_consents,)),
+    K.SUBSCRIBE_MSG_POPUP_EVENT: Route(follow_ups=(accounts.touch, content.notice_consents)),
+    K.SUBSCRIBE_MSG_CHANGE_EVENT: Route(follow_ups=(accounts.touch, content.notice_consents)),
     # --- WeChat's reports about our sends: not something the subscriber did. ------------------------------------
     K.TEMPLATESENDJOBFINISH: Route(record=accounts.record_report, follow_ups=(content.delivery_job_finish,)),
     # A subscription notice delivered or not (its MsgID): the delivery becomes delivered or failed with the reason.
@@ -194,6 +207,29 @@ def follow_up_order(routes: Iterable[Route]) -> tuple[FollowUp, ...]:
     return tuple(order)
 
 
+# Recorded by the tracked-link redirect, which moves last_interaction_at itself (content.clicks), not by the callback.
+RECORDED_ELSEWHERE = frozenset({K.LINK_CLICK, K.LINK_FORWARD})
+
+
+def touch_check(routes: dict[str, Route], default: Route) -> None:
+    """A route the callback records with accounts.record_message and that has follow-ups starts them with
+    accounts.touch (the recorder leaves last_interaction_at to it), and accounts.kinds.TOUCHED_LATER (what the
+    readers of last_interaction_at that cannot wait look for among pending interactions) names exactly those kinds.
+    Raises ImproperlyConfigured otherwise."""
+    if default.follow_ups:
+        raise ImproperlyConfigured("the default route's follow-ups would need accounts.touch and a kind to name")
+    later = set()
+    for kind, route in routes.items():
+        if kind in RECORDED_ELSEWHERE or route.record is not accounts.record_message or not route.follow_ups:
+            continue
+        if route.follow_ups[0] is not accounts.touch:
+            raise ImproperlyConfigured(f"route {kind}: its first follow-up must be accounts.touch")
+        later.add(kind)
+    if later != TOUCHED_LATER:
+        raise ImproperlyConfigured(f"accounts.kinds.TOUCHED_LATER must be {sorted(later)}")
+
+
+touch_check(ROUTES, DEFAULT_ROUTE)
 FOLLOW_UP_ORDER = follow_up_order(ROUTES.values())
 
 

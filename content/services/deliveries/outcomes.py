@@ -38,16 +38,18 @@ def updates_write(updates: Sequence[DeliveryUpdate]) -> None:
             "not_before = v.not_before, finished_at = v.finished_at "
             "FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::integer[], %s::bigint[], %s::timestamptz[], "
             "%s::timestamptz[], %s::timestamptz[]) AS v(id, status, reason, errcode, msgid, sent_at, not_before, "
-            "finished_at) WHERE d.id = v.id AND d.status = %s "
+            "finished_at) WHERE d.id = v.id AND d.id = ANY(%s::bigint[]) AND d.status = %s "
             "RETURNING d.push_id, d.status, d.reason, d.sent_at, d.unfollowed_at, d.clicked_at) "
             f"INSERT INTO {PushTally._meta.db_table} (push_id, key, n) SELECT w.push_id, k.key, count(*) "
             f"FROM w CROSS JOIN LATERAL {tallies.row_keys_sql('w')} AS k(key) WHERE k.key IS NOT NULL "
             "GROUP BY w.push_id, k.key"
         )
-        # One array per column (9 parameters, not 8 per row): the driver's parsing of the statement stays cached.
+        # One array per column (10 parameters, not 8 per row): the driver's parsing of the statement stays cached.
+        # The ids once more as "d.id = ANY(...)": the rows are then found by their primary key; joined to unnest() by
+        # "d.id = v.id" alone, the planner may scan every delivery "sending" (the whole table) for each chunk.
         params = [list(column) for column in zip(*updates, strict=True)]
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, D.SENDING])
+            cursor.execute(sql, [*params, params[0], D.SENDING])
         return
     with transaction.atomic():
         sending = set(

@@ -34,15 +34,20 @@ class PageDecisions(NamedTuple):
     rows: dict[int, dict[str, Any]]
 
 
-def decisions_for(push: Push, policy: SendPolicy, sub_ids: list[int], now: dt.datetime) -> PageDecisions:
+def decisions_for(
+    push: Push,
+    policy: SendPolicy,
+    sub_ids: list[int],
+    now: dt.datetime,
+    fields: Sequence[str] = templating.SUBSCRIBER_FIELDS,
+) -> PageDecisions:
     """The send policy (conversations.policy) for a chunk of a push's recipients: a few queries for the whole
-    chunk, the recipients' rendering fields loaded by the same query."""
+    chunk, the recipients' rendering fields (`fields`, with their id and openid) loaded by the same query."""
     from conversations import policy as send_policy
 
     decisions = send_policy.decide_many(
-        send=send_policy.Send.for_push(push), subscriber_ids=sub_ids, now=now, policy=policy,
-        fields=templating.SUBSCRIBER_FIELDS,
-    )  # fmt: skip
+        send=send_policy.Send.for_push(push), subscriber_ids=sub_ids, now=now, policy=policy, fields=fields
+    )
     return PageDecisions(decisions, decisions.rows)
 
 

@@ -39,6 +39,11 @@ class Renderer:
             self._url = template_url_maker(template, push_id=push.pk)
         self._article_link: Callable[[int], str] | None = None  # built on first use (notices, cards)
 
+    @property
+    def subscriber_fields(self) -> tuple[str, ...]:
+        """The recipient's fields (besides id and openid) that its message reads: those its template's fields name."""
+        return self._fields.subscriber_fields if self._fields is not None else ()
+
     def article_link(self, subscriber_id: int) -> str:
         """The push's article through its tracked link, for one recipient."""
         if self._article_link is None:

@@ -61,11 +61,18 @@ def _claim(push_id: int, lo: int, hi: int | None, now: dt.datetime, limit: int |
     claim = "status = %s, claimed_at = %s, attempts = attempts + 1, unfollowed_at = NULL"
     if limit is None:
         sql = f"UPDATE {table} SET {claim} WHERE {where} "  # noqa: S608
+    elif connection.vendor == "postgresql":
+        # id = ANY(ARRAY(...)): the claimed ids are fetched first, then their rows by primary key. As "id IN (...)" the
+        # planner may join the whole table to them (a sequential scan of every delivery for each chunk).
+        sql = (
+            f"UPDATE {table} SET {claim} WHERE id = ANY(ARRAY("  # noqa: S608
+            f"SELECT id FROM {table} WHERE {where} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)) AND status = %s "
+        )
+        params += [limit, D.QUEUED]
     else:
-        lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
         sql = (
             f"UPDATE {table} SET {claim} "  # noqa: S608
-            f"WHERE id IN (SELECT id FROM {table} WHERE {where} ORDER BY id LIMIT %s{lock}) AND status = %s "
+            f"WHERE id IN (SELECT id FROM {table} WHERE {where} ORDER BY id LIMIT %s) AND status = %s "
         )
         params += [limit, D.QUEUED]
     with connection.cursor() as cursor:
@@ -211,7 +218,7 @@ def _chunk_prepare(
     marks: StartMarks | None = None,
 ) -> _Chunk:
     """The send policy's decisions and WeChat's quotas for a claimed chunk, and its messages rendered."""
-    decisions, subs = decisions_for(push, policy, [c.subscriber_id for c in claimed], now)
+    decisions, subs = decisions_for(push, policy, [c.subscriber_id for c in claimed], now, renderer.subscriber_fields)
     result = ChunkResult()
     sendable: list[Sendable] = []
     for claim in claimed:

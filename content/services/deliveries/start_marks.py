@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -41,6 +42,7 @@ class StartMarks:
 
     def __init__(self, redis, push_id: int, claims: Sequence[tuple[int, int]]):
         self.redis = redis
+        self.line = _line(redis)
         self.key = f"{self.PREFIX}:{push_id}:{_member(*claims[0])}"
         self._started_lock = threading.Lock()  # held while a block is marked: its messages wait for the mark
         self._started_upto = 0  # messages [0, upto) of the send order are marked started
@@ -57,15 +59,16 @@ class StartMarks:
         if redis is None or not claims:
             return None
         marks = cls(redis, push_id, claims)
+        key = marks.key
         try:
-            pipe = redis.pipeline()
-            pipe.sadd(f"{marks.key}:claimed", *(_member(*claim) for claim in claims))
-            pipe.sadd(f"{marks.key}:started", "-")  # these two exist from now on, so that their TTL is set once
-            pipe.hset(f"{marks.key}:accepted", "-", "")
-            pipe.expire(f"{marks.key}:claimed", cls.TTL)
-            pipe.expire(f"{marks.key}:started", cls.TTL)
-            pipe.expire(f"{marks.key}:accepted", cls.TTL)
-            pipe.execute()
+            marks.line.call(
+                ("SADD", f"{key}:claimed", *(_member(*claim) for claim in claims)),
+                ("SADD", f"{key}:started", "-"),  # these two exist from now on, so that their TTL is set once
+                ("HSET", f"{key}:accepted", "-", ""),
+                ("EXPIRE", f"{key}:claimed", cls.TTL),
+                ("EXPIRE", f"{key}:started", cls.TTL),
+                ("EXPIRE", f"{key}:accepted", cls.TTL),
+            )
         except Exception:
             logger.warning("push %s: start marks unavailable; a crash would leave this chunk unknown", push_id)
             return None
@@ -74,7 +77,8 @@ class StartMarks:
     def hooks(self, order: Sequence[tuple[int, int]], *, block: int) -> dict[str, Any]:
         """The client's before_send / after_send for the chunk's messages sent in `order` ((delivery id, attempts)
         each): starts are marked `block` messages at a time (one round trip per block; marking a message that then
-        never leaves is safe: it becomes unknown), acceptances ACCEPTED_BATCH at a time."""
+        never leaves is safe: it becomes unknown). The acceptances known by then go with each block's start marks, in
+        the same round trip; those that pile up meanwhile are written ACCEPTED_BATCH at a time."""
         members = [_member(*claim) for claim in order]
 
         def before_send(index: int) -> None:
@@ -82,7 +86,15 @@ class StartMarks:
                 if index < self._started_upto:
                     return
                 upto = min(len(members), max(index + 1, self._started_upto + max(1, block)))
-                self.redis.sadd(f"{self.key}:started", *members[self._started_upto : upto])
+                with self._accepted_lock:
+                    batch, self._accepted = self._accepted, {}
+                started = ("SADD", f"{self.key}:started", *members[self._started_upto : upto])
+                try:
+                    self.line.call(started, *([self._accepted_command(batch)] if batch else []))
+                except Exception:
+                    with self._accepted_lock:  # written with a later block, or by answered()
+                        self._accepted = {**batch, **self._accepted}
+                    raise
                 self._started_upto = upto
 
         def after_send(index: int, result: Any) -> None:
@@ -115,12 +127,15 @@ class StartMarks:
         except Exception:
             logger.warning("%s: accepted marks not written; a crash would leave %s rows unknown", self.key, len(batch))
 
+    def _accepted_command(self, batch: dict[str, str]) -> tuple[str, ...]:
+        return ("HSET", f"{self.key}:accepted", *(item for pair in batch.items() for item in pair))  # TTL: begin()
+
     def _accepted_write(self, batch: dict[str, str]) -> None:
-        self.redis.hset(f"{self.key}:accepted", mapping=batch)  # its TTL was set by begin()
+        self.line.call(self._accepted_command(batch))
 
     def forget(self) -> None:
         try:
-            self.redis.delete(f"{self.key}:claimed", f"{self.key}:started", f"{self.key}:accepted")
+            self.line.call(("DEL", f"{self.key}:claimed", f"{self.key}:started", f"{self.key}:accepted"))
         except Exception:
             logger.warning("could not delete %s (it expires)", self.key)
 
@@ -153,6 +168,43 @@ class StartMarks:
             logger.warning("push %s: start marks unreadable; every stuck row becomes unknown", push_id, exc_info=True)
             return Recovered(set(), {})
         return Recovered(unsent, accepted)
+
+
+class _Line:
+    """One connection to Redis of the process's own (with the client's settings), for the start marks: a few commands
+    sent together and their answers read, without the client's per-command work (taking a connection from its pool
+    and checking it, the retry wrapper), which cost about twice the round trip itself. One command at a time from all
+    threads (a lock); a failed call drops the connection (the next call connects again) and raises."""
+
+    def __init__(self, redis) -> None:
+        pool = redis.connection_pool
+        self.connection = pool.connection_class(**pool.connection_kwargs)
+        self.lock = threading.Lock()
+
+    def call(self, *commands: tuple[Any, ...]) -> list[Any]:
+        with self.lock:
+            connection = self.connection
+            try:
+                connection.send_packed_command(connection.pack_commands(commands))
+                return [connection.read_response() for _ in commands]
+            except BaseException:
+                connection.disconnect()  # answers of the other commands may be left unread
+                raise
+
+
+_lines: dict[int, tuple[Any, int, _Line]] = {}
+_lines_lock = threading.Lock()
+
+
+def _line(redis) -> _Line:
+    """The process's line for a Redis client (a new one after fork: a connection is never shared between processes)."""
+    entry = _lines.get(id(redis))
+    if entry is None or entry[0] is not redis or entry[1] != os.getpid():
+        with _lines_lock:
+            entry = _lines.get(id(redis))
+            if entry is None or entry[0] is not redis or entry[1] != os.getpid():
+                entry = _lines[id(redis)] = (redis, os.getpid(), _Line(redis))
+    return entry[2]
 
 
 def _member(delivery_id: int, attempts: int) -> str:

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from accounts.models import FollowEvent, Interaction
+from accounts.models import FollowEvent, Interaction, Subscriber
 from tests.fixtures.wechat_payloads import MODES, CallbackPoster, build_message
 from wechat_crm.wechat import dispatch
 from wechat_crm.wechat import xml as wxml
@@ -154,11 +154,29 @@ def test_a_text_message_costs_one_query(wechat_callback, django_assert_num_queri
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_text_message_from_a_new_subscriber_costs_one_query(wechat_callback, django_assert_num_queries):
+def test_a_text_message_from_a_subscriber_we_hold_costs_one_query_that_leaves_their_row_alone(
+    wechat_callback, django_assert_num_queries
+):
     wechat_callback.post(build_message("text", openid="oWarm_up"))  # in-process caches of reply rules filled
+    wechat_callback.post(build_message("subscribe", openid="oHeld_subscriber"))
+    before = Subscriber.objects.filter(openid="oHeld_subscriber").values().get()
 
     with django_assert_num_queries(1):
+        wechat_callback.post(build_message("text", openid="oHeld_subscriber"))
+
+    # Its last_interaction_at moves in the follow-ups (accounts.events.touch), not in the request.
+    assert Subscriber.objects.filter(openid="oHeld_subscriber").values().get() == before
+    assert Interaction.objects.filter(subscriber__openid="oHeld_subscriber", kind="text").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_text_message_from_an_openid_we_do_not_hold_costs_two_queries(wechat_callback, django_assert_num_queries):
+    wechat_callback.post(build_message("text", openid="oWarm_up"))  # in-process caches of reply rules filled
+
+    with django_assert_num_queries(2):  # the lookup finds no one (nothing stored), then the subscriber is created
         wechat_callback.post(build_message("text", openid="oNew_subscriber"))
+
+    assert Interaction.objects.get(subscriber__openid="oNew_subscriber").kind == "text"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -187,7 +205,7 @@ def test_the_record_statement_is_prepared_once_per_connection(wechat_callback):
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), max(generic_plans + custom_plans) FROM pg_prepared_statements WHERE statement LIKE %s",
-            ['WITH s AS (INSERT INTO "accounts_subscriber"%'],
+            ['WITH e AS (SELECT id FROM "accounts_subscriber"%'],
         )
         statements, executions = cursor.fetchone()
     assert statements == 1

@@ -76,9 +76,29 @@ def test_the_follow_ups_of_every_kind_are_each_given_once_in_one_order():
         assert len(set(route.follow_ups)) == len(route.follow_ups)
 
 
+def test_a_message_from_a_subscriber_moves_last_interaction_at_before_anything_else_follows():
+    """The callback leaves last_interaction_at of a subscriber we hold to the first follow-up (accounts.touch), so
+    that what follows in the batch (auto-replies, journeys, the send policy) reads it moved; a table that forgets
+    the touch, or a kind the readers that cannot wait (kinds.TOUCHED_LATER) do not know of, is refused at import."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from accounts import events
+
+    for kind in kinds.TOUCHED_LATER:
+        assert dispatch.ROUTES[kind].follow_ups[0] is events.touch
+    assert dispatch.FOLLOW_UP_ORDER.index(events.touch) < dispatch.FOLLOW_UP_ORDER.index(dispatch.conversations.score)
+
+    forgot = {**dispatch.ROUTES, "text": dispatch.Route(follow_ups=(dispatch.campaigns.stage_advance,))}
+    with pytest.raises(ImproperlyConfigured, match=r"accounts\.touch"):
+        dispatch.touch_check(forgot, dispatch.DEFAULT_ROUTE)
+    unnamed = {**dispatch.ROUTES, "location_event": dispatch.Route(follow_ups=(events.touch,))}
+    with pytest.raises(ImproperlyConfigured, match="TOUCHED_LATER"):
+        dispatch.touch_check(unnamed, dispatch.DEFAULT_ROUTE)
+
+
 def test_the_named_groups_of_kinds_are_kinds_of_the_enumeration():
     groups = [kinds.MESSAGES, kinds.MENU_EVENTS, kinds.SUBSCRIBER_ORIGINATED, kinds.WINDOW_OPENING, kinds.ENGAGING,
-              kinds.MENU_CLICKS, kinds.SYSTEM_REPORTS]  # fmt: skip
+              kinds.MENU_CLICKS, kinds.SYSTEM_REPORTS, kinds.TOUCHED_LATER]  # fmt: skip
     for group in groups:
         assert group <= set(InteractionKind.values)
     assert InteractionKind.LOCATION_EVENT not in kinds.SUBSCRIBER_ORIGINATED | kinds.WINDOW_OPENING
