@@ -42,8 +42,12 @@ class Conversation(models.Model):
         ordering = ["-unanswered", "-last_inbound_at"]
         indexes = [
             models.Index(fields=["-unanswered", "-last_inbound_at"], name="conversation_inbox_idx"),
-            # The dashboard's "waiting longest" and its count of waiting conversations.
-            models.Index(fields=["waiting_since"], name="conversation_waiting_idx", condition=Q(unanswered__gt=0)),
+            # The dashboard's "waiting longest" and its count of waiting conversations. The id breaks ties in the
+            # index itself: with only waiting_since, conversations waiting since the same instant were all read and
+            # sorted to find the first (100,000 of them, each joined to its subscriber: 390 ms at 1M subscribers).
+            models.Index(
+                fields=["waiting_since", "id"], name="conversation_waiting_idx2", condition=Q(unanswered__gt=0)
+            ),
         ]
 
     def __str__(self) -> str:
