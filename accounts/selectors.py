@@ -31,11 +31,16 @@ def touches_pending(*, since: datetime) -> QuerySet[Interaction]:
     return Interaction.objects.filter(processed_at__isnull=True, kind__in=kinds.TOUCHED_LATER, created_at__gte=since)
 
 
+def touch_pending(since: datetime) -> Exists:
+    """For a subscribers queryset: the subscriber has a message since `since` whose follow-ups have not moved its
+    last_interaction_at yet (touches_pending)."""
+    return Exists(touches_pending(since=since).filter(subscriber_id=OuterRef("pk")))
+
+
 def interacted_since(since: datetime) -> Q:
     """Subscribers whose last interaction is at or after `since`, counting the messages whose follow-ups have not
-    run yet (touches_pending). Its negation with last_interaction_at__lt is "silent since"."""
-    pending = touches_pending(since=since).filter(subscriber_id=OuterRef("pk"))
-    return Q(last_interaction_at__gte=since) | Q(Exists(pending))
+    run yet (touch_pending). Its negation with last_interaction_at__lt is "silent since"."""
+    return Q(last_interaction_at__gte=since) | Q(touch_pending(since))
 
 
 def subscribers_list() -> QuerySet[Subscriber]:

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Subscriber, Tag
-from accounts.selectors import interacted_since, touches_pending
+from accounts.selectors import interacted_since, touch_pending
 
 from ..errors import SegmentInvalid
 from ..models import Segment, Topic
@@ -214,7 +214,7 @@ def _compile_rule(rule: Mapping[str, Any], now: dt.datetime) -> Q:
             older = Q(**{f"{field}__lt": at}) | (Q(**{f"{field}__isnull": True}) if never else Q())
             if kind == "followed":
                 return older
-            return older & ~Exists(touches_pending(since=at).filter(subscriber_id=OuterRef("pk")))
+            return older & ~touch_pending(at)
 
         q = Q()
         if "within_days" in rule:

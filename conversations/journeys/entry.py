@@ -24,7 +24,7 @@ from django.utils import timezone
 from accounts import kinds
 from accounts.kinds import InteractionKind as Kind
 from accounts.models import Interaction, Subscriber
-from accounts.selectors import touches_pending
+from accounts.selectors import touch_pending
 from wechat_crm.db import rows_insert
 
 from ..models import ChannelTopic, Journey, JourneyEnrollment, JourneyStep
@@ -288,7 +288,7 @@ def journeys_enter_dormant(*, now: dt.datetime | None = None) -> int:
             Subscriber.objects.filter(is_following=True, last_interaction_at__lt=cutoff)
             .filter(Exists(was_active))
             # A message whose follow-ups (which move last_interaction_at) have not run yet ends the silence already.
-            .exclude(Exists(touches_pending(since=cutoff).filter(subscriber_id=OuterRef("pk"))))
+            .exclude(touch_pending(cutoff))
             .exclude(
                 Exists(
                     JourneyEnrollment.objects.filter(
